@@ -1,0 +1,54 @@
+# Type stub of the compiled module mgfast._core (src/python/bindings.cpp). Private: use mgfast.
+import numpy as np
+
+__version__: str
+built_with_cuda: bool
+N_PIX: int
+N_ARMS: int
+RESOLVING_POWER: float
+DLNLAMBDA: float
+ARMS: list[tuple[str, float, float, int, int]]
+PIXEL_FLAGS: dict[str, int]
+SPECTRUM_FLAGS: dict[str, int]
+
+def cuda_device_count() -> int: ...
+def cuda_device_name(device: int) -> str: ...
+def arm_npix_from_rule(arm: int) -> int: ...
+def grid_wavelength() -> np.ndarray: ...
+def grid_lo_edge() -> np.ndarray: ...
+def grid_hi_edge() -> np.ndarray: ...
+def grid_arm_index() -> np.ndarray: ...
+def grid_edge_distance() -> np.ndarray: ...
+def pixel_of_wavelength(lam: np.ndarray) -> np.ndarray: ...
+def wavelength_of_pixel(x: np.ndarray) -> np.ndarray: ...
+def preprocess(
+    flux: np.ndarray,
+    wave: np.ndarray | None,
+    err: np.ndarray | None,
+    mask: np.ndarray | None,
+    resolution: np.ndarray | None,
+    err_is_ivar: bool,
+    bad_bits: int,
+    normalise: bool,
+    min_pixel_good: float,
+    min_arm_good: float,
+    knot_spacing: float,
+    penalty: float,
+    clip_low: float,
+    clip_high: float,
+    grow: int,
+    max_iter: int,
+    sigma_floor: float,
+    return_continuum: bool,
+    device: str,
+    threads: int,
+) -> dict[str, np.ndarray]: ...
+def lsf_degrade(
+    wave: np.ndarray,
+    flux: np.ndarray,
+    err: np.ndarray | None,
+    resolution: np.ndarray,
+    r_out: float,
+    threads: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+LINES: dict[str, tuple[float, float, float]]

@@ -1,0 +1,22 @@
+"""Atomic data of the lines mgfast uses, as defined once in the core (``src/cpp/atomic.hpp``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import _core
+
+
+@dataclass(frozen=True)
+class Line:
+    name: str
+    wavelength: float  # rest, vacuum Å
+    f: float  # oscillator strength
+    gamma: float  # damping constant, s^-1
+
+
+LINES: dict[str, Line] = {k: Line(k, *v) for k, v in _core.LINES.items()}
+MGII_2796: Line = LINES["MgII 2796"]
+MGII_2803: Line = LINES["MgII 2803"]
+
+__all__ = ["LINES", "MGII_2796", "MGII_2803", "Line"]

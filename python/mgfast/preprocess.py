@@ -1,0 +1,260 @@
+"""Bring spectra on any wavelength grid onto the 4MOST grid: the Python face of the core.
+
+Validation happens here (each problem a ``ValueError`` naming the argument); the work happens in
+C++ (threads) or CUDA, with the GIL released. See docs/preprocessing.md for the method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core, grid
+from .flags import ARM_MISSING, SpectrumFlag
+
+
+@dataclass(frozen=True)
+class ContinuumOptions:
+    """Continuum fit (penalised cubic B-spline with asymmetric sigma clipping), per arm."""
+
+    knot_spacing: float = 40.0  # pixels between knots (15 km/s each: 600 km/s)
+    penalty: float = 1.0  # second-difference penalty, relative to the data per knot
+    clip_low: float = 2.5  # reject pixels this many sigma below the fit (absorption)
+    clip_high: float = 3.0  # and this many above
+    grow: int = 4  # grow rejected absorption by this many pixels either side
+    max_iter: int = 15
+    sigma_floor: float = 0.01  # clipping scale never below this fraction of the continuum
+
+
+@dataclass(frozen=True)
+class Preprocessed:
+    """Spectra on the grid. Arrays are (N, N_PIX), or (N_PIX,) when one spectrum went in."""
+
+    flux: np.ndarray  # float32, continuum-normalised, 1 where masked
+    ivar: np.ndarray  # float32 inverse variance of flux, 0 where masked or errors unknown
+    pixmask: np.ndarray  # uint8 PixelFlag bits, 0 where the pixel is good
+    flags: np.ndarray  # uint32 SpectrumFlag bits per spectrum
+    n_masked: np.ndarray  # int32 masked pixels per arm, (N, 3)
+    continuum: np.ndarray | None = field(default=None)  # fitted continuum, when asked for
+
+    @property
+    def err(self) -> np.ndarray:
+        """1-sigma error of flux; inf where the pixel carries no weight."""
+        with np.errstate(divide="ignore"):
+            return np.where(self.ivar > 0, 1.0 / np.sqrt(self.ivar), np.inf).astype(np.float32)
+
+    @property
+    def arm_missing(self) -> np.ndarray:
+        """Boolean (N, 3) (or (3,)): which arms were dropped."""
+        f = np.asarray(self.flags)
+        return np.stack([(f & int(b)) != 0 for b in ARM_MISSING], axis=-1)
+
+
+def _real_array(x: npt.ArrayLike, name: str, dtype: type) -> np.ndarray:
+    a = np.asarray(x)
+    if a.dtype == object or not (
+        np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)
+    ):
+        raise ValueError(f"{name}: expected real numbers, got an array of dtype {a.dtype}")
+    if a.size == 0:
+        raise ValueError(f"{name}: empty array (shape {a.shape})")
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _per_spectrum(x: npt.ArrayLike | None, n: int, name: str) -> np.ndarray | None:
+    if x is None:
+        return None
+    if np.ndim(x) == 0:
+        x = np.full(n, x)
+    a = _real_array(x, name, np.float64)
+    if a.shape != (n,):
+        raise ValueError(f"{name}: expected a scalar or one value per spectrum ({n}), got {a.shape}")
+    if not np.all(np.isfinite(a) & (a > 0)):
+        raise ValueError(f"{name}: resolving power must be finite and positive")
+    return a
+
+
+def _is_grid(wave: np.ndarray) -> bool:
+    g = grid.wavelength()
+    return wave.shape[-1] == g.size and bool(
+        np.all(np.abs(wave - g) <= 1e-9 * g)
+    )
+
+
+def preprocess(
+    flux: npt.ArrayLike,
+    wave: npt.ArrayLike | None = None,
+    err: npt.ArrayLike | None = None,
+    *,
+    ivar: npt.ArrayLike | None = None,
+    mask: npt.ArrayLike | None = None,
+    bad_bits: int = 0xFFFFFFFF,
+    resolution: float | npt.ArrayLike | None = None,
+    normalised: bool = True,
+    missing_arm: Literal["flag", "raise"] = "flag",
+    allow_empty: bool = False,
+    continuum: ContinuumOptions | None = None,
+    min_pixel_good: float = 0.5,
+    min_arm_good: float = 0.5,
+    return_continuum: bool = False,
+    device: str = "cpu",
+    threads: int = 0,
+) -> Preprocessed:
+    """Resample, mask and (optionally) continuum-normalise spectra onto the 4MOST grid.
+
+    Parameters
+    ----------
+    flux : (N, n) or (n,) array
+        Flux densities. Without ``wave`` they must already be on the grid (n = N_PIX): the fast
+        path, which only masks and fills.
+    wave : (n,) or (N, n) array, optional
+        Vacuum wavelengths in Å of the pixel centres, strictly increasing.
+    err, ivar : arrays like flux, optional
+        1-sigma errors or inverse variances (not both). Pixels with err <= 0, ivar <= 0 or
+        non-finite values are masked.
+    mask : integer array like flux, optional
+        Quality bits; a pixel is masked when ``mask & bad_bits`` is non-zero.
+    resolution : float or (N,) array, optional
+        Resolving power of the input. Finer than R = 20000 is degraded with a Gaussian LSF;
+        coarser is only rebinned and flagged LOW_RESOLUTION. Default: 20000.
+    normalised : bool
+        Whether flux is already continuum-normalised. If False, a continuum is fitted per arm.
+    missing_arm : "flag" or "raise"
+        An arm with under ``min_arm_good`` of its pixels usable is masked and flagged
+        (ARM_MISSING_*), or raises ``ValueError``.
+    allow_empty : bool
+        Keep spectra with no usable pixel at all (flagged ALL_MASKED) instead of raising.
+    min_pixel_good : float
+        An output pixel needs this fraction of its width covered by good input, or it is masked.
+    device : "cpu" or "cuda[:N]"
+    threads : int
+        CPU threads (0: all).
+    """
+    single = np.ndim(flux) == 1
+    f = _real_array(flux, "flux", np.float32)
+    if single:
+        f = f[None, :]
+    if f.ndim != 2:
+        raise ValueError(f"flux: expected shape (N, n_pix) or (n_pix,), got {f.shape}")
+    n_spec, n_in = f.shape
+    no_finite = ~np.isfinite(f).any(axis=1)
+    if no_finite.any() and not allow_empty:
+        idx = np.flatnonzero(no_finite)
+        raise ValueError(
+            f"flux: spectrum {_list(idx)} has no finite value (NaN/inf everywhere); "
+            "drop it or pass allow_empty=True to keep it flagged ALL_MASKED"
+        )
+
+    w = None
+    if wave is not None:
+        w = _real_array(wave, "wave", np.float64)
+        if single and w.ndim == 1 and w.shape[0] != n_in:
+            raise ValueError(f"wave: {w.shape[0]} values for {n_in} flux pixels")
+        if w.shape not in ((n_in,), (n_spec, n_in)):
+            raise ValueError(f"wave: shape {w.shape} matches neither ({n_in},) nor {f.shape}")
+        if not np.all(np.isfinite(w)):
+            raise ValueError("wave: contains NaN or inf")
+        if not np.all(np.diff(w, axis=-1) > 0):
+            raise ValueError("wave: wavelengths must increase strictly along each spectrum")
+    elif n_in != grid.N_PIX:
+        raise ValueError(
+            f"flux: {n_in} pixels but no wave given; spectra off the grid need wave "
+            f"(the grid has {grid.N_PIX} pixels)"
+        )
+
+    if err is not None and ivar is not None:
+        raise ValueError("err, ivar: give one or the other, not both")
+    e, is_ivar = None, False
+    for name, arr in (("err", err), ("ivar", ivar)):
+        if arr is not None:
+            e = _real_array(arr, name, np.float32)
+            if single:
+                e = e[None, :] if e.ndim == 1 else e
+            if e.shape != f.shape:
+                raise ValueError(f"{name}: shape {e.shape} differs from flux's {f.shape}")
+            is_ivar = name == "ivar"
+    m = None
+    if mask is not None:
+        m0 = np.asarray(mask)
+        if not (np.issubdtype(m0.dtype, np.integer) or m0.dtype == bool):
+            raise ValueError(f"mask: expected integer bits or booleans, got dtype {m0.dtype}")
+        m = np.ascontiguousarray(m0.astype(np.uint32))
+        if single:
+            m = m[None, :] if m.ndim == 1 else m
+        if m.shape != f.shape:
+            raise ValueError(f"mask: shape {m.shape} differs from flux's {f.shape}")
+    r = _per_spectrum(resolution, n_spec, "resolution")
+    if missing_arm not in ("flag", "raise"):
+        raise ValueError(f"missing_arm: expected 'flag' or 'raise', got {missing_arm!r}")
+    for name, v in (("min_pixel_good", min_pixel_good), ("min_arm_good", min_arm_good)):
+        if not 0.0 < v <= 1.0:
+            raise ValueError(f"{name}: must lie in (0, 1], got {v}")
+
+    # Already on the grid and not finer than it: skip resampling (the fast path).
+    if w is not None and _is_grid(w) and (r is None or np.all(r <= grid.RESOLVING_POWER)):
+        w = None
+    c = continuum or ContinuumOptions()
+    out = _core.preprocess(
+        f, w, e, m, r, is_ivar, int(bad_bits) & 0xFFFFFFFF, not normalised,
+        float(min_pixel_good), float(min_arm_good), float(c.knot_spacing), float(c.penalty),
+        float(c.clip_low), float(c.clip_high), int(c.grow), int(c.max_iter), float(c.sigma_floor),
+        bool(return_continuum), device, int(threads),
+    )  # fmt: skip
+
+    flags = out["flags"]
+    if not allow_empty:
+        empty = np.flatnonzero(flags & int(SpectrumFlag.ALL_MASKED))
+        if empty.size:
+            raise ValueError(
+                f"flux: spectrum {_list(empty)} has no usable pixel on the grid (all NaN, "
+                "masked, with error <= 0, or outside the arms); pass allow_empty=True to keep it"
+            )
+    if missing_arm == "raise":
+        for a, bit in enumerate(ARM_MISSING):
+            hit = np.flatnonzero(flags & int(bit))
+            if hit.size:
+                raise ValueError(
+                    f"flux: spectrum {_list(hit)} misses the {grid.ARMS[a].name} arm "
+                    f"({grid.ARMS[a].lo:.0f}-{grid.ARMS[a].hi:.0f} Å: under "
+                    f"{min_arm_good:.0%} of it usable); pass missing_arm='flag' to keep it masked"
+                )
+    if single:
+        out = {k: v[0] for k, v in out.items()}
+    return Preprocessed(**out)
+
+
+def lsf_degrade(
+    wave: npt.ArrayLike,
+    flux: npt.ArrayLike,
+    resolution: float | npt.ArrayLike,
+    err: npt.ArrayLike | None = None,
+    r_out: float = grid.RESOLVING_POWER,
+    threads: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Degrade spectra from ``resolution`` to ``r_out`` on their own pixels (Gaussian LSF).
+
+    The same step ``preprocess`` applies before rebinning, exposed for checking. Returns flux
+    (NaN where bad), err (0 where bad) and a good-pixel mask.
+    """
+    single = np.ndim(flux) == 1
+    f = _real_array(flux, "flux", np.float32)
+    f = f[None, :] if single else f
+    w = _real_array(wave, "wave", np.float64)
+    e = None if err is None else _real_array(err, "err", np.float32)
+    if e is not None and single:
+        e = e[None, :]
+    r = _per_spectrum(resolution, f.shape[0], "resolution")
+    fo, eo, go = _core.lsf_degrade(w, f, e, r, float(r_out), int(threads))
+    go = go.astype(bool)
+    return (fo[0], eo[0], go[0]) if single else (fo, eo, go)
+
+
+def _list(idx: np.ndarray, limit: int = 10) -> str:
+    s = ", ".join(str(i) for i in idx[:limit])
+    return s + (f" … ({idx.size} in all)" if idx.size > limit else "")
+
+
+__all__ = ["ContinuumOptions", "Preprocessed", "lsf_degrade", "preprocess"]

@@ -1,0 +1,172 @@
+// Continuum fitting of one arm, shared by the CPU and CUDA paths: a penalised cubic B-spline
+// (P-spline, Eilers & Marx 1996) with iterative asymmetric sigma clipping. Absorption (pixels
+// well below the fit) is rejected and the rejection grown by a few pixels, so that a strong
+// MgII doublet is bridged rather than followed; emission lines, which are broad (FWHM >~ 2000
+// km/s, >~ 130 pixels), are followed because the knots are closer than that. docs/preprocessing.md
+// says where this fails.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "hd.hpp"
+
+namespace mgfast::continuum {
+
+// Most B-spline coefficients per arm; bounds the fixed-size work arrays (about 10 kB per fit).
+constexpr int kMaxBasis = 256;
+
+struct Params {
+  double knot_spacing = 40.0;  // pixels between knots (40 pixels = 600 km/s)
+  double penalty = 1.0;        // weight of the second-difference penalty, per data point per knot
+  double clip_low = 2.5;       // reject pixels this many sigma below the fit (absorption)
+  double clip_high = 3.0;      // ... and this many above (noise spikes, residuals)
+  int grow = 4;                // rejected absorption grows by this many pixels each side
+  int max_iter = 15;
+  double min_fraction = 0.2;   // fewer retained pixels than this fraction of the arm: failure
+  double sigma_floor = 0.01;   // clipping scale never below this fraction of the continuum, so
+                               // that noiseless or very high-SNR spectra do not clip everything
+};
+
+// Number of B-spline coefficients used for an arm of n pixels.
+MGFAST_HD int n_basis(int n, double knot_spacing) {
+  int nseg = static_cast<int>(ceil((n - 1) / knot_spacing));
+  if (nseg < 1) nseg = 1;
+  return nseg + 3;
+}
+
+// Uniform cubic B-spline basis at x (pixels): segment index and the 4 non-zero values.
+MGFAST_HD int bspline_basis(double x, double h, int nseg, double b[4]) {
+  int s = static_cast<int>(x / h);
+  if (s > nseg - 1) s = nseg - 1;
+  if (s < 0) s = 0;
+  const double t = x / h - s, u = 1.0 - t;
+  b[0] = u * u * u / 6.0;
+  b[1] = (3.0 * t * t * t - 6.0 * t * t + 4.0) / 6.0;
+  b[2] = (-3.0 * t * t * t + 3.0 * t * t + 3.0 * t + 1.0) / 6.0;
+  b[3] = t * t * t / 6.0;
+  return s;
+}
+
+// Solves the symmetric positive-definite banded system (half bandwidth 3, band[i][k] = A[i][i+k])
+// in place by LDL^T; the solution overwrites rhs. Returns false if a pivot is not positive.
+MGFAST_HD bool solve_band4(int m, double (*band)[4], double* rhs) {
+  for (int i = 0; i < m; ++i) {
+    // band[i][0] becomes d_i; band[i][k] (k>0) becomes l_{i+k,i}.
+    for (int k = 1; k <= 3 && i - k >= 0; ++k) {
+      const int j = i - k;  // previous row, already factored
+      const double lij = band[j][k];
+      band[i][0] -= lij * lij * band[j][0];
+      for (int q = 1; q <= 3 - k; ++q) band[i][q] -= lij * band[j][k + q] * band[j][0];
+    }
+    if (!(band[i][0] > 0.0)) return false;
+    for (int q = 1; q <= 3 && i + q < m; ++q) band[i][q] /= band[i][0];
+  }
+  for (int i = 0; i < m; ++i)
+    for (int k = 1; k <= 3 && i - k >= 0; ++k) rhs[i] -= band[i - k][k] * rhs[i - k];
+  for (int i = 0; i < m; ++i) rhs[i] /= band[i][0];
+  for (int i = m - 1; i >= 0; --i)
+    for (int k = 1; k <= 3 && i + k < m; ++k) rhs[i] -= band[i][k] * rhs[i + k];
+  return true;
+}
+
+// Clipping scale of pixel i: its error (or the arm's scatter) with the floor added in quadrature.
+MGFAST_HD double clip_scale(const float* ivar, int i, double global_sigma, double cont,
+                            const Params& p) {
+  const double s2 = ivar ? 1.0 / static_cast<double>(ivar[i]) : global_sigma * global_sigma;
+  const double f = p.sigma_floor * cont;
+  return sqrt(s2 + f * f);
+}
+
+// Fits the continuum of one arm of n pixels. flux and ivar (may be null: then the scatter about
+// the fit sets the clipping scale) are the arm's pixels; good marks usable ones; work holds n
+// bytes of scratch; cont receives the continuum. Returns false (cont untouched beyond garbage)
+// when too few pixels survive or the fit is not positive.
+MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::uint8_t* good,
+                       std::uint8_t* work, float* cont, const Params& p) {
+  constexpr std::uint8_t kUse = 1, kLow = 2;
+  const int m = n_basis(n, p.knot_spacing);
+  if (m > kMaxBasis || n < 8) return false;
+  const int nseg = m - 3;
+  const double h = (n - 1) / static_cast<double>(nseg);
+  double band[kMaxBasis][4];
+  double coef[kMaxBasis];
+  int min_keep = static_cast<int>(p.min_fraction * n);
+  if (min_keep < 8) min_keep = 8;
+
+  for (int i = 0; i < n; ++i) work[i] = good[i] ? kUse : 0;
+  bool fitted = false;
+  for (int it = 0; it < p.max_iter; ++it) {
+    for (int k = 0; k < m; ++k) {
+      band[k][0] = band[k][1] = band[k][2] = band[k][3] = 0.0;
+      coef[k] = 0.0;
+    }
+    int used = 0;
+    double b[4];
+    for (int i = 0; i < n; ++i) {
+      if (!(work[i] & kUse)) continue;
+      ++used;
+      const int s = bspline_basis(i, h, nseg, b);
+      for (int a = 0; a < 4; ++a) {
+        coef[s + a] += b[a] * flux[i];
+        for (int c = a; c < 4; ++c) band[s + a][c - a] += b[a] * b[c];
+      }
+    }
+    if (used < min_keep) return false;
+    // Second-difference penalty, scaled so that its strength does not depend on how many pixels
+    // a coefficient sees.
+    const double lam = p.penalty * used / m;
+    const double d[3] = {1.0, -2.0, 1.0};
+    for (int k = 0; k + 2 < m; ++k)
+      for (int a = 0; a < 3; ++a)
+        for (int c = a; c < 3; ++c) band[k + a][c - a] += lam * d[a] * d[c];
+    for (int k = 0; k < m; ++k) band[k][0] += 1e-9 * (1.0 + band[k][0]);
+    if (!solve_band4(m, band, coef)) return false;
+
+    double ss = 0.0;
+    for (int i = 0; i < n; ++i) {
+      const int s = bspline_basis(i, h, nseg, b);
+      const double c = b[0] * coef[s] + b[1] * coef[s + 1] + b[2] * coef[s + 2] + b[3] * coef[s + 3];
+      cont[i] = static_cast<float>(c);
+      if (work[i] & kUse) ss += (flux[i] - c) * (flux[i] - c);
+    }
+    const double global_sigma = sqrt(ss / used);
+
+    // New rejection from all good pixels (not cumulative, so a pixel wrongly clipped early,
+    // e.g. on an emission-line peak the fit had not yet reached, comes back).
+    for (int i = 0; i < n; ++i) {
+      work[i] &= kUse;
+      if (!good[i]) continue;
+      const double r = (flux[i] - cont[i]) / clip_scale(ivar, i, global_sigma, cont[i], p);
+      if (r < -p.clip_low) work[i] |= kLow;
+    }
+    // Grow each rejected absorption pixel by p.grow pixels either side (bit 4 marks "near a
+    // low pixel on the right", found in a backward sweep; the forward sweep adds the left).
+    constexpr std::uint8_t kNear = 4;
+    int next_low = n + p.grow + 1;
+    for (int i = n - 1; i >= 0; --i) {
+      if (work[i] & kLow) next_low = i;
+      if (next_low - i <= p.grow) work[i] |= kNear;
+    }
+    bool changed = false;
+    int prev_low = -p.grow - 1;
+    for (int i = 0; i < n; ++i) {
+      if (work[i] & kLow) prev_low = i;
+      bool use = good[i] != 0 && !(work[i] & kNear) && i - prev_low > p.grow;
+      if (use) {
+        if ((flux[i] - cont[i]) / clip_scale(ivar, i, global_sigma, cont[i], p) > p.clip_high)
+          use = false;
+      }
+      if (use != ((work[i] & kUse) != 0)) changed = true;
+      work[i] = use ? kUse : 0;
+    }
+    fitted = true;
+    if (!changed) break;
+  }
+  if (!fitted) return false;
+  for (int i = 0; i < n; ++i)
+    if (!(cont[i] > 0.0f) || !is_finite(cont[i])) return false;
+  return true;
+}
+
+}  // namespace mgfast::continuum

@@ -1,0 +1,186 @@
+// CPU driver of the preprocessing stages: spectra are split across threads, each thread runs all
+// stages of one spectrum in turn with its own scratch rows.
+#include "preprocess.hpp"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "parallel.hpp"
+
+namespace mgfast {
+
+using pipeline::Batch;
+using pipeline::Options;
+using pipeline::Output;
+
+namespace {
+
+void check_increasing(const double* w, int n, const std::string& what) {
+  for (int j = 0; j < n; ++j) {
+    if (!std::isfinite(w[j]) || w[j] <= 0.0)
+      throw std::invalid_argument(what + ": wavelength at index " + std::to_string(j) +
+                                  " is not a finite positive number");
+    if (j > 0 && !(w[j] > w[j - 1]))
+      throw std::invalid_argument(what + ": wavelengths must increase strictly, but index " +
+                                  std::to_string(j) + " does not exceed the one before");
+  }
+}
+
+// Pixel edges of one input row in Å and, when degrading, in ln λ.
+void input_edges(const double* wave, int n, std::vector<double>& edge, std::vector<double>& lnedge,
+                 bool want_ln) {
+  edge.resize(n + 1);
+  for (int k = 0; k <= n; ++k) edge[k] = resample::input_edge(wave, n, k);
+  if (want_ln) {
+    lnedge.resize(n + 1);
+    for (int k = 0; k <= n; ++k) lnedge[k] = std::log(edge[k]);
+  }
+}
+
+struct Scratch {
+  std::vector<std::uint8_t> good, sgood, work;
+  std::vector<double> var, svar, edge, lnedge;
+  std::vector<float> sflux, cont;
+};
+
+}  // namespace
+
+void validate_batch(const Batch& b) {
+  if (b.n_spec < 0) throw std::invalid_argument("flux: negative number of spectra");
+  if (b.flux == nullptr && b.n_spec > 0) throw std::invalid_argument("flux: missing");
+  if (b.on_grid) {
+    if (b.n_in != grid::kNPix)
+      throw std::invalid_argument("flux: on-grid input needs " + std::to_string(grid::kNPix) +
+                                  " pixels per spectrum, got " + std::to_string(b.n_in));
+  } else {
+    if (b.n_in < 2) throw std::invalid_argument("wave: need at least 2 pixels per spectrum");
+    if (b.wave == nullptr) throw std::invalid_argument("wave: missing for off-grid input");
+    const int rows = b.wave_per_spectrum ? b.n_spec : 1;
+    for (int r = 0; r < rows; ++r)
+      check_increasing(b.wave + static_cast<long long>(r) * b.n_in, b.n_in,
+                       b.wave_per_spectrum ? "wave[" + std::to_string(r) + "]" : "wave");
+  }
+  if (b.r_in) {
+    for (int s = 0; s < b.n_spec; ++s)
+      if (!(b.r_in[s] > 0.0) || !std::isfinite(b.r_in[s]))
+        throw std::invalid_argument("resolution[" + std::to_string(s) +
+                                    "]: resolving power must be finite and positive");
+    if (b.on_grid)
+      for (int s = 0; s < b.n_spec; ++s)
+        if (pipeline::sigma_for(b, s) > 0.0)
+          throw std::invalid_argument("resolution: on-grid input cannot be degraded (the grid "
+                                      "samples R = 20000 at one pixel per element); pass wave");
+  }
+}
+
+void preprocess_cpu(const Batch& b, const Options& o, Output& out, int threads) {
+  validate_batch(b);
+  const int n_in = b.n_in;
+  const bool any_smooth = [&] {
+    for (int s = 0; s < b.n_spec; ++s)
+      if (pipeline::sigma_for(b, s) > 0.0) return true;
+    return false;
+  }();
+  // Edges of a shared wavelength row are computed once for all spectra.
+  std::vector<double> shared_edge, shared_lnedge;
+  if (!b.on_grid && !b.wave_per_spectrum) input_edges(b.wave, n_in, shared_edge, shared_lnedge, any_smooth);
+
+  const int nt = resolve_threads(threads);
+  std::vector<Scratch> scratch(nt);
+  parallel_for(b.n_spec, nt, 16, [&](std::int64_t begin, std::int64_t end, int worker) {
+    Scratch& w = scratch[worker];
+    w.good.resize(n_in);
+    w.var.resize(n_in);
+    w.work.resize(2 * grid::kNPix);
+    w.cont.resize(grid::kNPix);
+    for (std::int64_t s64 = begin; s64 < end; ++s64) {
+      const int s = static_cast<int>(s64);
+      const std::size_t row = static_cast<std::size_t>(s) * grid::kNPix;
+      const double sigma = pipeline::sigma_for(b, s);
+      for (int j = 0; j < n_in; ++j) pipeline::stage_input(b, s, j, w.good.data(), w.var.data());
+
+      const float* flux = b.flux + static_cast<std::size_t>(s) * n_in;
+      const double* var = w.var.data();
+      const std::uint8_t* good = w.good.data();
+      const double* edge = nullptr;
+      if (!b.on_grid) {
+        if (b.wave_per_spectrum) {
+          input_edges(b.wave + static_cast<std::size_t>(s) * n_in, n_in, w.edge, w.lnedge, sigma > 0.0);
+          edge = w.edge.data();
+        } else {
+          edge = shared_edge.data();
+        }
+        if (sigma > 0.0) {
+          const double* lnedge = b.wave_per_spectrum ? w.lnedge.data() : shared_lnedge.data();
+          w.sflux.resize(n_in);
+          w.svar.resize(n_in);
+          w.sgood.resize(n_in);
+          for (int j = 0; j < n_in; ++j)
+            pipeline::stage_smooth(n_in, j, lnedge, flux, var, good, sigma, w.sflux.data(),
+                                   w.svar.data(), w.sgood.data());
+          flux = w.sflux.data();
+          var = w.svar.data();
+          good = w.sgood.data();
+        }
+      }
+
+      float* of = out.flux + row;
+      float* oi = out.ivar + row;
+      std::uint8_t* om = out.pixmask + row;
+      for (int p = 0; p < grid::kNPix; ++p)
+        pipeline::stage_rebin(b, o, p, edge, flux, var, good, of, oi, om);
+
+      float* cont = out.continuum ? out.continuum + row : w.cont.data();
+      for (int p = 0; p < grid::kNPix; ++p) cont[p] = 1.0f;
+      std::uint32_t f = 0u;
+      for (int a = 0; a < grid::kNumArms; ++a)
+        f |= pipeline::stage_arm(o, b.err != nullptr, a, of, oi, om, cont, w.work.data());
+      for (int p = 0; p < grid::kNPix; ++p) pipeline::stage_fill(p, of, oi, om);
+      f |= pipeline::stage_summary(b, s, om, out.n_masked + static_cast<std::size_t>(s) * grid::kNumArms);
+      out.flags[s] = f;
+    }
+  });
+}
+
+void lsf_degrade_cpu(int n_spec, int n_in, const double* wave, bool wave_per_spectrum,
+                     const float* flux, const float* err, const double* r_in, double r_out,
+                     float* flux_out, float* err_out, std::uint8_t* good_out, int threads) {
+  Batch b;
+  b.n_spec = n_spec;
+  b.n_in = n_in;
+  b.wave = wave;
+  b.wave_per_spectrum = wave_per_spectrum;
+  b.flux = flux;
+  b.err = err;
+  b.r_in = r_in;
+  validate_batch(b);
+  if (!(r_out > 0.0)) throw std::invalid_argument("r_out: resolving power must be positive");
+  parallel_for(n_spec, threads, 16, [&](std::int64_t begin, std::int64_t end, int) {
+    std::vector<std::uint8_t> good(n_in);
+    std::vector<double> var(n_in), svar(n_in), edge, lnedge;
+    if (!wave_per_spectrum) input_edges(wave, n_in, edge, lnedge, true);
+    for (std::int64_t s64 = begin; s64 < end; ++s64) {
+      const int s = static_cast<int>(s64);
+      const std::size_t row = static_cast<std::size_t>(s) * n_in;
+      if (wave_per_spectrum) input_edges(wave + row, n_in, edge, lnedge, true);
+      for (int j = 0; j < n_in; ++j) pipeline::stage_input(b, s, j, good.data(), var.data());
+      const double sigma = resample::lsf_sigma_ln(r_in ? r_in[s] : grid::kResolvingPower, r_out);
+      for (int j = 0; j < n_in; ++j) {
+        if (sigma > 0.0) {
+          pipeline::stage_smooth(n_in, j, lnedge.data(), flux + row, var.data(), good.data(), sigma,
+                                 flux_out + row, svar.data(), good_out + row);
+        } else {
+          flux_out[row + j] = flux[row + j];
+          svar[j] = var[j];
+          good_out[row + j] = good[j];
+        }
+        if (err_out) err_out[row + j] = good_out[row + j] ? static_cast<float>(std::sqrt(svar[j])) : 0.0f;
+        if (!good_out[row + j]) flux_out[row + j] = std::nanf("");
+      }
+    }
+  });
+}
+
+}  // namespace mgfast

@@ -1,0 +1,375 @@
+// CUDA driver of the preprocessing stages in pipeline.hpp: the same stage functions the CPU driver
+// calls, launched as one kernel per stage over a bounded chunk of spectra at a time.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "cuda_api.hpp"
+#include "cuda_check.hpp"
+#include "pipeline.hpp"
+
+namespace mgfast::cuda {
+
+using pipeline::Batch;
+using pipeline::Options;
+using pipeline::Output;
+
+namespace {
+
+constexpr int kBlock = 256;
+// The arm kernel has only 3 threads per spectrum, each with ~10 kB of local arrays: small blocks
+// spread those few threads over all SMs instead of piling them onto a handful.
+constexpr int kArmBlock = 32;
+// Grid-stride loops cover any size, so the grid need not grow with the chunk.
+constexpr long long kMaxBlocks = 1LL << 20;
+// Device memory a chunk may use (less when the device has less free).
+constexpr std::size_t kScratchBudget = std::size_t{1} << 30;
+
+// Owns one device allocation, so that every exit path (exceptions included) frees it.
+template <typename T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  ~DeviceBuffer() { release(); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  void allocate(std::size_t n) {
+    release();
+    if (n > 0) MGFAST_CUDA_CHECK(cudaMalloc(&ptr_, n * sizeof(T)));
+  }
+  T* get() const { return ptr_; }
+
+ private:
+  void release() {
+    if (ptr_ != nullptr) cudaFree(ptr_);  // nothing useful to do with an error while unwinding
+    ptr_ = nullptr;
+  }
+  T* ptr_ = nullptr;
+};
+
+// Makes `device` current and restores the caller's device afterwards, so that calling us does not
+// change which GPU the rest of the process talks to.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    MGFAST_CUDA_CHECK(cudaGetDevice(&previous_));
+    MGFAST_CUDA_CHECK(cudaSetDevice(device));
+  }
+  ~DeviceGuard() { cudaSetDevice(previous_); }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
+class Stream {
+ public:
+  Stream() { MGFAST_CUDA_CHECK(cudaStreamCreate(&stream_)); }
+  ~Stream() { cudaStreamDestroy(stream_); }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  cudaStream_t get() const { return stream_; }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
+
+int blocks_for(long long n, int block) {
+  return static_cast<int>(std::min((n + block - 1) / block, kMaxBlocks));
+}
+
+#define MGFAST_GRID_STRIDE(i, n)                                                             \
+  for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
+       i += static_cast<long long>(blockDim.x) * gridDim.x)
+
+// Launches on `stream` and checks the launch itself; execution errors surface at the next
+// synchronising call, which is checked too.
+#define MGFAST_LAUNCH(kernel, n, block, stream, ...)                                 \
+  do {                                                                               \
+    const long long mgfast_n_ = (n);                                                 \
+    if (mgfast_n_ > 0) {                                                             \
+      kernel<<<blocks_for(mgfast_n_, (block)), (block), 0, (stream)>>>(__VA_ARGS__); \
+      MGFAST_CUDA_CHECK(cudaGetLastError());                                         \
+    }                                                                                \
+  } while (0)
+
+// Input-pixel edges (Å) of `rows` wavelength rows, and their logarithms when degrading.
+__global__ void edges_kernel(int rows, int n_in, const double* wave, bool want_ln, double* edge,
+                             double* lnedge) {
+  const long long n_edge = n_in + 1;
+  MGFAST_GRID_STRIDE(i, rows * n_edge) {
+    const long long r = i / n_edge;
+    const int k = static_cast<int>(i - r * n_edge);
+    const double e = resample::input_edge(wave + r * n_in, n_in, k);
+    edge[i] = e;
+    if (want_ln) lnedge[i] = log(e);
+  }
+}
+
+__global__ void input_kernel(Batch b, std::uint8_t* good, double* var) {
+  MGFAST_GRID_STRIDE(i, static_cast<long long>(b.n_spec) * b.n_in) {
+    const int s = static_cast<int>(i / b.n_in);
+    const int j = static_cast<int>(i - static_cast<long long>(s) * b.n_in);
+    const long long row = static_cast<long long>(s) * b.n_in;
+    pipeline::stage_input(b, s, j, good + row, var + row);
+  }
+}
+
+// Spectra that need no degradation are skipped here; rebin_kernel then reads their unsmoothed
+// rows, as the CPU driver does.
+__global__ void smooth_kernel(Batch b, const double* lnedge, bool lnedge_per_spectrum,
+                              const double* var, const std::uint8_t* good, float* sflux,
+                              double* svar, std::uint8_t* sgood) {
+  MGFAST_GRID_STRIDE(i, static_cast<long long>(b.n_spec) * b.n_in) {
+    const int s = static_cast<int>(i / b.n_in);
+    const int j = static_cast<int>(i - static_cast<long long>(s) * b.n_in);
+    const double sigma = pipeline::sigma_for(b, s);
+    if (!(sigma > 0.0)) continue;
+    const long long row = static_cast<long long>(s) * b.n_in;
+    const double* ln =
+        lnedge + (lnedge_per_spectrum ? static_cast<long long>(s) * (b.n_in + 1) : 0);
+    pipeline::stage_smooth(b.n_in, j, ln, b.flux + row, var + row, good + row, sigma, sflux + row,
+                           svar + row, sgood + row);
+  }
+}
+
+__global__ void rebin_kernel(Batch b, Options o, const double* edge, bool edge_per_spectrum,
+                             const double* var, const std::uint8_t* good, const float* sflux,
+                             const double* svar, const std::uint8_t* sgood, float* out_flux,
+                             float* out_ivar, std::uint8_t* out_mask) {
+  MGFAST_GRID_STRIDE(i, static_cast<long long>(b.n_spec) * grid::kNPix) {
+    const int s = static_cast<int>(i / grid::kNPix);
+    const int p = static_cast<int>(i - static_cast<long long>(s) * grid::kNPix);
+    const long long in_row = static_cast<long long>(s) * b.n_in;
+    const long long out_row = static_cast<long long>(s) * grid::kNPix;
+    const float* flux = b.flux + in_row;
+    const double* v = var + in_row;
+    const std::uint8_t* g = good + in_row;
+    const double* e = nullptr;
+    if (!b.on_grid) {
+      e = edge + (edge_per_spectrum ? static_cast<long long>(s) * (b.n_in + 1) : 0);
+      if (pipeline::sigma_for(b, s) > 0.0) {
+        flux = sflux + in_row;
+        v = svar + in_row;
+        g = sgood + in_row;
+      }
+    }
+    pipeline::stage_rebin(b, o, p, e, flux, v, g, out_flux + out_row, out_ivar + out_row,
+                          out_mask + out_row);
+  }
+}
+
+__global__ void fill_one_kernel(long long n, float* x) {
+  MGFAST_GRID_STRIDE(i, n) { x[i] = 1.0f; }
+}
+
+// One thread per (spectrum, arm): arms touch disjoint pixel ranges, so they run concurrently.
+// Each gets its own 2 * n bytes of work at 2 * (arm start) within the spectrum's 2 * kNPix.
+__global__ void arm_kernel(Options o, bool have_err, int n_spec, float* flux, float* ivar,
+                           std::uint8_t* mask, float* cont, std::uint8_t* work,
+                           std::uint32_t* arm_flags) {
+  MGFAST_GRID_STRIDE(i, static_cast<long long>(n_spec) * grid::kNumArms) {
+    const int s = static_cast<int>(i / grid::kNumArms);
+    const int a = static_cast<int>(i - static_cast<long long>(s) * grid::kNumArms);
+    const long long row = static_cast<long long>(s) * grid::kNPix;
+    std::uint8_t* w = work + 2 * row + 2 * grid::arm_start(a);
+    arm_flags[i] =
+        pipeline::stage_arm(o, have_err, a, flux + row, ivar + row, mask + row, cont + row, w);
+  }
+}
+
+__global__ void fill_kernel(int n_spec, float* flux, float* ivar, std::uint8_t* mask) {
+  MGFAST_GRID_STRIDE(i, static_cast<long long>(n_spec) * grid::kNPix) {
+    const long long s = i / grid::kNPix;
+    const int p = static_cast<int>(i - s * grid::kNPix);
+    const long long row = s * grid::kNPix;
+    pipeline::stage_fill(p, flux + row, ivar + row, mask + row);
+  }
+}
+
+__global__ void summary_kernel(Batch b, const std::uint8_t* mask, const std::uint32_t* arm_flags,
+                               std::int32_t* n_masked, std::uint32_t* flags) {
+  MGFAST_GRID_STRIDE(i, b.n_spec) {
+    const int s = static_cast<int>(i);
+    std::uint32_t f = 0u;
+    for (int a = 0; a < grid::kNumArms; ++a) f |= arm_flags[i * grid::kNumArms + a];
+    f |= pipeline::stage_summary(b, s, mask + i * grid::kNPix, n_masked + i * grid::kNumArms);
+    flags[i] = f;
+  }
+}
+
+template <typename T>
+void upload(T* dst, const T* src, std::size_t n, cudaStream_t stream) {
+  MGFAST_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyHostToDevice, stream));
+}
+
+template <typename T>
+void download(T* dst, const T* src, std::size_t n, cudaStream_t stream) {
+  MGFAST_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyDeviceToHost, stream));
+}
+
+}  // namespace
+
+void preprocess(const Batch& hb, const Options& o, Output& ho, int device) {
+  const int n_dev = device_count();
+  if (device < 0 || device >= n_dev)
+    throw std::runtime_error("cuda:" + std::to_string(device) + " does not exist (" +
+                             std::to_string(n_dev) + " CUDA device(s) visible)");
+  if (hb.n_spec <= 0) return;
+  // The caller runs validate_batch (it lives in the CPU library, which this one does not link);
+  // these are only the shapes whose violation would be an out-of-bounds device read.
+  if (hb.flux == nullptr) throw std::invalid_argument("flux: missing");
+  if (hb.on_grid ? hb.n_in != grid::kNPix : (hb.n_in < 2 || hb.wave == nullptr))
+    throw std::invalid_argument("flux/wave: inconsistent input shape (run validate_batch first)");
+
+  DeviceGuard guard(device);
+  Stream stream_owner;
+  const cudaStream_t stream = stream_owner.get();
+
+  const int n_in = hb.n_in;
+  const std::size_t in = static_cast<std::size_t>(n_in);
+  const std::size_t n_edge = in + 1;
+  const std::size_t npix = grid::kNPix;
+  const bool shared_wave = !hb.on_grid && !hb.wave_per_spectrum;
+  const bool per_wave = !hb.on_grid && hb.wave_per_spectrum;
+  bool any_smooth = false;
+  if (!hb.on_grid)
+    for (int s = 0; s < hb.n_spec && !any_smooth; ++s)
+      any_smooth = pipeline::sigma_for(hb, s) > 0.0;
+  const std::size_t edge_arrays = any_smooth ? 2 : 1;
+
+  // Device bytes per spectrum of a chunk, and those shared by all chunks.
+  std::size_t per_spec = in * sizeof(float) + in * (sizeof(std::uint8_t) + sizeof(double)) +
+                         npix * (2 * sizeof(float) + sizeof(std::uint8_t) + sizeof(float)) +
+                         2 * npix + sizeof(std::uint32_t) +
+                         grid::kNumArms * (sizeof(std::int32_t) + sizeof(std::uint32_t));
+  if (hb.err) per_spec += in * sizeof(float);
+  if (hb.mask) per_spec += in * sizeof(std::uint32_t);
+  if (hb.r_in) per_spec += sizeof(double);
+  if (per_wave) per_spec += in * sizeof(double) + edge_arrays * n_edge * sizeof(double);
+  if (any_smooth) per_spec += in * (sizeof(float) + sizeof(double) + sizeof(std::uint8_t));
+  const std::size_t fixed =
+      shared_wave ? in * sizeof(double) + edge_arrays * n_edge * sizeof(double) : 0;
+
+  std::size_t free_bytes = 0, total_bytes = 0;
+  MGFAST_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  // Half of what is free leaves room for the arm kernel's local memory and for other users.
+  const std::size_t budget = std::min(kScratchBudget, free_bytes / 2);
+  const std::size_t fit = budget > fixed ? (budget - fixed) / per_spec : 0;
+  const int chunk =
+      static_cast<int>(std::clamp<std::size_t>(fit, 1, static_cast<std::size_t>(hb.n_spec)));
+  const std::size_t cn = static_cast<std::size_t>(chunk);
+
+  DeviceBuffer<double> d_wave, d_edge, d_lnedge, d_r_in, d_var, d_svar;
+  DeviceBuffer<float> d_flux, d_err, d_sflux, d_out_flux, d_out_ivar, d_cont;
+  DeviceBuffer<std::uint32_t> d_mask, d_arm_flags, d_flags;
+  DeviceBuffer<std::uint8_t> d_good, d_sgood, d_pixmask, d_work;
+  DeviceBuffer<std::int32_t> d_n_masked;
+
+  const std::size_t wave_rows = per_wave ? cn : 1;
+  if (!hb.on_grid) {
+    d_wave.allocate(wave_rows * in);
+    d_edge.allocate(wave_rows * n_edge);
+    if (any_smooth) d_lnedge.allocate(wave_rows * n_edge);
+  }
+  d_flux.allocate(cn * in);
+  if (hb.err) d_err.allocate(cn * in);
+  if (hb.mask) d_mask.allocate(cn * in);
+  if (hb.r_in) d_r_in.allocate(cn);
+  d_good.allocate(cn * in);
+  d_var.allocate(cn * in);
+  if (any_smooth) {
+    d_sflux.allocate(cn * in);
+    d_svar.allocate(cn * in);
+    d_sgood.allocate(cn * in);
+  }
+  d_out_flux.allocate(cn * npix);
+  d_out_ivar.allocate(cn * npix);
+  d_pixmask.allocate(cn * npix);
+  // Always on the device: stage_arm writes a continuum whether or not the caller wants it.
+  d_cont.allocate(cn * npix);
+  d_work.allocate(cn * 2 * npix);
+  d_arm_flags.allocate(cn * grid::kNumArms);
+  d_flags.allocate(cn);
+  d_n_masked.allocate(cn * grid::kNumArms);
+
+  // Edges of a shared wavelength row are computed once for all chunks.
+  if (shared_wave) {
+    upload(d_wave.get(), hb.wave, in, stream);
+    MGFAST_LAUNCH(edges_kernel, static_cast<long long>(n_edge), kBlock, stream, 1, n_in,
+                  d_wave.get(), any_smooth, d_edge.get(), d_lnedge.get());
+  }
+
+  for (int start = 0; start < hb.n_spec; start += chunk) {
+    const int count = std::min(chunk, hb.n_spec - start);
+    const std::size_t c = static_cast<std::size_t>(count);
+    const std::size_t in_off = static_cast<std::size_t>(start) * in;
+    const std::size_t out_off = static_cast<std::size_t>(start) * npix;
+    const std::size_t arm_off = static_cast<std::size_t>(start) * grid::kNumArms;
+
+    // The chunk's batch on the device: spectrum indices restart at 0 within the chunk.
+    Batch db = hb;
+    db.n_spec = count;
+    upload(d_flux.get(), hb.flux + in_off, c * in, stream);
+    db.flux = d_flux.get();
+    if (hb.err) {
+      upload(d_err.get(), hb.err + in_off, c * in, stream);
+      db.err = d_err.get();
+    }
+    if (hb.mask) {
+      upload(d_mask.get(), hb.mask + in_off, c * in, stream);
+      db.mask = d_mask.get();
+    }
+    if (hb.r_in) {
+      upload(d_r_in.get(), hb.r_in + start, c, stream);
+      db.r_in = d_r_in.get();
+    }
+    if (per_wave) {
+      upload(d_wave.get(), hb.wave + in_off, c * in, stream);
+      MGFAST_LAUNCH(edges_kernel, static_cast<long long>(c * n_edge), kBlock, stream, count, n_in,
+                    d_wave.get(), any_smooth, d_edge.get(), d_lnedge.get());
+    }
+    db.wave = hb.on_grid ? nullptr : d_wave.get();
+
+    const long long n_in_px = static_cast<long long>(c * in);
+    const long long n_out_px = static_cast<long long>(c * npix);
+    MGFAST_LAUNCH(input_kernel, n_in_px, kBlock, stream, db, d_good.get(), d_var.get());
+
+    bool chunk_smooth = false;
+    if (any_smooth)
+      for (int s = start; s < start + count && !chunk_smooth; ++s)
+        chunk_smooth = pipeline::sigma_for(hb, s) > 0.0;
+    if (chunk_smooth)
+      MGFAST_LAUNCH(smooth_kernel, n_in_px, kBlock, stream, db, d_lnedge.get(), per_wave,
+                    d_var.get(), d_good.get(), d_sflux.get(), d_svar.get(), d_sgood.get());
+
+    MGFAST_LAUNCH(rebin_kernel, n_out_px, kBlock, stream, db, o, d_edge.get(), per_wave,
+                  d_var.get(), d_good.get(), d_sflux.get(), d_svar.get(), d_sgood.get(),
+                  d_out_flux.get(), d_out_ivar.get(), d_pixmask.get());
+    MGFAST_LAUNCH(fill_one_kernel, n_out_px, kBlock, stream, n_out_px, d_cont.get());
+    MGFAST_LAUNCH(arm_kernel, static_cast<long long>(c * grid::kNumArms), kArmBlock, stream, o,
+                  hb.err != nullptr, count, d_out_flux.get(), d_out_ivar.get(), d_pixmask.get(),
+                  d_cont.get(), d_work.get(), d_arm_flags.get());
+    MGFAST_LAUNCH(fill_kernel, n_out_px, kBlock, stream, count, d_out_flux.get(), d_out_ivar.get(),
+                  d_pixmask.get());
+    MGFAST_LAUNCH(summary_kernel, static_cast<long long>(count), kBlock, stream, db,
+                  d_pixmask.get(), d_arm_flags.get(), d_n_masked.get(), d_flags.get());
+
+    download(ho.flux + out_off, d_out_flux.get(), c * npix, stream);
+    download(ho.ivar + out_off, d_out_ivar.get(), c * npix, stream);
+    download(ho.pixmask + out_off, d_pixmask.get(), c * npix, stream);
+    download(ho.flags + start, d_flags.get(), c, stream);
+    download(ho.n_masked + arm_off, d_n_masked.get(), c * grid::kNumArms, stream);
+    if (ho.continuum) download(ho.continuum + out_off, d_cont.get(), c * npix, stream);
+    // The next chunk overwrites these buffers; waiting here also reports any kernel fault.
+    MGFAST_CUDA_CHECK(cudaStreamSynchronize(stream));
+  }
+}
+
+}  // namespace mgfast::cuda

@@ -1,0 +1,242 @@
+// The pybind11 module mgfast._core: binding code only; the logic lives in src/cpp and src/cuda.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "atomic.hpp"
+#include "flags.hpp"
+#include "grid.hpp"
+#include "preprocess.hpp"
+#ifdef MGFAST_HAVE_CUDA
+#include "cuda_api.hpp"
+#endif
+
+namespace py = pybind11;
+using namespace mgfast;
+
+template <class T>
+using carray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+namespace {
+
+template <class F>
+py::array_t<double> map_doubles(const carray<double>& x, F f) {
+  py::array_t<double> out(x.request().shape);
+  const double* in = x.data();
+  double* o = out.mutable_data();
+  const py::ssize_t n = x.size();
+  for (py::ssize_t i = 0; i < n; ++i) o[i] = f(in[i]);
+  return out;
+}
+
+template <class T>
+py::array_t<T> per_pixel(T (*f)(int)) {
+  py::array_t<T> out(grid::kNPix);
+  T* o = out.mutable_data();
+  for (int p = 0; p < grid::kNPix; ++p) o[p] = f(p);
+  return out;
+}
+
+int as_int(py::ssize_t v, const char* what) {
+  if (v > INT32_MAX) throw std::invalid_argument(std::string(what) + ": too many elements");
+  return static_cast<int>(v);
+}
+
+py::dict preprocess(const carray<float>& flux, const std::optional<carray<double>>& wave,
+                    const std::optional<carray<float>>& err,
+                    const std::optional<carray<std::uint32_t>>& mask,
+                    const std::optional<carray<double>>& resolution, bool err_is_ivar,
+                    std::uint32_t bad_bits, bool normalise, double min_pixel_good,
+                    double min_arm_good, double knot_spacing, double penalty, double clip_low,
+                    double clip_high, int grow, int max_iter, double sigma_floor, bool return_continuum,
+                    const std::string& device, int threads) {
+  if (flux.ndim() != 2) throw std::invalid_argument("flux: expected a 2-D array (n_spec, n_pix)");
+  pipeline::Batch b;
+  b.n_spec = as_int(flux.shape(0), "flux");
+  b.n_in = as_int(flux.shape(1), "flux");
+  b.flux = flux.data();
+  b.on_grid = !wave.has_value();
+  if (wave) {
+    if (!(wave->ndim() == 1 && wave->shape(0) == flux.shape(1)) &&
+        !(wave->ndim() == 2 && wave->shape(0) == flux.shape(0) && wave->shape(1) == flux.shape(1)))
+      throw std::invalid_argument("wave: shape must be (n_pix,) or that of flux");
+    b.wave = wave->data();
+    b.wave_per_spectrum = wave->ndim() == 2;
+  }
+  if (err) {
+    if (err->ndim() != 2 || err->shape(0) != flux.shape(0) || err->shape(1) != flux.shape(1))
+      throw std::invalid_argument("err: shape must equal that of flux");
+    b.err = err->data();
+    b.err_is_ivar = err_is_ivar;
+  }
+  if (mask) {
+    if (mask->ndim() != 2 || mask->shape(0) != flux.shape(0) || mask->shape(1) != flux.shape(1))
+      throw std::invalid_argument("mask: shape must equal that of flux");
+    b.mask = mask->data();
+    b.bad_bits = bad_bits;
+  }
+  if (resolution) {
+    if (resolution->ndim() != 1 || resolution->shape(0) != flux.shape(0))
+      throw std::invalid_argument("resolution: expected one value per spectrum");
+    b.r_in = resolution->data();
+  }
+  pipeline::Options o;
+  o.normalise = normalise;
+  o.min_pixel_good = min_pixel_good;
+  o.min_arm_good = min_arm_good;
+  o.continuum.knot_spacing = knot_spacing;
+  o.continuum.penalty = penalty;
+  o.continuum.clip_low = clip_low;
+  o.continuum.clip_high = clip_high;
+  o.continuum.grow = grow;
+  o.continuum.max_iter = max_iter;
+  o.continuum.sigma_floor = sigma_floor;
+  if (!(knot_spacing >= 4.0) ||
+      continuum::n_basis(grid::kArmNPix[2], knot_spacing) > continuum::kMaxBasis)
+    throw std::invalid_argument("knot_spacing: must be at least 9 pixels (and at least 4)");
+  if (max_iter < 1) throw std::invalid_argument("max_iter: must be at least 1");
+
+  const py::ssize_t n = flux.shape(0);
+  py::array_t<float> out_flux({n, py::ssize_t{grid::kNPix}});
+  py::array_t<float> out_ivar({n, py::ssize_t{grid::kNPix}});
+  py::array_t<std::uint8_t> out_mask({n, py::ssize_t{grid::kNPix}});
+  py::array_t<std::uint32_t> out_flags(n);
+  py::array_t<std::int32_t> out_nm({n, py::ssize_t{grid::kNumArms}});
+  py::array_t<float> out_cont;
+  pipeline::Output out;
+  out.flux = out_flux.mutable_data();
+  out.ivar = out_ivar.mutable_data();
+  out.pixmask = out_mask.mutable_data();
+  out.flags = out_flags.mutable_data();
+  out.n_masked = out_nm.mutable_data();
+  if (return_continuum) {
+    out_cont = py::array_t<float>({n, py::ssize_t{grid::kNPix}});
+    out.continuum = out_cont.mutable_data();
+  }
+  {
+    py::gil_scoped_release release;
+    if (device == "cpu") {
+      preprocess_cpu(b, o, out, threads);
+    } else if (device.rfind("cuda", 0) == 0) {
+#ifdef MGFAST_HAVE_CUDA
+      const int dev = device.size() > 5 ? std::stoi(device.substr(5)) : 0;
+      validate_batch(b);
+      cuda::preprocess(b, o, out, dev);
+#else
+      throw std::runtime_error("device '" + device + "': this mgfast was built without CUDA; "
+                               "rebuild with the CUDA toolkit (MGFAST_CUDA=ON) or use device='cpu'");
+#endif
+    } else {
+      throw std::invalid_argument("device: expected 'cpu' or 'cuda[:N]', got '" + device + "'");
+    }
+  }
+  py::dict d;
+  d["flux"] = out_flux;
+  d["ivar"] = out_ivar;
+  d["pixmask"] = out_mask;
+  d["flags"] = out_flags;
+  d["n_masked"] = out_nm;
+  if (return_continuum) d["continuum"] = out_cont;
+  return d;
+}
+
+py::tuple lsf_degrade(const carray<double>& wave, const carray<float>& flux,
+                      const std::optional<carray<float>>& err, const carray<double>& r_in,
+                      double r_out, int threads) {
+  if (flux.ndim() != 2) throw std::invalid_argument("flux: expected a 2-D array");
+  const bool per = wave.ndim() == 2;
+  if ((per && (wave.shape(0) != flux.shape(0) || wave.shape(1) != flux.shape(1))) ||
+      (!per && (wave.ndim() != 1 || wave.shape(0) != flux.shape(1))))
+    throw std::invalid_argument("wave: shape must be (n_pix,) or that of flux");
+  if (err && (err->ndim() != 2 || err->shape(0) != flux.shape(0) || err->shape(1) != flux.shape(1)))
+    throw std::invalid_argument("err: shape must equal that of flux");
+  if (r_in.ndim() != 1 || r_in.shape(0) != flux.shape(0))
+    throw std::invalid_argument("resolution: expected one value per spectrum");
+  const int n = as_int(flux.shape(0), "flux"), m = as_int(flux.shape(1), "flux");
+  py::array_t<float> fo({flux.shape(0), flux.shape(1)}), eo({flux.shape(0), flux.shape(1)});
+  py::array_t<std::uint8_t> go({flux.shape(0), flux.shape(1)});
+  {
+    py::gil_scoped_release release;
+    lsf_degrade_cpu(n, m, wave.data(), per, flux.data(), err ? err->data() : nullptr, r_in.data(),
+                    r_out, fo.mutable_data(), eo.mutable_data(), go.mutable_data(), threads);
+  }
+  return py::make_tuple(fo, eo, go);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "mgfast's compiled core (private: use the mgfast package)";
+  m.attr("__version__") = MGFAST_VERSION;
+#ifdef MGFAST_HAVE_CUDA
+  m.attr("built_with_cuda") = true;
+  m.def("cuda_device_count", &cuda::device_count);
+  m.def("cuda_device_name", &cuda::device_name, py::arg("device"));
+#else
+  m.attr("built_with_cuda") = false;
+  m.def("cuda_device_count", [] { return 0; });
+  m.def("cuda_device_name", [](int) -> std::string {
+    throw std::runtime_error("this mgfast was built without CUDA");
+  });
+#endif
+
+  // The grid.
+  m.attr("N_PIX") = grid::kNPix;
+  m.attr("N_ARMS") = grid::kNumArms;
+  m.attr("RESOLVING_POWER") = grid::kResolvingPower;
+  m.attr("DLNLAMBDA") = grid::kDlnLambda;
+  py::list arms;
+  for (int a = 0; a < grid::kNumArms; ++a)
+    arms.append(py::make_tuple(grid::kArmNames[a], grid::kArmLo[a], grid::kArmHi[a],
+                               grid::kArmStart[a], grid::kArmStart[a] + grid::kArmNPix[a]));
+  m.attr("ARMS") = arms;
+  m.def("arm_npix_from_rule", &grid::arm_npix_from_rule, py::arg("arm"));
+  m.def("grid_wavelength", [] { return per_pixel<double>(grid::wavelength); });
+  m.def("grid_lo_edge", [] { return per_pixel<double>(grid::pixel_lo_edge); });
+  m.def("grid_hi_edge", [] { return per_pixel<double>(grid::pixel_hi_edge); });
+  m.def("grid_arm_index", [] { return per_pixel<int>(grid::arm_of_pixel); });
+  m.def("grid_edge_distance", [] { return per_pixel<int>(grid::edge_distance); });
+  m.def("pixel_of_wavelength", [](const carray<double>& lam) {
+    return map_doubles(lam, grid::pixel_of_wavelength);
+  });
+  m.def("wavelength_of_pixel", [](const carray<double>& x) {
+    return map_doubles(x, grid::wavelength_of_pixel);
+  });
+
+  // Atomic data.
+  py::dict lines;
+  for (const auto& l : {atomic::kMgII2796, atomic::kMgII2803})
+    lines[l.name] = py::make_tuple(l.lambda, l.f, l.gamma);
+  m.attr("LINES") = lines;
+
+  // Flags.
+  py::dict pix, spec;
+  pix["NOT_COVERED"] = flags::kPixNotCovered;
+  pix["BAD_INPUT"] = flags::kPixBadInput;
+  pix["ARM_MISSING"] = flags::kPixArmMissing;
+  pix["CONTINUUM_FAILED"] = flags::kPixContinuumFailed;
+  spec["ARM_MISSING_BLUE"] = flags::kArmMissingBlue;
+  spec["ARM_MISSING_GREEN"] = flags::kArmMissingGreen;
+  spec["ARM_MISSING_RED"] = flags::kArmMissingRed;
+  spec["LOW_RESOLUTION"] = flags::kLowResolution;
+  spec["CONTINUUM_FAILED"] = flags::kContinuumFailed;
+  spec["ALL_MASKED"] = flags::kAllMasked;
+  spec["NO_ERRORS"] = flags::kNoErrors;
+  m.attr("PIXEL_FLAGS") = pix;
+  m.attr("SPECTRUM_FLAGS") = spec;
+
+  // Preprocessing.
+  m.def("preprocess", &preprocess, py::arg("flux"), py::arg("wave"), py::arg("err"),
+        py::arg("mask"), py::arg("resolution"), py::arg("err_is_ivar"), py::arg("bad_bits"),
+        py::arg("normalise"), py::arg("min_pixel_good"), py::arg("min_arm_good"),
+        py::arg("knot_spacing"), py::arg("penalty"), py::arg("clip_low"), py::arg("clip_high"),
+        py::arg("grow"), py::arg("max_iter"), py::arg("sigma_floor"), py::arg("return_continuum"), py::arg("device"),
+        py::arg("threads"));
+  m.def("lsf_degrade", &lsf_degrade, py::arg("wave"), py::arg("flux"), py::arg("err"),
+        py::arg("resolution"), py::arg("r_out"), py::arg("threads"));
+}
