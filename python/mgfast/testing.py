@@ -48,11 +48,26 @@ def quasar_continuum(wave: np.ndarray, z_em: float, alpha: float = -1.5) -> np.n
     return cont
 
 
+def _ew_of_tau(tau0: float) -> float:
+    """EW, in units of the Gaussian sigma, of exp(-tau0 · exp(-x²/2))."""
+    x = np.linspace(-14.0, 14.0, 8001)
+    return float(np.sum(1.0 - np.exp(-tau0 * np.exp(-0.5 * x * x))) * (x[1] - x[0]))
+
+
 def gaussian_line(wave: np.ndarray, center: float, ew: float, fwhm_kms: float) -> np.ndarray:
-    """Optically thin Gaussian absorption 1 - d·G with observed equivalent width ew (Å)."""
+    """Transmission exp(-τ) of a line whose optical depth τ is a Gaussian of the given FWHM,
+    scaled so that the observed equivalent width is ew (Å). Thin lines are Gaussian dips; strong
+    ones saturate (flat-bottomed), as real absorbers do."""
     sig = center * fwhm_kms / C_KMS / 2.3548200450309493
-    depth = ew / (sig * np.sqrt(2 * np.pi))
-    return 1.0 - depth * np.exp(-0.5 * ((wave - center) / sig) ** 2)
+    target = ew / sig
+    lo, hi = -14.0, 25.0  # ln τ0
+    if _ew_of_tau(np.exp(hi)) < target:
+        raise ValueError(f"ew: {ew} Å is too large for FWHM {fwhm_kms} km/s; widen the line")
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _ew_of_tau(np.exp(mid)) < target else (lo, mid)
+    tau0 = np.exp(0.5 * (lo + hi))
+    return np.exp(-tau0 * np.exp(-0.5 * ((wave - center) / sig) ** 2))
 
 
 def mgii_doublet(
@@ -84,16 +99,19 @@ def synthetic_quasar(
     snr: float = 10.0,
     resolution: float = 20000.0,
     pix_per_resel: float = 2.0,
+    absorber_fwhm_kms: float = 20.0,
     seed: int = 0,
 ) -> SyntheticQuasar:
     """n noisy realisations of one quasar with one MgII doublet, at native resolution.
 
     The absorber is given at the input resolution already (its FWHM is the LSF's at
-    ``resolution`` added to 20 km/s intrinsic); SNR is per 4MOST pixel at the continuum level.
+    ``resolution`` added in quadrature to ``absorber_fwhm_kms``). SNR is per 4MOST pixel at the
+    continuum level when ``resolution`` is 20000; a finer input is smoothed further by the LSF,
+    which raises the SNR per pixel after preprocessing.
     """
     wave = log_grid(3850.0, 6870.0, resolution, pix_per_resel)
     cont = quasar_continuum(wave, z_em)
-    fwhm = float(np.hypot(20.0, C_KMS / resolution))
+    fwhm = float(np.hypot(absorber_fwhm_kms, C_KMS / resolution))
     trans = (
         mgii_doublet(wave, z_abs, ew2796_rest, fwhm_kms=fwhm)
         if ew2796_rest > 0

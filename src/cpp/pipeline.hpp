@@ -1,7 +1,7 @@
 // The preprocessing pipeline as stages over single pixels or arms, written once for the CPU
 // (preprocess.cpp loops over them) and CUDA (src/cuda/preprocess.cu launches them as kernels).
-// Order: input validity -> optional LSF degradation -> rebin onto the grid -> per-arm coverage
-// and continuum -> fill masked pixels.
+// Order: input validity -> (LSF degradation and) rebinning onto the grid -> per-arm coverage
+// and continuum -> fill masked pixels -> summary.
 #pragma once
 
 #include <cstdint>
@@ -60,28 +60,26 @@ MGFAST_HD void stage_input(const Batch& b, int s, int j, std::uint8_t* good, dou
   good[j] = ok ? 1 : 0;
 }
 
-// Stage 2, per input pixel j (only when sigma > 0): LSF degradation on the input grid.
-// lnedge holds the n_in + 1 input pixel edges in ln λ.
-MGFAST_HD void stage_smooth(int n_in, int j, const double* lnedge, const float* flux,
-                            const double* var, const std::uint8_t* good, double sigma,
-                            float* sflux, double* svar, std::uint8_t* sgood) {
-  sgood[j] = resample::lsf_smooth_pixel(j, n_in, lnedge, flux, var, good, sigma, sflux + j, svar + j)
-                 ? 1 : 0;
-}
-
-// Stage 3, per output pixel p: rebin (or copy, on the grid) and classify. edge holds the n_in + 1
-// input pixel edges in Å (unused on the grid). Writes flux, ivar (0 where unknown) and pixmask.
-MGFAST_HD void stage_rebin(const Batch& b, const Options& o, int p, const double* edge,
-                           const float* flux, const double* var, const std::uint8_t* good,
-                           float* out_flux, float* out_ivar, std::uint8_t* out_mask) {
+// Stage 2, per output pixel p: bring the input onto the grid and classify. Off the grid the input
+// is rebinned flux-conservingly; when it is finer than R = 20000 (sigma > 0, ln λ) it is degraded
+// and rebinned in one linear step so that the propagated variance stays exact. edge and lnedge
+// hold the n_in + 1 input pixel edges in Å and ln λ (lnedge only needed when sigma > 0). Writes
+// flux, ivar (0 where unknown) and pixmask.
+MGFAST_HD void stage_rebin(const Batch& b, const Options& o, int p, double sigma,
+                           const double* edge, const double* lnedge, const float* flux,
+                           const double* var, const std::uint8_t* good, float* out_flux,
+                           float* out_ivar, std::uint8_t* out_mask) {
   double v = 0.0;
   if (b.on_grid) {
     out_flux[p] = flux[p];
     v = var[p];
     out_mask[p] = good[p] ? 0 : flags::kPixBadInput;
   } else {
-    const resample::RebinResult r = resample::rebin_pixel(
-        grid::pixel_lo_edge(p), grid::pixel_hi_edge(p), b.n_in, edge, flux, var, good);
+    const double lo = grid::pixel_lo_edge(p), hi = grid::pixel_hi_edge(p);
+    const resample::RebinResult r =
+        sigma > resample::kMinLsfSigmaPixels * grid::kDlnLambda
+            ? resample::lsf_rebin_pixel(log(lo), log(hi), sigma, b.n_in, lnedge, flux, var, good)
+            : resample::rebin_pixel(lo, hi, b.n_in, edge, flux, var, good);
     out_flux[p] = r.flux;
     v = r.var;
     out_mask[p] = r.covered < o.min_pixel_good ? flags::kPixNotCovered
@@ -91,7 +89,16 @@ MGFAST_HD void stage_rebin(const Batch& b, const Options& o, int p, const double
   out_ivar[p] = (b.err && v > 0.0) ? static_cast<float>(1.0 / v) : 0.0f;
 }
 
-// Stage 4, per arm a of one spectrum (pointers to that spectrum's rows): drop an arm with too
+// Degradation alone on the input grid (for lsf_degrade): input pixel j smoothed by a Gaussian of
+// width sigma (ln λ). Neighbouring outputs are correlated; svar is each one's own variance.
+MGFAST_HD void stage_smooth(int n_in, int j, const double* lnedge, const float* flux,
+                            const double* var, const std::uint8_t* good, double sigma,
+                            float* sflux, double* svar, std::uint8_t* sgood) {
+  sgood[j] = resample::lsf_smooth_pixel(j, n_in, lnedge, flux, var, good, sigma, sflux + j, svar + j)
+                 ? 1 : 0;
+}
+
+// Stage 3, per arm a of one spectrum (pointers to that spectrum's rows): drop an arm with too
 // little data, else fit and divide by the continuum when asked. Returns the flags to OR in.
 MGFAST_HD std::uint32_t stage_arm(const Options& o, bool have_err, int a, float* flux, float* ivar,
                                   std::uint8_t* mask, float* cont, std::uint8_t* work) {
@@ -124,7 +131,7 @@ MGFAST_HD std::uint32_t stage_arm(const Options& o, bool have_err, int a, float*
   return 0u;
 }
 
-// Stage 5, per output pixel: masked pixels carry the continuum value 1 and no weight.
+// Stage 4, per output pixel: masked pixels carry the continuum value 1 and no weight.
 MGFAST_HD void stage_fill(int p, float* flux, float* ivar, std::uint8_t* mask) {
   if (mask[p] == 0 && !(is_finite(flux[p]) && is_finite(ivar[p]))) mask[p] = flags::kPixBadInput;
   if (mask[p] != 0) {
@@ -133,7 +140,7 @@ MGFAST_HD void stage_fill(int p, float* flux, float* ivar, std::uint8_t* mask) {
   }
 }
 
-// Stage 6, per spectrum s: masked counts per arm and the summary flags.
+// Stage 5, per spectrum s: masked counts per arm and the summary flags.
 MGFAST_HD std::uint32_t stage_summary(const Batch& b, int s, const std::uint8_t* mask,
                                       std::int32_t* n_masked) {
   std::uint32_t f = 0u;

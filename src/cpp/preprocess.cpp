@@ -40,9 +40,9 @@ void input_edges(const double* wave, int n, std::vector<double>& edge, std::vect
 }
 
 struct Scratch {
-  std::vector<std::uint8_t> good, sgood, work;
-  std::vector<double> var, svar, edge, lnedge;
-  std::vector<float> sflux, cont;
+  std::vector<std::uint8_t> good, work;
+  std::vector<double> var, edge, lnedge;
+  std::vector<float> cont;
 };
 
 }  // namespace
@@ -102,27 +102,17 @@ void preprocess_cpu(const Batch& b, const Options& o, Output& out, int threads) 
       for (int j = 0; j < n_in; ++j) pipeline::stage_input(b, s, j, w.good.data(), w.var.data());
 
       const float* flux = b.flux + static_cast<std::size_t>(s) * n_in;
-      const double* var = w.var.data();
-      const std::uint8_t* good = w.good.data();
       const double* edge = nullptr;
+      const double* lnedge = nullptr;
       if (!b.on_grid) {
         if (b.wave_per_spectrum) {
-          input_edges(b.wave + static_cast<std::size_t>(s) * n_in, n_in, w.edge, w.lnedge, sigma > 0.0);
+          input_edges(b.wave + static_cast<std::size_t>(s) * n_in, n_in, w.edge, w.lnedge,
+                      sigma > 0.0);
           edge = w.edge.data();
+          lnedge = w.lnedge.data();
         } else {
           edge = shared_edge.data();
-        }
-        if (sigma > 0.0) {
-          const double* lnedge = b.wave_per_spectrum ? w.lnedge.data() : shared_lnedge.data();
-          w.sflux.resize(n_in);
-          w.svar.resize(n_in);
-          w.sgood.resize(n_in);
-          for (int j = 0; j < n_in; ++j)
-            pipeline::stage_smooth(n_in, j, lnedge, flux, var, good, sigma, w.sflux.data(),
-                                   w.svar.data(), w.sgood.data());
-          flux = w.sflux.data();
-          var = w.svar.data();
-          good = w.sgood.data();
+          lnedge = shared_lnedge.data();
         }
       }
 
@@ -130,7 +120,8 @@ void preprocess_cpu(const Batch& b, const Options& o, Output& out, int threads) 
       float* oi = out.ivar + row;
       std::uint8_t* om = out.pixmask + row;
       for (int p = 0; p < grid::kNPix; ++p)
-        pipeline::stage_rebin(b, o, p, edge, flux, var, good, of, oi, om);
+        pipeline::stage_rebin(b, o, p, sigma, edge, lnedge, flux, w.var.data(), w.good.data(), of,
+                              oi, om);
 
       float* cont = out.continuum ? out.continuum + row : w.cont.data();
       for (int p = 0; p < grid::kNPix; ++p) cont[p] = 1.0f;

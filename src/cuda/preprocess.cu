@@ -121,47 +121,20 @@ __global__ void input_kernel(Batch b, std::uint8_t* good, double* var) {
   }
 }
 
-// Spectra that need no degradation are skipped here; rebin_kernel then reads their unsmoothed
-// rows, as the CPU driver does.
-__global__ void smooth_kernel(Batch b, const double* lnedge, bool lnedge_per_spectrum,
-                              const double* var, const std::uint8_t* good, float* sflux,
-                              double* svar, std::uint8_t* sgood) {
-  MGFAST_GRID_STRIDE(i, static_cast<long long>(b.n_spec) * b.n_in) {
-    const int s = static_cast<int>(i / b.n_in);
-    const int j = static_cast<int>(i - static_cast<long long>(s) * b.n_in);
-    const double sigma = pipeline::sigma_for(b, s);
-    if (!(sigma > 0.0)) continue;
-    const long long row = static_cast<long long>(s) * b.n_in;
-    const double* ln =
-        lnedge + (lnedge_per_spectrum ? static_cast<long long>(s) * (b.n_in + 1) : 0);
-    pipeline::stage_smooth(b.n_in, j, ln, b.flux + row, var + row, good + row, sigma, sflux + row,
-                           svar + row, sgood + row);
-  }
-}
-
-__global__ void rebin_kernel(Batch b, Options o, const double* edge, bool edge_per_spectrum,
-                             const double* var, const std::uint8_t* good, const float* sflux,
-                             const double* svar, const std::uint8_t* sgood, float* out_flux,
-                             float* out_ivar, std::uint8_t* out_mask) {
+__global__ void rebin_kernel(Batch b, Options o, const double* edge, const double* lnedge,
+                             bool edge_per_spectrum, const double* var, const std::uint8_t* good,
+                             float* out_flux, float* out_ivar, std::uint8_t* out_mask) {
   MGFAST_GRID_STRIDE(i, static_cast<long long>(b.n_spec) * grid::kNPix) {
     const int s = static_cast<int>(i / grid::kNPix);
     const int p = static_cast<int>(i - static_cast<long long>(s) * grid::kNPix);
     const long long in_row = static_cast<long long>(s) * b.n_in;
     const long long out_row = static_cast<long long>(s) * grid::kNPix;
-    const float* flux = b.flux + in_row;
-    const double* v = var + in_row;
-    const std::uint8_t* g = good + in_row;
-    const double* e = nullptr;
-    if (!b.on_grid) {
-      e = edge + (edge_per_spectrum ? static_cast<long long>(s) * (b.n_in + 1) : 0);
-      if (pipeline::sigma_for(b, s) > 0.0) {
-        flux = sflux + in_row;
-        v = svar + in_row;
-        g = sgood + in_row;
-      }
-    }
-    pipeline::stage_rebin(b, o, p, e, flux, v, g, out_flux + out_row, out_ivar + out_row,
-                          out_mask + out_row);
+    const long long edge_row = edge_per_spectrum ? static_cast<long long>(s) * (b.n_in + 1) : 0;
+    const double sigma = pipeline::sigma_for(b, s);
+    pipeline::stage_rebin(b, o, p, sigma, b.on_grid ? nullptr : edge + edge_row,
+                          (b.on_grid || !(sigma > 0.0)) ? nullptr : lnedge + edge_row,
+                          b.flux + in_row, var + in_row, good + in_row, out_flux + out_row,
+                          out_ivar + out_row, out_mask + out_row);
   }
 }
 
@@ -253,7 +226,6 @@ void preprocess(const Batch& hb, const Options& o, Output& ho, int device) {
   if (hb.mask) per_spec += in * sizeof(std::uint32_t);
   if (hb.r_in) per_spec += sizeof(double);
   if (per_wave) per_spec += in * sizeof(double) + edge_arrays * n_edge * sizeof(double);
-  if (any_smooth) per_spec += in * (sizeof(float) + sizeof(double) + sizeof(std::uint8_t));
   const std::size_t fixed =
       shared_wave ? in * sizeof(double) + edge_arrays * n_edge * sizeof(double) : 0;
 
@@ -266,10 +238,10 @@ void preprocess(const Batch& hb, const Options& o, Output& ho, int device) {
       static_cast<int>(std::clamp<std::size_t>(fit, 1, static_cast<std::size_t>(hb.n_spec)));
   const std::size_t cn = static_cast<std::size_t>(chunk);
 
-  DeviceBuffer<double> d_wave, d_edge, d_lnedge, d_r_in, d_var, d_svar;
-  DeviceBuffer<float> d_flux, d_err, d_sflux, d_out_flux, d_out_ivar, d_cont;
+  DeviceBuffer<double> d_wave, d_edge, d_lnedge, d_r_in, d_var;
+  DeviceBuffer<float> d_flux, d_err, d_out_flux, d_out_ivar, d_cont;
   DeviceBuffer<std::uint32_t> d_mask, d_arm_flags, d_flags;
-  DeviceBuffer<std::uint8_t> d_good, d_sgood, d_pixmask, d_work;
+  DeviceBuffer<std::uint8_t> d_good, d_pixmask, d_work;
   DeviceBuffer<std::int32_t> d_n_masked;
 
   const std::size_t wave_rows = per_wave ? cn : 1;
@@ -284,11 +256,6 @@ void preprocess(const Batch& hb, const Options& o, Output& ho, int device) {
   if (hb.r_in) d_r_in.allocate(cn);
   d_good.allocate(cn * in);
   d_var.allocate(cn * in);
-  if (any_smooth) {
-    d_sflux.allocate(cn * in);
-    d_svar.allocate(cn * in);
-    d_sgood.allocate(cn * in);
-  }
   d_out_flux.allocate(cn * npix);
   d_out_ivar.allocate(cn * npix);
   d_pixmask.allocate(cn * npix);
@@ -341,17 +308,9 @@ void preprocess(const Batch& hb, const Options& o, Output& ho, int device) {
     const long long n_out_px = static_cast<long long>(c * npix);
     MGFAST_LAUNCH(input_kernel, n_in_px, kBlock, stream, db, d_good.get(), d_var.get());
 
-    bool chunk_smooth = false;
-    if (any_smooth)
-      for (int s = start; s < start + count && !chunk_smooth; ++s)
-        chunk_smooth = pipeline::sigma_for(hb, s) > 0.0;
-    if (chunk_smooth)
-      MGFAST_LAUNCH(smooth_kernel, n_in_px, kBlock, stream, db, d_lnedge.get(), per_wave,
-                    d_var.get(), d_good.get(), d_sflux.get(), d_svar.get(), d_sgood.get());
-
-    MGFAST_LAUNCH(rebin_kernel, n_out_px, kBlock, stream, db, o, d_edge.get(), per_wave,
-                  d_var.get(), d_good.get(), d_sflux.get(), d_svar.get(), d_sgood.get(),
-                  d_out_flux.get(), d_out_ivar.get(), d_pixmask.get());
+    MGFAST_LAUNCH(rebin_kernel, n_out_px, kBlock, stream, db, o, d_edge.get(), d_lnedge.get(),
+                  per_wave, d_var.get(), d_good.get(), d_out_flux.get(), d_out_ivar.get(),
+                  d_pixmask.get());
     MGFAST_LAUNCH(fill_one_kernel, n_out_px, kBlock, stream, n_out_px, d_cont.get());
     MGFAST_LAUNCH(arm_kernel, static_cast<long long>(c * grid::kNumArms), kArmBlock, stream, o,
                   hb.err != nullptr, count, d_out_flux.get(), d_out_ivar.get(), d_pixmask.get(),
