@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 import mgfast
+import pytest
 
 CUDA_REASON = "needs a CUDA device (none visible to this build)"
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import mgfast
 import numpy as np
 import pytest
 from conftest import devices
-
-import mgfast
 from mgfast import SpectrumFlag, grid
 from mgfast.atomic import MGII_2796, MGII_2803
 from mgfast.testing import C_KMS, EMISSION_LINES, synthetic_quasar

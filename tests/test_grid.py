@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from mgfast import _core, grid
 
 ARM_RANGES = [(3926.0, 4355.0), (5160.0, 5730.0), (6100.0, 6790.0)]
@@ -26,11 +25,10 @@ def test_arm_sizes_follow_the_rule():
 
 def test_pixel_centres():
     w = grid.wavelength()
-    expected = np.concatenate(
-        [lo * np.exp(np.arange(a.n_pix) / 20000.0) for (lo, _), a in zip(ARM_RANGES, grid.ARMS)]
-    )
+    pairs = zip(ARM_RANGES, grid.ARMS, strict=True)
+    expected = np.concatenate([lo * np.exp(np.arange(a.n_pix) / 20000.0) for (lo, _), a in pairs])
     np.testing.assert_allclose(w, expected, rtol=1e-14, atol=0)
-    for (lo, hi), a in zip(ARM_RANGES, grid.ARMS):
+    for (lo, hi), a in zip(ARM_RANGES, grid.ARMS, strict=True):
         assert w[a.start] == lo
         assert w[a.stop - 1] <= hi < w[a.stop - 1] * math.exp(1 / 20000)
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 
+import mgfast
 import numpy as np
 import pytest
 from conftest import devices
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-import mgfast
 from mgfast import PixelFlag, SpectrumFlag, grid
 from mgfast.testing import C_KMS, log_grid
 
@@ -128,9 +127,7 @@ def test_bad_pixels_are_flagged_filled_and_counted(device, on_grid):
     mask = np.zeros(flux.shape, np.uint16)
     mask[:, 100:110] = 4  # a quality bit that counts as bad
     mask[:, 200:210] = 8  # one that does not
-    out = mgfast.preprocess(
-        flux, None if on_grid else w, err, mask=mask, bad_bits=4, device=device
-    )
+    out = mgfast.preprocess(flux, None if on_grid else w, err, mask=mask, bad_bits=4, device=device)
     assert np.isfinite(out.flux).all() and np.isfinite(out.ivar).all()
     masked = out.pixmask != 0
     assert np.all(out.flux[masked] == 1.0) and np.all(out.ivar[masked] == 0.0)
@@ -250,7 +247,7 @@ def test_all_nan_spectrum_can_be_kept_flagged():
 def test_cuda_without_a_device_is_a_clear_error():
     if mgfast.cuda_device_count() > 0:
         pytest.skip("a CUDA device is present")
-    with pytest.raises(RuntimeError, match="cuda:0|without CUDA"):
+    with pytest.raises(RuntimeError, match=r"cuda:0|without CUDA"):
         mgfast.preprocess(np.ones(grid.N_PIX, np.float32), device="cuda:0")
 
 

@@ -51,4 +51,5 @@ def lsf_degrade(
     r_out: float,
     threads: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
 LINES: dict[str, tuple[float, float, float]]

@@ -71,7 +71,9 @@ def _per_spectrum(x: npt.ArrayLike | None, n: int, name: str) -> np.ndarray | No
         x = np.full(n, x)
     a = _real_array(x, name, np.float64)
     if a.shape != (n,):
-        raise ValueError(f"{name}: expected a scalar or one value per spectrum ({n}), got {a.shape}")
+        raise ValueError(
+            f"{name}: expected a scalar or one value per spectrum ({n}), got {a.shape}"
+        )
     if not np.all(np.isfinite(a) & (a > 0)):
         raise ValueError(f"{name}: resolving power must be finite and positive")
     return a
@@ -79,9 +81,7 @@ def _per_spectrum(x: npt.ArrayLike | None, n: int, name: str) -> np.ndarray | No
 
 def _is_grid(wave: np.ndarray) -> bool:
     g = grid.wavelength()
-    return wave.shape[-1] == g.size and bool(
-        np.all(np.abs(wave - g) <= 1e-9 * g)
-    )
+    return wave.shape[-1] == g.size and bool(np.all(np.abs(wave - g) <= 1e-9 * g))
 
 
 def preprocess(

@@ -33,7 +33,7 @@ EMISSION_LINES: tuple[tuple[float, float, float], ...] = (
 
 
 def log_grid(lo: float, hi: float, resolving_power: float, pix_per_resel: float) -> np.ndarray:
-    """Wavelengths (Å) uniform in ln λ, sampling resolution elements λ/R with pix_per_resel pixels."""
+    """Wavelengths (Å) uniform in ln λ, pix_per_resel pixels per resolution element λ/R."""
     step = 1.0 / (resolving_power * pix_per_resel)
     return lo * np.exp(np.arange(int(np.log(hi / lo) / step) + 1) * step)
 
@@ -75,7 +75,9 @@ def mgii_doublet(
 ) -> np.ndarray:
     """Transmission of a MgII doublet at redshift z with rest EW2796 and EW2796/EW2803 = ratio."""
     t = gaussian_line(wave, MGII_2796.wavelength * (1 + z), ew2796_rest * (1 + z), fwhm_kms)
-    t2 = gaussian_line(wave, MGII_2803.wavelength * (1 + z), ew2796_rest / ratio * (1 + z), fwhm_kms)
+    t2 = gaussian_line(
+        wave, MGII_2803.wavelength * (1 + z), ew2796_rest / ratio * (1 + z), fwhm_kms
+    )
     return t * t2
 
 

@@ -23,9 +23,9 @@ struct Params {
   double clip_high = 3.0;      // ... and this many above (noise spikes, residuals)
   int grow = 4;                // rejected absorption grows by this many pixels each side
   int max_iter = 15;
-  double min_fraction = 0.2;   // fewer retained pixels than this fraction of the arm: failure
-  double sigma_floor = 0.01;   // clipping scale never below this fraction of the continuum, so
-                               // that noiseless or very high-SNR spectra do not clip everything
+  double min_fraction = 0.2;  // fewer retained pixels than this fraction of the arm: failure
+  double sigma_floor = 0.01;  // clipping scale never below this fraction of the continuum, so
+                              // that noiseless or very high-SNR spectra do not clip everything
 };
 
 // Number of B-spline coefficients used for an arm of n pixels.
@@ -126,7 +126,8 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
     double ss = 0.0;
     for (int i = 0; i < n; ++i) {
       const int s = bspline_basis(i, h, nseg, b);
-      const double c = b[0] * coef[s] + b[1] * coef[s + 1] + b[2] * coef[s + 2] + b[3] * coef[s + 3];
+      const double c =
+          b[0] * coef[s] + b[1] * coef[s + 1] + b[2] * coef[s + 2] + b[3] * coef[s + 3];
       cont[i] = static_cast<float>(c);
       if (work[i] & kUse) ss += (flux[i] - c) * (flux[i] - c);
     }

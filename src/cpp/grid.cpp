@@ -3,8 +3,8 @@
 
 #include <cassert>
 #include <cmath>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 
 namespace mgfast::grid {
 
@@ -20,7 +20,8 @@ struct RuleCheck {
     int start = 0;
     for (int a = 0; a < kNumArms; ++a) {
       if (arm_npix_from_rule(a) != kArmNPix[a] || kArmStart[a] != start) {
-        std::fprintf(stderr, "mgfast: internal error: grid table disagrees with its rule (arm %d)\n", a);
+        std::fprintf(stderr,
+                     "mgfast: internal error: grid table disagrees with its rule (arm %d)\n", a);
         std::abort();
       }
       start += kArmNPix[a];

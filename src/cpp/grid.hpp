@@ -39,9 +39,7 @@ MGFAST_HD constexpr double arm_lo(int a) {
 }
 
 // Arm of a (gap-stripped) pixel index.
-MGFAST_HD int arm_of_pixel(int p) {
-  return p < arm_start(1) ? 0 : (p < arm_start(2) ? 1 : 2);
-}
+MGFAST_HD int arm_of_pixel(int p) { return p < arm_start(1) ? 0 : (p < arm_start(2) ? 1 : 2); }
 
 // Pixel centre of a fractional pixel coordinate within its arm (Å).
 MGFAST_HD double arm_wavelength(int arm, double k) { return arm_lo(arm) * exp(k * kDlnLambda); }

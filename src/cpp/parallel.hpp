@@ -18,8 +18,8 @@ int resolve_threads(int threads);
 // Calls body(begin, end, worker) on contiguous chunks of [0, n), dynamically scheduled.
 template <class F>
 void parallel_for(std::int64_t n, int threads, std::int64_t chunk, F&& body) {
-  const int nt = static_cast<int>(std::min<std::int64_t>(resolve_threads(threads),
-                                                         std::max<std::int64_t>(1, (n + chunk - 1) / chunk)));
+  const int nt = static_cast<int>(std::min<std::int64_t>(
+      resolve_threads(threads), std::max<std::int64_t>(1, (n + chunk - 1) / chunk)));
   if (nt <= 1) {
     if (n > 0) body(std::int64_t{0}, n, 0);
     return;

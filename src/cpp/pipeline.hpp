@@ -17,33 +17,33 @@ namespace mgfast::pipeline {
 // Inputs of one batch, row-major host (or device) pointers.
 struct Batch {
   int n_spec = 0;
-  int n_in = 0;               // input pixels per spectrum (kNPix when on_grid)
-  bool on_grid = false;       // input already on the grid: no resampling (the fast path)
+  int n_in = 0;                  // input pixels per spectrum (kNPix when on_grid)
+  bool on_grid = false;          // input already on the grid: no resampling (the fast path)
   const double* wave = nullptr;  // (n_in,) or (n_spec, n_in) wavelengths in vacuum Å, increasing
   bool wave_per_spectrum = false;
-  const float* flux = nullptr;   // (n_spec, n_in)
-  const float* err = nullptr;    // optional (n_spec, n_in): 1-sigma errors, or ivar if err_is_ivar
+  const float* flux = nullptr;  // (n_spec, n_in)
+  const float* err = nullptr;   // optional (n_spec, n_in): 1-sigma errors, or ivar if err_is_ivar
   bool err_is_ivar = false;
-  const std::uint32_t* mask = nullptr;  // optional (n_spec, n_in) bit mask
+  const std::uint32_t* mask = nullptr;   // optional (n_spec, n_in) bit mask
   std::uint32_t bad_bits = 0xFFFFFFFFu;  // mask bits that make a pixel bad
   const double* r_in = nullptr;  // optional (n_spec,) resolving power of the input; null = 20000
 };
 
 struct Options {
-  bool normalise = false;          // fit and divide by a continuum (flux not yet normalised)
-  double min_pixel_good = 0.5;     // output pixel needs this fraction covered by good input
-  double min_arm_good = 0.5;       // an arm with fewer good pixels than this fraction is missing
+  bool normalise = false;       // fit and divide by a continuum (flux not yet normalised)
+  double min_pixel_good = 0.5;  // output pixel needs this fraction covered by good input
+  double min_arm_good = 0.5;    // an arm with fewer good pixels than this fraction is missing
   continuum::Params continuum{};
 };
 
 // Outputs, row-major.
 struct Output {
-  float* flux = nullptr;            // (n_spec, kNPix) normalised flux, 1 where masked
-  float* ivar = nullptr;            // (n_spec, kNPix) inverse variance, 0 where masked
-  std::uint8_t* pixmask = nullptr;  // (n_spec, kNPix) flags::kPix* bits
-  std::uint32_t* flags = nullptr;   // (n_spec,) flags::k* bits
-  std::int32_t* n_masked = nullptr; // (n_spec, kNumArms) masked pixels per arm
-  float* continuum = nullptr;       // optional (n_spec, kNPix): the fitted continuum (1 if none)
+  float* flux = nullptr;             // (n_spec, kNPix) normalised flux, 1 where masked
+  float* ivar = nullptr;             // (n_spec, kNPix) inverse variance, 0 where masked
+  std::uint8_t* pixmask = nullptr;   // (n_spec, kNPix) flags::kPix* bits
+  std::uint32_t* flags = nullptr;    // (n_spec,) flags::k* bits
+  std::int32_t* n_masked = nullptr;  // (n_spec, kNumArms) masked pixels per arm
+  float* continuum = nullptr;        // optional (n_spec, kNPix): the fitted continuum (1 if none)
 };
 
 MGFAST_HD double sigma_for(const Batch& b, int s) {
@@ -54,9 +54,9 @@ MGFAST_HD double sigma_for(const Batch& b, int s) {
 // Stage 1, per input pixel j of spectrum s: validity and variance.
 MGFAST_HD void stage_input(const Batch& b, int s, int j, std::uint8_t* good, double* var) {
   const long long k = static_cast<long long>(s) * b.n_in + j;
-  const bool ok = resample::input_pixel(b.flux[k], b.err ? b.err[k] : 1.0f, b.err != nullptr,
-                                        b.err_is_ivar, b.mask ? b.mask[k] : 0u, b.bad_bits,
-                                        var + j);
+  const bool ok =
+      resample::input_pixel(b.flux[k], b.err ? b.err[k] : 1.0f, b.err != nullptr, b.err_is_ivar,
+                            b.mask ? b.mask[k] : 0u, b.bad_bits, var + j);
   good[j] = ok ? 1 : 0;
 }
 
@@ -92,10 +92,11 @@ MGFAST_HD void stage_rebin(const Batch& b, const Options& o, int p, double sigma
 // Degradation alone on the input grid (for lsf_degrade): input pixel j smoothed by a Gaussian of
 // width sigma (ln λ). Neighbouring outputs are correlated; svar is each one's own variance.
 MGFAST_HD void stage_smooth(int n_in, int j, const double* lnedge, const float* flux,
-                            const double* var, const std::uint8_t* good, double sigma,
-                            float* sflux, double* svar, std::uint8_t* sgood) {
-  sgood[j] = resample::lsf_smooth_pixel(j, n_in, lnedge, flux, var, good, sigma, sflux + j, svar + j)
-                 ? 1 : 0;
+                            const double* var, const std::uint8_t* good, double sigma, float* sflux,
+                            double* svar, std::uint8_t* sgood) {
+  sgood[j] =
+      resample::lsf_smooth_pixel(j, n_in, lnedge, flux, var, good, sigma, sflux + j, svar + j) ? 1
+                                                                                               : 0;
 }
 
 // Stage 3, per arm a of one spectrum (pointers to that spectrum's rows): drop an arm with too

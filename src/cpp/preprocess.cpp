@@ -70,8 +70,9 @@ void validate_batch(const Batch& b) {
     if (b.on_grid)
       for (int s = 0; s < b.n_spec; ++s)
         if (pipeline::sigma_for(b, s) > 0.0)
-          throw std::invalid_argument("resolution: on-grid input cannot be degraded (the grid "
-                                      "samples R = 20000 at one pixel per element); pass wave");
+          throw std::invalid_argument(
+              "resolution: on-grid input cannot be degraded (the grid "
+              "samples R = 20000 at one pixel per element); pass wave");
   }
 }
 
@@ -85,7 +86,8 @@ void preprocess_cpu(const Batch& b, const Options& o, Output& out, int threads) 
   }();
   // Edges of a shared wavelength row are computed once for all spectra.
   std::vector<double> shared_edge, shared_lnedge;
-  if (!b.on_grid && !b.wave_per_spectrum) input_edges(b.wave, n_in, shared_edge, shared_lnedge, any_smooth);
+  if (!b.on_grid && !b.wave_per_spectrum)
+    input_edges(b.wave, n_in, shared_edge, shared_lnedge, any_smooth);
 
   const int nt = resolve_threads(threads);
   std::vector<Scratch> scratch(nt);
@@ -129,7 +131,8 @@ void preprocess_cpu(const Batch& b, const Options& o, Output& out, int threads) 
       for (int a = 0; a < grid::kNumArms; ++a)
         f |= pipeline::stage_arm(o, b.err != nullptr, a, of, oi, om, cont, w.work.data());
       for (int p = 0; p < grid::kNPix; ++p) pipeline::stage_fill(p, of, oi, om);
-      f |= pipeline::stage_summary(b, s, om, out.n_masked + static_cast<std::size_t>(s) * grid::kNumArms);
+      f |= pipeline::stage_summary(b, s, om,
+                                   out.n_masked + static_cast<std::size_t>(s) * grid::kNumArms);
       out.flags[s] = f;
     }
   });
@@ -167,7 +170,8 @@ void lsf_degrade_cpu(int n_spec, int n_in, const double* wave, bool wave_per_spe
           svar[j] = var[j];
           good_out[row + j] = good[j];
         }
-        if (err_out) err_out[row + j] = good_out[row + j] ? static_cast<float>(std::sqrt(svar[j])) : 0.0f;
+        if (err_out)
+          err_out[row + j] = good_out[row + j] ? static_cast<float>(std::sqrt(svar[j])) : 0.0f;
         if (!good_out[row + j]) flux_out[row + j] = std::nanf("");
       }
     }

@@ -16,8 +16,8 @@ constexpr double kLsfTruncation = 5.4;
 
 // Whether an input pixel is usable, and its variance. err is a 1-sigma error, or an inverse
 // variance when err_is_ivar; have_err false means no error is known (variance 0).
-MGFAST_HD bool input_pixel(float flux, float err, bool have_err, bool err_is_ivar, std::uint32_t mask,
-                           std::uint32_t bad_bits, double* var) {
+MGFAST_HD bool input_pixel(float flux, float err, bool have_err, bool err_is_ivar,
+                           std::uint32_t mask, std::uint32_t bad_bits, double* var) {
   *var = 0.0;
   if (!is_finite(flux) || (mask & bad_bits) != 0u) return false;
   if (!have_err) return true;
@@ -92,17 +92,17 @@ MGFAST_HD int first_pixel_above(const double* edge, int n, double lam) {
 }
 
 struct RebinResult {
-  float flux;         // mean flux density over the good part of the output pixel
-  double var;         // its variance
-  double covered;     // fraction of the output pixel covered by input pixels
-  double good;        // fraction covered by good input pixels
+  float flux;      // mean flux density over the good part of the output pixel
+  double var;      // its variance
+  double covered;  // fraction of the output pixel covered by input pixels
+  double good;     // fraction covered by good input pixels
 };
 
 // Flux-conserving rebinning of the piecewise-constant input onto the output pixel [lo, hi]:
 // the output is the input's mean over the pixel (so sum(flux_out * width) = integral of the
 // input), with the variance of that mean propagated from the input variances.
-MGFAST_HD RebinResult rebin_pixel(double lo, double hi, int n, const double* edge, const float* flux,
-                                  const double* var, const std::uint8_t* good) {
+MGFAST_HD RebinResult rebin_pixel(double lo, double hi, int n, const double* edge,
+                                  const float* flux, const double* var, const std::uint8_t* good) {
   RebinResult r{0.0f, 0.0, 0.0, 0.0};
   const double width = hi - lo;
   double cov = 0.0, og = 0.0, fs = 0.0, vs = 0.0;
@@ -151,10 +151,17 @@ MGFAST_HD RebinResult lsf_rebin_pixel(double l0, double l1, double sigma, int n,
   const double inv = 1.0 / sigma;
   const double scale = sigma / (l1 - l0);
   double wall = 0.0, wg = 0.0, fs = 0.0, vs = 0.0;
-  for (int k = first_pixel_above(lnedge, n, l0 - reach); k < n && lnedge[k] < l1 + reach; ++k) {
-    const double a = lnedge[k], b = lnedge[k + 1];
-    const double w = scale * (integrated_cdf((l1 - a) * inv) - integrated_cdf((l0 - a) * inv) -
-                              integrated_cdf((l1 - b) * inv) + integrated_cdf((l0 - b) * inv));
+  // Each edge's term is shared by the two pixels either side of it: evaluate it once.
+  int k = first_pixel_above(lnedge, n, l0 - reach);
+  double ga = 0.0;
+  if (k < n) {
+    ga = integrated_cdf((l1 - lnedge[k]) * inv) - integrated_cdf((l0 - lnedge[k]) * inv);
+  }
+  for (; k < n && lnedge[k] < l1 + reach; ++k) {
+    const double b = lnedge[k + 1];
+    const double gb = integrated_cdf((l1 - b) * inv) - integrated_cdf((l0 - b) * inv);
+    const double w = scale * (ga - gb);
+    ga = gb;
     wall += w;
     if (good[k]) {
       wg += w;

@@ -7,11 +7,10 @@
 #include <stdexcept>
 #include <string>
 
-#define MGFAST_CUDA_CHECK(call)                                                              \
-  do {                                                                                       \
-    const cudaError_t mgfast_err_ = (call);                                                  \
-    if (mgfast_err_ != cudaSuccess)                                                          \
-      throw std::runtime_error(std::string("CUDA error in ") + #call + " at " + __FILE__ + \
-                               ":" + std::to_string(__LINE__) + ": " +                       \
-                               cudaGetErrorString(mgfast_err_));                             \
+#define MGFAST_CUDA_CHECK(call)                                                                    \
+  do {                                                                                             \
+    const cudaError_t mgfast_err_ = (call);                                                        \
+    if (mgfast_err_ != cudaSuccess)                                                                \
+      throw std::runtime_error(std::string("CUDA error in ") + #call + " at " + __FILE__ + ":" +   \
+                               std::to_string(__LINE__) + ": " + cudaGetErrorString(mgfast_err_)); \
   } while (0)

@@ -53,8 +53,8 @@ py::dict preprocess(const carray<float>& flux, const std::optional<carray<double
                     const std::optional<carray<double>>& resolution, bool err_is_ivar,
                     std::uint32_t bad_bits, bool normalise, double min_pixel_good,
                     double min_arm_good, double knot_spacing, double penalty, double clip_low,
-                    double clip_high, int grow, int max_iter, double sigma_floor, bool return_continuum,
-                    const std::string& device, int threads) {
+                    double clip_high, int grow, int max_iter, double sigma_floor,
+                    bool return_continuum, const std::string& device, int threads) {
   if (flux.ndim() != 2) throw std::invalid_argument("flux: expected a 2-D array (n_spec, n_pix)");
   pipeline::Batch b;
   b.n_spec = as_int(flux.shape(0), "flux");
@@ -128,8 +128,10 @@ py::dict preprocess(const carray<float>& flux, const std::optional<carray<double
       validate_batch(b);
       cuda::preprocess(b, o, out, dev);
 #else
-      throw std::runtime_error("device '" + device + "': this mgfast was built without CUDA; "
-                               "rebuild with the CUDA toolkit (MGFAST_CUDA=ON) or use device='cpu'");
+      throw std::runtime_error(
+          "device '" + device +
+          "': this mgfast was built without CUDA; "
+          "rebuild with the CUDA toolkit (MGFAST_CUDA=ON) or use device='cpu'");
 #endif
     } else {
       throw std::invalid_argument("device: expected 'cpu' or 'cuda[:N]', got '" + device + "'");
@@ -180,9 +182,8 @@ PYBIND11_MODULE(_core, m) {
 #else
   m.attr("built_with_cuda") = false;
   m.def("cuda_device_count", [] { return 0; });
-  m.def("cuda_device_name", [](int) -> std::string {
-    throw std::runtime_error("this mgfast was built without CUDA");
-  });
+  m.def("cuda_device_name",
+        [](int) -> std::string { throw std::runtime_error("this mgfast was built without CUDA"); });
 #endif
 
   // The grid.
@@ -201,12 +202,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("grid_hi_edge", [] { return per_pixel<double>(grid::pixel_hi_edge); });
   m.def("grid_arm_index", [] { return per_pixel<int>(grid::arm_of_pixel); });
   m.def("grid_edge_distance", [] { return per_pixel<int>(grid::edge_distance); });
-  m.def("pixel_of_wavelength", [](const carray<double>& lam) {
-    return map_doubles(lam, grid::pixel_of_wavelength);
-  });
-  m.def("wavelength_of_pixel", [](const carray<double>& x) {
-    return map_doubles(x, grid::wavelength_of_pixel);
-  });
+  m.def("pixel_of_wavelength",
+        [](const carray<double>& lam) { return map_doubles(lam, grid::pixel_of_wavelength); });
+  m.def("wavelength_of_pixel",
+        [](const carray<double>& x) { return map_doubles(x, grid::wavelength_of_pixel); });
 
   // Atomic data.
   py::dict lines;
@@ -235,8 +234,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("mask"), py::arg("resolution"), py::arg("err_is_ivar"), py::arg("bad_bits"),
         py::arg("normalise"), py::arg("min_pixel_good"), py::arg("min_arm_good"),
         py::arg("knot_spacing"), py::arg("penalty"), py::arg("clip_low"), py::arg("clip_high"),
-        py::arg("grow"), py::arg("max_iter"), py::arg("sigma_floor"), py::arg("return_continuum"), py::arg("device"),
-        py::arg("threads"));
+        py::arg("grow"), py::arg("max_iter"), py::arg("sigma_floor"), py::arg("return_continuum"),
+        py::arg("device"), py::arg("threads"));
   m.def("lsf_degrade", &lsf_degrade, py::arg("wave"), py::arg("flux"), py::arg("err"),
         py::arg("resolution"), py::arg("r_out"), py::arg("threads"));
 }
