@@ -1,6 +1,6 @@
 """Preprocessing throughput per device, as a Markdown table for docs/BENCHMARKS.md.
 
-    python bench/preprocess_throughput.py [--n 512] [--repeat 5] [--threads 0]
+python bench/preprocess_throughput.py [--n 512] [--repeat 5] [--threads 0]
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from datetime import date
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from cases import cases  # noqa: E402
+import mgfast
 
-import mgfast  # noqa: E402
+from cases import cases
 
 
 def main() -> None:

@@ -6,9 +6,10 @@ Each case records spectra/s in extra_info; speed is reported, never asserted.
 from __future__ import annotations
 
 import pytest
-from cases import cases
 
 import mgfast
+
+from cases import cases
 
 DEVICES = ["cpu"] + (["cuda:0"] if mgfast.cuda_device_count() > 0 else [])
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import mgfast
 import pytest
+
+import mgfast
 
 CUDA_REASON = "needs a CUDA device (none visible to this build)"
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import mgfast
 import pytest
 import tomllib
+
+import mgfast
 from mgfast import _core
 
 

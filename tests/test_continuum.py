@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import mgfast
 import numpy as np
 import pytest
-from conftest import devices
+
+import mgfast
 from mgfast import SpectrumFlag, grid
 from mgfast.atomic import MGII_2796, MGII_2803
 from mgfast.testing import C_KMS, EMISSION_LINES, synthetic_quasar
+
+from conftest import devices
 
 
 def true_continuum_on_grid(q):

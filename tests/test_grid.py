@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from mgfast import _core, grid
 
 ARM_RANGES = [(3926.0, 4355.0), (5160.0, 5730.0), (6100.0, 6790.0)]

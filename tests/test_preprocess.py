@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import math
 
-import mgfast
 import numpy as np
 import pytest
-from conftest import devices
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+import mgfast
 from mgfast import PixelFlag, SpectrumFlag, grid
 from mgfast.testing import C_KMS, log_grid
+
+from conftest import devices
 
 FWHM_PER_SIGMA = 2.3548200450309493
 
