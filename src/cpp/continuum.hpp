@@ -18,10 +18,12 @@ constexpr int kMaxBasis = 256;
 
 struct Params {
   double knot_spacing = 40.0;  // pixels between knots (40 pixels = 600 km/s)
-  double penalty = 1.0;        // weight of the second-difference penalty, per data point per knot
-  double clip_low = 2.5;       // reject pixels this many sigma below the fit (absorption)
-  double clip_high = 3.0;      // ... and this many above (noise spikes, residuals)
-  int grow = 4;                // rejected absorption grows by this many pixels each side
+  double penalty = 1.0;   // second-difference penalty per data point per knot, at SNR 10 per pixel;
+                          // it scales as (10 / SNR)^2, so noisy arms are smoothed harder and clean
+                          // ones follow the emission lines more closely
+  double clip_low = 2.5;  // reject pixels this many sigma below the fit (absorption)
+  double clip_high = 3.0;  // ... and this many above (noise spikes, residuals)
+  int grow = 4;            // rejected absorption grows by this many pixels each side
   int max_iter = 15;
   double min_fraction = 0.2;  // fewer retained pixels than this fraction of the arm: failure
   double sigma_floor = 0.01;  // clipping scale never below this fraction of the continuum, so
@@ -78,6 +80,44 @@ MGFAST_HD double clip_scale(const float* ivar, int i, double global_sigma, doubl
   return sqrt(s2 + f * f);
 }
 
+// (10 / SNR)^2 of an arm, the factor that scales the penalty. The SNR is that of a typical pixel,
+// from mean(ivar f^2), which low-flux pixels barely move; without errors, from the scatter of
+// first differences (the continuum varies little from one pixel to the next). Clamped to
+// [1e-3, 1e3] so that a pathological arm cannot switch the penalty off or make it everything.
+MGFAST_HD double penalty_noise_scale(int n, const float* flux, const float* ivar,
+                                     const std::uint8_t* good) {
+  double snr2 = 0.0;
+  if (ivar) {
+    double sum = 0.0;
+    int cnt = 0;
+    for (int i = 0; i < n; ++i)
+      if (good[i]) {
+        sum += static_cast<double>(ivar[i]) * flux[i] * flux[i];
+        ++cnt;
+      }
+    snr2 = cnt > 0 ? sum / cnt : 0.0;
+  } else {
+    double d2 = 0.0, f = 0.0;
+    int cd = 0, cf = 0;
+    for (int i = 0; i < n; ++i) {
+      if (!good[i]) continue;
+      f += flux[i];
+      ++cf;
+      if (i + 1 < n && good[i + 1]) {
+        d2 += (flux[i + 1] - flux[i]) * (flux[i + 1] - flux[i]);
+        ++cd;
+      }
+    }
+    const double mean = cf > 0 ? f / cf : 0.0;
+    const double var = cd > 0 ? 0.5 * d2 / cd : 0.0;
+    snr2 = var > 0.0 ? mean * mean / var : 1e30;
+  }
+  double scale = snr2 > 0.0 ? 100.0 / snr2 : 1e3;
+  if (scale < 1e-3) scale = 1e-3;
+  if (scale > 1e3) scale = 1e3;
+  return scale;
+}
+
 // Fits the continuum of one arm of n pixels. flux and ivar (may be null: then the scatter about
 // the fit sets the clipping scale) are the arm's pixels; good marks usable ones; work holds n
 // bytes of scratch; cont receives the continuum. Returns false (cont untouched beyond garbage)
@@ -95,6 +135,7 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
   if (min_keep < 8) min_keep = 8;
 
   for (int i = 0; i < n; ++i) work[i] = good[i] ? kUse : 0;
+  const double noise_scale = penalty_noise_scale(n, flux, ivar, good);
   bool fitted = false;
   for (int it = 0; it < p.max_iter; ++it) {
     for (int k = 0; k < m; ++k) {
@@ -113,9 +154,10 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
       }
     }
     if (used < min_keep) return false;
-    // Second-difference penalty, scaled so that its strength does not depend on how many pixels
+    // Second-difference penalty, scaled so that its strength depends neither on how many pixels
+    // a coefficient sees nor on the flux units, and grows with the noise.
     // a coefficient sees.
-    const double lam = p.penalty * used / m;
+    const double lam = p.penalty * noise_scale * used / m;
     const double d[3] = {1.0, -2.0, 1.0};
     for (int k = 0; k + 2 < m; ++k)
       for (int a = 0; a < 3; ++a)
