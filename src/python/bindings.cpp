@@ -9,6 +9,7 @@
 #include <string>
 
 #include "atomic.hpp"
+#include "bind.hpp"
 #include "flags.hpp"
 #include "grid.hpp"
 #include "preprocess.hpp"
@@ -19,8 +20,8 @@
 namespace py = pybind11;
 using namespace mgfast;
 
-template <class T>
-using carray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+using bind::as_int;
+using bind::carray;
 
 namespace {
 
@@ -40,11 +41,6 @@ py::array_t<T> per_pixel(T (*f)(int)) {
   T* o = out.mutable_data();
   for (int p = 0; p < grid::kNPix; ++p) o[p] = f(p);
   return out;
-}
-
-int as_int(py::ssize_t v, const char* what) {
-  if (v > INT32_MAX) throw std::invalid_argument(std::string(what) + ": too many elements");
-  return static_cast<int>(v);
 }
 
 py::dict preprocess(const carray<float>& flux, const std::optional<carray<double>>& wave,
