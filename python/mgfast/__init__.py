@@ -1,8 +1,8 @@
 """mgfast: find intervening MgII absorbers in 4MOST high-resolution quasar spectra.
 
-Available now: the spectral grid (``mgfast.grid``) and preprocessing onto it
-(``mgfast.preprocess``), on CPU and, when built with CUDA, on a GPU. The simulator, the
-networks and the Detector follow (see README.md).
+Available now: the spectral grid (``mgfast.grid``), preprocessing onto it (``mgfast.preprocess``)
+and the simulator (``mgfast.simulate``), on CPU and, when built with CUDA, on a GPU. The networks
+and the Detector follow (see README.md).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from . import _core, grid
 from .flags import PixelFlag, SpectrumFlag
 from .preprocess import ContinuumOptions, Preprocessed, lsf_degrade, preprocess
+from .simulate import Realism, Simulation, simulate, simulate_stream
 
 __version__: str = _core.__version__
 
@@ -23,10 +24,14 @@ __all__ = [
     "ContinuumOptions",
     "PixelFlag",
     "Preprocessed",
+    "Realism",
+    "Simulation",
     "SpectrumFlag",
     "__version__",
     "cuda_device_count",
     "grid",
     "lsf_degrade",
     "preprocess",
+    "simulate",
+    "simulate_stream",
 ]

@@ -53,3 +53,34 @@ def lsf_degrade(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 LINES: dict[str, tuple[float, float, float]]
+SIM_MAX_ABSORBERS: int
+SIM_MAX_COMPONENTS: int
+SIM_MAX_INTERLOPERS: int
+SIM_NO_ABSORBER_LAMBDA: float
+
+def simulate(
+    n: int,
+    start: int,
+    seed: int,
+    snr: np.ndarray,
+    absorber_fraction: float,
+    max_absorbers: int,
+    ew_min: float,
+    ew_max: float,
+    edge_margin: float,
+    edge_snr_ratio: float,
+    edge_taper_pixels: int,
+    noise: bool,
+    metals: bool,
+    interloper_rate: float,
+    forest: bool,
+    unnormalised: bool,
+    continuum_error: float,
+    sky_residual: float,
+    bad_pixel_rate: float,
+    z_em_min: float,
+    z_em_max: float,
+    return_clean: bool,
+    device: str,
+    threads: int,
+) -> dict: ...

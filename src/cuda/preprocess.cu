@@ -10,6 +10,7 @@
 
 #include "cuda_api.hpp"
 #include "cuda_check.hpp"
+#include "device_util.cuh"
 #include "pipeline.hpp"
 
 namespace mgfast::cuda {
@@ -24,80 +25,8 @@ constexpr int kBlock = 256;
 // The arm kernel has only 3 threads per spectrum, each with ~10 kB of local arrays: small blocks
 // spread those few threads over all SMs instead of piling them onto a handful.
 constexpr int kArmBlock = 32;
-// Grid-stride loops cover any size, so the grid need not grow with the chunk.
-constexpr long long kMaxBlocks = 1LL << 20;
 // Device memory a chunk may use (less when the device has less free).
 constexpr std::size_t kScratchBudget = std::size_t{1} << 30;
-
-// Owns one device allocation, so that every exit path (exceptions included) frees it.
-template <typename T>
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  ~DeviceBuffer() { release(); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-
-  void allocate(std::size_t n) {
-    release();
-    if (n > 0) MGFAST_CUDA_CHECK(cudaMalloc(&ptr_, n * sizeof(T)));
-  }
-  T* get() const { return ptr_; }
-
- private:
-  void release() {
-    if (ptr_ != nullptr) cudaFree(ptr_);  // nothing useful to do with an error while unwinding
-    ptr_ = nullptr;
-  }
-  T* ptr_ = nullptr;
-};
-
-// Makes `device` current and restores the caller's device afterwards, so that calling us does not
-// change which GPU the rest of the process talks to.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    MGFAST_CUDA_CHECK(cudaGetDevice(&previous_));
-    MGFAST_CUDA_CHECK(cudaSetDevice(device));
-  }
-  ~DeviceGuard() { cudaSetDevice(previous_); }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int previous_ = 0;
-};
-
-class Stream {
- public:
-  Stream() { MGFAST_CUDA_CHECK(cudaStreamCreate(&stream_)); }
-  ~Stream() { cudaStreamDestroy(stream_); }
-  Stream(const Stream&) = delete;
-  Stream& operator=(const Stream&) = delete;
-  cudaStream_t get() const { return stream_; }
-
- private:
-  cudaStream_t stream_ = nullptr;
-};
-
-int blocks_for(long long n, int block) {
-  return static_cast<int>(std::min((n + block - 1) / block, kMaxBlocks));
-}
-
-#define MGFAST_GRID_STRIDE(i, n)                                                             \
-  for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
-       i += static_cast<long long>(blockDim.x) * gridDim.x)
-
-// Launches on `stream` and checks the launch itself; execution errors surface at the next
-// synchronising call, which is checked too.
-#define MGFAST_LAUNCH(kernel, n, block, stream, ...)                                 \
-  do {                                                                               \
-    const long long mgfast_n_ = (n);                                                 \
-    if (mgfast_n_ > 0) {                                                             \
-      kernel<<<blocks_for(mgfast_n_, (block)), (block), 0, (stream)>>>(__VA_ARGS__); \
-      MGFAST_CUDA_CHECK(cudaGetLastError());                                         \
-    }                                                                                \
-  } while (0)
 
 // Input-pixel edges (Å) of `rows` wavelength rows, and their logarithms when degrading.
 __global__ void edges_kernel(int rows, int n_in, const double* wave, bool want_ln, double* edge,
@@ -175,16 +104,6 @@ __global__ void summary_kernel(Batch b, const std::uint8_t* mask, const std::uin
     f |= pipeline::stage_summary(b, s, mask + i * grid::kNPix, n_masked + i * grid::kNumArms);
     flags[i] = f;
   }
-}
-
-template <typename T>
-void upload(T* dst, const T* src, std::size_t n, cudaStream_t stream) {
-  MGFAST_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyHostToDevice, stream));
-}
-
-template <typename T>
-void download(T* dst, const T* src, std::size_t n, cudaStream_t stream) {
-  MGFAST_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyDeviceToHost, stream));
 }
 
 }  // namespace

@@ -22,4 +22,6 @@ inline int as_int(py::ssize_t v, const char* what) {
   return static_cast<int>(v);
 }
 
+void bind_simulate(py::module_& m);
+
 }  // namespace mgfast::bind

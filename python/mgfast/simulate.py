@@ -1,0 +1,236 @@
+"""Mock 4MOST high-resolution quasar spectra with MgII absorbers: the Python face of the
+simulator in the core (``src/cpp/simulate.hpp``; docs/simulator.md for the physics).
+
+A spectrum is fixed by (seed, index): the same pair gives the same spectrum on CPU or GPU, in any
+batch size, thread count or order, so sets can be generated in pieces, streamed or regenerated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _core
+from .atomic import MGII_2796
+
+PAPER_SNR: tuple[float, ...] = (3.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0)
+NO_ABSORBER_LAMBDA: float = _core.SIM_NO_ABSORBER_LAMBDA
+MAX_ABSORBERS: int = _core.SIM_MAX_ABSORBERS
+INTERLOPER_KINDS: tuple[str, ...] = ("MgII", "CIV", "SiIV", "AlIII", "single")
+
+
+@dataclass(frozen=True)
+class Realism:
+    """Departures from the paper's idealised spectra, each off by default (docs/simulator.md).
+
+    ``Realism.survey()`` switches all of them on at the documented survey-like levels.
+    """
+
+    metals: bool = False  # FeII 2600/2586/2382/2374/2344 and MgI 2852 beside each MgII absorber
+    interloper_rate: float = 0.0  # mean number of CIV/SiIV/AlIII doublets and unrelated lines
+    forest: bool = False  # Lyα forest below 1215.67 (1 + z_em)
+    unnormalised: bool = False  # quasar continuum with broad emission lines (flux not normalised)
+    continuum_error: float = 0.0  # rms of a smooth multiplicative error per arm, e.g. 0.02
+    sky_residual: float = 0.0  # rms of sky-line residuals, in units of the noise
+    bad_pixel_rate: float = 0.0  # mean number of bad-pixel runs (1-30 pixels) per spectrum
+
+    @classmethod
+    def survey(cls) -> Realism:
+        return cls(
+            metals=True,
+            interloper_rate=1.5,
+            forest=True,
+            continuum_error=0.02,
+            sky_residual=3.0,
+            bad_pixel_rate=1.0,
+        )
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What was simulated, per spectrum. Absorber arrays are (N, MAX_ABSORBERS), NaN-padded.
+
+    ``lambda2796``, ``z``, ``ew2796``, ``ew2803`` describe the first absorber (the only one in the
+    paper's setup), with the paper's label 5358 Å and NaN when there is none.
+    """
+
+    index: np.ndarray
+    n_absorbers: np.ndarray
+    snr: np.ndarray
+    z_em: np.ndarray
+    flags: np.ndarray
+    abs_z: np.ndarray
+    abs_ew2796: np.ndarray
+    abs_ew2803: np.ndarray
+    abs_ew2796_requested: np.ndarray
+    abs_logn: np.ndarray
+    abs_n_components: np.ndarray
+    comp_logn: np.ndarray
+    comp_b: np.ndarray
+    comp_v: np.ndarray
+    n_interlopers: np.ndarray
+    interloper_kind: np.ndarray
+    interloper_z: np.ndarray
+
+    @property
+    def has_absorber(self) -> np.ndarray:
+        return self.n_absorbers > 0
+
+    @property
+    def abs_lambda2796(self) -> np.ndarray:
+        return MGII_2796.wavelength * (1.0 + self.abs_z)
+
+    @property
+    def lambda2796(self) -> np.ndarray:
+        lam = self.abs_lambda2796[:, 0]
+        return np.where(self.has_absorber, lam, NO_ABSORBER_LAMBDA)
+
+    @property
+    def z(self) -> np.ndarray:
+        return self.abs_z[:, 0]
+
+    @property
+    def ew2796(self) -> np.ndarray:
+        return self.abs_ew2796[:, 0]
+
+    @property
+    def ew2803(self) -> np.ndarray:
+        return self.abs_ew2803[:, 0]
+
+    def __len__(self) -> int:
+        return int(self.index.size)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Every column, the per-spectrum summary first (for tables and files)."""
+        out = {
+            "index": self.index,
+            "has_absorber": self.has_absorber,
+            "lambda2796": self.lambda2796,
+            "z": self.z,
+            "ew2796": self.ew2796,
+            "ew2803": self.ew2803,
+            "snr": self.snr,
+            "z_em": self.z_em,
+            "n_absorbers": self.n_absorbers,
+            "flags": self.flags,
+            "abs_lambda2796": self.abs_lambda2796,
+        }
+        for k in self.__dataclass_fields__:
+            out.setdefault(k, getattr(self, k))
+        return out
+
+    def to_table(self):  # type: ignore[no-untyped-def]
+        """The truth as an astropy Table (astropy must be installed)."""
+        from astropy.table import Table
+
+        return Table(self.columns())
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """A batch of simulated spectra on the grid: flux and err are (N, N_PIX) float32."""
+
+    flux: np.ndarray
+    err: np.ndarray
+    truth: Truth
+    seed: int
+    clean: np.ndarray | None = field(default=None)  # noiseless transmission, when asked for
+
+    def __len__(self) -> int:
+        return int(self.flux.shape[0])
+
+
+def _snr_values(snr: float | Sequence[float]) -> np.ndarray:
+    a = np.atleast_1d(np.asarray(snr, dtype=np.float64))
+    if a.ndim != 1 or a.size == 0:
+        raise ValueError("snr: give a number or a non-empty list of numbers")
+    if not np.all(np.isfinite(a) & (a > 0)):
+        raise ValueError(f"snr: values must be positive and finite, got {a.tolist()}")
+    return a
+
+
+def simulate(
+    n: int,
+    *,
+    seed: int = 0,
+    start: int = 0,
+    snr: float | Sequence[float] = PAPER_SNR,
+    with_absorber_fraction: float = 0.8,
+    max_absorbers: int = 1,
+    ew_range: tuple[float, float] = (0.05, 5.15),
+    noise: bool = True,
+    realism: Realism | None = None,
+    edge_margin: float = 25.0,
+    edge_snr_ratio: float = 2.5,
+    edge_taper_pixels: int = 420,
+    z_em_range: tuple[float, float] = (1.0, 3.6),
+    return_clean: bool = False,
+    device: str = "cpu",
+    threads: int = 0,
+) -> Simulation:
+    """Simulate spectra ``start`` … ``start + n - 1`` of the set fixed by ``seed``.
+
+    Defaults follow the paper's training set: one absorber in 80 % of spectra, λ2796 flat over the
+    arms (both lines ≥ 25 Å from an arm edge), rest EW2796 flat in 0.05-5.15 Å, SNR at the arm
+    centre drawn from {3, 5, 10, 20, 30, 40, 50} and falling 2.5× towards the arm ends over 420
+    pixels, Gaussian noise, continuum-normalised flux. ``with_absorber_fraction=0.5`` gives the
+    paper's test set; ``max_absorbers`` up to 4 puts 1-4 non-overlapping absorbers in a sightline;
+    ``realism`` adds what real spectra have (see ``Realism``).
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n: expected a non-negative integer, got {n!r}")
+    if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed: expected an integer in [0, 2^64), got {seed!r}")
+    if not isinstance(start, (int, np.integer)) or not 0 <= start < 2**63:
+        raise ValueError(f"start: expected a non-negative integer, got {start!r}")
+    if not 0.0 <= with_absorber_fraction <= 1.0:
+        raise ValueError(
+            f"with_absorber_fraction: must lie in [0, 1], got {with_absorber_fraction}"
+        )
+    lo, hi = ew_range
+    if not 0.0 < lo <= hi <= 6.0:
+        raise ValueError(f"ew_range: need 0 < min <= max <= 6 Å (rest EW2796), got {ew_range}")
+    r = realism or Realism()
+    out = _core.simulate(
+        int(n), int(start), int(seed), _snr_values(snr), float(with_absorber_fraction),
+        int(max_absorbers), float(lo), float(hi), float(edge_margin), float(edge_snr_ratio),
+        int(edge_taper_pixels), bool(noise), bool(r.metals), float(r.interloper_rate),
+        bool(r.forest), bool(r.unnormalised), float(r.continuum_error), float(r.sky_residual),
+        float(r.bad_pixel_rate), float(z_em_range[0]), float(z_em_range[1]), bool(return_clean),
+        device, int(threads),
+    )  # fmt: skip
+    t = out["truth"]
+    truth = Truth(index=np.arange(start, start + n, dtype=np.int64), **t)
+    return Simulation(out["flux"], out["err"], truth, int(seed), out.get("clean"))
+
+
+def simulate_stream(
+    batch_size: int, *, seed: int = 0, start: int = 0, stop: int | None = None, **kwargs
+) -> Iterator[Simulation]:
+    """Consecutive batches of the set ``seed``, from index ``start`` (to ``stop``, or forever).
+
+    For training with fresh noise every epoch, give each epoch its own seed (e.g. base + epoch)
+    or its own range of indices; a fixed validation set is just a fixed (seed, start, n).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size: must be at least 1, got {batch_size}")
+    i = start
+    while stop is None or i < stop:
+        n = batch_size if stop is None else min(batch_size, stop - i)
+        yield simulate(n, seed=seed, start=i, **kwargs)
+        i += n
+
+
+__all__ = [
+    "INTERLOPER_KINDS",
+    "MAX_ABSORBERS",
+    "NO_ABSORBER_LAMBDA",
+    "PAPER_SNR",
+    "Realism",
+    "Simulation",
+    "Truth",
+    "simulate",
+    "simulate_stream",
+]

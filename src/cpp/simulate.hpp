@@ -1,0 +1,669 @@
+// The simulator's physics, shared by the CPU and CUDA drivers: drawing a sightline (absorbers,
+// interlopers, forest, quasar continuum, SNR), solving each MgII absorber's column densities for
+// its requested EW2796, rendering Voigt profiles through the R = 20000 LSF onto the grid's pixels,
+// and noise. Every random draw comes from the counter-based generator in rng.hpp, keyed by
+// (seed, spectrum index, stream), so a spectrum never depends on batch, thread or device.
+// docs/simulator.md gives every distribution and where it comes from.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "atomic.hpp"
+#include "grid.hpp"
+#include "hd.hpp"
+#include "resample.hpp"
+#include "rng.hpp"
+#include "voigt.hpp"
+
+namespace mgfast::sim {
+
+constexpr int kMaxAbsorbers = 4;    // MgII systems per sightline
+constexpr int kMaxComponents = 8;   // Voigt components per system
+constexpr int kMaxInterlopers = 8;  // other metal systems and unrelated lines per sightline
+constexpr int kMaxLines = 1536;     // rendered (component, transition) pairs per sightline
+constexpr int kFine = 20;           // profile samples per grid pixel (0.75 km/s)
+constexpr double kPixelKms = voigt::kCKms * grid::kDlnLambda;  // 14.99 km/s per pixel
+// A system's absorption stays within this velocity of its zero: with the LSF's reach (~42 km/s)
+// each MgII line then keeps to its own half of the 770 km/s doublet spacing, so that EW2796 and
+// EW2803 can be measured separately.
+constexpr double kMaxHalfWidthKms = 330.0;
+constexpr int kMaxWindowSamples = 2 * (static_cast<int>(kMaxHalfWidthKms / 14.98962) + 2) * kFine;
+// LSF width in pixels: FWHM is one pixel at R = 20000 with Δlnλ = 1/20000.
+constexpr double kLsfSigmaPix = 1.0 / resample::kFwhmPerSigma;
+constexpr double kKernelReach = 0.5 + resample::kLsfTruncation * kLsfSigmaPix;  // pixels
+// The paper's label for "no absorber".
+constexpr double kNoAbsorberLambda = 5358.0;
+
+// Random streams: one per kind of draw, so that switching a feature on does not change others.
+enum StreamId : std::uint32_t {
+  kStreamSightline = 1,
+  kStreamAbsorbers = 2,
+  kStreamKinematics = 16,  // + absorber index (kinematics retries use the counter)
+  kStreamInterlopers = 3,
+  kStreamForest = 4,
+  kStreamContinuum = 5,
+  kStreamDefects = 6,
+  kStreamNoise = 7,
+};
+
+// Switches and parameters of one simulated set.
+struct Config {
+  std::uint64_t seed = 0;
+  double absorber_fraction = 0.8;       // P(at least one MgII absorber)
+  int max_absorbers = 1;                // 1: the paper's setup; up to kMaxAbsorbers
+  double ew_min = 0.05, ew_max = 5.15;  // rest EW2796 range (Å), drawn flat
+  double edge_margin = 25.0;            // Å kept between either line and an arm edge
+  const double* snr_values = nullptr;   // SNR at arm centre, drawn uniformly from this list
+  int n_snr = 0;
+  double edge_snr_ratio = 2.5;  // SNR at an arm's end is this much lower than at its centre
+  int edge_taper_pixels = 420;  // over this many pixels from each end
+  bool noise = true;
+  // Realism (all off: the paper's idealised spectra).
+  bool metals = false;           // FeII 2600/2586/2382/2374/2344 and MgI 2852 beside each MgII
+  double interloper_rate = 0.0;  // mean number of CIV/SiIV/AlIII doublets and single lines
+  bool forest = false;           // Lyα forest below 1215.67 (1 + z_em)
+  bool unnormalised = false;     // multiply by a quasar continuum with emission lines
+  double continuum_error = 0.0;  // rms of a smooth multiplicative error per arm (e.g. 0.02)
+  double sky_residual = 0.0;     // rms amplitude of sky-line residuals, in units of the noise
+  double bad_pixel_rate = 0.0;   // mean number of bad-pixel runs per spectrum
+  double z_em_min = 1.0, z_em_max = 3.6;  // quasar redshift range (flat)
+};
+
+struct Component {
+  float logn;  // log10 column density (cm^-2) of the system's main ion
+  float b;     // Doppler parameter, km/s
+  float v;     // velocity offset, km/s
+};
+
+enum SystemKind : int { kMgII = 0, kCIV, kSiIV, kAlIII, kSingle };
+
+// One absorption system: MgII absorbers and interlopers alike.
+struct System {
+  int kind = kMgII;
+  int n_comp = 0;
+  double z = 0.0;             // redshift of the velocity zero
+  double ew[2] = {0, 0};      // rest EW of the first two transitions (Å); MgII: 2796 and 2803
+  double ew_requested = 0.0;  // MgII: the rest EW2796 drawn, which the column densities meet
+  double single_lambda = 0.0, single_f = 0.0;  // kSingle: rest wavelength and f
+  Component comp[kMaxComponents];
+};
+
+// Everything drawn for one sightline: the truth table row, and what rendering needs.
+struct Sightline {
+  int n_abs = 0;
+  int n_int = 0;
+  float snr = 0.0f;
+  float z_em = 0.0f;
+  std::uint32_t flags = 0;  // kFlag* bits
+  System abs[kMaxAbsorbers];
+  System inter[kMaxInterlopers];
+  // Per-sightline nuisance parameters, drawn once so that pixels need no further draws.
+  float alpha = -1.5f;                     // continuum power-law slope
+  float line_scale[10] = {};               // emission-line strengths relative to the composite
+  float cont_err[grid::kNumArms][4] = {};  // Legendre coefficients of the continuum error
+  float sky[16] = {};                      // sky-line residual amplitudes, in units of the noise
+  int n_bad = 0;
+  int bad_start[8] = {}, bad_len[8] = {};
+};
+
+constexpr std::uint32_t kFlagEwNotReached = 1u << 0;    // an EW solve fell short (kinematics cap)
+constexpr std::uint32_t kFlagLinesTruncated = 1u << 1;  // more lines than kMaxLines: some dropped
+
+// One rendered line: a (component, transition) pair on an arm's pixel coordinates.
+struct Line {
+  float x;      // centre, fractional pixel within the arm
+  float half;   // half-width of its support, pixels
+  float tau0;   // central optical-depth factor (τ = tau0 · H(a, u))
+  float a;      // damping parameter
+  float b_pix;  // Doppler parameter in pixels
+  std::int16_t arm;
+};
+
+constexpr int kNumSkyLines = 12;       // sky lines whose residuals are simulated (sky_line)
+constexpr int kNumEmissionLines = 10;  // quasar broad emission lines (emission_line)
+
+// ---- small helpers -------------------------------------------------------------------------
+
+// Arm-local fractional pixel coordinate of observed wavelength lam in arm a (may be outside).
+MGFAST_HD double arm_coord(int a, double lam) {
+  return log(lam / grid::arm_lo(a)) / grid::kDlnLambda;
+}
+
+// Arm whose pixels cover observed wavelength lam with at least `margin` Å to spare, or -1.
+MGFAST_HD int arm_with_margin(double lam, double margin) {
+  for (int a = 0; a < grid::kNumArms; ++a) {
+    const double lo = grid::arm_wavelength(a, -0.5),
+                 hi = grid::arm_wavelength(a, grid::arm_npix(a) - 0.5);
+    if (lam - margin >= lo && lam + margin <= hi) return a;
+  }
+  return -1;
+}
+
+// SNR relative to the arm centre at distance d (pixels) from the arm's nearer end: a cosine taper
+// from 1/edge_ratio at the end to 1 at `taper` pixels and beyond (after the paper's profile,
+// which falls towards the edges over ~420 pixels).
+MGFAST_HD double snr_profile(int d, double edge_ratio, int taper) {
+  if (d >= taper || taper <= 0) return 1.0;
+  const double t = static_cast<double>(d) / taper;
+  const double lo = 1.0 / edge_ratio;
+  return lo + (1.0 - lo) * 0.5 * (1.0 - cos(3.141592653589793 * t));
+}
+
+// Support half-width (km/s) beyond which a component's optical depth is below 1e-4: the Gaussian
+// core, or the Lorentzian wings τ0 a / (√π u²) of strong lines; capped at kMaxHalfWidthKms.
+MGFAST_HD double support_kms(double tau0, double a, double b) {
+  double u = sqrt(log(tau0 > 1.0001e-4 ? tau0 / 1e-4 : 1.0001));
+  const double uw = sqrt(tau0 * a / (1.7724538509055159 * 1e-4));
+  if (uw > u) u = uw;
+  const double w = (u + 1.0) * b;
+  return w < kMaxHalfWidthKms ? w : kMaxHalfWidthKms;
+}
+
+// Appends the lines of transition t of system s (column densities scaled by 10^dlogn) that fall
+// in an arm. Returns the new line count.
+MGFAST_HD int add_transition_lines(const System& s, int t, double dlogn, Line* lines, int n,
+                                   std::uint32_t* flags) {
+  double lam0, f, gamma;
+  atomic::transition(t, &lam0, &f, &gamma);
+  if (t == atomic::kHILya && s.kind == kSingle) {
+    lam0 = s.single_lambda;
+    f = s.single_f;
+  }
+  const double lam_obs = lam0 * (1.0 + s.z);
+  for (int c = 0; c < s.n_comp; ++c) {
+    const Component& k = s.comp[c];
+    const double lam_c = lam_obs * exp(k.v / voigt::kCKms);
+    const int arm = grid::arm_of_wavelength(lam_c);
+    if (arm < 0) continue;
+    if (n >= kMaxLines) {
+      *flags |= kFlagLinesTruncated;
+      return n;
+    }
+    const double tau0 = voigt::tau_scale(pow(10.0, k.logn + dlogn), f, lam0, k.b);
+    const double a = voigt::damping(gamma, lam0, k.b);
+    Line& l = lines[n++];
+    l.x = static_cast<float>(arm_coord(arm, lam_c));
+    const double reach_kms = kMaxHalfWidthKms - fabs(static_cast<double>(k.v));
+    const double half = support_kms(tau0, a, k.b);
+    l.half = static_cast<float>((half < reach_kms ? half : reach_kms) / kPixelKms);
+    l.tau0 = static_cast<float>(tau0);
+    l.a = static_cast<float>(a);
+    l.b_pix = static_cast<float>(k.b / kPixelKms);
+    l.arm = static_cast<std::int16_t>(arm);
+  }
+  return n;
+}
+
+// Optical depth of one line at arm pixel coordinate x.
+MGFAST_HD double line_tau(const Line& l, double x) {
+  const double d = x - l.x;
+  if (d > l.half || d < -l.half) return 0.0;
+  return l.tau0 * voigt::hjerting(l.a, d / l.b_pix);
+}
+
+// ---- MgII absorbers: kinematics and the EW solve ---------------------------------------------
+
+// Rest equivalent width (Å) of one transition of system s with column densities scaled by
+// 10^dlogn, integrated on the profile sampling rendering uses (kFine samples per pixel of the
+// arm's grid), so that the rendered spectrum carries exactly this EW.
+MGFAST_HD double rest_ew(const System& s, int t, double dlogn) {
+  Line lines[kMaxComponents];
+  std::uint32_t dummy = 0;
+  const int n = add_transition_lines(s, t, dlogn, lines, 0, &dummy);
+  if (n == 0) return 0.0;
+  double lo = 1e30, hi = -1e30;
+  for (int i = 0; i < n; ++i) {
+    if (lines[i].x - lines[i].half < lo) lo = lines[i].x - lines[i].half;
+    if (lines[i].x + lines[i].half > hi) hi = lines[i].x + lines[i].half;
+  }
+  const int arm = lines[0].arm;
+  const long long j0 = static_cast<long long>(floor((lo + 0.5) * kFine));
+  const long long j1 = static_cast<long long>(ceil((hi + 0.5) * kFine));
+  double sum = 0.0;
+  for (long long j = j0; j <= j1; ++j) {
+    const double x = (j + 0.5) / kFine - 0.5;
+    double tau = 0.0;
+    for (int i = 0; i < n; ++i)
+      if (lines[i].arm == arm) tau += line_tau(lines[i], x);
+    sum += (1.0 - exp(-tau)) * grid::arm_wavelength(arm, x);
+  }
+  return sum * grid::kDlnLambda / kFine / (1.0 + s.z);
+}
+
+// Kinematics of an MgII absorber of rest EW2796 `ew` (Å): 1 + Poisson(1.5 EW) components (at
+// most kMaxComponents), velocities Gaussian with σ = 15 + 35 EW km/s, Doppler b log-normal about
+// 6 + 4 EW km/s (σ_ln 0.35, 3-60 km/s), relative column densities log-normal (σ 0.4 dex). Strong
+// MgII systems are many saturated components spread over hundreds of km/s (Churchill et al.
+// 2003; Mshar et al. 2007): this is what makes EW2796/EW2803 approach 1.
+MGFAST_HD void draw_kinematics(rng::Stream& r, double ew, System* s) {
+  int n = 1 + r.poisson(1.5 * ew);
+  if (n > kMaxComponents) n = kMaxComponents;
+  s->n_comp = n;
+  const double sigma_v = 15.0 + 35.0 * ew;
+  const double b_med = 6.0 + 4.0 * ew;
+  for (int c = 0; c < n; ++c) {
+    double b = b_med * exp(0.35 * r.normal());
+    b = b < 3.0 ? 3.0 : (b > 60.0 ? 60.0 : b);
+    const double vmax = kMaxHalfWidthKms - 5.0 * b - 40.0;
+    double v = c == 0 ? 0.0 : sigma_v * r.normal();
+    v = v > vmax ? vmax : (v < -vmax ? -vmax : v);
+    s->comp[c].b = static_cast<float>(b);
+    s->comp[c].v = static_cast<float>(v);
+    s->comp[c].logn = static_cast<float>(12.0 + 0.4 * r.normal());
+  }
+}
+
+// Scales the column densities of an MgII system so that its rest EW2796 is `target` (Å), by
+// bracketing and then regula falsi (Illinois) in log N. Returns false if the kinematics cannot
+// reach the target (the profile's support caps the EW).
+MGFAST_HD bool solve_ew(System* s, double target) {
+  // Bracket in dlogn: EW grows monotonically with column density.
+  double lo = -4.0, hi = 0.0;
+  double flo = rest_ew(*s, atomic::kMgIIa, lo) - target;
+  double fhi = rest_ew(*s, atomic::kMgIIa, hi) - target;
+  for (int i = 0; i < 30 && fhi < 0.0; ++i) {
+    lo = hi;
+    flo = fhi;
+    hi += 1.0;
+    fhi = rest_ew(*s, atomic::kMgIIa, hi) - target;
+  }
+  for (int i = 0; i < 30 && flo > 0.0; ++i) {
+    hi = lo;
+    fhi = flo;
+    lo -= 2.0;
+    flo = rest_ew(*s, atomic::kMgIIa, lo) - target;
+  }
+  if (fhi < 0.0 || flo > 0.0) return false;
+  int side = 0;
+  double x = hi;
+  for (int it = 0; it < 60; ++it) {
+    x = (lo * fhi - hi * flo) / (fhi - flo);
+    const double fx = rest_ew(*s, atomic::kMgIIa, x) - target;
+    if (fabs(fx) < 1e-6 * target || hi - lo < 1e-9) break;
+    if (fx > 0.0) {
+      hi = x;
+      fhi = fx;
+      if (side == 1) flo *= 0.5;
+      side = 1;
+    } else {
+      lo = x;
+      flo = fx;
+      if (side == -1) fhi *= 0.5;
+      side = -1;
+    }
+  }
+  for (int c = 0; c < s->n_comp; ++c) s->comp[c].logn += static_cast<float>(x);
+  s->ew[0] = rest_ew(*s, atomic::kMgIIa, 0.0);
+  s->ew[1] = rest_ew(*s, atomic::kMgIIb, 0.0);
+  return true;
+}
+
+// Observed λ2796 range (Å) within arm a that keeps both lines `margin` Å inside it.
+MGFAST_HD void lambda_range(int a, double margin, double* lo, double* hi) {
+  const double ratio = 2803.5315 / 2796.3543;
+  *lo = grid::arm_wavelength(a, -0.5) + margin;
+  *hi = (grid::arm_wavelength(a, grid::arm_npix(a) - 0.5) - margin) / ratio;
+}
+
+// λ2796 flat over the three arms (each weighted by its usable length).
+MGFAST_HD double draw_lambda2796(rng::Stream& r, double margin) {
+  double len[grid::kNumArms], total = 0.0;
+  for (int a = 0; a < grid::kNumArms; ++a) {
+    double lo, hi;
+    lambda_range(a, margin, &lo, &hi);
+    len[a] = hi > lo ? hi - lo : 0.0;
+    total += len[a];
+  }
+  double u = r.uniform() * total;
+  for (int a = 0; a < grid::kNumArms; ++a) {
+    if (u <= len[a] || a == grid::kNumArms - 1) {
+      double lo, hi;
+      lambda_range(a, margin, &lo, &hi);
+      return lo + (u < len[a] ? u : len[a]);
+    }
+    u -= len[a];
+  }
+  return kNoAbsorberLambda;
+}
+
+// ---- the sightline ------------------------------------------------------------------------
+
+// Draws everything about spectrum `index` except the per-pixel noise and forest: SNR, z_em, the
+// MgII absorbers (solved for their EWs) and the interlopers.
+MGFAST_HD void plan_sightline(const Config& cfg, std::uint64_t index, Sightline* out) {
+  Sightline& sl = *out;
+  sl = Sightline();
+  rng::Stream r(cfg.seed, index, kStreamSightline);
+  sl.snr = static_cast<float>(cfg.n_snr > 0 ? cfg.snr_values[r.integer(cfg.n_snr)] : 10.0);
+  sl.z_em = static_cast<float>(r.uniform(cfg.z_em_min, cfg.z_em_max));
+
+  rng::Stream ra(cfg.seed, index, kStreamAbsorbers);
+  int n_abs = 0;
+  if (ra.uniform() < cfg.absorber_fraction) n_abs = 1 + ra.integer(cfg.max_absorbers);
+  double z_max = -1.0;
+  for (int i = 0; i < n_abs; ++i) {
+    System& s = sl.abs[sl.n_abs];
+    s.kind = kMgII;
+    const double ew = ra.uniform(cfg.ew_min, cfg.ew_max);
+    s.ew_requested = ew;
+    // Doublets do not overlap: each keeps 10 Å clear of the others' doublet windows.
+    double lam = 0.0;
+    bool placed = false;
+    for (int tries = 0; tries < 32 && !placed; ++tries) {
+      lam = draw_lambda2796(ra, cfg.edge_margin);
+      placed = true;
+      for (int k = 0; k < sl.n_abs; ++k) {
+        const double other = 2796.3543 * (1.0 + sl.abs[k].z);
+        if (lam < other * 1.00257 + 10.0 && lam * 1.00257 + 10.0 > other) placed = false;
+      }
+    }
+    if (!placed) continue;
+    s.z = lam / 2796.3543 - 1.0;
+    rng::Stream rk(cfg.seed, index, kStreamKinematics + i);
+    bool ok = false;
+    for (int attempt = 0; attempt < 8 && !ok; ++attempt) {
+      draw_kinematics(rk, ew, &s);
+      ok = solve_ew(&s, ew);
+    }
+    if (!ok) sl.flags |= kFlagEwNotReached;
+    if (s.z > z_max) z_max = s.z;
+    ++sl.n_abs;
+  }
+  // The quasar lies behind its absorbers.
+  if (sl.z_em < z_max + 0.05) sl.z_em = static_cast<float>(z_max + 0.05 + 0.5 * r.uniform());
+
+  if (cfg.interloper_rate > 0.0) {
+    rng::Stream ri(cfg.seed, index, kStreamInterlopers);
+    int n = ri.poisson(cfg.interloper_rate);
+    if (n > kMaxInterlopers) n = kMaxInterlopers;
+    for (int i = 0; i < n; ++i) {
+      System& s = sl.inter[sl.n_int];
+      const int kind = 1 + ri.integer(4);  // CIV, SiIV, AlIII doublets or an unrelated line
+      s.kind = kind;
+      double lam0 = 0.0;
+      if (kind == kCIV) lam0 = 1548.2040;
+      if (kind == kSiIV) lam0 = 1393.7602;
+      if (kind == kAlIII) lam0 = 1854.7184;
+      // Observed position flat over the arms; the system must lie in front of the quasar.
+      const double lam = draw_lambda2796(ri, 5.0);
+      if (kind == kSingle) {
+        // An unidentified line: a metal line of another system, seen alone (f λ as MgII 2796).
+        s.single_lambda = 2796.3543;
+        s.single_f = 0.6155;
+        s.z = lam / 2796.3543 - 1.0;
+      } else {
+        s.z = lam / lam0 - 1.0;
+        if (s.z >= sl.z_em) continue;
+      }
+      const double ew = ri.uniform(0.05, 1.5);
+      draw_kinematics(ri, ew, &s);
+      const double strength = ri.uniform(12.5, 14.5);  // log N of the main component
+      for (int c = 0; c < s.n_comp; ++c) s.comp[c].logn += static_cast<float>(strength - 12.0);
+      ++sl.n_int;
+    }
+  }
+
+  rng::Stream rc(cfg.seed, index, kStreamContinuum);
+  sl.alpha = static_cast<float>(-1.5 + 0.3 * rc.normal());
+  for (int i = 0; i < kNumEmissionLines; ++i)
+    sl.line_scale[i] = static_cast<float>(exp(0.3 * rc.normal()));
+  // The four coefficients share the requested rms equally.
+  for (int a = 0; a < grid::kNumArms; ++a)
+    for (int k = 0; k < 4; ++k)
+      sl.cont_err[a][k] = static_cast<float>(0.5 * cfg.continuum_error * rc.normal());
+  rng::Stream rd(cfg.seed, index, kStreamDefects);
+  for (int i = 0; i < kNumSkyLines; ++i)
+    sl.sky[i] = static_cast<float>(cfg.sky_residual * rd.normal());
+  if (cfg.bad_pixel_rate > 0.0) {
+    int n = rd.poisson(cfg.bad_pixel_rate);
+    sl.n_bad = n > 8 ? 8 : n;
+    for (int i = 0; i < sl.n_bad; ++i) {
+      // Runs of 1-30 pixels (dead columns, cosmic-ray residuals, saturated sky).
+      sl.bad_start[i] = rd.integer(grid::kNPix);
+      sl.bad_len[i] = 1 + rd.integer(30);
+    }
+  }
+}
+
+// Forest: Lyα lines along the sightline below 1215.67 (1 + z_em), generated in order of redshift
+// as a Poisson process with dN/dz = 400 ((1 + z)/3.5)^2.5 for 12.5 < log N(HI) < 17 with
+// f(N) ∝ N^-1.5 and b ~ N(26, 6) km/s (12-60), after Kim et al. (2002) and Janknecht et al. (2006).
+// Appends to lines; returns the new count.
+MGFAST_HD int add_forest_lines(const Config& cfg, std::uint64_t index, const Sightline& sl,
+                               Line* lines, int n, std::uint32_t* flags) {
+  const double lam_max = 1215.6701 * (1.0 + sl.z_em);
+  const double lam_min = grid::arm_wavelength(0, -0.5) * 0.995;
+  if (lam_max <= lam_min) return n;
+  rng::Stream r(cfg.seed, index, kStreamForest);
+  double z = lam_min / 1215.6701 - 1.0;
+  const double z_end = lam_max / 1215.6701 - 1.0;
+  System s;
+  s.kind = kSingle;
+  s.n_comp = 1;
+  s.single_lambda = 1215.6701;
+  s.single_f = 0.4164;
+  for (;;) {
+    const double rate = 400.0 * pow((1.0 + z) / 3.5, 2.5);
+    z += -log(r.uniform()) / rate;
+    if (z >= z_end) break;
+    // Inverse CDF of N^-1.5 between 10^12.5 and 10^17.
+    const double u = r.uniform();
+    const double n_lo = pow(10.0, -6.25), n_hi = pow(10.0, -8.5);  // N^-0.5 at the bounds
+    const double x = n_lo + u * (n_hi - n_lo);
+    const double logn = -2.0 * log10(x);
+    double b = 26.0 + 6.0 * r.normal();
+    b = b < 12.0 ? 12.0 : (b > 60.0 ? 60.0 : b);
+    s.z = z;
+    s.comp[0].logn = static_cast<float>(logn);
+    s.comp[0].b = static_cast<float>(b);
+    s.comp[0].v = 0.0f;
+    n = add_transition_lines(s, atomic::kHILya, 0.0, lines, n, flags);
+    if (n >= kMaxLines) break;
+  }
+  return n;
+}
+
+// All lines of a sightline, sorted by (arm, centre) so that rendering can search them.
+MGFAST_HD int build_lines(const Config& cfg, std::uint64_t index, Sightline* sl, Line* lines) {
+  int n = 0;
+  for (int i = 0; i < sl->n_abs; ++i) {
+    const System& s = sl->abs[i];
+    n = add_transition_lines(s, atomic::kMgIIa, 0.0, lines, n, &sl->flags);
+    n = add_transition_lines(s, atomic::kMgIIb, 0.0, lines, n, &sl->flags);
+    if (cfg.metals) {
+      // Companions scale from MgII: log N(FeII) = log N(MgII) - 0.2..1.0, log N(MgI) = -1.8..-1.0
+      // (typical of strong MgII systems; Churchill et al. 2003, Rigby et al. 2002).
+      rng::Stream rm(cfg.seed, index, kStreamKinematics + 8 + i);
+      const double dfe = -rm.uniform(0.2, 1.0), dmg = -rm.uniform(1.0, 1.8);
+      n = add_transition_lines(s, atomic::kMgI2852, dmg, lines, n, &sl->flags);
+      for (int t = atomic::kFeII2600; t <= atomic::kFeII2344; ++t)
+        n = add_transition_lines(s, t, dfe, lines, n, &sl->flags);
+    }
+  }
+  for (int i = 0; i < sl->n_int; ++i) {
+    const System& s = sl->inter[i];
+    switch (s.kind) {
+      case kCIV:
+        n = add_transition_lines(s, atomic::kCIVa, 0.0, lines, n, &sl->flags);
+        n = add_transition_lines(s, atomic::kCIVb, 0.0, lines, n, &sl->flags);
+        break;
+      case kSiIV:
+        n = add_transition_lines(s, atomic::kSiIVa, 0.0, lines, n, &sl->flags);
+        n = add_transition_lines(s, atomic::kSiIVb, 0.0, lines, n, &sl->flags);
+        break;
+      case kAlIII:
+        n = add_transition_lines(s, atomic::kAlIIIa, 0.0, lines, n, &sl->flags);
+        n = add_transition_lines(s, atomic::kAlIIIb, 0.0, lines, n, &sl->flags);
+        break;
+      default:
+        n = add_transition_lines(s, atomic::kHILya, 0.0, lines, n, &sl->flags);  // kSingle
+    }
+  }
+  if (cfg.forest) n = add_forest_lines(cfg, index, *sl, lines, n, &sl->flags);
+  // Insertion sort: the forest arrives sorted, the few metal lines are moved into place.
+  for (int i = 1; i < n; ++i) {
+    const Line l = lines[i];
+    int j = i - 1;
+    while (j >= 0 && (lines[j].arm > l.arm || (lines[j].arm == l.arm && lines[j].x > l.x))) {
+      lines[j + 1] = lines[j];
+      --j;
+    }
+    lines[j + 1] = l;
+  }
+  return n;
+}
+
+// Largest support half-width among the lines (bounds the search window when rendering).
+MGFAST_HD float max_half(const Line* lines, int n) {
+  float m = 0.0f;
+  for (int i = 0; i < n; ++i) m = lines[i].half > m ? lines[i].half : m;
+  return m;
+}
+
+// Transmission of grid pixel p: the lines' optical depth sampled kFine times per pixel, turned
+// into absorption, convolved with the LSF and averaged over the pixel (closed-form weights:
+// Φ((k+1/2-x)/σ) - Φ((k-1/2-x)/σ) per sample), so that Σ (1 - T) Δλ is the lines' EW.
+MGFAST_HD float render_pixel(int p, const Line* lines, int n, float reach) {
+  const int arm = grid::arm_of_pixel(p);
+  const double k = p - grid::arm_start(arm);
+  // First line that could touch this pixel's samples: binary search on (arm, x).
+  const double xlo = k - kKernelReach - reach;
+  int lo = 0, hi = n;
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (lines[mid].arm < arm || (lines[mid].arm == arm && lines[mid].x < xlo)) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  int first = lo, last = lo;
+  const double xhi = k + kKernelReach + reach;
+  while (last < n && lines[last].arm == arm && lines[last].x <= xhi) ++last;
+  if (first == last) return 1.0f;
+  const long long j0 = static_cast<long long>(floor((k - kKernelReach + 0.5) * kFine));
+  const long long j1 = static_cast<long long>(ceil((k + kKernelReach + 0.5) * kFine));
+  const double inv = 1.0 / (kLsfSigmaPix * 1.4142135623730951);
+  double absorbed = 0.0;
+  for (long long j = j0; j <= j1; ++j) {
+    const double x = (j + 0.5) / kFine - 0.5;
+    double tau = 0.0;
+    for (int i = first; i < last; ++i) tau += line_tau(lines[i], x);
+    if (tau <= 0.0) continue;
+    const double w = 0.5 * (erf((k + 0.5 - x) * inv) - erf((k - 0.5 - x) * inv));
+    absorbed += (1.0 - exp(-tau)) * w;
+  }
+  return static_cast<float>(1.0 - absorbed / kFine);
+}
+
+// ---- continuum, defects, noise ----------------------------------------------------------------
+
+// Broad emission lines of the quasar continuum: rest λ (Å), peak relative to the power law,
+// FWHM (km/s), from composite spectra (Vanden Berk et al. 2001), rounded.
+MGFAST_HD void emission_line(int i, double* lam, double* peak, double* fwhm) {
+  const double t[10][3] = {{1215.67, 3.0, 4000.0}, {1240.14, 0.5, 4000.0}, {1399.8, 0.25, 5000.0},
+                           {1549.06, 1.2, 4500.0}, {1908.73, 0.5, 5000.0}, {2326.0, 0.08, 4000.0},
+                           {2798.75, 0.6, 4000.0}, {3727.0, 0.05, 3000.0}, {4341.7, 0.2, 3500.0},
+                           {4862.7, 0.5, 4000.0}};
+  *lam = t[i][0];
+  *peak = t[i][1];
+  *fwhm = t[i][2];
+}
+
+// Quasar continuum at grid pixel p: power law f_λ ∝ λ^α (1 at 5000 Å) plus Gaussian broad
+// emission lines at z_em, each scaled by the sightline's log-normal factor.
+MGFAST_HD double quasar_continuum(const Sightline& sl, int p) {
+  const double lam = grid::wavelength(p);
+  double c = pow(lam / 5000.0, static_cast<double>(sl.alpha));
+  for (int i = 0; i < kNumEmissionLines; ++i) {
+    double rest, peak, fwhm;
+    emission_line(i, &rest, &peak, &fwhm);
+    const double mu = rest * (1.0 + sl.z_em);
+    const double sig = mu * fwhm / voigt::kCKms / resample::kFwhmPerSigma;
+    const double d = (lam - mu) / sig;
+    if (d * d < 50.0) c += peak * sl.line_scale[i] * pow(mu / 5000.0, sl.alpha) * exp(-0.5 * d * d);
+  }
+  return c;
+}
+
+// Smooth multiplicative continuum error of pixel p: per arm a cubic (Legendre P0..P3) in the arm
+// coordinate, coefficients drawn per sightline (a continuum fit off by a few per cent).
+MGFAST_HD double continuum_error(const Sightline& sl, int p) {
+  const int arm = grid::arm_of_pixel(p);
+  const double t = 2.0 * (p - grid::arm_start(arm)) / (grid::arm_npix(arm) - 1.0) - 1.0;
+  const float* c = sl.cont_err[arm];
+  return 1.0 + c[0] + c[1] * t + c[2] * 0.5 * (3 * t * t - 1) +
+         c[3] * 0.5 * (5 * t * t * t - 3 * t);
+}
+
+// Bright night-sky lines in the arms (vacuum Å, approximate; Osterbrock et al. 1996): residuals of
+// their subtraction are narrow features of either sign.
+MGFAST_HD double sky_line(int i) {
+  switch (i) {
+    case 0:
+      return 4047.7;  // Hg I (light pollution)
+    case 1:
+      return 5578.9;  // [OI]
+    case 2:
+      return 6302.0;  // [OI]
+    case 3:
+      return 6365.5;  // [OI]
+    case 4:
+      return 6259.7;  // OH
+    case 5:
+      return 6289.2;  // OH
+    case 6:
+      return 6467.2;  // OH
+    case 7:
+      return 6499.0;  // OH
+    case 8:
+      return 6555.4;  // OH
+    case 9:
+      return 6606.0;  // OH
+    case 10:
+      return 6759.6;  // OH
+    default:
+      return 5462.3;  // Hg I
+  }
+}
+// Stage 1, per spectrum: draw the sightline and build its sorted line list. Returns the number of
+// lines (at most kMaxLines).
+MGFAST_HD int stage_plan(const Config& cfg, std::uint64_t index, Sightline* sl, Line* lines) {
+  plan_sightline(cfg, index, sl);
+  return build_lines(cfg, index, sl, lines);
+}
+
+// Stage 2, per grid pixel p of spectrum `index`: transmission, continuum, defects and noise.
+// Writes the flux and its 1-sigma error (0 for a bad pixel, whose flux is 0); `clean` (may be
+// null) receives the noiseless normalised transmission, the truth a perfect detector sees.
+MGFAST_HD void stage_pixel(const Config& cfg, std::uint64_t index, const Sightline& sl,
+                           const Line* lines, int n_lines, float reach, int p, float* flux,
+                           float* err, float* clean) {
+  const double t = render_pixel(p, lines, n_lines, reach);
+  if (clean) clean[p] = static_cast<float>(t);
+  const double cont = cfg.unnormalised ? quasar_continuum(sl, p) : 1.0;
+  double f = cont * t;
+  if (!cfg.unnormalised && cfg.continuum_error > 0.0) f *= continuum_error(sl, p);
+  const int d = grid::edge_distance(p);
+  const double sigma = cont / (sl.snr * snr_profile(d, cfg.edge_snr_ratio, cfg.edge_taper_pixels));
+  if (cfg.sky_residual > 0.0) {
+    const double lam = grid::wavelength(p);
+    for (int i = 0; i < kNumSkyLines; ++i) {
+      const double dx = (lam - sky_line(i)) / (lam * grid::kDlnLambda);  // pixels
+      if (dx * dx < 16.0) f += sl.sky[i] * sigma * exp(-0.5 * dx * dx / 0.49);
+    }
+  }
+  if (cfg.noise)
+    f += sigma * rng::normal_at(cfg.seed, index, kStreamNoise, static_cast<std::uint32_t>(p));
+  double e = sigma;
+  for (int i = 0; i < sl.n_bad; ++i)
+    if (p >= sl.bad_start[i] && p < sl.bad_start[i] + sl.bad_len[i]) {
+      f = 0.0;
+      e = 0.0;
+    }
+  flux[p] = static_cast<float>(f);
+  err[p] = static_cast<float>(e);
+}
+
+}  // namespace mgfast::sim

@@ -1,0 +1,67 @@
+// CPU driver of the simulator: spectra are split across threads; each spectrum is planned, then
+// rendered pixel by pixel, with the same stage functions the CUDA driver launches.
+#include "simulator.hpp"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "parallel.hpp"
+
+namespace mgfast {
+
+namespace {
+void require(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument(what);
+}
+}  // namespace
+
+void validate_config(const sim::Config& c) {
+  require(c.absorber_fraction >= 0.0 && c.absorber_fraction <= 1.0,
+          "with_absorber_fraction: must lie in [0, 1]");
+  require(c.max_absorbers >= 1 && c.max_absorbers <= sim::kMaxAbsorbers,
+          "max_absorbers: must lie in [1, " + std::to_string(sim::kMaxAbsorbers) + "]");
+  require(c.ew_min > 0.0 && c.ew_max >= c.ew_min && c.ew_max <= 6.0,
+          "ew_range: rest EW2796 must satisfy 0 < min <= max <= 6 Å");
+  require(c.edge_margin >= 0.0 && c.edge_margin <= 100.0, "edge_margin: must lie in [0, 100] Å");
+  require(c.n_snr >= 1 && c.snr_values != nullptr, "snr: give at least one value");
+  for (int i = 0; i < c.n_snr; ++i)
+    require(c.snr_values[i] > 0.0 && std::isfinite(c.snr_values[i]) && c.snr_values[i] <= 1e6,
+            "snr: values must be positive and finite (at most 1e6)");
+  require(c.edge_snr_ratio >= 1.0 && c.edge_snr_ratio <= 100.0,
+          "edge_snr_ratio: must lie in [1, 100]");
+  require(c.edge_taper_pixels >= 0 && c.edge_taper_pixels <= 1000,
+          "edge_taper_pixels: must lie in [0, 1000]");
+  require(c.interloper_rate >= 0.0 && c.interloper_rate <= sim::kMaxInterlopers,
+          "interloper_rate: must lie in [0, " + std::to_string(sim::kMaxInterlopers) + "]");
+  require(c.continuum_error >= 0.0 && c.continuum_error <= 0.5,
+          "continuum_error: must lie in [0, 0.5]");
+  require(c.sky_residual >= 0.0 && c.sky_residual <= 100.0, "sky_residual: must lie in [0, 100]");
+  require(c.bad_pixel_rate >= 0.0 && c.bad_pixel_rate <= 8.0, "bad_pixel_rate: must lie in [0, 8]");
+  require(c.z_em_min > 0.0 && c.z_em_max >= c.z_em_min && c.z_em_max <= 7.0,
+          "z_em_range: must satisfy 0 < min <= max <= 7");
+}
+
+void simulate_cpu(const sim::Config& cfg, std::uint64_t start, int n, float* flux, float* err,
+                  float* clean, sim::Sightline* truth, int threads) {
+  validate_config(cfg);
+  if (n < 0) throw std::invalid_argument("n: must not be negative");
+  const int nt = resolve_threads(threads);
+  std::vector<std::vector<sim::Line>> scratch(nt);
+  parallel_for(n, nt, 8, [&](std::int64_t begin, std::int64_t end, int worker) {
+    std::vector<sim::Line>& lines = scratch[worker];
+    lines.resize(sim::kMaxLines);
+    for (std::int64_t s = begin; s < end; ++s) {
+      const std::uint64_t index = start + static_cast<std::uint64_t>(s);
+      const int n_lines = sim::stage_plan(cfg, index, &truth[s], lines.data());
+      const float reach = sim::max_half(lines.data(), n_lines);
+      const std::size_t row = static_cast<std::size_t>(s) * grid::kNPix;
+      for (int p = 0; p < grid::kNPix; ++p)
+        sim::stage_pixel(cfg, index, truth[s], lines.data(), n_lines, reach, p, flux + row,
+                         err + row, clean ? clean + row : nullptr);
+    }
+  });
+}
+
+}  // namespace mgfast

@@ -1,0 +1,97 @@
+// Device-side building blocks shared by the CUDA drivers: RAII owners of device memory, the
+// current device and a stream; grid-stride loops and checked launches; checked async copies.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstddef>
+
+#include "cuda_check.hpp"
+
+namespace mgfast::cuda {
+
+// Grid-stride loops cover any size, so the grid need not grow with the work.
+constexpr long long kMaxBlocks = 1LL << 20;
+
+// Owns one device allocation, so that every exit path (exceptions included) frees it.
+template <typename T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  ~DeviceBuffer() { release(); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  void allocate(std::size_t n) {
+    release();
+    if (n > 0) MGFAST_CUDA_CHECK(cudaMalloc(&ptr_, n * sizeof(T)));
+  }
+  T* get() const { return ptr_; }
+
+ private:
+  void release() {
+    if (ptr_ != nullptr) cudaFree(ptr_);  // nothing useful to do with an error while unwinding
+    ptr_ = nullptr;
+  }
+  T* ptr_ = nullptr;
+};
+
+// Makes `device` current and restores the caller's device afterwards, so that calling us does not
+// change which GPU the rest of the process talks to.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    MGFAST_CUDA_CHECK(cudaGetDevice(&previous_));
+    MGFAST_CUDA_CHECK(cudaSetDevice(device));
+  }
+  ~DeviceGuard() { cudaSetDevice(previous_); }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
+class Stream {
+ public:
+  Stream() { MGFAST_CUDA_CHECK(cudaStreamCreate(&stream_)); }
+  ~Stream() { cudaStreamDestroy(stream_); }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  cudaStream_t get() const { return stream_; }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
+
+inline int blocks_for(long long n, int block) {
+  return static_cast<int>(std::min((n + block - 1) / block, kMaxBlocks));
+}
+
+#define MGFAST_GRID_STRIDE(i, n)                                                             \
+  for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
+       i += static_cast<long long>(blockDim.x) * gridDim.x)
+
+// Launches on `stream` and checks the launch itself; execution errors surface at the next
+// synchronising call, which is checked too.
+#define MGFAST_LAUNCH(kernel, n, block, stream, ...)                                 \
+  do {                                                                               \
+    const long long mgfast_n_ = (n);                                                 \
+    if (mgfast_n_ > 0) {                                                             \
+      kernel<<<blocks_for(mgfast_n_, (block)), (block), 0, (stream)>>>(__VA_ARGS__); \
+      MGFAST_CUDA_CHECK(cudaGetLastError());                                         \
+    }                                                                                \
+  } while (0)
+
+template <typename T>
+inline void upload(T* dst, const T* src, std::size_t n, cudaStream_t stream) {
+  MGFAST_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyHostToDevice, stream));
+}
+
+template <typename T>
+inline void download(T* dst, const T* src, std::size_t n, cudaStream_t stream) {
+  MGFAST_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyDeviceToHost, stream));
+}
+
+}  // namespace mgfast::cuda

@@ -1,0 +1,101 @@
+// CUDA driver of the simulator: the stage functions of simulate.hpp launched as kernels, one
+// thread per spectrum to plan it, one thread per (spectrum, pixel) to render it.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "cuda_api.hpp"
+#include "device_util.cuh"
+#include "simulate.hpp"
+
+namespace mgfast::cuda {
+
+namespace {
+
+constexpr int kBlock = 256;
+// Planning is sequential per spectrum with ~30 kB of lines each: small blocks spread the threads.
+constexpr int kPlanBlock = 32;
+// Spectra per chunk: lines (30 kB), outputs (75 kB) and truth (~2 kB) per spectrum.
+constexpr int kChunk = 4096;
+
+__global__ void plan_kernel(sim::Config cfg, std::uint64_t start, int n, sim::Sightline* truth,
+                            sim::Line* lines, int* n_lines, float* reach) {
+  MGFAST_GRID_STRIDE(i, n) {
+    sim::Line* l = lines + i * sim::kMaxLines;
+    const int nl = sim::stage_plan(cfg, start + static_cast<std::uint64_t>(i), &truth[i], l);
+    n_lines[i] = nl;
+    reach[i] = sim::max_half(l, nl);
+  }
+}
+
+__global__ void pixel_kernel(sim::Config cfg, std::uint64_t start, int n,
+                             const sim::Sightline* truth, const sim::Line* lines,
+                             const int* n_lines, const float* reach, float* flux, float* err,
+                             float* clean) {
+  MGFAST_GRID_STRIDE(i, static_cast<long long>(n) * grid::kNPix) {
+    const long long s = i / grid::kNPix;
+    const int p = static_cast<int>(i - s * grid::kNPix);
+    const long long row = s * grid::kNPix;
+    sim::stage_pixel(cfg, start + static_cast<std::uint64_t>(s), truth[s],
+                     lines + s * sim::kMaxLines, n_lines[s], reach[s], p, flux + row, err + row,
+                     clean ? clean + row : nullptr);
+  }
+}
+
+}  // namespace
+
+void simulate(const sim::Config& cfg_host, std::uint64_t start, int n, float* flux, float* err,
+              float* clean, sim::Sightline* truth, int device) {
+  const int n_dev = device_count();
+  if (device < 0 || device >= n_dev)
+    throw std::runtime_error("cuda:" + std::to_string(device) + " does not exist (" +
+                             std::to_string(n_dev) + " CUDA device(s) visible)");
+  if (n <= 0) return;
+  DeviceGuard guard(device);
+  Stream stream_owner;
+  const cudaStream_t stream = stream_owner.get();
+
+  // The SNR list is the one pointer in the configuration: give the device its own copy.
+  DeviceBuffer<double> d_snr;
+  d_snr.allocate(cfg_host.n_snr);
+  upload(d_snr.get(), cfg_host.snr_values, cfg_host.n_snr, stream);
+  sim::Config cfg = cfg_host;
+  cfg.snr_values = d_snr.get();
+
+  const int chunk = std::min(n, kChunk);
+  const std::size_t cn = static_cast<std::size_t>(chunk), npix = grid::kNPix;
+  DeviceBuffer<sim::Sightline> d_truth;
+  DeviceBuffer<sim::Line> d_lines;
+  DeviceBuffer<int> d_n_lines;
+  DeviceBuffer<float> d_reach, d_flux, d_err, d_clean;
+  d_truth.allocate(cn);
+  d_lines.allocate(cn * sim::kMaxLines);
+  d_n_lines.allocate(cn);
+  d_reach.allocate(cn);
+  d_flux.allocate(cn * npix);
+  d_err.allocate(cn * npix);
+  if (clean) d_clean.allocate(cn * npix);
+
+  for (int first = 0; first < n; first += chunk) {
+    const int count = std::min(chunk, n - first);
+    const std::size_t c = static_cast<std::size_t>(count);
+    const std::uint64_t s0 = start + static_cast<std::uint64_t>(first);
+    MGFAST_LAUNCH(plan_kernel, count, kPlanBlock, stream, cfg, s0, count, d_truth.get(),
+                  d_lines.get(), d_n_lines.get(), d_reach.get());
+    MGFAST_LAUNCH(pixel_kernel, static_cast<long long>(c * npix), kBlock, stream, cfg, s0, count,
+                  d_truth.get(), d_lines.get(), d_n_lines.get(), d_reach.get(), d_flux.get(),
+                  d_err.get(), clean ? d_clean.get() : nullptr);
+    const std::size_t off = static_cast<std::size_t>(first) * npix;
+    download(flux + off, d_flux.get(), c * npix, stream);
+    download(err + off, d_err.get(), c * npix, stream);
+    if (clean) download(clean + off, d_clean.get(), c * npix, stream);
+    download(truth + first, d_truth.get(), c, stream);
+    // The next chunk reuses the buffers; waiting here also reports any kernel fault.
+    MGFAST_CUDA_CHECK(cudaStreamSynchronize(stream));
+  }
+}
+
+}  // namespace mgfast::cuda

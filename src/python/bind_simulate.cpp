@@ -1,0 +1,180 @@
+// Binds the simulator: mgfast._core.simulate(...) returns flux, err, optional clean flux and the
+// truth as NumPy arrays.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bind.hpp"
+#include "simulator.hpp"
+#ifdef MGFAST_HAVE_CUDA
+#include "cuda_api.hpp"
+#endif
+
+namespace mgfast::bind {
+
+namespace {
+
+template <class T>
+py::array_t<T> zeros(std::vector<py::ssize_t> shape) {
+  py::array_t<T> a(shape);
+  std::fill(a.mutable_data(), a.mutable_data() + a.size(), T{});
+  return a;
+}
+
+// Truth of n sightlines as a dict of arrays (absorber arrays padded with NaN / 0).
+py::dict truth_arrays(const std::vector<sim::Sightline>& t) {
+  const py::ssize_t n = static_cast<py::ssize_t>(t.size());
+  constexpr py::ssize_t A = sim::kMaxAbsorbers, C = sim::kMaxComponents, I = sim::kMaxInterlopers;
+  auto n_abs = zeros<std::int32_t>({n}), n_int = zeros<std::int32_t>({n});
+  auto snr = zeros<float>({n}), z_em = zeros<float>({n});
+  auto flags = zeros<std::uint32_t>({n});
+  auto z = zeros<double>({n, A}), ew1 = zeros<double>({n, A}), ew2 = zeros<double>({n, A});
+  auto logn = zeros<double>({n, A});
+  auto ew_req = zeros<double>({n, A});
+  auto ncomp = zeros<std::int32_t>({n, A});
+  auto c_logn = zeros<float>({n, A, C}), c_b = zeros<float>({n, A, C}),
+       c_v = zeros<float>({n, A, C});
+  auto i_kind = zeros<std::int32_t>({n, I});
+  auto i_z = zeros<double>({n, I});
+  const double nan = std::nan("");
+  for (py::ssize_t s = 0; s < n; ++s) {
+    const sim::Sightline& sl = t[s];
+    n_abs.mutable_at(s) = sl.n_abs;
+    n_int.mutable_at(s) = sl.n_int;
+    snr.mutable_at(s) = sl.snr;
+    z_em.mutable_at(s) = sl.z_em;
+    flags.mutable_at(s) = sl.flags;
+    for (py::ssize_t a = 0; a < A; ++a) {
+      const bool has = a < sl.n_abs;
+      const sim::System& sys = sl.abs[a];
+      z.mutable_at(s, a) = has ? sys.z : nan;
+      ew1.mutable_at(s, a) = has ? sys.ew[0] : nan;
+      ew2.mutable_at(s, a) = has ? sys.ew[1] : nan;
+      ew_req.mutable_at(s, a) = has ? sys.ew_requested : nan;
+      ncomp.mutable_at(s, a) = has ? sys.n_comp : 0;
+      double tot = 0.0;
+      for (py::ssize_t c = 0; c < C; ++c) {
+        const bool hc = has && c < sys.n_comp;
+        c_logn.mutable_at(s, a, c) = hc ? sys.comp[c].logn : std::nanf("");
+        c_b.mutable_at(s, a, c) = hc ? sys.comp[c].b : std::nanf("");
+        c_v.mutable_at(s, a, c) = hc ? sys.comp[c].v : std::nanf("");
+        if (hc) tot += std::pow(10.0, sys.comp[c].logn);
+      }
+      logn.mutable_at(s, a) = has ? std::log10(tot) : nan;
+    }
+    for (py::ssize_t i = 0; i < I; ++i) {
+      const bool has = i < sl.n_int;
+      i_kind.mutable_at(s, i) = has ? sl.inter[i].kind : -1;
+      i_z.mutable_at(s, i) = has ? sl.inter[i].z : nan;
+    }
+  }
+  py::dict d;
+  d["n_absorbers"] = n_abs;
+  d["n_interlopers"] = n_int;
+  d["snr"] = snr;
+  d["z_em"] = z_em;
+  d["flags"] = flags;
+  d["abs_z"] = z;
+  d["abs_ew2796"] = ew1;
+  d["abs_ew2803"] = ew2;
+  d["abs_ew2796_requested"] = ew_req;
+  d["abs_logn"] = logn;
+  d["abs_n_components"] = ncomp;
+  d["comp_logn"] = c_logn;
+  d["comp_b"] = c_b;
+  d["comp_v"] = c_v;
+  d["interloper_kind"] = i_kind;
+  d["interloper_z"] = i_z;
+  return d;
+}
+
+py::dict simulate(std::int64_t n, std::uint64_t start, std::uint64_t seed,
+                  const carray<double>& snr, double absorber_fraction, int max_absorbers,
+                  double ew_min, double ew_max, double edge_margin, double edge_snr_ratio,
+                  int edge_taper_pixels, bool noise, bool metals, double interloper_rate,
+                  bool forest, bool unnormalised, double continuum_error, double sky_residual,
+                  double bad_pixel_rate, double z_em_min, double z_em_max, bool return_clean,
+                  const std::string& device, int threads) {
+  if (n < 0) throw std::invalid_argument("n: number of spectra must not be negative");
+  if (n > (std::int64_t{1} << 31) / grid::kNPix * 64)
+    throw std::invalid_argument("n: too many spectra for one call; stream them in batches");
+  sim::Config cfg;
+  cfg.seed = seed;
+  cfg.absorber_fraction = absorber_fraction;
+  cfg.max_absorbers = max_absorbers;
+  cfg.ew_min = ew_min;
+  cfg.ew_max = ew_max;
+  cfg.edge_margin = edge_margin;
+  cfg.snr_values = snr.data();
+  cfg.n_snr = as_int(snr.size(), "snr");
+  cfg.edge_snr_ratio = edge_snr_ratio;
+  cfg.edge_taper_pixels = edge_taper_pixels;
+  cfg.noise = noise;
+  cfg.metals = metals;
+  cfg.interloper_rate = interloper_rate;
+  cfg.forest = forest;
+  cfg.unnormalised = unnormalised;
+  cfg.continuum_error = continuum_error;
+  cfg.sky_residual = sky_residual;
+  cfg.bad_pixel_rate = bad_pixel_rate;
+  cfg.z_em_min = z_em_min;
+  cfg.z_em_max = z_em_max;
+  validate_config(cfg);
+
+  const py::ssize_t ns = static_cast<py::ssize_t>(n);
+  py::array_t<float> flux({ns, py::ssize_t{grid::kNPix}}), err({ns, py::ssize_t{grid::kNPix}});
+  py::array_t<float> clean;
+  if (return_clean) clean = py::array_t<float>({ns, py::ssize_t{grid::kNPix}});
+  std::vector<sim::Sightline> truth(static_cast<std::size_t>(n));
+  {
+    py::gil_scoped_release release;
+    float* cp = return_clean ? clean.mutable_data() : nullptr;
+    if (device == "cpu") {
+      simulate_cpu(cfg, start, static_cast<int>(n), flux.mutable_data(), err.mutable_data(), cp,
+                   truth.data(), threads);
+    } else if (device.rfind("cuda", 0) == 0) {
+#ifdef MGFAST_HAVE_CUDA
+      const int dev = device.size() > 5 ? std::stoi(device.substr(5)) : 0;
+      cuda::simulate(cfg, start, static_cast<int>(n), flux.mutable_data(), err.mutable_data(), cp,
+                     truth.data(), dev);
+#else
+      throw std::runtime_error(
+          "device '" + device +
+          "': this mgfast was built without CUDA; "
+          "rebuild with the CUDA toolkit (MGFAST_CUDA=ON) or use device='cpu'");
+#endif
+    } else {
+      throw std::invalid_argument("device: expected 'cpu' or 'cuda[:N]', got '" + device + "'");
+    }
+  }
+  py::dict d;
+  d["flux"] = flux;
+  d["err"] = err;
+  if (return_clean) d["clean"] = clean;
+  d["truth"] = truth_arrays(truth);
+  return d;
+}
+
+}  // namespace
+
+void bind_simulate(py::module_& m) {
+  m.def("simulate", &simulate, py::arg("n"), py::arg("start"), py::arg("seed"), py::arg("snr"),
+        py::arg("absorber_fraction"), py::arg("max_absorbers"), py::arg("ew_min"),
+        py::arg("ew_max"), py::arg("edge_margin"), py::arg("edge_snr_ratio"),
+        py::arg("edge_taper_pixels"), py::arg("noise"), py::arg("metals"),
+        py::arg("interloper_rate"), py::arg("forest"), py::arg("unnormalised"),
+        py::arg("continuum_error"), py::arg("sky_residual"), py::arg("bad_pixel_rate"),
+        py::arg("z_em_min"), py::arg("z_em_max"), py::arg("return_clean"), py::arg("device"),
+        py::arg("threads"));
+  m.attr("SIM_MAX_ABSORBERS") = sim::kMaxAbsorbers;
+  m.attr("SIM_MAX_COMPONENTS") = sim::kMaxComponents;
+  m.attr("SIM_MAX_INTERLOPERS") = sim::kMaxInterlopers;
+  m.attr("SIM_NO_ABSORBER_LAMBDA") = sim::kNoAbsorberLambda;
+}
+
+}  // namespace mgfast::bind
