@@ -6,12 +6,14 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from . import __version__, _core, grid
 from .atomic import MGII_2796, MGII_2803
 from .preprocess import preprocess
+from .simulate import PAPER_SNR
 
 
 def _info(_: argparse.Namespace) -> int:
@@ -31,6 +33,8 @@ def _info(_: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .testing import synthetic_quasar
 
+    if args.n < 1:
+        raise ValueError("--n: must be at least 1")
     print(f"mgfast {__version__} demo: preprocessing onto the 4MOST grid")
     q = synthetic_quasar(
         args.n, z_em=1.25, z_abs=0.95, ew2796_rest=0.5, snr=args.snr, resolution=45000.0,
@@ -74,6 +78,58 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Progress:
+    """A one-line progress bar on stderr (a tty) or a line per tenth (a log file)."""
+
+    def __init__(self, total: int, what: str) -> None:
+        self.total, self.what, self.t0 = total, what, time.perf_counter()
+        self.tty = sys.stderr.isatty()
+        self.next_log = 0.1
+
+    def __call__(self, done: int) -> None:
+        frac = done / max(self.total, 1)
+        rate = done / max(time.perf_counter() - self.t0, 1e-9)
+        line = f"{self.what}: {done:,}/{self.total:,} ({frac:.0%}) {rate:,.0f}/s"
+        if self.tty:
+            bar = "#" * int(30 * frac)
+            print(f"\r[{bar:<30}] {line}", end="", file=sys.stderr, flush=True)
+            if done >= self.total:
+                print(file=sys.stderr)
+        elif frac >= self.next_log or done >= self.total:
+            print(line, file=sys.stderr, flush=True)
+            self.next_log = frac + 0.1
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from .io_hdf5 import write_simulation
+    from .simulate import Realism, simulate_stream
+
+    if args.n < 1:
+        raise ValueError("N: must be at least 1")
+    out = Path(args.output)
+    if out.suffix not in (".h5", ".hdf5"):
+        raise ValueError(f"-o {out}: the output must be an HDF5 file (.h5 or .hdf5)")
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"-o {out}: exists; pass --overwrite to replace it")
+    if not out.parent.exists():
+        raise ValueError(f"-o {out}: directory {out.parent} does not exist")
+    realism = Realism.survey() if args.realistic else Realism()
+    kw = dict(
+        snr=args.snr, with_absorber_fraction=args.absorber_fraction,
+        max_absorbers=args.max_absorbers, realism=realism, noise=not args.noiseless,
+        device=args.device,
+    )  # fmt: skip
+    config = {**kw, "seed": args.seed, "start": args.start, "n": args.n}
+    config["realism"] = vars(realism)
+    batches = simulate_stream(
+        args.batch, seed=args.seed, start=args.start, stop=args.start + args.n, **kw
+    )
+    n = write_simulation(out, batches, args.n, config, _Progress(args.n, "simulate"))
+    last = args.start + n - 1
+    print(f"wrote {n:,} spectra to {out} (seed {args.seed}, indices {args.start}-{last})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="mgfast", description=__doc__)
     p.add_argument("--version", action="version", version=f"mgfast {__version__}")
@@ -87,10 +143,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     d.set_defaults(func=_demo)
+    s = sub.add_parser("simulate", help="simulate spectra and write them to an HDF5 file")
+    s.add_argument("n", metavar="N", type=int, help="number of spectra")
+    s.add_argument("-o", "--output", required=True, help="output file (.h5)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--start", type=int, default=0, help="index of the first spectrum")
+    s.add_argument("--snr", type=float, nargs="+", default=list(PAPER_SNR))
+    s.add_argument("--absorber-fraction", type=float, default=0.8)
+    s.add_argument("--max-absorbers", type=int, default=1)
+    s.add_argument("--realistic", action="store_true", help="switch on Realism.survey()")
+    s.add_argument("--noiseless", action="store_true")
+    s.add_argument("--batch", type=int, default=4096, help="spectra per chunk written")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=_simulate)
     args = p.parse_args(argv)
     try:
-        if getattr(args, "n", 1) < 1:
-            raise ValueError("--n: must be at least 1")
         return int(args.func(args))
     except (ValueError, RuntimeError, OSError) as e:
         print(f"mgfast {args.command}: error: {e}", file=sys.stderr)

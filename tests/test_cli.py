@@ -1,0 +1,56 @@
+"""The command line: each command's output, and one-line errors with a non-zero exit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mgfast
+from mgfast.cli import main
+from mgfast.io_hdf5 import read_simulation
+
+
+def test_simulate_writes_a_file_that_regenerates(tmp_path, capsys):
+    out = tmp_path / "set.h5"
+    assert main(["simulate", "300", "-o", str(out), "--seed", "5", "--batch", "128"]) == 0
+    assert "wrote 300 spectra" in capsys.readouterr().out
+    d = read_simulation(out)
+    assert d["flux"].shape == (300, mgfast.grid.N_PIX)
+    assert d["config"]["seed"] == 5
+    again = mgfast.simulate(300, seed=5)
+    np.testing.assert_array_equal(d["flux"], again.flux)
+    np.testing.assert_array_equal(d["truth"]["lambda2796"], again.truth.lambda2796)
+    np.testing.assert_array_equal(d["truth"]["index"], np.arange(300))
+    assert not (tmp_path / "set.h5.partial").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["simulate", "0", "-o", "x.h5"], "N: must be at least 1"),
+        (["simulate", "5", "-o", "x.txt"], "HDF5"),
+        (["simulate", "5", "-o", "/no/such/dir/x.h5"], "does not exist"),
+        (["simulate", "5", "-o", "x.h5", "--snr", "-1"], "snr"),
+        (["demo", "--n", "0"], "--n"),
+    ],
+)
+def test_errors_are_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_simulate_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "a.h5"
+    out.write_text("keep me")
+    assert main(["simulate", "3", "-o", str(out)]) == 2
+    assert out.read_text() == "keep me"
+
+
+def test_demo_and_info_run(capsys):
+    assert main(["demo", "--n", "20"]) == 0
+    text = capsys.readouterr().out
+    assert "continuum vs truth" in text and "spectra/s" in text
+    assert main(["info"]) == 0
+    assert "6315 pixels" in capsys.readouterr().out
