@@ -94,4 +94,20 @@ MGFAST_HD double normal_at(std::uint64_t seed, std::uint64_t index, std::uint32_
   return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
+// The two standard normals of pixels 2k and 2k + 1: one Philox call at counter k, one Box-Muller
+// transform (cosine half for the even pixel, sine half for the odd), so each pixel costs half a
+// call and depends on nothing but (seed, index, stream, pixel).
+MGFAST_HD void normal_pair(std::uint64_t seed, std::uint64_t index, std::uint32_t stream, int k,
+                           double* z0, double* z1) {
+  const U4 r =
+      philox(U4{{static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(index >> 32), stream,
+                 static_cast<std::uint32_t>(k)}},
+             static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
+  // Single precision: the noise lands in float32 flux, and logf/sincosf are twice as fast.
+  const float radius = sqrtf(-2.0f * logf(static_cast<float>(to_unit(r.v[0]))));
+  const float angle = 6.2831853f * static_cast<float>(to_unit(r.v[1]));
+  *z0 = radius * cosf(angle);
+  *z1 = radius * sinf(angle);
+}
+
 }  // namespace mgfast::rng

@@ -56,8 +56,9 @@ struct Config {
   double edge_margin = 25.0;            // Å kept between either line and an arm edge
   const double* snr_values = nullptr;   // SNR at arm centre, drawn uniformly from this list
   int n_snr = 0;
-  double edge_snr_ratio = 2.5;  // SNR at an arm's end is this much lower than at its centre
-  int edge_taper_pixels = 420;  // over this many pixels from each end
+  double edge_snr_ratio = 2.5;       // SNR at an arm's end is this much lower than at its centre
+  int edge_taper_pixels = 420;       // over this many pixels from each end
+  const float* snr_shape = nullptr;  // optional (kNPix): snr_profile of every pixel, precomputed
   bool noise = true;
   // Realism (all off: the paper's idealised spectra).
   bool metals = false;           // FeII 2600/2586/2382/2374/2344 and MgI 2852 beside each MgII
@@ -184,8 +185,11 @@ MGFAST_HD int add_transition_lines(const System& s, int t, double dlogn, Line* l
     const double a = voigt::damping(gamma, lam0, k.b);
     Line& l = lines[n++];
     l.x = static_cast<float>(arm_coord(arm, lam_c));
+    // MgII systems keep every component out to the 330 km/s cap, so that the optical depth scales
+    // exactly with N and the EW solved for is the EW rendered; other lines (the forest has
+    // hundreds) stop where τ < 1e-4.
     const double reach_kms = kMaxHalfWidthKms - fabs(static_cast<double>(k.v));
-    const double half = support_kms(tau0, a, k.b);
+    const double half = s.kind == kMgII ? reach_kms : support_kms(tau0, a, k.b);
     l.half = static_cast<float>((half < reach_kms ? half : reach_kms) / kPixelKms);
     l.tau0 = static_cast<float>(tau0);
     l.a = static_cast<float>(a);
@@ -197,9 +201,9 @@ MGFAST_HD int add_transition_lines(const System& s, int t, double dlogn, Line* l
 
 // Optical depth of one line at arm pixel coordinate x.
 MGFAST_HD double line_tau(const Line& l, double x) {
-  const double d = x - l.x;
+  const float d = static_cast<float>(x - l.x);
   if (d > l.half || d < -l.half) return 0.0;
-  return l.tau0 * voigt::hjerting(l.a, d / l.b_pix);
+  return l.tau0 * voigt::hjerting_f(l.a, d / l.b_pix);
 }
 
 // ---- MgII absorbers: kinematics and the EW solve ---------------------------------------------
@@ -226,7 +230,8 @@ MGFAST_HD double rest_ew(const System& s, int t, double dlogn) {
     double tau = 0.0;
     for (int i = 0; i < n; ++i)
       if (lines[i].arm == arm) tau += line_tau(lines[i], x);
-    sum += (1.0 - exp(-tau)) * grid::arm_wavelength(arm, x);
+    const float t = static_cast<float>(tau);
+    sum += (t < 80.0f ? 1.0f - expf(-t) : 1.0f) * grid::arm_wavelength(arm, x);  // as rendered
   }
   return sum * grid::kDlnLambda / kFine / (1.0 + s.z);
 }
@@ -245,7 +250,8 @@ MGFAST_HD void draw_kinematics(rng::Stream& r, double ew, System* s) {
   for (int c = 0; c < n; ++c) {
     double b = b_med * exp(0.35 * r.normal());
     b = b < 3.0 ? 3.0 : (b > 60.0 ? 60.0 : b);
-    const double vmax = kMaxHalfWidthKms - 5.0 * b - 40.0;
+    double vmax = kMaxHalfWidthKms - 5.0 * b - 40.0;
+    if (vmax < 0.0) vmax = 0.0;
     double v = c == 0 ? 0.0 : sigma_v * r.normal();
     v = v > vmax ? vmax : (v < -vmax ? -vmax : v);
     s->comp[c].b = static_cast<float>(b);
@@ -254,33 +260,76 @@ MGFAST_HD void draw_kinematics(rng::Stream& r, double ew, System* s) {
   }
 }
 
+// Unit-scale optical depth of transition t of MgII system s on the profile samples, for the EW
+// solve (MgII components extend to the 330 km/s cap, so τ scales exactly as 10^dlogn and is
+// computed once per solve), with each sample's λ δlnλ / (1 + z) weight. Returns the sample count.
+MGFAST_HD int unit_profile(const System& s, int t, float* tau, float* weight) {
+  Line lines[kMaxComponents];
+  std::uint32_t dummy = 0;
+  const int n = add_transition_lines(s, t, 0.0, lines, 0, &dummy);
+  if (n == 0) return 0;
+  const int arm = lines[0].arm;
+  double lo = 1e30, hi = -1e30;
+  for (int i = 0; i < n; ++i) {
+    if (lines[i].x - lines[i].half < lo) lo = lines[i].x - lines[i].half;
+    if (lines[i].x + lines[i].half > hi) hi = lines[i].x + lines[i].half;
+  }
+  const long long j0 = static_cast<long long>(floor((lo + 0.5) * kFine));
+  long long j1 = static_cast<long long>(ceil((hi + 0.5) * kFine));
+  if (j1 - j0 + 1 > kMaxWindowSamples) j1 = j0 + kMaxWindowSamples - 1;
+  const double scale = grid::kDlnLambda / kFine / (1.0 + s.z);
+  int m = 0;
+  for (long long j = j0; j <= j1; ++j, ++m) {
+    const double x = (j + 0.5) / kFine - 0.5;
+    double sum = 0.0;
+    for (int i = 0; i < n; ++i)
+      if (lines[i].arm == arm) sum += line_tau(lines[i], x);
+    tau[m] = static_cast<float>(sum);
+    weight[m] = static_cast<float>(grid::arm_wavelength(arm, x) * scale);
+  }
+  return m;
+}
+
+MGFAST_HD double ew_of_scale(const float* tau, const float* weight, int m, double dlogn) {
+  const float f = static_cast<float>(pow(10.0, dlogn));
+  double sum = 0.0;
+  for (int j = 0; j < m; ++j) {
+    const float t = f * tau[j];
+    sum += (t < 80.0f ? 1.0f - expf(-t) : 1.0f) * weight[j];  // as rendering computes it
+  }
+  return sum;
+}
+
 // Scales the column densities of an MgII system so that its rest EW2796 is `target` (Å), by
-// bracketing and then regula falsi (Illinois) in log N. Returns false if the kinematics cannot
-// reach the target (the profile's support caps the EW).
+// bracketing and then regula falsi (Illinois) in log N on the cached unit profile; the truth
+// records the EWs of the final profile as rendered. Returns false if the kinematics cannot reach
+// the target (the profile's 330 km/s cap bounds the EW).
 MGFAST_HD bool solve_ew(System* s, double target) {
-  // Bracket in dlogn: EW grows monotonically with column density.
+  float tau[kMaxWindowSamples], weight[kMaxWindowSamples];
+  const int m = unit_profile(*s, atomic::kMgIIa, tau, weight);
+  if (m == 0) return false;
   double lo = -4.0, hi = 0.0;
-  double flo = rest_ew(*s, atomic::kMgIIa, lo) - target;
-  double fhi = rest_ew(*s, atomic::kMgIIa, hi) - target;
+  double flo = ew_of_scale(tau, weight, m, lo) - target;
+  double fhi = ew_of_scale(tau, weight, m, hi) - target;
   for (int i = 0; i < 30 && fhi < 0.0; ++i) {
     lo = hi;
     flo = fhi;
     hi += 1.0;
-    fhi = rest_ew(*s, atomic::kMgIIa, hi) - target;
+    fhi = ew_of_scale(tau, weight, m, hi) - target;
   }
   for (int i = 0; i < 30 && flo > 0.0; ++i) {
     hi = lo;
     fhi = flo;
     lo -= 2.0;
-    flo = rest_ew(*s, atomic::kMgIIa, lo) - target;
+    flo = ew_of_scale(tau, weight, m, lo) - target;
   }
   if (fhi < 0.0 || flo > 0.0) return false;
   int side = 0;
   double x = hi;
   for (int it = 0; it < 60; ++it) {
     x = (lo * fhi - hi * flo) / (fhi - flo);
-    const double fx = rest_ew(*s, atomic::kMgIIa, x) - target;
-    if (fabs(fx) < 1e-6 * target || hi - lo < 1e-9) break;
+    const double fx = ew_of_scale(tau, weight, m, x) - target;
+    if (fabs(fx) < 1e-7 * target || hi - lo < 1e-10) break;
     if (fx > 0.0) {
       hi = x;
       fhi = fx;
@@ -366,7 +415,10 @@ MGFAST_HD void plan_sightline(const Config& cfg, std::uint64_t index, Sightline*
       draw_kinematics(rk, ew, &s);
       ok = solve_ew(&s, ew);
     }
-    if (!ok) sl.flags |= kFlagEwNotReached;
+    if (!ok) {  // not rendered and not labelled: the truth never claims an invisible absorber
+      sl.flags |= kFlagEwNotReached;
+      continue;
+    }
     if (s.z > z_max) z_max = s.z;
     ++sl.n_abs;
   }
@@ -516,47 +568,76 @@ MGFAST_HD int build_lines(const Config& cfg, std::uint64_t index, Sightline* sl,
   return n;
 }
 
-// Largest support half-width among the lines (bounds the search window when rendering).
-MGFAST_HD float max_half(const Line* lines, int n) {
-  float m = 0.0f;
-  for (int i = 0; i < n; ++i) m = lines[i].half > m ? lines[i].half : m;
-  return m;
+// The LSF-and-pixel weights of the profile samples: sample j = kFine k + m of an arm (its position
+// x = (j + 1/2)/kFine − 1/2) contributes W[m − kKernelM0] / kFine to pixel k, with
+// W = Φ((k + 1/2 − x)/σ) − Φ((k − 1/2 − x)/σ), which depends on m only. Summed over all pixels the
+// weights of a sample are 1, so the rendered absorption carries the samples' EW exactly.
+constexpr int kKernelM0 = -static_cast<int>(kKernelReach * kFine) - 1;
+constexpr int kKernelM1 = static_cast<int>(kKernelReach * kFine) + kFine;
+constexpr int kKernelSize = kKernelM1 - kKernelM0 + 1;
+
+MGFAST_HD void kernel_weights(double* w) {
+  const double inv = 1.0 / (kLsfSigmaPix * 1.4142135623730951);
+  for (int i = 0; i < kKernelSize; ++i) {
+    const double d = (kKernelM0 + i + 0.5) / kFine - 0.5;  // x − k
+    w[i] = 0.5 * (erf((0.5 - d) * inv) - erf((-0.5 - d) * inv)) / kFine;
+  }
 }
 
-// Transmission of grid pixel p: the lines' optical depth sampled kFine times per pixel, turned
-// into absorption, convolved with the LSF and averaged over the pixel (closed-form weights:
-// Φ((k+1/2-x)/σ) - Φ((k-1/2-x)/σ) per sample), so that Σ (1 - T) Δλ is the lines' EW.
-MGFAST_HD float render_pixel(int p, const Line* lines, int n, float reach) {
-  const int arm = grid::arm_of_pixel(p);
-  const double k = p - grid::arm_start(arm);
-  // First line that could touch this pixel's samples: binary search on (arm, x).
-  const double xlo = k - kKernelReach - reach;
-  int lo = 0, hi = n;
-  while (lo < hi) {
-    const int mid = (lo + hi) / 2;
-    if (lines[mid].arm < arm || (lines[mid].arm == arm && lines[mid].x < xlo)) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
+// Samples per rendering window (an arm's worth: 2144 pixels × kFine, plus the kernel's reach).
+constexpr int kMaxArmSamples = (2144 + 8) * kFine;
+
+// Transmission of every grid pixel of a sightline into `trans` (kNPix), from its sorted lines:
+// per arm, the lines' supports are merged into windows; in each, the optical depth is scattered
+// onto the profile samples once, turned into absorption, and gathered into pixels with the fixed
+// weights. `absorb` is scratch of kMaxArmSamples floats.
+MGFAST_HD void render_spectrum(const Line* lines, int n, float* absorb, float* trans) {
+  double w[kKernelSize];
+  kernel_weights(w);
+  for (int p = 0; p < grid::kNPix; ++p) trans[p] = 1.0f;
+  int i = 0;
+  while (i < n) {
+    // A window: consecutive lines of one arm whose sample ranges (support + kernel) overlap.
+    const int arm = lines[i].arm;
+    const int npix = grid::arm_npix(arm);
+    double lo = lines[i].x - lines[i].half, hi = lines[i].x + lines[i].half;
+    int k = i + 1;
+    while (k < n && lines[k].arm == arm && lines[k].x - lines[k].half <= hi + 2.0 * kKernelReach) {
+      if (lines[k].x + lines[k].half > hi) hi = lines[k].x + lines[k].half;
+      if (lines[k].x - lines[k].half < lo) lo = lines[k].x - lines[k].half;
+      ++k;
     }
+    // Pixels the window can touch, and the samples they read.
+    int p0 = static_cast<int>(floor(lo - kKernelReach)),
+        p1 = static_cast<int>(ceil(hi + kKernelReach));
+    p0 = p0 < 0 ? 0 : p0;
+    p1 = p1 > npix - 1 ? npix - 1 : p1;
+    if (p0 <= p1) {
+      const long long j0 = static_cast<long long>(p0) * kFine + kKernelM0;
+      long long ns = static_cast<long long>(p1 - p0) * kFine + kKernelSize;
+      if (ns > kMaxArmSamples) ns = kMaxArmSamples;
+      for (long long j = 0; j < ns; ++j) absorb[j] = 0.0f;
+      for (int q = i; q < k; ++q) {
+        const Line& l = lines[q];
+        long long a = static_cast<long long>(ceil((l.x - l.half + 0.5) * kFine - 0.5)) - j0;
+        long long b = static_cast<long long>(floor((l.x + l.half + 0.5) * kFine - 0.5)) - j0;
+        a = a < 0 ? 0 : a;
+        b = b > ns - 1 ? ns - 1 : b;
+        for (long long j = a; j <= b; ++j)
+          absorb[j] += static_cast<float>(line_tau(l, (j0 + j + 0.5) / kFine - 0.5));
+      }
+      for (long long j = 0; j < ns; ++j)
+        absorb[j] = absorb[j] < 80.0f ? 1.0f - expf(-absorb[j]) : 1.0f;
+      for (int p = p0; p <= p1; ++p) {
+        const long long base = static_cast<long long>(p - p0) * kFine;
+        double sum = 0.0;
+        for (int m = 0; m < kKernelSize && base + m < ns; ++m) sum += w[m] * absorb[base + m];
+        trans[grid::arm_start(arm) + p] -=
+            static_cast<float>(sum);  // windows' samples are disjoint
+      }
+    }
+    i = k;
   }
-  int first = lo, last = lo;
-  const double xhi = k + kKernelReach + reach;
-  while (last < n && lines[last].arm == arm && lines[last].x <= xhi) ++last;
-  if (first == last) return 1.0f;
-  const long long j0 = static_cast<long long>(floor((k - kKernelReach + 0.5) * kFine));
-  const long long j1 = static_cast<long long>(ceil((k + kKernelReach + 0.5) * kFine));
-  const double inv = 1.0 / (kLsfSigmaPix * 1.4142135623730951);
-  double absorbed = 0.0;
-  for (long long j = j0; j <= j1; ++j) {
-    const double x = (j + 0.5) / kFine - 0.5;
-    double tau = 0.0;
-    for (int i = first; i < last; ++i) tau += line_tau(lines[i], x);
-    if (tau <= 0.0) continue;
-    const double w = 0.5 * (erf((k + 0.5 - x) * inv) - erf((k - 0.5 - x) * inv));
-    absorbed += (1.0 - exp(-tau)) * w;
-  }
-  return static_cast<float>(1.0 - absorbed / kFine);
 }
 
 // ---- continuum, defects, noise ----------------------------------------------------------------
@@ -636,36 +717,43 @@ MGFAST_HD int stage_plan(const Config& cfg, std::uint64_t index, Sightline* sl, 
   return build_lines(cfg, index, sl, lines);
 }
 
-// Stage 2, per grid pixel p of spectrum `index`: transmission, continuum, defects and noise.
-// Writes the flux and its 1-sigma error (0 for a bad pixel, whose flux is 0); `clean` (may be
-// null) receives the noiseless normalised transmission, the truth a perfect detector sees.
-MGFAST_HD void stage_pixel(const Config& cfg, std::uint64_t index, const Sightline& sl,
-                           const Line* lines, int n_lines, float reach, int p, float* flux,
-                           float* err, float* clean) {
-  const double t = render_pixel(p, lines, n_lines, reach);
-  if (clean) clean[p] = static_cast<float>(t);
-  const double cont = cfg.unnormalised ? quasar_continuum(sl, p) : 1.0;
-  double f = cont * t;
-  if (!cfg.unnormalised && cfg.continuum_error > 0.0) f *= continuum_error(sl, p);
-  const int d = grid::edge_distance(p);
-  const double sigma = cont / (sl.snr * snr_profile(d, cfg.edge_snr_ratio, cfg.edge_taper_pixels));
-  if (cfg.sky_residual > 0.0) {
-    const double lam = grid::wavelength(p);
-    for (int i = 0; i < kNumSkyLines; ++i) {
-      const double dx = (lam - sky_line(i)) / (lam * grid::kDlnLambda);  // pixels
-      if (dx * dx < 16.0) f += sl.sky[i] * sigma * exp(-0.5 * dx * dx / 0.49);
+// Stage 2, per spectrum: the noiseless transmission of every pixel (render_spectrum), the truth a
+// perfect detector sees. Stage 3, per pair of grid pixels (2k, 2k + 1): continuum, defects and
+// noise on top of it. Writes the flux and its 1-sigma error (0 for a bad pixel, whose flux is 0).
+MGFAST_HD void stage_pixel_pair(const Config& cfg, std::uint64_t index, const Sightline& sl,
+                                const float* trans, int k, float* flux, float* err) {
+  // One Philox call and one Box-Muller transform serve pixels 2k and 2k + 1 (rng.hpp).
+  double z[2] = {0.0, 0.0};
+  if (cfg.noise) rng::normal_pair(cfg.seed, index, kStreamNoise, k, &z[0], &z[1]);
+  for (int h = 0; h < 2; ++h) {
+    const int p = 2 * k + h;
+    if (p >= grid::kNPix) break;
+    const double t = trans[p];
+    const double cont = cfg.unnormalised ? quasar_continuum(sl, p) : 1.0;
+    double f = cont * t;
+    if (!cfg.unnormalised && cfg.continuum_error > 0.0) f *= continuum_error(sl, p);
+    const double shape = cfg.snr_shape ? cfg.snr_shape[p]
+                                       : snr_profile(grid::edge_distance(p), cfg.edge_snr_ratio,
+                                                     cfg.edge_taper_pixels);
+    const double sigma = cont / (sl.snr * shape);
+    if (cfg.sky_residual > 0.0) {
+      const double lam = grid::wavelength(p);
+      for (int i = 0; i < kNumSkyLines; ++i) {
+        const double dx = (lam - sky_line(i)) / (lam * grid::kDlnLambda);  // pixels
+        if (dx * dx < 16.0) f += sl.sky[i] * sigma * exp(-0.5 * dx * dx / 0.49);
+      }
     }
+    f += sigma * z[h];
+    double e = sigma;
+    for (int i = 0; i < sl.n_bad; ++i)
+      if (p >= sl.bad_start[i] && p < sl.bad_start[i] + sl.bad_len[i]) {
+        f = 0.0;
+        e = 0.0;
+      }
+    flux[p] = static_cast<float>(f);
+    err[p] = static_cast<float>(e);
   }
-  if (cfg.noise)
-    f += sigma * rng::normal_at(cfg.seed, index, kStreamNoise, static_cast<std::uint32_t>(p));
-  double e = sigma;
-  for (int i = 0; i < sl.n_bad; ++i)
-    if (p >= sl.bad_start[i] && p < sl.bad_start[i] + sl.bad_len[i]) {
-      f = 0.0;
-      e = 0.0;
-    }
-  flux[p] = static_cast<float>(f);
-  err[p] = static_cast<float>(e);
 }
+constexpr int kNPixelPairs = (grid::kNPix + 1) / 2;
 
 }  // namespace mgfast::sim

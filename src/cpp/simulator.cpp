@@ -24,7 +24,8 @@ void validate_config(const sim::Config& c) {
           "max_absorbers: must lie in [1, " + std::to_string(sim::kMaxAbsorbers) + "]");
   require(c.ew_min > 0.0 && c.ew_max >= c.ew_min && c.ew_max <= 6.0,
           "ew_range: rest EW2796 must satisfy 0 < min <= max <= 6 Å");
-  require(c.edge_margin >= 0.0 && c.edge_margin <= 100.0, "edge_margin: must lie in [0, 100] Å");
+  // Below ~8 Å (330 km/s plus the LSF reach) components could fall off the arm.
+  require(c.edge_margin >= 10.0 && c.edge_margin <= 100.0, "edge_margin: must lie in [10, 100] Å");
   require(c.n_snr >= 1 && c.snr_values != nullptr, "snr: give at least one value");
   for (int i = 0; i < c.n_snr; ++i)
     require(c.snr_values[i] > 0.0 && std::isfinite(c.snr_values[i]) && c.snr_values[i] <= 1e6,
@@ -48,18 +49,31 @@ void simulate_cpu(const sim::Config& cfg, std::uint64_t start, int n, float* flu
   validate_config(cfg);
   if (n < 0) throw std::invalid_argument("n: must not be negative");
   const int nt = resolve_threads(threads);
-  std::vector<std::vector<sim::Line>> scratch(nt);
+  // The SNR profile depends on the pixel only: tabulate it once for the whole call.
+  std::vector<float> shape(grid::kNPix);
+  for (int p = 0; p < grid::kNPix; ++p)
+    shape[p] = static_cast<float>(
+        sim::snr_profile(grid::edge_distance(p), cfg.edge_snr_ratio, cfg.edge_taper_pixels));
+  sim::Config c = cfg;
+  c.snr_shape = shape.data();
+  struct Scratch {
+    std::vector<sim::Line> lines;
+    std::vector<float> absorb, trans;
+  };
+  std::vector<Scratch> scratch(nt);
   parallel_for(n, nt, 8, [&](std::int64_t begin, std::int64_t end, int worker) {
-    std::vector<sim::Line>& lines = scratch[worker];
-    lines.resize(sim::kMaxLines);
+    Scratch& w = scratch[worker];
+    w.lines.resize(sim::kMaxLines);
+    w.absorb.resize(sim::kMaxArmSamples);
+    w.trans.resize(grid::kNPix);
     for (std::int64_t s = begin; s < end; ++s) {
       const std::uint64_t index = start + static_cast<std::uint64_t>(s);
-      const int n_lines = sim::stage_plan(cfg, index, &truth[s], lines.data());
-      const float reach = sim::max_half(lines.data(), n_lines);
       const std::size_t row = static_cast<std::size_t>(s) * grid::kNPix;
-      for (int p = 0; p < grid::kNPix; ++p)
-        sim::stage_pixel(cfg, index, truth[s], lines.data(), n_lines, reach, p, flux + row,
-                         err + row, clean ? clean + row : nullptr);
+      const int n_lines = sim::stage_plan(c, index, &truth[s], w.lines.data());
+      float* trans = clean ? clean + row : w.trans.data();
+      sim::render_spectrum(w.lines.data(), n_lines, w.absorb.data(), trans);
+      for (int k = 0; k < sim::kNPixelPairs; ++k)
+        sim::stage_pixel_pair(c, index, truth[s], trans, k, flux + row, err + row);
     }
   });
 }

@@ -1,5 +1,5 @@
 // CUDA driver of the simulator: the stage functions of simulate.hpp launched as kernels, one
-// thread per spectrum to plan it, one thread per (spectrum, pixel) to render it.
+// thread per spectrum to plan and render it, one thread per (spectrum, pixel) for noise.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -18,30 +18,28 @@ namespace {
 constexpr int kBlock = 256;
 // Planning is sequential per spectrum with ~30 kB of lines each: small blocks spread the threads.
 constexpr int kPlanBlock = 32;
-// Spectra per chunk: lines (30 kB), outputs (75 kB) and truth (~2 kB) per spectrum.
-constexpr int kChunk = 4096;
+// Spectra per chunk: lines (30 kB), rendering scratch (172 kB), outputs (75 kB) per spectrum.
+constexpr int kChunk = 1024;
 
+// One thread per spectrum: draw it, build its lines and render its noiseless transmission.
 __global__ void plan_kernel(sim::Config cfg, std::uint64_t start, int n, sim::Sightline* truth,
-                            sim::Line* lines, int* n_lines, float* reach) {
+                            sim::Line* lines, float* absorb, float* trans) {
   MGFAST_GRID_STRIDE(i, n) {
     sim::Line* l = lines + i * sim::kMaxLines;
     const int nl = sim::stage_plan(cfg, start + static_cast<std::uint64_t>(i), &truth[i], l);
-    n_lines[i] = nl;
-    reach[i] = sim::max_half(l, nl);
+    sim::render_spectrum(l, nl, absorb + i * sim::kMaxArmSamples, trans + i * grid::kNPix);
   }
 }
 
 __global__ void pixel_kernel(sim::Config cfg, std::uint64_t start, int n,
-                             const sim::Sightline* truth, const sim::Line* lines,
-                             const int* n_lines, const float* reach, float* flux, float* err,
-                             float* clean) {
-  MGFAST_GRID_STRIDE(i, static_cast<long long>(n) * grid::kNPix) {
-    const long long s = i / grid::kNPix;
-    const int p = static_cast<int>(i - s * grid::kNPix);
+                             const sim::Sightline* truth, const float* trans, float* flux,
+                             float* err) {
+  MGFAST_GRID_STRIDE(i, static_cast<long long>(n) * sim::kNPixelPairs) {
+    const long long s = i / sim::kNPixelPairs;
+    const int k = static_cast<int>(i - s * sim::kNPixelPairs);
     const long long row = s * grid::kNPix;
-    sim::stage_pixel(cfg, start + static_cast<std::uint64_t>(s), truth[s],
-                     lines + s * sim::kMaxLines, n_lines[s], reach[s], p, flux + row, err + row,
-                     clean ? clean + row : nullptr);
+    sim::stage_pixel_pair(cfg, start + static_cast<std::uint64_t>(s), truth[s], trans + row, k,
+                          flux + row, err + row);
   }
 }
 
@@ -69,29 +67,26 @@ void simulate(const sim::Config& cfg_host, std::uint64_t start, int n, float* fl
   const std::size_t cn = static_cast<std::size_t>(chunk), npix = grid::kNPix;
   DeviceBuffer<sim::Sightline> d_truth;
   DeviceBuffer<sim::Line> d_lines;
-  DeviceBuffer<int> d_n_lines;
-  DeviceBuffer<float> d_reach, d_flux, d_err, d_clean;
+  DeviceBuffer<float> d_absorb, d_trans, d_flux, d_err;
   d_truth.allocate(cn);
   d_lines.allocate(cn * sim::kMaxLines);
-  d_n_lines.allocate(cn);
-  d_reach.allocate(cn);
+  d_absorb.allocate(cn * sim::kMaxArmSamples);
+  d_trans.allocate(cn * npix);
   d_flux.allocate(cn * npix);
   d_err.allocate(cn * npix);
-  if (clean) d_clean.allocate(cn * npix);
 
   for (int first = 0; first < n; first += chunk) {
     const int count = std::min(chunk, n - first);
     const std::size_t c = static_cast<std::size_t>(count);
     const std::uint64_t s0 = start + static_cast<std::uint64_t>(first);
     MGFAST_LAUNCH(plan_kernel, count, kPlanBlock, stream, cfg, s0, count, d_truth.get(),
-                  d_lines.get(), d_n_lines.get(), d_reach.get());
-    MGFAST_LAUNCH(pixel_kernel, static_cast<long long>(c * npix), kBlock, stream, cfg, s0, count,
-                  d_truth.get(), d_lines.get(), d_n_lines.get(), d_reach.get(), d_flux.get(),
-                  d_err.get(), clean ? d_clean.get() : nullptr);
+                  d_lines.get(), d_absorb.get(), d_trans.get());
+    MGFAST_LAUNCH(pixel_kernel, static_cast<long long>(c * sim::kNPixelPairs), kBlock, stream, cfg,
+                  s0, count, d_truth.get(), d_trans.get(), d_flux.get(), d_err.get());
     const std::size_t off = static_cast<std::size_t>(first) * npix;
     download(flux + off, d_flux.get(), c * npix, stream);
     download(err + off, d_err.get(), c * npix, stream);
-    if (clean) download(clean + off, d_clean.get(), c * npix, stream);
+    if (clean) download(clean + off, d_trans.get(), c * npix, stream);
     download(truth + first, d_truth.get(), c, stream);
     // The next chunk reuses the buffers; waiting here also reports any kernel fault.
     MGFAST_CUDA_CHECK(cudaStreamSynchronize(stream));
