@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import _core, grid
 from .flags import PixelFlag, SpectrumFlag
+from .matched_filter import MatchResult, match
 from .preprocess import ContinuumOptions, Preprocessed, lsf_degrade, preprocess
 from .simulate import Realism, Simulation, simulate, simulate_stream
 
@@ -22,6 +23,7 @@ def cuda_device_count() -> int:
 
 __all__ = [
     "ContinuumOptions",
+    "MatchResult",
     "PixelFlag",
     "Preprocessed",
     "Realism",
@@ -31,6 +33,7 @@ __all__ = [
     "cuda_device_count",
     "grid",
     "lsf_degrade",
+    "match",
     "preprocess",
     "simulate",
     "simulate_stream",

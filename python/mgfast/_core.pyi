@@ -84,3 +84,21 @@ def simulate(
     device: str,
     threads: int,
 ) -> dict: ...
+
+MF_MAX_WIDTHS: int
+MF_MIN_WIDTH: float
+MF_MAX_WIDTH: float
+MF_MAX_TOP_K: int
+MF_THIN_RATIO: float
+
+def matched_filter(
+    flux: np.ndarray,
+    ivar: np.ndarray | None,
+    widths: np.ndarray,
+    top_k: int,
+    ratio_lo: float,
+    ratio_hi: float,
+    ratio_sigma: float,
+    device: str,
+    threads: int,
+) -> dict[str, np.ndarray]: ...

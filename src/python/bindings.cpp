@@ -235,4 +235,5 @@ PYBIND11_MODULE(_core, m) {
   m.def("lsf_degrade", &lsf_degrade, py::arg("wave"), py::arg("flux"), py::arg("err"),
         py::arg("resolution"), py::arg("r_out"), py::arg("threads"));
   bind::bind_simulate(m);
+  bind::bind_matched_filter(m);
 }
