@@ -8,8 +8,11 @@ and the Detector follow (see README.md).
 from __future__ import annotations
 
 from . import _core, grid
+from .detector import Detections, Detector
+from .engine import CpuBackend
 from .flags import PixelFlag, SpectrumFlag
 from .matched_filter import MatchResult, match
+from .model import Model, load_model
 from .preprocess import ContinuumOptions, Preprocessed, lsf_degrade, preprocess
 from .simulate import Realism, Simulation, simulate, simulate_stream
 
@@ -23,7 +26,11 @@ def cuda_device_count() -> int:
 
 __all__ = [
     "ContinuumOptions",
+    "CpuBackend",
+    "Detections",
+    "Detector",
     "MatchResult",
+    "Model",
     "PixelFlag",
     "Preprocessed",
     "Realism",
@@ -32,6 +39,7 @@ __all__ = [
     "__version__",
     "cuda_device_count",
     "grid",
+    "load_model",
     "lsf_degrade",
     "match",
     "preprocess",

@@ -102,3 +102,28 @@ def matched_filter(
     device: str,
     threads: int,
 ) -> dict[str, np.ndarray]: ...
+
+built_with_onednn: bool
+
+def onednn_version() -> str: ...
+
+class CpuNetwork:
+    """The oneDNN CPU backend (src/cpp/backend_cpu.hpp) for a mgfast.model layer list."""
+
+    def __init__(
+        self,
+        n_in: int,
+        layers: list[tuple[str, int, bool, np.ndarray | None, np.ndarray | None]],
+        threads: int,
+        batch_size: int,
+        fast_conv: bool = True,
+    ) -> None: ...
+    def infer(self, flux: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    @property
+    def n_in(self) -> int: ...
+    @property
+    def threads(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def flops_per_spectrum(self) -> float: ...

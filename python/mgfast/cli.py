@@ -11,8 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, _core, grid
-from .atomic import MGII_2796, MGII_2803
-from .preprocess import preprocess
 from .simulate import PAPER_SNR
 
 
@@ -31,50 +29,38 @@ def _info(_: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .testing import synthetic_quasar
+    from .detector import Detector, default_model_path
+    from .simulate import Realism, simulate
 
-    if args.n < 1:
-        raise ValueError("--n: must be at least 1")
-    print(f"mgfast {__version__} demo: preprocessing onto the 4MOST grid")
-    q = synthetic_quasar(
-        args.n, z_em=1.25, z_abs=0.95, ew2796_rest=0.5, snr=args.snr, resolution=45000.0,
-        pix_per_resel=3.0, seed=args.seed,
+    if args.n < 2:
+        raise ValueError("--n: must be at least 2")
+    kind = "realistic (Realism.survey())" if args.realistic else "idealised (the paper's)"
+    print(f"mgfast {__version__} demo: {args.n:,} simulated {kind} spectra, half with a MgII "
+          f"absorber, SNR {args.snr:g} at the arm centres, seed {args.seed}")  # fmt: skip
+    sim = simulate(
+        args.n, seed=args.seed, snr=args.snr, with_absorber_fraction=0.5,
+        realism=Realism.survey() if args.realistic else None,
     )  # fmt: skip
-    # a bad stretch and a few NaNs, as real spectra have
-    q.flux[:, 1000:1040] = np.nan
-    q.err[:, 5000:5010] = 0.0
-    print(
-        f"  input: {args.n} synthetic quasar spectra, z_em = 1.25, R = 45000, "
-        f"{q.wave.size} pixels {q.wave[0]:.0f}-{q.wave[-1]:.0f} Å, unnormalised, "
-        f"MgII doublet at z = 0.95 (rest EW2796 0.5 Å)"
-    )
-    t0 = time.perf_counter()
-    out = preprocess(
-        q.flux, q.wave, q.err, resolution=q.resolution, normalised=False,
-        return_continuum=True, device=args.device,
-    )  # fmt: skip
-    dt = time.perf_counter() - t0
-    truth = preprocess(q.continuum.astype(np.float32), q.wave, resolution=q.resolution).flux
-    rel = np.abs(out.continuum / truth - 1)
-    w, dw = grid.wavelength(), np.diff(grid.edges(), axis=1)[:, 0]
-    win = np.zeros(w.size, bool)
-    for line in (MGII_2796, MGII_2803):
-        win |= np.abs(w - line.wavelength * 1.95) < 1.0
-    ew = ((1 - out.flux[:, win]) * dw[win]).sum(1) / 1.95
-    print(
-        f"  output: {out.flux.shape[0]} x {out.flux.shape[1]} float32 on the grid in "
-        f"{dt * 1e3:.1f} ms ({args.n / dt:,.0f} spectra/s on {args.device})"
-    )
-    print(f"  masked pixels per arm (blue, green, red), first spectrum: {out.n_masked[0].tolist()}")
-    print(
-        f"  continuum vs truth: median |error| {np.median(rel):.2%}, "
-        f"95th percentile {np.percentile(rel, 95):.2%}"
-    )
-    print(
-        f"  doublet rest EW (2796 + 2803) measured after normalisation: {ew.mean():.3f} ± "
-        f"{ew.std():.3f} Å (true {0.5 + 0.5 / 1.2:.3f} Å)"
-    )
-    print("  detection needs the trained model, which is not shipped yet (see README.md)")
+    t = sim.truth
+    detectors = []
+    if (default_model_path() / "model.json").exists():
+        detectors.append(("shipped network", Detector()))
+    else:
+        print("  (no shipped model in this installation: the network row is missing)")
+    detectors.append(("matched filter", Detector(method="matched-filter")))
+    print()
+    print("  detector          accuracy  completeness  false alarms  MAE λ2796   spectra/s")
+    for name, det in detectors:
+        t0 = time.perf_counter()
+        res = det.detect(sim.flux, err=sim.err)
+        dt = time.perf_counter() - t0
+        has, found = t.has_absorber, res.detected
+        good = found & has
+        mae = (
+            np.nanmean(np.abs(res.wavelength[good] - t.lambda2796[good])) if good.any() else np.nan
+        )
+        print(f"  {name:16s}  {np.mean(found == has):8.1%}  {found[has].mean():12.1%}  "
+              f"{found[~has].mean():12.1%}  {mae:7.2f} Å  {args.n / dt:10,.0f}")  # fmt: skip
     return 0
 
 
@@ -137,11 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("info", help="version, build options, devices and the grid").set_defaults(
         func=_info
     )
-    d = sub.add_parser("demo", help="preprocess synthetic quasar spectra and report accuracy")
-    d.add_argument("--n", type=int, default=200, help="number of spectra (default 200)")
-    d.add_argument("--snr", type=float, default=10.0, help="SNR per pixel (default 10)")
+    d = sub.add_parser("demo", help="detect MgII in simulated spectra with the shipped model")
+    d.add_argument("--n", type=int, default=2000, help="number of spectra (default 2000)")
+    d.add_argument("--snr", type=float, default=10.0, help="SNR at the arm centres (default 10)")
+    d.add_argument("--realistic", action="store_true", help="spectra with Realism.survey()")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     d.set_defaults(func=_demo)
     s = sub.add_parser("simulate", help="simulate spectra and write them to an HDF5 file")
     s.add_argument("n", metavar="N", type=int, help="number of spectra")

@@ -24,5 +24,6 @@ inline int as_int(py::ssize_t v, const char* what) {
 
 void bind_simulate(py::module_& m);
 void bind_matched_filter(py::module_& m);
+void bind_engine(py::module_& m);
 
 }  // namespace mgfast::bind

@@ -236,4 +236,5 @@ PYBIND11_MODULE(_core, m) {
         py::arg("resolution"), py::arg("r_out"), py::arg("threads"));
   bind::bind_simulate(m);
   bind::bind_matched_filter(m);
+  bind::bind_engine(m);
 }

@@ -1,0 +1,207 @@
+"""The Detector: spectra in, MgII detections out (DESIGN.md's public contract).
+
+    det = mgfast.Detector()                          # the shipped model, backend "auto"
+    det = mgfast.Detector(method="matched-filter")   # the classical baseline, no model needed
+    res = det.detect(flux)                           # on the grid, normalised
+    res = det.detect(flux, wave=wave, err=err, normalised=False)   # anything else: preprocessed
+    res.probability, res.wavelength, res.redshift, res.detected; res.to_table(); res.write(path)
+
+Every spectrum in gives one row out, in order. A spectrum with no usable pixel is not an error
+here (one bad spectrum must not stop a survey): its row has probability 0, NaN wavelength and the
+ALL_MASKED flag.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core, grid
+from .atomic import MGII_2796
+from .flags import SpectrumFlag
+from .preprocess import preprocess
+
+DEFAULT_MODEL = "default"  # python/mgfast/models/default: model.onnx + model.json
+
+
+def default_model_path() -> Path:
+    return Path(str(resources.files("mgfast") / "models" / DEFAULT_MODEL))
+
+
+@dataclass(frozen=True)
+class Detections:
+    """One row per input spectrum."""
+
+    probability: np.ndarray  # float32: network probability, or matched-filter significance
+    wavelength: np.ndarray  # float64: observed λ2796 (Å), NaN where nothing was found
+    redshift: np.ndarray  # float64: λ2796 / 2796.3543 − 1
+    detected: np.ndarray  # bool: probability >= threshold
+    flags: np.ndarray  # uint32: SpectrumFlag bits from preprocessing
+    masked_fraction: np.ndarray  # float32: fraction of the grid's pixels masked
+    threshold: float
+    method: str
+    model_sha256: str | None = None
+
+    def __len__(self) -> int:
+        return int(self.probability.size)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {
+            "probability": self.probability,
+            "detected": self.detected,
+            "lambda2796": self.wavelength,
+            "z_abs": self.redshift,
+            "flags": self.flags,
+            "masked_fraction": self.masked_fraction,
+        }
+
+    def meta(self) -> dict[str, object]:
+        return {
+            "mgfast_version": _core.__version__,
+            "method": self.method,
+            "threshold": self.threshold,
+            "model_sha256": self.model_sha256 or "",
+        }
+
+    def to_table(self):  # type: ignore[no-untyped-def]
+        """An astropy Table with the run's metadata in ``meta`` (astropy must be installed)."""
+        from astropy.table import Table
+
+        return Table(self.columns(), meta=self.meta())
+
+    def write(self, path: str | Path) -> None:
+        """Write the detections: .csv, .h5/.hdf5, or .fits (astropy)."""
+        path = Path(path)
+        cols = self.columns()
+        if path.suffix == ".csv":
+            header = ",".join(cols)
+            data = np.column_stack([np.asarray(c, np.float64) for c in cols.values()])
+            comment = "# " + json.dumps(self.meta())
+            np.savetxt(path, data, delimiter=",", header=header, comments=comment + "\n",
+                       fmt="%.10g")  # fmt: skip
+        elif path.suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "w") as f:
+                for k, v in cols.items():
+                    f.create_dataset(k, data=v)
+                for k, v in self.meta().items():
+                    f.attrs[k] = v
+        elif path.suffix == ".fits":
+            self.to_table().write(path, overwrite=True)
+        else:
+            raise ValueError(f"{path}: unknown catalogue format (use .csv, .h5 or .fits)")
+
+
+class Detector:
+    """Finds MgII absorbers: a trained network (default) or the doublet matched filter.
+
+    Parameters
+    ----------
+    model : path of a model directory (model.onnx + model.json); default: the shipped model
+    backend : "auto" | "cpu" | "cuda" ("auto" is the CPU backend until the GPU engine lands)
+    method : "network" | "matched-filter"
+    batch_size, threads : passed to the backend
+    threshold : detection threshold; default: the model's (model.json) or the filter's
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        backend: Literal["auto", "cpu", "cuda"] = "auto",
+        method: Literal["network", "matched-filter"] = "network",
+        batch_size: int = 64,
+        threads: int = 0,
+        threshold: float | None = None,
+    ) -> None:
+        if method not in ("network", "matched-filter"):
+            raise ValueError(f"method: expected 'network' or 'matched-filter', got {method!r}")
+        if backend not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"backend: expected 'auto', 'cpu' or 'cuda', got {backend!r}")
+        if backend == "cuda":
+            raise RuntimeError(
+                "backend 'cuda': the GPU inference engine is not built yet; use backend='cpu' "
+                "(the CUDA preprocessing and simulator exist, network inference on GPU does not)"
+            )
+        self.method = method
+        self.threads = threads
+        self._backend = None
+        self.model = None
+        if method == "matched-filter":
+            from .matched_filter import DEFAULT_THRESHOLD
+
+            self.threshold = float(DEFAULT_THRESHOLD if threshold is None else threshold)
+            return
+        from .engine import CpuBackend
+        from .model import load_model
+
+        path = Path(model) if model is not None else default_model_path()
+        if model is None and not (path / "model.json").exists():
+            raise FileNotFoundError(
+                f"no model was given and the shipped default model is missing at {path}; "
+                "pass model='path/to/model' or method='matched-filter'"
+            )
+        self.model = load_model(path)
+        self._backend = CpuBackend(self.model, threads=threads, batch_size=batch_size)
+        self.threshold = float(
+            self.model.thresholds.get("default", 0.5) if threshold is None else threshold
+        )
+
+    def detect(
+        self,
+        flux: npt.ArrayLike,
+        wave: npt.ArrayLike | None = None,
+        err: npt.ArrayLike | None = None,
+        *,
+        ivar: npt.ArrayLike | None = None,
+        mask: npt.ArrayLike | None = None,
+        resolution: float | npt.ArrayLike | None = None,
+        normalised: bool = True,
+    ) -> Detections:
+        """Detect MgII in spectra: (N, n) or one spectrum of n pixels; any wavelength grid when
+        ``wave`` is given (then preprocessed onto mgfast.grid), the grid itself otherwise."""
+        single = np.ndim(flux) == 1
+        pre = preprocess(
+            flux, wave, err, ivar=ivar, mask=mask, resolution=resolution, normalised=normalised,
+            allow_empty=True, threads=self.threads,
+        )  # fmt: skip
+        x = np.atleast_2d(pre.flux)
+        flags = np.atleast_1d(pre.flags)
+        if self.method == "matched-filter":
+            from .matched_filter import match
+
+            r = match(x, np.atleast_2d(pre.ivar) if np.any(pre.ivar) else None,
+                      threshold=self.threshold, threads=self.threads)  # fmt: skip
+            score = np.asarray(r.significance, np.float32)
+            lam = np.asarray(r.lambda2796, np.float64)
+            sha = None
+        else:
+            assert self._backend is not None and self.model is not None
+            prob, lam32 = self._backend.infer(x)
+            score, lam, sha = prob, lam32.astype(np.float64), self.model.sha256
+        empty = (flags & int(SpectrumFlag.ALL_MASKED)) != 0
+        score = np.where(empty, 0.0, score).astype(np.float32)
+        detected = score >= self.threshold
+        # λ2796 only where it points into the arms; a "no absorber" label is not a wavelength.
+        lam = np.where(np.isfinite(grid.pixel_of(lam)) & ~empty, lam, np.nan)
+        masked = np.atleast_2d(pre.n_masked).sum(axis=1) / grid.N_PIX
+        res = Detections(
+            probability=score, wavelength=lam, redshift=lam / MGII_2796.wavelength - 1.0,
+            detected=detected, flags=flags, masked_fraction=masked.astype(np.float32),
+            threshold=self.threshold, method=self.method, model_sha256=sha,
+        )  # fmt: skip
+        if single:
+            return Detections(**{
+                k: (v[0] if isinstance(v, np.ndarray) else v) for k, v in res.__dict__.items()
+            })  # fmt: skip
+        return res
+
+
+__all__ = ["Detections", "Detector", "default_model_path"]

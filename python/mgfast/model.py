@@ -1,0 +1,787 @@
+"""The model format: a directory with model.onnx and model.json, its writer and its loader.
+
+The loader checks a model against mgfast (SHA-256, grid, architecture) and hands the backends a
+plain layer list whose weights are contiguous float32 arrays in the layouts they expect
+(src/cpp/network.hpp): convolution weights (c_out, c_in, kernel) as in ONNX, dense weights
+(n_out, n_in) with n_in in Keras' channels-last flatten order (position * channels + channel),
+the two heads stacked as rows (probability, λ2796).
+
+model.onnx: input "flux" (N, n_pix) float32 with a dynamic batch N; outputs "probability" and
+"lambda2796" (Å), each (N, 1); opset 17; the graph build_onnx writes (what a Keras Conv1D model
+exported with tf2onnx computes). model.json: format and format_version, architecture (a key of
+ARCHITECTURES), grid (n_pix, dlnlambda, arms), input normalisation, thresholds, trained,
+training (set, seed), metrics, mgfast_version and onnx_sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _core, grid
+from .simulate import NO_ABSORBER_LAMBDA
+
+FORMAT = "mgfast-model"
+FORMAT_VERSION = 1
+ONNX_OPSET = 17
+INPUT_NAME = "flux"
+OUTPUT_NAMES = ("probability", "lambda2796")
+_MAX_JSON_BYTES = 1 << 20
+LAMBDA_HEAD_GAIN = 1000.0  # random models only: see random_weights
+
+
+# --- Architectures: what a model directory may claim to be. ---------------------------------
+# Every hidden convolution and dense layer has a ReLU; pooling strides equal the pool size; the
+# flatten is channels-last (Keras); the two heads read the last dense layer.
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    filters: int
+    kernel: int
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    size: int
+
+
+@dataclass(frozen=True)
+class FlattenSpec:
+    pass
+
+
+@dataclass(frozen=True)
+class DenseSpec:
+    units: int
+
+
+@dataclass(frozen=True)
+class HeadsSpec:
+    pass
+
+
+LayerSpec = ConvSpec | PoolSpec | FlattenSpec | DenseSpec | HeadsSpec
+
+ARCHITECTURES: dict[str, tuple[LayerSpec, ...]] = {
+    # Szakacs et al. 2023, Figure 4 (see shared/reference/bycycle-2023.md, table "Network").
+    "bycycle2023": (
+        ConvSpec(64, 10),
+        PoolSpec(5),
+        ConvSpec(128, 10),
+        PoolSpec(5),
+        ConvSpec(256, 10),
+        ConvSpec(256, 10),
+        ConvSpec(256, 10),
+        PoolSpec(5),
+        FlattenSpec(),
+        DenseSpec(512),
+        DenseSpec(512),
+        HeadsSpec(),
+    ),
+}
+
+
+# --- Layers with weights, as the backends take them. -----------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Conv1d:
+    """Valid 1-D convolution, stride 1. weight (c_out, c_in, kernel), bias (c_out,)."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    relu: bool = True
+
+    @property
+    def c_in(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def c_out(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def kernel(self) -> int:
+        return int(self.weight.shape[2])
+
+
+@dataclass(frozen=True)
+class AvgPool1d:
+    """Average over non-overlapping windows of `kernel` pixels (stride = kernel), no padding."""
+
+    kernel: int
+
+
+@dataclass(frozen=True)
+class Flatten:
+    """(channels, length) -> one vector in channels-last order: index = position * channels + c."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dense:
+    """y = x W^T + b. weight (n_out, n_in), bias (n_out,); after a Flatten, n_in is in the
+    channels-last order of Flatten."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    relu: bool = True
+
+    @property
+    def n_in(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def n_out(self) -> int:
+        return int(self.weight.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class Heads:
+    """The two outputs from one input: row 0 of weight (2, n_in) gives the probability (sigmoid),
+    row 1 λ2796 in Å (ReLU)."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+
+    @property
+    def n_in(self) -> int:
+        return int(self.weight.shape[1])
+
+
+Layer = Conv1d | AvgPool1d | Flatten | Dense | Heads
+
+
+def _shapes(specs: Sequence[LayerSpec], n_pix: int) -> list[tuple[int, int]]:
+    """(channels, length) entering each layer spec, and leaving the last; dense: (units, 1)."""
+    c, n = 1, n_pix
+    out = [(c, n)]
+    for s in specs:
+        if isinstance(s, ConvSpec):
+            c, n = s.filters, n - s.kernel + 1
+        elif isinstance(s, PoolSpec):
+            n = n // s.size
+        elif isinstance(s, FlattenSpec):
+            c, n = c * n, 1
+        elif isinstance(s, DenseSpec):
+            c = s.units
+        else:
+            c = 2
+        if n < 1:
+            raise ValueError(f"architecture leaves no pixels after {s} for an input of {n_pix}")
+        out.append((c, n))
+    return out
+
+
+def flops_per_spectrum(layers: Sequence[Layer], n_pix: int) -> float:
+    """Multiply-adds × 2 of the convolutions and dense layers (pooling and activations omitted)."""
+    n = n_pix
+    flops = 0.0
+    for layer in layers:
+        if isinstance(layer, Conv1d):
+            n = n - layer.kernel + 1
+            flops += 2.0 * n * layer.c_out * layer.c_in * layer.kernel
+        elif isinstance(layer, AvgPool1d):
+            n //= layer.kernel
+        elif isinstance(layer, Dense | Heads):
+            flops += 2.0 * layer.weight.size
+    return flops
+
+
+# --- Writing: the canonical ONNX graph. ------------------------------------------------------
+
+
+def build_onnx(
+    architecture: str,
+    weights: Sequence[tuple[np.ndarray, np.ndarray]],
+    n_pix: int | None = None,
+    *,
+    conv2d: bool = False,
+) -> Any:
+    """The ONNX graph (an onnx.ModelProto) of an architecture with the given weights.
+
+    weights: one (weight, bias) per convolution, dense layer and head, in order, in Keras'
+    layouts: Conv1D kernel (kernel, c_in, c_out), Dense kernel (n_in, n_out), and the two heads
+    as (n_in, 1) kernels each (probability first). The graph computes what the Keras model
+    exported with tf2onnx computes: input (N, n_pix) float32 with a dynamic batch dimension N,
+    outputs "probability" and "lambda2796", each (N, 1). With conv2d=True the convolutions and
+    pools are 2-D with height 1 (what tf2onnx emits for Conv1D; ONNX Runtime runs it faster).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    specs = _architecture(architecture)
+    n_pix = grid.N_PIX if n_pix is None else n_pix
+    shapes = _shapes(specs, n_pix)
+    nodes: list[Any] = []
+    inits: list[Any] = []
+
+    def const(name: str, a: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(a), name))
+        return name
+
+    def node(op: str, inputs: list[str], name: str, **attrs: Any) -> str:
+        nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
+        return name
+
+    def dense(x: str, w: np.ndarray, b: np.ndarray, name: str) -> str:
+        # tf2onnx writes a Keras Dense as MatMul + Add with the (n_in, n_out) kernel.
+        y = node("MatMul", [x, const(f"{name}/kernel", w.astype(np.float32))], f"{name}/MatMul")
+        return node("Add", [y, const(f"{name}/bias", b.astype(np.float32))], f"{name}/BiasAdd")
+
+    spatial = [1] if conv2d else []  # the height-1 axis of the 2-D form
+    x = node(
+        "Unsqueeze",
+        [INPUT_NAME, const("unsqueeze_axes", np.array([1, 2] if conv2d else [1], np.int64))],
+        "channels",
+    )
+    it = iter(weights)
+    n_dense = 0
+    for i, (s, (c, _)) in enumerate(zip(specs, shapes, strict=False)):
+        if isinstance(s, ConvSpec):
+            w, b = next(it)
+            _check_keras(w, b, (s.kernel, c, s.filters), f"conv1d_{i}")
+            k = np.ascontiguousarray(np.transpose(w, (2, 1, 0)), dtype=np.float32)  # (O, I, K)
+            if conv2d:
+                k = k[:, :, None, :]
+            x = node(
+                "Conv",
+                [
+                    x,
+                    const(f"conv1d_{i}/kernel", k),
+                    const(f"conv1d_{i}/bias", b.astype(np.float32)),
+                ],
+                f"conv1d_{i}/Conv",
+                kernel_shape=[*spatial, s.kernel],
+                strides=[1, *spatial],
+                pads=[0, 0] * (2 if conv2d else 1),
+                dilations=[1, *spatial],
+            )
+            x = node("Relu", [x], f"conv1d_{i}/Relu")
+        elif isinstance(s, PoolSpec):
+            x = node(
+                "AveragePool",
+                [x],
+                f"average_pooling1d_{i}",
+                kernel_shape=[*spatial, s.size],
+                strides=[*spatial, s.size],
+                pads=[0, 0] * (2 if conv2d else 1),
+                ceil_mode=0,
+            )
+        elif isinstance(s, FlattenSpec):
+            # Keras' Conv1D is channels-last, (N, length, channels), and so is its Flatten; ONNX
+            # Conv is channels-first, so transpose to channels-last before flattening, exactly
+            # as tf2onnx's export of the Keras model does.
+            x = node(
+                "Transpose", [x], "to_channels_last", perm=[0, 2, 3, 1] if conv2d else [0, 2, 1]
+            )
+            x = node("Flatten", [x], "flatten", axis=1)
+        elif isinstance(s, DenseSpec):
+            w, b = next(it)
+            _check_keras(w, b, (c, s.units), f"dense_{n_dense}")
+            x = node("Relu", [dense(x, w, b, f"dense_{n_dense}")], f"dense_{n_dense}/Relu")
+            n_dense += 1
+        else:
+            wp, bp = next(it)
+            wl, bl = next(it)
+            _check_keras(wp, bp, (c, 1), "probability head")
+            _check_keras(wl, bl, (c, 1), "lambda2796 head")
+            nodes.append(
+                helper.make_node(
+                    "Sigmoid", [dense(x, wp, bp, "probability")], [OUTPUT_NAMES[0]], name="sigmoid"
+                )
+            )
+            nodes.append(
+                helper.make_node(
+                    "Relu", [dense(x, wl, bl, "lambda2796")], [OUTPUT_NAMES[1]], name="relu_out"
+                )
+            )
+    if next(it, None) is not None:
+        raise ValueError(f"weights: more arrays than architecture {architecture!r} has layers")
+    graph = helper.make_graph(
+        nodes,
+        architecture,
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", n_pix])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, ["N", 1]) for o in OUTPUT_NAMES],
+        initializer=inits,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
+        producer_name="mgfast",
+        producer_version=_core.__version__,
+    )
+    model.ir_version = 8  # opset 17's IR version: readable by ONNX Runtime and TensorRT of 2022 on
+    onnx.checker.check_model(model)
+    return model
+
+
+def _check_keras(w: np.ndarray, b: np.ndarray, shape: tuple[int, ...], what: str) -> None:
+    if w.shape != shape or b.shape != (shape[-1],):
+        raise ValueError(
+            f"weights of {what}: expected kernel {shape} and bias ({shape[-1]},), "
+            f"got {w.shape} and {b.shape}"
+        )
+
+
+def random_weights(
+    architecture: str, seed: int = 0, n_pix: int | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """He-normal (untruncated) random weights in Keras layouts, zero biases, for build_onnx.
+
+    The λ2796 head is scaled like a trained one's: kernel × LAMBDA_HEAD_GAIN and bias the paper's
+    no-absorber label (5358 Å), so that λ spreads over hundreds of Å at a trained model's magnitude
+    and a comparison of backends sees the fp32 rounding a trained model would amplify.
+    """
+    specs = _architecture(architecture)
+    shapes = _shapes(specs, grid.N_PIX if n_pix is None else n_pix)
+    rng = np.random.default_rng(seed)
+
+    def he(shape: tuple[int, ...], fan_in: int) -> np.ndarray:
+        w = rng.standard_normal(shape, dtype=np.float32)
+        w *= np.float32(math.sqrt(2.0 / fan_in))
+        return w
+
+    out = []
+    for s, (c, _) in zip(specs, shapes, strict=False):
+        if isinstance(s, ConvSpec):
+            out.append(
+                (he((s.kernel, c, s.filters), s.kernel * c), np.zeros(s.filters, np.float32))
+            )
+        elif isinstance(s, DenseSpec):
+            out.append((he((c, s.units), c), np.zeros(s.units, np.float32)))
+        elif isinstance(s, HeadsSpec):
+            out.append((he((c, 1), c), np.zeros(1, np.float32)))
+            lam = he((c, 1), c) * np.float32(LAMBDA_HEAD_GAIN)
+            out.append((lam, np.full(1, NO_ABSORBER_LAMBDA, np.float32)))
+    return out
+
+
+def grid_metadata() -> dict[str, Any]:
+    """The grid as model.json records it."""
+    return {
+        "n_pix": grid.N_PIX,
+        "dlnlambda": grid.DLNLAMBDA,
+        "arms": [
+            {"name": a.name, "lo": a.lo, "hi": a.hi, "start": a.start, "stop": a.stop}
+            for a in grid.ARMS
+        ],
+    }
+
+
+def save_model(
+    directory: str | Path,
+    onnx_model: Any,
+    architecture: str,
+    *,
+    trained: bool,
+    training: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    thresholds: dict[str, float] | None = None,
+) -> Path:
+    """Write model.onnx and model.json (with the ONNX file's SHA-256) into directory."""
+    import onnx
+
+    _architecture(architecture)
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    onnx_path = d / "model.onnx"
+    onnx.save_model(onnx_model, onnx_path)
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": architecture,
+        "grid": grid_metadata(),
+        "input": {"name": INPUT_NAME, "normalisation": {"kind": "none"}},
+        "outputs": {"probability": "sigmoid, 0-1", "lambda2796": "observed-frame Å"},
+        "thresholds": dict(thresholds or {"default": 0.5}),
+        "trained": trained,
+        "training": dict(training or {}),
+        "metrics": dict(metrics or {}),
+        "mgfast_version": _core.__version__,
+        "onnx_sha256": _sha256(onnx_path),
+    }
+    (d / "model.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    return d
+
+
+def write_random_model(
+    directory: str | Path,
+    architecture: str = "bycycle2023",
+    seed: int = 0,
+    *,
+    conv2d: bool = False,
+) -> Path:
+    """A model directory with random He-initialised weights ("trained": false): same shapes and
+    cost as a trained model, for building and timing the backends before one exists."""
+    onnx_model = build_onnx(architecture, random_weights(architecture, seed), conv2d=conv2d)
+    return save_model(
+        directory,
+        onnx_model,
+        architecture,
+        trained=False,
+        training={"init": "he_normal (untruncated), zero biases", "seed": seed},
+    )
+
+
+# --- Loading. --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Model:
+    """A loaded model: its metadata and its layers (weights as contiguous float32 arrays)."""
+
+    path: Path
+    architecture: str
+    n_pix: int
+    layers: tuple[Layer, ...]
+    thresholds: dict[str, float]
+    trained: bool
+    sha256: str
+    metadata: dict[str, Any] = field(repr=False)
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / "model.onnx"
+
+    @property
+    def flops_per_spectrum(self) -> float:
+        return flops_per_spectrum(self.layers, self.n_pix)
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(
+            layer.weight.size + layer.bias.size
+            for layer in self.layers
+            if isinstance(layer, Conv1d | Dense | Heads)
+        )
+
+
+def load_model(path: str | Path) -> Model:
+    """Read and check a model directory (model.onnx + model.json).
+
+    Raises FileNotFoundError when a file is missing and ValueError when the model is corrupt
+    (SHA-256 mismatch, unreadable ONNX), made for another grid, of an unknown architecture, or
+    when its graph does not match the architecture model.json names.
+    """
+    d = Path(path)
+    if not d.is_dir():
+        raise FileNotFoundError(f"model {d}: no such directory (expected model.onnx + model.json)")
+    json_path, onnx_path = d / "model.json", d / "model.onnx"
+    for p in (json_path, onnx_path):
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"model {d}: {p.name} is missing (a model is model.onnx + model.json)"
+            )
+    if json_path.stat().st_size > _MAX_JSON_BYTES:
+        raise ValueError(f"{json_path}: larger than {_MAX_JSON_BYTES} bytes, not a model.json")
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{json_path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f'{json_path}: not an mgfast model.json (expected "format": "{FORMAT}")')
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{json_path}: format_version {version!r}, this mgfast reads {FORMAT_VERSION}; "
+            "upgrade mgfast or re-export the model"
+        )
+    arch = meta.get("architecture")
+    if arch not in ARCHITECTURES:
+        raise ValueError(
+            f"{json_path}: unknown architecture {arch!r}; this mgfast knows "
+            f"{', '.join(sorted(ARCHITECTURES))}"
+        )
+    _check_grid(meta.get("grid"), json_path)
+    inp = meta.get("input")
+    norm = inp.get("normalisation") if isinstance(inp, dict) else None
+    norm = norm.get("kind") if isinstance(norm, dict) else norm
+    if norm != "none":
+        raise ValueError(
+            f"{json_path}: input normalisation {norm!r} is not supported (only 'none')"
+        )
+    thresholds = meta.get("thresholds")
+    if not isinstance(thresholds, dict) or not all(
+        isinstance(v, int | float) and 0 <= v <= 1 for v in thresholds.values()
+    ):
+        raise ValueError(f"{json_path}: thresholds must map names to numbers in 0-1")
+    if "default" not in thresholds:
+        raise ValueError(f"{json_path}: thresholds.default missing (expected a number in 0-1)")
+
+    digest = _sha256(onnx_path)
+    if digest != meta.get("onnx_sha256"):
+        raise ValueError(
+            f"{onnx_path}: SHA-256 {digest} does not match model.json's "
+            f"{meta.get('onnx_sha256')!r}: the file is truncated, corrupt or not this model's"
+        )
+    layers = _read_onnx(onnx_path, arch)
+    return Model(
+        path=d,
+        architecture=arch,
+        n_pix=grid.N_PIX,
+        layers=tuple(layers),
+        thresholds={k: float(v) for k, v in thresholds.items()},
+        trained=bool(meta.get("trained", False)),
+        sha256=digest,
+        metadata=meta,
+    )
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _architecture(name: str) -> tuple[LayerSpec, ...]:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(
+            f"architecture {name!r} unknown; known: {', '.join(sorted(ARCHITECTURES))}"
+        ) from None
+
+
+def _check_grid(g: Any, where: Path) -> None:
+    want = grid_metadata()
+    if not isinstance(g, dict):
+        raise ValueError(f"{where}: no grid definition (expected n_pix {want['n_pix']} and arms)")
+    diffs = []
+    if g.get("n_pix") != want["n_pix"]:
+        diffs.append(f"n_pix {g.get('n_pix')!r} (mgfast.grid: {want['n_pix']})")
+    step = g.get("dlnlambda")
+    if (
+        not isinstance(step, int | float)
+        or abs(step - want["dlnlambda"]) > 1e-9 * want["dlnlambda"]
+    ):
+        diffs.append(f"dlnlambda {step!r} (mgfast.grid: {want['dlnlambda']!r})")
+    arms = g.get("arms")
+    if not isinstance(arms, list) or len(arms) != len(want["arms"]):
+        diffs.append(f"arms {arms!r} (mgfast.grid: {len(want['arms'])} arms)")
+    else:
+        for a, w in zip(arms, want["arms"], strict=True):
+            for k, v in w.items():
+                got = a.get(k) if isinstance(a, dict) else None
+                same = (
+                    isinstance(got, int | float) and abs(got - v) <= 1e-6 * abs(v)
+                    if isinstance(v, float)
+                    else got == v
+                )
+                if not same:
+                    diffs.append(f"arm {w['name']} {k} {got!r} (mgfast.grid: {v!r})")
+    if diffs:
+        raise ValueError(
+            f"{where}: the model was made for another spectral grid: {'; '.join(diffs)}. "
+            "Use a model exported for this mgfast's grid"
+        )
+
+
+def _read_onnx(path: Path, arch: str) -> list[Layer]:
+    """Walk the canonical graph that build_onnx writes (1-D or height-1 2-D convolutions) and
+    return its layers in the backends' layouts, checked against the architecture."""
+    import onnx
+    from google.protobuf.message import DecodeError
+    from onnx import numpy_helper
+
+    try:
+        m = onnx.load_model(path)
+    except (DecodeError, ValueError, OSError) as e:
+        raise ValueError(f"{path}: not a readable ONNX file ({e})") from None
+    g = m.graph
+    where = f"{path}"
+    consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    for nd in g.node:
+        if nd.op_type == "Constant":
+            consts[nd.output[0]] = numpy_helper.to_array(nd.attribute[0].t)
+    inputs = [i for i in g.input if i.name not in consts]
+    if len(inputs) != 1:
+        raise ValueError(f"{where}: expected one input, found {[i.name for i in inputs]}")
+    dims = inputs[0].type.tensor_type.shape.dim
+    if len(dims) != 2 or dims[1].dim_value != grid.N_PIX:
+        shape = [d.dim_value or d.dim_param for d in dims]
+        raise ValueError(f"{where}: input shape {shape}, expected (N, {grid.N_PIX})")
+    outs = sorted(o.name for o in g.output)
+    if outs != sorted(OUTPUT_NAMES):
+        raise ValueError(f"{where}: outputs {outs}, expected {list(OUTPUT_NAMES)}")
+
+    consumers: dict[str, list[Any]] = {}
+    for nd in g.node:
+        for i in nd.input:
+            consumers.setdefault(i, []).append(nd)
+
+    def attrs(nd: Any) -> dict[str, Any]:
+        return {a.name: onnx.helper.get_attribute_value(a) for a in nd.attribute}
+
+    def only(x: str) -> Any:
+        c = consumers.get(x, [])
+        if len(c) != 1:
+            raise ValueError(f"{where}: tensor {x!r} feeds {len(c)} nodes where one was expected")
+        return c[0]
+
+    def weight(nd: Any, k: int) -> np.ndarray:
+        if len(nd.input) <= k or nd.input[k] not in consts:
+            raise ValueError(f"{where}: node {nd.name!r} has no constant input {k}")
+        return consts[nd.input[k]]
+
+    def bad(nd: Any, why: str) -> ValueError:
+        return ValueError(f"{where}: node {nd.name!r} ({nd.op_type}): {why}")
+
+    def affine(nd: Any) -> tuple[Any, np.ndarray, np.ndarray]:
+        """A Gemm, or MatMul + Add, starting at nd: (last node, weight (n_out, n_in), bias)."""
+        if nd.op_type == "Gemm":
+            a = attrs(nd)
+            if a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 or a.get("transA", 0):
+                raise bad(nd, "only alpha = beta = 1, transA = 0 is supported")
+            w = weight(nd, 1)
+            w = w if a.get("transB", 0) else w.T
+            return nd, w, weight(nd, 2).reshape(-1)
+        if nd.op_type != "MatMul":
+            raise bad(nd, "expected MatMul or Gemm")
+        w = weight(nd, 1).T
+        add = only(nd.output[0])
+        if add.op_type != "Add":
+            raise bad(add, "expected the bias Add after MatMul")
+        b = weight(add, 1 if add.input[0] == nd.output[0] else 0)
+        return add, w, b.reshape(-1)
+
+    def then_relu(nd: Any) -> tuple[Any, bool]:
+        c = consumers.get(nd.output[0], [])
+        if len(c) == 1 and c[0].op_type == "Relu":
+            return c[0], True
+        return nd, False
+
+    layers: list[Layer] = []
+    first = only(inputs[0].name)
+    if first.op_type != "Unsqueeze":
+        raise bad(first, "expected Unsqueeze of the input to (N, 1, n_pix) or (N, 1, 1, n_pix)")
+    axes = (
+        consts[first.input[1]] if len(first.input) > 1 else np.array(attrs(first).get("axes", []))
+    )
+    rank = 2 + len(axes)
+    if sorted(np.asarray(axes).tolist()) not in ([1], [1, 2]):
+        raise bad(first, f"axes {axes.tolist()}, expected [1] or [1, 2]")
+    x = first.output[0]
+    while True:
+        nd = only(x)
+        op = nd.op_type
+        if op == "Conv":
+            a = attrs(nd)
+            w = weight(nd, 1)
+            if w.ndim != rank or (rank == 4 and w.shape[2] != 1):
+                raise bad(nd, f"weight shape {w.shape}, expected (O, I, K) or (O, I, 1, K)")
+            ones = [1] * (rank - 2)
+            if (
+                a.get("strides", ones) != ones
+                or a.get("dilations", ones) != ones
+                or any(a.get("pads", [0]))
+                or a.get("group", 1) != 1
+                or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID")
+            ):
+                raise bad(
+                    nd, "only valid, stride-1, undilated, ungrouped convolutions are supported"
+                )
+            b = weight(nd, 2) if len(nd.input) > 2 else np.zeros(w.shape[0], np.float32)
+            nd, relu = then_relu(nd)
+            layers.append(Conv1d(_f32(w.reshape(w.shape[0], w.shape[1], -1)), _f32(b), relu))
+        elif op == "AveragePool":
+            a = attrs(nd)
+            k = a.get("kernel_shape", [])
+            if (
+                k[:-1] != [1] * (rank - 3)
+                or a.get("strides") != k
+                or any(a.get("pads", [0]))
+                or a.get("ceil_mode", 0)
+            ):
+                raise bad(nd, "only valid, non-overlapping (stride = size) pooling is supported")
+            layers.append(AvgPool1d(int(k[-1])))
+        elif op == "Transpose":
+            perm = attrs(nd).get("perm")
+            if perm != ([0, 2, 1] if rank == 3 else [0, 2, 3, 1]):
+                raise bad(nd, f"perm {perm}: only the transpose to channels-last is supported")
+            nd = only(nd.output[0])
+            if nd.op_type not in ("Flatten", "Reshape"):
+                raise bad(nd, "expected Flatten after the transpose to channels-last")
+            layers.append(Flatten())
+        elif op in ("Gemm", "MatMul"):
+            nd, w, b = affine(nd)
+            nd, relu = then_relu(nd)
+            layers.append(Dense(_f32(w), _f32(b), relu))
+            if len(consumers.get(nd.output[0], [])) == 2:  # the fork into the two heads
+                layers.append(_heads(consumers[nd.output[0]], consumers, affine, bad, where))
+                break
+        else:
+            raise bad(nd, "operator not supported by mgfast's backends")
+        x = nd.output[0]
+
+    _match(layers, _architecture(arch), arch, where)
+    return layers
+
+
+def _heads(
+    starts: list[Any], consumers: dict[str, list[Any]], affine: Any, bad: Any, where: str
+) -> Heads:
+    rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for start in starts:
+        nd, w, b = affine(start)
+        act = consumers.get(nd.output[0], [])
+        if len(act) != 1:
+            raise bad(nd, "expected one activation after a head")
+        want = {"Sigmoid": OUTPUT_NAMES[0], "Relu": OUTPUT_NAMES[1]}.get(act[0].op_type)
+        if want is None or act[0].output[0] != want or want in rows:
+            raise bad(act[0], "heads must be Sigmoid -> 'probability' and Relu -> 'lambda2796'")
+        if w.shape[0] != 1 or b.shape != (1,):
+            raise bad(nd, f"head {want} has {w.shape[0]} outputs, expected 1")
+        rows[want] = (w, b)
+    if len(rows) != 2:
+        raise ValueError(f"{where}: expected the two heads {list(OUTPUT_NAMES)}")
+    w = np.concatenate([rows[o][0] for o in OUTPUT_NAMES])
+    b = np.concatenate([rows[o][1] for o in OUTPUT_NAMES])
+    return Heads(_f32(w), _f32(b))
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    out = np.ascontiguousarray(a, dtype=np.float32)
+    out.setflags(write=False)
+    return out
+
+
+def _match(layers: list[Layer], specs: Sequence[LayerSpec], arch: str, where: str) -> None:
+    """Refuse a graph whose layers differ from the architecture model.json names."""
+
+    def describe(x: Layer | LayerSpec) -> str:
+        if isinstance(x, Conv1d):
+            return f"conv1d {x.c_out} k{x.kernel}" + (" relu" if x.relu else "")
+        if isinstance(x, ConvSpec):
+            return f"conv1d {x.filters} k{x.kernel} relu"
+        if isinstance(x, AvgPool1d | PoolSpec):
+            return f"avgpool {getattr(x, 'kernel', getattr(x, 'size', 0))}"
+        if isinstance(x, Flatten | FlattenSpec):
+            return "flatten"
+        if isinstance(x, Dense):
+            return f"dense {x.n_out}" + (" relu" if x.relu else "")
+        if isinstance(x, DenseSpec):
+            return f"dense {x.units} relu"
+        return "heads"
+
+    got = [describe(la) for la in layers]
+    want = [describe(s) for s in specs]
+    if got != want:
+        raise ValueError(
+            f"{where}: the graph is not architecture {arch!r} that model.json names: "
+            f"layers [{', '.join(got)}], expected [{', '.join(want)}]"
+        )
+    shapes = _shapes(specs, grid.N_PIX)
+    for i, (la, (c, _)) in enumerate(zip(layers, shapes, strict=False)):
+        n_in = getattr(la, "c_in", getattr(la, "n_in", c))
+        if n_in != c:
+            raise ValueError(f"{where}: layer {i} ({got[i]}) reads {n_in} inputs, expected {c}")

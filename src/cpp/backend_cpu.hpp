@@ -1,0 +1,45 @@
+// The CPU inference backend: a net::Network run with oneDNN in fp32. Primitives are built once
+// per chunk size and thread, memory is reused between calls; oneDNN stays out of this header.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "network.hpp"
+
+namespace mgfast {
+
+// Whether this build has the oneDNN backend, and oneDNN's version ("" without it).
+bool onednn_available();
+std::string onednn_version();
+
+class CpuBackend {
+ public:
+  // threads: worker threads (0: all hardware threads), each running oneDNN on one thread (its
+  // OpenMP thread count is set to 1 around each call and restored after) on its own chunks of
+  // the spectra; results do not depend on the thread count.
+  // batch_size: at most this many spectra per chunk; primitives are built once per chunk size.
+  // fast_conv: even-kernel convolutions by the 2-parallel fast FIR algorithm (3/4 of the flops,
+  // same result within fp32 rounding); false runs every convolution directly.
+  // Throws std::invalid_argument for a network the backend cannot run and std::runtime_error
+  // when built without oneDNN.
+  CpuBackend(net::Network network, int threads, int batch_size, bool fast_conv = true);
+  ~CpuBackend();
+  CpuBackend(const CpuBackend&) = delete;
+  CpuBackend& operator=(const CpuBackend&) = delete;
+
+  // x: (n, n_in) row-major; prob and lam: n values each. Calls on one object are serialised.
+  void infer(const float* x, std::int64_t n, float* prob, float* lam);
+
+  int n_in() const;
+  int threads() const;
+  int batch_size() const;
+  double flops_per_sample() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mgfast

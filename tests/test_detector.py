@@ -1,0 +1,94 @@
+"""The Detector contract: one row per spectrum, in order, through preprocessing and a backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mgfast
+from mgfast import SpectrumFlag, grid
+from mgfast.detector import Detector
+from mgfast.testing import mgii_doublet
+
+
+def grid_spectra(n_with: int, n_without: int, snr: float = 20.0, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    w = grid.wavelength()
+    flux = np.ones((n_with + n_without, grid.N_PIX))
+    lam = rng.uniform(5200.0, 5650.0, n_with)
+    for i, l2796 in enumerate(lam):
+        flux[i] = mgii_doublet(w, l2796 / 2796.3543 - 1, 1.0, fwhm_kms=60.0)
+    flux += rng.standard_normal(flux.shape) / snr
+    return flux.astype(np.float32), np.full(flux.shape, 1 / snr, np.float32), lam
+
+
+def test_matched_filter_detector_finds_and_locates():
+    flux, err, lam = grid_spectra(30, 30)
+    res = Detector(method="matched-filter").detect(flux, err=err)
+    assert len(res) == 60
+    assert res.detected[:30].all()
+    assert res.detected[30:].mean() <= 0.1
+    assert np.max(np.abs(res.wavelength[:30] - lam)) < 1.0
+    np.testing.assert_allclose(res.redshift[:30], lam / 2796.3543 - 1, atol=3e-4)
+
+
+def test_one_spectrum_in_one_row_out_and_bad_spectra_do_not_stop_the_batch():
+    flux, err, _ = grid_spectra(2, 1)
+    flux[1] = np.nan  # one spectrum with nothing usable
+    det = Detector(method="matched-filter")
+    res = det.detect(flux, err=err)
+    assert len(res) == 3 and res.flags[1] & SpectrumFlag.ALL_MASKED
+    assert res.probability[1] == 0 and not res.detected[1] and np.isnan(res.wavelength[1])
+    assert res.detected[0]
+    one = det.detect(flux[0], err=err[0])
+    assert one.probability.shape == () and bool(one.detected)
+
+
+def test_off_grid_input_is_preprocessed():
+    q = mgfast.testing.synthetic_quasar(
+        4, z_abs=0.95, ew2796_rest=1.0, snr=20, absorber_fwhm_kms=60
+    )
+    res = Detector(method="matched-filter").detect(q.flux, wave=q.wave, err=q.err, normalised=False)
+    assert res.detected.all()
+    assert np.all(np.abs(res.wavelength - 2796.3543 * 1.95) < 1.0)
+
+
+def test_catalogue_files(tmp_path):
+    flux, err, _ = grid_spectra(3, 3)
+    res = Detector(method="matched-filter").detect(flux, err=err)
+    res.write(tmp_path / "cat.csv")
+    back = np.genfromtxt(tmp_path / "cat.csv", delimiter=",", names=True, skip_header=1)
+    np.testing.assert_allclose(back["probability"], res.probability, rtol=1e-6)
+    res.write(tmp_path / "cat.h5")
+    import h5py
+
+    with h5py.File(tmp_path / "cat.h5") as f:
+        np.testing.assert_array_equal(f["detected"][:], res.detected)
+        assert f.attrs["method"] == "matched-filter"
+    with pytest.raises(ValueError, match="format"):
+        res.write(tmp_path / "cat.txt")
+
+
+def test_network_detector_runs_a_model_directory(tmp_path):
+    from mgfast.model import write_random_model
+
+    if not mgfast._core.built_with_onednn:
+        pytest.skip("built without oneDNN")
+    path = write_random_model(tmp_path / "m", "bycycle2023", seed=1)
+    det = Detector(path, threads=1, batch_size=8)
+    flux, err, _ = grid_spectra(5, 5)
+    res = det.detect(flux, err=err)
+    prob, _ = det._backend.infer(mgfast.preprocess(flux, None, err).flux)
+    np.testing.assert_array_equal(res.probability, prob)
+    assert res.model_sha256 == det.model.sha256
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="method"):
+        Detector(method="cnn")
+    with pytest.raises(ValueError, match="backend"):
+        Detector(backend="tpu", method="matched-filter")
+    with pytest.raises(RuntimeError, match="GPU inference engine"):
+        Detector(backend="cuda", method="matched-filter")
+    with pytest.raises(FileNotFoundError, match=r"model\.json|model\.onnx|does not exist|missing"):
+        Detector("/no/such/model")
