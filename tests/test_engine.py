@@ -402,3 +402,39 @@ def test_non_finite_input_is_refused(backend: CpuBackend):
 def test_bad_backend_options(paper: mm.Model, kwargs: dict, message: str):
     with pytest.raises(ValueError, match=message):
         CpuBackend(paper, **kwargs)
+
+
+# --- mgfast_fcn: strided, dilated, 'same'-padded convolutions and the heatmap head. ---------
+
+
+@pytest.fixture(scope="module")
+def fcn_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return mm.write_random_model(tmp_path_factory.mktemp("fcn"), "mgfast_fcn", seed=3)
+
+
+def test_fcn_engine_matches_onnx_runtime_and_the_python_decoding(fcn_dir: Path):
+    import onnxruntime as ort
+
+    model = mm.load_model(fcn_dir)
+    assert model.architecture == "mgfast_fcn"
+    assert 70e6 < model.flops_per_spectrum < 100e6  # about a tenth of the paper's network
+    sim = mgfast.simulate(200, seed=5, with_absorber_fraction=0.5)
+    x = mgfast.preprocess(sim.flux, None, sim.err, allow_empty=True).flux
+    sess = ort.InferenceSession(str(fcn_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    cells, offsets, none = sess.run(None, {"flux": x})
+    assert cells.shape == (200, 1579) and none.shape == (200, 1)
+    want_p, want_l = mm.decode_heatmap(cells, offsets, none)
+    assert np.ptp(want_p) > 0.01 and np.ptp(want_l) > 100  # the comparison sees real variation
+    for threads, batch in ((1, 7), (2, 64)):
+        prob, lam = CpuBackend(model, threads=threads, batch_size=batch).infer(x)
+        np.testing.assert_allclose(prob, want_p, atol=1e-4)
+        # the argmax can only differ where two cells' logits tie within rounding
+        assert np.mean(np.abs(lam - want_l) <= 0.05) >= 0.995
+
+
+def test_same_padding_follows_keras():
+    # TensorFlow's rule: output ceil(n / stride), the odd pixel of padding on the right
+    assert mm.same_padding(6315, 5, 2, 1) == (2, 2)
+    assert mm.same_padding(3158, 5, 2, 1) == (1, 2)
+    assert mm.same_padding(1579, 3, 1, 16) == (16, 16)
+    assert mm.same_padding(6315, 7, 1, 1) == (3, 3)

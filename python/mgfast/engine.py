@@ -12,7 +12,18 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from .model import AvgPool1d, Conv1d, Dense, Flatten, Heads, Layer, Model, load_model
+from .model import (
+    Affine,
+    AvgPool1d,
+    Conv1d,
+    Dense,
+    Flatten,
+    Heads,
+    Heatmap,
+    Layer,
+    Model,
+    load_model,
+)
 
 _MAX_BATCH = 4096
 
@@ -22,7 +33,13 @@ def _core_layers(layers: tuple[Layer, ...]) -> list[tuple]:
     out: list[tuple] = []
     for layer in layers:
         if isinstance(layer, Conv1d):
-            out.append(("conv1d", layer.kernel, layer.relu, layer.weight, layer.bias))
+            geometry = (layer.stride, layer.dilation, layer.pad_l, layer.pad_r)
+            out.append(("conv1d", layer.kernel, layer.relu, layer.weight, layer.bias, geometry))
+        elif isinstance(layer, Affine):
+            one = np.ones(1, np.float32)
+            out.append(("affine", 0, False, one * layer.scale, one * layer.offset))
+        elif isinstance(layer, Heatmap):
+            out.append(("heatmap", layer.cell, False, layer.weight, layer.bias))
         elif isinstance(layer, AvgPool1d):
             out.append(("avgpool1d", layer.kernel, False, None, None))
         elif isinstance(layer, Flatten):

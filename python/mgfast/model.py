@@ -86,6 +86,8 @@ ARCHITECTURES: dict[str, tuple[LayerSpec, ...]] = {
         DenseSpec(512),
         HeadsSpec(),
     ),
+    # mgfast's own fully convolutional network: described by FCN_CONVS, built by _fcn_onnx.
+    "mgfast_fcn": (),
 }
 
 
@@ -94,11 +96,20 @@ ARCHITECTURES: dict[str, tuple[LayerSpec, ...]] = {
 
 @dataclass(frozen=True, eq=False)
 class Conv1d:
-    """Valid 1-D convolution, stride 1. weight (c_out, c_in, kernel), bias (c_out,)."""
+    """1-D convolution (valid and stride 1 unless told otherwise). weight (c_out, c_in, kernel),
+    bias (c_out,); zero padding pad_l and pad_r, dilation as in Keras and ONNX (1: none)."""
 
     weight: np.ndarray
     bias: np.ndarray
     relu: bool = True
+    stride: int = 1
+    dilation: int = 1
+    pad_l: int = 0
+    pad_r: int = 0
+
+    def out_length(self, n: int) -> int:
+        span = self.dilation * (self.kernel - 1) + 1
+        return (n + self.pad_l + self.pad_r - span) // self.stride + 1
 
     @property
     def c_in(self) -> int:
@@ -156,7 +167,44 @@ class Heads:
         return int(self.weight.shape[1])
 
 
-Layer = Conv1d | AvgPool1d | Flatten | Dense | Heads
+@dataclass(frozen=True)
+class Affine:
+    """The input map x -> scale x + offset (mgfast_fcn reads 1 - flux), first layer only."""
+
+    scale: float
+    offset: float
+
+
+@dataclass(frozen=True, eq=False)
+class Heatmap:
+    """mgfast_fcn's head on (channels C, positions) features: weight (4C,) = [cell logit (C),
+    cell offset (C), "none" logit from the channels' max (C) and mean (C)], bias (3,); each
+    position covers `cell` pixels. Decoded by the backend into probability and λ2796."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    cell: int
+
+
+Layer = Conv1d | AvgPool1d | Flatten | Dense | Heads | Affine | Heatmap
+
+# mgfast_fcn (training/models.py): (filters, kernel, stride, dilation) of its convolutions, all
+# with 'same' padding and ReLU, then the heatmap head on 4-pixel cells.
+FCN_CONVS: tuple[tuple[int, int, int, int], ...] = (
+    (16, 7, 1, 1),
+    (32, 5, 2, 1),
+    (32, 5, 2, 1),
+    *((32, 3, 1, d) for d in (1, 2, 4, 8, 16)),
+)
+FCN_CELL = 4
+FCN_OUTPUTS = ("cell_logits", "cell_offsets", "none_logit")
+
+
+def same_padding(n: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """Keras' (TensorFlow's) 'same' padding: output ceil(n / stride), the extra pixel right."""
+    span = dilation * (kernel - 1) + 1
+    total = max((-(-n // stride) - 1) * stride + span - n, 0)
+    return total // 2, total - total // 2
 
 
 def _shapes(specs: Sequence[LayerSpec], n_pix: int) -> list[tuple[int, int]]:
@@ -186,8 +234,10 @@ def flops_per_spectrum(layers: Sequence[Layer], n_pix: int) -> float:
     flops = 0.0
     for layer in layers:
         if isinstance(layer, Conv1d):
-            n = n - layer.kernel + 1
+            n = layer.out_length(n)
             flops += 2.0 * n * layer.c_out * layer.c_in * layer.kernel
+        elif isinstance(layer, Heatmap):
+            flops += 2.0 * n * layer.weight.size / 2 + 2.0 * layer.weight.size / 2
         elif isinstance(layer, AvgPool1d):
             n //= layer.kernel
         elif isinstance(layer, Dense | Heads):
@@ -219,6 +269,8 @@ def build_onnx(
 
     specs = _architecture(architecture)
     n_pix = grid.N_PIX if n_pix is None else n_pix
+    if architecture == "mgfast_fcn":
+        return _fcn_onnx(weights, n_pix)
     shapes = _shapes(specs, n_pix)
     nodes: list[Any] = []
     inits: list[Any] = []
@@ -341,8 +393,23 @@ def random_weights(
     and a comparison of backends sees the fp32 rounding a trained model would amplify.
     """
     specs = _architecture(architecture)
-    shapes = _shapes(specs, grid.N_PIX if n_pix is None else n_pix)
     rng = np.random.default_rng(seed)
+    if architecture == "mgfast_fcn":
+        out = []
+        c = 1
+        for filters, k, _, _ in FCN_CONVS:
+            w = rng.standard_normal((k, c, filters)).astype(np.float32) * np.float32(
+                math.sqrt(2.0 / (k * c))
+            )
+            out.append((w, (0.01 * rng.standard_normal(filters)).astype(np.float32)))
+            c = filters
+        for n_in in (c, c, 2 * c):  # cell logit, cell offset, none logit
+            w = rng.standard_normal((1, n_in, 1) if n_in == c else (n_in, 1)).astype(np.float32)
+            out.append((w * np.float32(math.sqrt(1.0 / n_in)), np.zeros(1, np.float32)))
+        # "none" about as likely as any of the ~1579 cells together, as in a trained model.
+        out[-1] = (out[-1][0], np.full(1, math.log(grid.N_PIX / FCN_CELL), np.float32))
+        return out
+    shapes = _shapes(specs, grid.N_PIX if n_pix is None else n_pix)
 
     def he(shape: tuple[int, ...], fan_in: int) -> np.ndarray:
         w = rng.standard_normal(shape, dtype=np.float32)
@@ -400,7 +467,15 @@ def save_model(
         "architecture": architecture,
         "grid": grid_metadata(),
         "input": {"name": INPUT_NAME, "normalisation": {"kind": "none"}},
-        "outputs": {"probability": "sigmoid, 0-1", "lambda2796": "observed-frame Å"},
+        "outputs": (
+            {
+                "cell_logits": f"logit per {FCN_CELL}-pixel cell",
+                "cell_offsets": "λ2796 pixel within the cell",
+                "none_logit": "logit of 'no absorber', softmaxed with the cell logits",
+            }
+            if architecture == "mgfast_fcn"
+            else {"probability": "sigmoid, 0-1", "lambda2796": "observed-frame Å"}
+        ),
         "thresholds": dict(thresholds or {"default": 0.5}),
         "trained": trained,
         "training": dict(training or {}),
@@ -460,7 +535,7 @@ class Model:
         return sum(
             layer.weight.size + layer.bias.size
             for layer in self.layers
-            if isinstance(layer, Conv1d | Dense | Heads)
+            if isinstance(layer, Conv1d | Dense | Heads | Heatmap)
         )
 
 
@@ -522,7 +597,7 @@ def load_model(path: str | Path) -> Model:
             f"{onnx_path}: SHA-256 {digest} does not match model.json's "
             f"{meta.get('onnx_sha256')!r}: the file is truncated, corrupt or not this model's"
         )
-    layers = _read_onnx(onnx_path, arch)
+    layers = _read_fcn_onnx(onnx_path) if arch == "mgfast_fcn" else _read_onnx(onnx_path, arch)
     return Model(
         path=d,
         architecture=arch,
@@ -785,3 +860,166 @@ def _match(layers: list[Layer], specs: Sequence[LayerSpec], arch: str, where: st
         n_in = getattr(la, "c_in", getattr(la, "n_in", c))
         if n_in != c:
             raise ValueError(f"{where}: layer {i} ({got[i]}) reads {n_in} inputs, expected {c}")
+
+
+# --- mgfast_fcn: the canonical graph and its reader. ------------------------------------------
+
+
+def _fcn_onnx(weights: Sequence[tuple[np.ndarray, np.ndarray]], n_pix: int) -> Any:
+    """The graph of mgfast_fcn (training/models.py) with Keras-layout weights: the 8 Conv1D
+    kernels (kernel, c_in, c_out) with biases, the cell-logit and cell-offset Conv1D kernels
+    (1, C, 1), and the none-logit Dense kernel (2C, 1). Outputs the raw heads: cell_logits and
+    cell_offsets (N, cells), none_logit (N, 1); decoding is mgfast's (backend, decode.py)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = list(weights)
+    if len(w) != len(FCN_CONVS) + 3:
+        raise ValueError(
+            f"weights: mgfast_fcn has {len(FCN_CONVS) + 3} weighted layers, got {len(w)}"
+        )
+    nodes: list[Any] = []
+    inits: list[Any] = []
+
+    def const(name: str, a: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(a, dtype=a.dtype), name))
+        return name
+
+    def node(op: str, inputs: list[str], name: str, out: str | None = None, **attrs: Any) -> str:
+        nodes.append(helper.make_node(op, inputs, [out or name], name=name, **attrs))
+        return out or name
+
+    x = node(
+        "Unsqueeze", [INPUT_NAME, const("unsqueeze_axes", np.array([1], np.int64))], "channels"
+    )
+    x = node("Mul", [x, const("affine/scale", np.array(-1.0, np.float32))], "affine/mul")
+    x = node("Add", [x, const("affine/offset", np.array(1.0, np.float32))], "affine/add")
+    n, c = n_pix, 1
+    for i, ((filters, k, stride, dil), (kw, kb)) in enumerate(zip(FCN_CONVS, w, strict=False)):
+        _check_keras(kw, kb, (k, c, filters), f"conv{i}")
+        pl, pr = same_padding(n, k, stride, dil)
+        kernel = np.ascontiguousarray(np.transpose(kw, (2, 1, 0)), dtype=np.float32)
+        x = node(
+            "Conv",
+            [x, const(f"conv{i}/kernel", kernel), const(f"conv{i}/bias", kb)],
+            f"conv{i}",
+            kernel_shape=[k],
+            strides=[stride],
+            dilations=[dil],
+            pads=[pl, pr],
+        )
+        x = node("Relu", [x], f"conv{i}/relu")
+        n, c = -(-n // stride), filters
+    (cw, cb), (ow, ob), (nw, nb) = w[len(FCN_CONVS) :]
+    _check_keras(cw, cb, (1, c, 1), "cell_logit")
+    _check_keras(ow, ob, (1, c, 1), "cell_offset")
+    _check_keras(nw, nb, (2 * c, 1), "none_logit")
+    flat_axes = const("squeeze_axes", np.array([1], np.int64))
+    for name, kw, kb, out in (("cell", cw, cb, FCN_OUTPUTS[0]), ("offset", ow, ob, FCN_OUTPUTS[1])):
+        y = node(
+            "Conv",
+            [
+                x,
+                const(f"{name}/kernel", np.transpose(kw, (2, 1, 0)).copy()),
+                const(f"{name}/bias", kb),
+            ],
+            f"{name}",
+            kernel_shape=[1],
+        )
+        node("Squeeze", [y, flat_axes], f"{name}/squeeze", out=out)
+    mx = node("GlobalMaxPool", [x], "global_max")
+    mean = node("GlobalAveragePool", [x], "global_mean")
+    pooled = node("Concat", [mx, mean], "pooled", axis=1)
+    pooled = node("Flatten", [pooled], "pooled/flatten", axis=1)
+    y = node("MatMul", [pooled, const("none/kernel", nw)], "none/matmul")
+    node("Add", [y, const("none/bias", nb)], "none/add", out=FCN_OUTPUTS[2])
+    graph = helper.make_graph(
+        nodes,
+        "mgfast_fcn",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", n_pix])],
+        [
+            helper.make_tensor_value_info(FCN_OUTPUTS[0], TensorProto.FLOAT, ["N", n]),
+            helper.make_tensor_value_info(FCN_OUTPUTS[1], TensorProto.FLOAT, ["N", n]),
+            helper.make_tensor_value_info(FCN_OUTPUTS[2], TensorProto.FLOAT, ["N", 1]),
+        ],
+        initializer=inits,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
+        producer_name="mgfast",
+        producer_version=_core.__version__,
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def _read_fcn_onnx(path: Path) -> list[Layer]:
+    """The layers of a graph _fcn_onnx wrote, found by name and checked against FCN_CONVS."""
+    import onnx
+    from google.protobuf.message import DecodeError
+    from onnx import numpy_helper
+
+    try:
+        m = onnx.load_model(path)
+    except (DecodeError, ValueError, OSError) as e:
+        raise ValueError(f"{path}: not a readable ONNX file ({e})") from None
+    g = m.graph
+    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    nodes = {nd.name: nd for nd in g.node}
+    outs = sorted(o.name for o in g.output)
+    if outs != sorted(FCN_OUTPUTS):
+        raise ValueError(f"{path}: outputs {outs}, expected {list(FCN_OUTPUTS)}")
+
+    def get(name: str) -> np.ndarray:
+        if name not in consts:
+            raise ValueError(f"{path}: {name} missing: not an mgfast_fcn graph")
+        return np.ascontiguousarray(consts[name], dtype=np.float32)
+
+    layers: list[Layer] = [
+        Affine(
+            float(get("affine/scale").reshape(-1)[0]), float(get("affine/offset").reshape(-1)[0])
+        )
+    ]
+    n = grid.N_PIX
+    for i, (filters, k, stride, dil) in enumerate(FCN_CONVS):
+        nd = nodes.get(f"conv{i}")
+        if nd is None:
+            raise ValueError(f"{path}: node conv{i} missing: not an mgfast_fcn graph")
+        a = {x.name: onnx.helper.get_attribute_value(x) for x in nd.attribute}
+        kernel = get(f"conv{i}/kernel")
+        if (
+            kernel.shape[0] != filters
+            or kernel.shape[2] != k
+            or list(a.get("strides", [1])) != [stride]
+            or list(a.get("dilations", [1])) != [dil]
+        ):
+            raise ValueError(f"{path}: conv{i} does not match mgfast_fcn")
+        pl, pr = (int(v) for v in a.get("pads", [0, 0]))
+        layers.append(Conv1d(kernel, get(f"conv{i}/bias"), True, stride, dil, pl, pr))
+        n = layers[-1].out_length(n)
+    c = FCN_CONVS[-1][0]
+    cw, ow = get("cell/kernel").reshape(c), get("offset/kernel").reshape(c)
+    nw = get("none/kernel").reshape(2 * c)
+    bias = np.concatenate([get("cell/bias"), get("offset/bias"), get("none/bias")]).reshape(3)
+    layers.append(Heatmap(np.concatenate([cw, ow, nw]).astype(np.float32), bias, FCN_CELL))
+    return layers
+
+
+def decode_heatmap(
+    cells: np.ndarray, offsets: np.ndarray, none: np.ndarray, cell: int = FCN_CELL
+) -> tuple[np.ndarray, np.ndarray]:
+    """mgfast_fcn's raw outputs to (probability, λ2796): softmax over [cell logits, none logit],
+    probability = 1 − p(none); λ2796 at pixel cell · argmax + offset (clipped to its cell). The
+    CPU backend decodes the same way in C++ (heatmap_decode in src/cpp/backend_cpu.cpp)."""
+    cells = np.asarray(cells, np.float64)
+    none = np.asarray(none, np.float64).reshape(-1)
+    m = np.maximum(cells.max(axis=1), none)
+    denom = np.exp(cells - m[:, None]).sum(axis=1) + np.exp(none - m)
+    prob = 1.0 - np.exp(none - m) / denom
+    best = cells.argmax(axis=1)
+    off = np.take_along_axis(np.asarray(offsets, np.float64), best[:, None], axis=1)[:, 0]
+    off = np.clip(off, 0.0, cell - 1e-3)
+    pix = np.clip(cell * best + off, 0.0, grid.N_PIX - 1.0)
+    return prob.astype(np.float32), grid.wavelength_of(pix).astype(np.float32)

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "grid.hpp"
 #include "parallel.hpp"
 
 #ifdef MGFAST_HAVE_ONEDNN
@@ -152,6 +153,52 @@ void ffa_combine(const float* a, const float* b, const float* d, std::int64_t n,
   }
 }
 
+// The heatmap head on channels-last features f (n, len, c), writing (probability, λ2796) per
+// spectrum into z: cell logits and offsets by 1x1 convolutions (weight rows 0 and 1), the "no
+// absorber" logit from the channels' max and mean (row 2), a softmax over [cells, none], and
+// the wavelength at pixel kernel * argmax + offset (offset clipped to its cell). The same
+// decoding as training/decode.py, which the tests compare against ONNX Runtime.
+void heatmap_decode(const float* f, std::int64_t n, int len, int c, const net::Layer& h, float* z) {
+  const float* wc = h.weight.data();
+  const float* wo = wc + c;
+  const float* wn = wc + 2 * c;
+  std::vector<double> logit(len), mx(c), mean(c);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float* fi = f + i * std::int64_t(len) * c;
+    std::fill(mx.begin(), mx.end(), -1e300);
+    std::fill(mean.begin(), mean.end(), 0.0);
+    int best = 0;
+    for (int l = 0; l < len; ++l) {
+      const float* v = fi + std::int64_t(l) * c;
+      double s = h.bias[0];
+      for (int k = 0; k < c; ++k) {
+        s += double(wc[k]) * v[k];
+        mx[k] = std::max(mx[k], double(v[k]));
+        mean[k] += v[k];
+      }
+      logit[l] = s;
+      if (s > logit[best]) best = l;
+    }
+    double none = h.bias[2];
+    for (int k = 0; k < c; ++k) none += double(wn[k]) * mx[k] + double(wn[c + k]) * mean[k] / len;
+    const double m = std::max(logit[best], none);
+    double denom = std::exp(none - m);
+    for (int l = 0; l < len; ++l) denom += std::exp(logit[l] - m);
+    const float* vb = fi + std::int64_t(best) * c;
+    double off = h.bias[1];
+    for (int k = 0; k < c; ++k) off += double(wo[k]) * vb[k];
+    off = std::min(std::max(off, 0.0), h.kernel - 1e-3);
+    const double pix = std::min(std::max(h.kernel * best + off, 0.0), grid::kNPix - 1.0);
+    z[2 * i] = float(1.0 - std::exp(none - m) / denom);
+    z[2 * i + 1] = float(grid::wavelength_of_pixel(pix));
+  }
+}
+
+// Geometry of a convolution beyond the valid, stride-1 default.
+struct Geometry {
+  int stride = 1, dilation = 1, pad_l = 0, pad_r = 0;
+};
+
 // What the workers share: the network and its weights in the layouts oneDNN chose.
 struct Shared {
   net::Network net;
@@ -166,11 +213,14 @@ struct Shared {
   std::mutex params_mu;
 
   bool has_head() const {
-    return net.layers.size() > 2 && net.layers[0].kind == net::LayerKind::kConv1d &&
+    const net::Layer& l = net.layers[0];
+    return net.layers.size() > 2 && l.kind == net::LayerKind::kConv1d && l.stride == 1 &&
+           l.dilation == 1 && l.pad_l == 0 && l.pad_r == 0 &&
            net.layers[1].kind == net::LayerKind::kAvgPool1d;
   }
   bool use_ffa(const net::Layer& l) const {
-    return fast_conv && l.kind == net::LayerKind::kConv1d && l.kernel % 2 == 0 && l.kernel >= 4;
+    return fast_conv && l.kind == net::LayerKind::kConv1d && l.kernel % 2 == 0 && l.kernel >= 4 &&
+           l.stride == 1 && l.dilation == 1 && l.pad_l == 0 && l.pad_r == 0;
   }
 
   // The layer's parameter `which` in layout md, reordered from the user layout at first use.
@@ -214,22 +264,27 @@ struct Shared {
   // Convolutions run channels-last (nwc), for which oneDNN 3.2 has its fastest kernels
   // (brgconv) and which needs no reorder between layers or before the flatten; a CPU without a
   // JIT kernel for nwc gets oneDNN's own choice of layout instead of the reference code.
+  static Geometry geometry(const net::Layer& l) { return {l.stride, l.dilation, l.pad_l, l.pad_r}; }
+
   dnnl::convolution_forward::primitive_desc conv_pd(std::int64_t n, int c_in, int len, int c_out,
                                                     int kernel, bool relu, bool bias,
-                                                    bool any_layout = false) {
+                                                    Geometry g = {}, bool any_layout = false) {
     const tag t = any_layout ? tag::any : tag::nwc;
+    const int out_len = (len + g.pad_l + g.pad_r - g.dilation * (kernel - 1) - 1) / g.stride + 1;
     const memory::desc src({n, c_in, len}, kF32, t), w({c_out, c_in, kernel}, kF32, tag::any),
-        dst({n, c_out, len - kernel + 1}, kF32, t);
+        dst({n, c_out, out_len}, kF32, t);
     const auto prop = dnnl::prop_kind::forward_inference;
     const auto alg = dnnl::algorithm::convolution_direct;
+    // oneDNN counts dilation from 0 (no gap), Keras and ONNX from 1.
+    const memory::dims strides{g.stride}, dil{g.dilation - 1}, pl{g.pad_l}, pr{g.pad_r};
     dnnl::convolution_forward::primitive_desc pd =
         bias ? dnnl::convolution_forward::primitive_desc(eng, prop, alg, src, w,
                                                          memory::desc({c_out}, kF32, tag::any), dst,
-                                                         {1}, {0}, {0}, make_attr(relu))
-             : dnnl::convolution_forward::primitive_desc(eng, prop, alg, src, w, dst, {1}, {0}, {0},
-                                                         make_attr(relu));
+                                                         strides, dil, pl, pr, make_attr(relu))
+             : dnnl::convolution_forward::primitive_desc(eng, prop, alg, src, w, dst, strides, dil,
+                                                         pl, pr, make_attr(relu));
     if (!any_layout && std::string(pd.impl_info_str()).rfind("ref", 0) == 0)
-      return conv_pd(n, c_in, len, c_out, kernel, relu, bias, true);
+      return conv_pd(n, c_in, len, c_out, kernel, relu, bias, g, true);
     return pd;
   }
 };
@@ -272,8 +327,9 @@ struct Worker {
   // Everything after the head (or the whole network when it has none) for a chunk of n.
   struct Plan {
     std::vector<Step> steps;
-    memory input;     // without a head: the caller's spectra, re-pointed per chunk
-    int out_buf = 0;  // act[] holding the heads' (n, 2) output
+    memory input;          // without a head: the caller's spectra, re-pointed per chunk
+    int out_buf = 0;       // act[] holding the heads' (n, 2) output
+    bool decoded = false;  // the output is already (probability, λ2796): a heatmap head
   };
   std::map<std::int64_t, Plan> plans;
   Buffer act[2];            // activations ping-pong between these
@@ -427,10 +483,47 @@ struct Worker {
               break;
             }
           }
-          auto pd = sh.conv_pd(n, l.c_in, in.length, l.c_out, l.kernel, l.relu, true);
+          auto pd = sh.conv_pd(n, l.c_in, in.length, l.c_out, l.kernel, l.relu, true,
+                               Shared::geometry(l));
           layout(pd.src_desc());
           push(dnnl::convolution_forward(pd), pd.dst_desc(), pd.scratchpad_desc(), int(i),
                pd.weights_desc(), pd.bias_desc());
+          break;
+        }
+        case net::LayerKind::kAffine: {
+          // y = a x + b on the caller's spectra, into an activation buffer (channels-last with
+          // one channel is the spectra's own layout).
+          const memory::desc dst({n, 1, in.length}, kF32, tag::nwc);
+          const int to = cur_buf == 0 ? 1 : 0;
+          need[to] = std::max(need[to], dst.get_size());
+          const float a = l.weight[0], b = l.bias[0];
+          const std::int64_t count = n * std::int64_t(in.length);
+          const memory input = plan.input;
+          makers.push_back([=, this] {
+            float* y = act[to].data();
+            return Step{{}, {}, [=] {
+                          const float* x = static_cast<const float*>(input.get_data_handle());
+                          for (std::int64_t k = 0; k < count; ++k) y[k] = a * x[k] + b;
+                        }};
+          });
+          cur = dst;
+          cur_buf = to;
+          break;
+        }
+        case net::LayerKind::kHeatmap: {
+          layout(memory::desc({n, in.channels, in.length}, kF32, tag::nwc));
+          const int from = cur_buf, to = cur_buf == 0 ? 1 : 0;
+          need[to] = std::max(need[to], std::size_t(n) * 2 * sizeof(float));
+          const int li = int(i), c = in.channels, len = in.length;
+          makers.push_back([=, this] {
+            const float* f = act[from].data();
+            float* z = act[to].data();
+            const net::Layer& h = sh.net.layers[li];
+            return Step{{}, {}, [=, &h] { heatmap_decode(f, n, len, c, h, z); }};
+          });
+          cur = memory::desc({n, 2}, kF32, tag::ab);
+          cur_buf = to;
+          plan.decoded = true;
           break;
         }
         case net::LayerKind::kAvgPool1d: {
@@ -504,8 +597,8 @@ struct Worker {
     strm.wait();
     const float* z = act[p.out_buf].data();
     for (std::int64_t i = 0; i < n; ++i) {
-      prob[i] = 1.0f / (1.0f + std::exp(-z[2 * i]));
-      lam[i] = std::max(z[2 * i + 1], 0.0f);
+      prob[i] = p.decoded ? z[2 * i] : 1.0f / (1.0f + std::exp(-z[2 * i]));
+      lam[i] = p.decoded ? z[2 * i + 1] : std::max(z[2 * i + 1], 0.0f);
     }
   }
 };

@@ -10,11 +10,17 @@
 namespace mgfast::net {
 
 enum class LayerKind {
-  kConv1d,     // valid convolution, stride 1, optional fused ReLU
+  kConv1d,     // convolution (stride, dilation, zero padding), optional fused ReLU
   kAvgPool1d,  // non-overlapping average (stride = kernel), no padding
   kFlatten,    // (channels, length) -> features in channels-last order: l * channels + c (Keras)
   kDense,      // y = W x + b, optional fused ReLU
   kHeads,      // two outputs from one input: sigmoid(row 0) = probability, relu(row 1) = λ2796
+  kAffine,     // first layer only: x -> weight[0] x + bias[0], elementwise (mgfast_fcn: 1 - flux)
+  kHeatmap,    // last layer, on (channels, length) features: per position a cell logit and an
+               // offset (1x1 convolutions, weight rows 0 and 1), and a "no absorber" logit from
+               // the channels' max and mean over positions (weight row 2: C max, then C mean);
+               // kernel = pixels per position. Decoded in the backend: probability = 1 - softmax
+               // weight of "none"; λ2796 at pixel kernel * argmax + offset.
 };
 
 struct Layer {
@@ -23,6 +29,7 @@ struct Layer {
   int c_in = 0;    // conv1d: input channels; dense and heads: input features
   int c_out = 0;   // conv1d: output channels; dense: output features; heads: 2
   bool relu = false;
+  int stride = 1, dilation = 1, pad_l = 0, pad_r = 0;  // conv1d
   // conv1d: (c_out, c_in, kernel), row-major (ONNX's OIW); dense and heads: (c_out, c_in)
   // row-major, the input features of a dense layer after a flatten in channels-last order.
   std::vector<float> weight;
@@ -51,13 +58,30 @@ struct Network {
       const std::string where = "network layer " + std::to_string(i) + ": ";
       const bool last = i + 1 == layers.size();
       switch (l.kind) {
-        case LayerKind::kConv1d:
+        case LayerKind::kConv1d: {
           if (flat) throw std::invalid_argument(where + "convolution after the flatten");
-          if (l.c_in != s.channels || l.kernel < 1 || l.kernel > s.length || l.c_out < 1)
+          const int span = l.dilation * (l.kernel - 1) + 1;
+          const int padded = s.length + l.pad_l + l.pad_r;
+          if (l.c_in != s.channels || l.kernel < 1 || l.stride < 1 || l.dilation < 1 ||
+              l.pad_l < 0 || l.pad_r < 0 || span > padded || l.c_out < 1)
             throw std::invalid_argument(where + "convolution does not fit its input (" +
                                         std::to_string(s.channels) + " channels × " +
                                         std::to_string(s.length) + ")");
-          s = {l.c_out, s.length - l.kernel + 1};
+          s = {l.c_out, (padded - span) / l.stride + 1};
+          break;
+        }
+        case LayerKind::kAffine:
+          if (i != 0) throw std::invalid_argument(where + "the affine input map must come first");
+          if (l.weight.size() != 1 || l.bias.size() != 1)
+            throw std::invalid_argument(where + "the affine map needs one weight and one bias");
+          break;
+        case LayerKind::kHeatmap:
+          if (flat || !last || l.kernel < 1 || l.c_in != s.channels)
+            throw std::invalid_argument(where + "the heatmap head must be last, on " +
+                                        std::to_string(s.channels) + " channels");
+          if (l.weight.size() != 4 * std::size_t(l.c_in) || l.bias.size() != 3)
+            throw std::invalid_argument(where + "heatmap weights: 4 x channels and 3 biases");
+          s = {2, 1};
           break;
         case LayerKind::kAvgPool1d:
           if (flat || l.kernel < 1 || l.kernel > s.length)
@@ -89,8 +113,9 @@ struct Network {
         throw std::invalid_argument(where + "weight or bias has the wrong number of values");
       out.push_back(s);
     }
-    if (layers.empty() || layers.back().kind != LayerKind::kHeads)
-      throw std::invalid_argument("network: the last layer must be the heads");
+    if (layers.empty() ||
+        (layers.back().kind != LayerKind::kHeads && layers.back().kind != LayerKind::kHeatmap))
+      throw std::invalid_argument("network: the last layer must be the heads or a heatmap");
     return out;
   }
 
@@ -104,6 +129,8 @@ struct Network {
         f += 2.0 * s[i + 1].length * l.c_out * l.c_in * l.kernel;
       else if (l.kind == LayerKind::kDense || l.kind == LayerKind::kHeads)
         f += 2.0 * l.c_out * l.c_in;
+      else if (l.kind == LayerKind::kHeatmap)
+        f += 2.0 * s[i].length * 2 * l.c_in + 4.0 * l.c_in;
     }
     return f;
   }

@@ -1,6 +1,7 @@
 // Bindings of the inference backends: CpuNetwork (oneDNN) built from mgfast.model's layer list.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
 #include <stdexcept>
@@ -22,17 +23,34 @@ std::vector<float> floats(const py::object& a, std::size_t ndim, const std::stri
   return std::vector<float>(arr.data(), arr.data() + arr.size());
 }
 
-// One layer from the tuple (kind, kernel, relu, weight, bias) that mgfast.engine passes.
+// One layer from the tuple (kind, kernel, relu, weight, bias[, (stride, dilation, pad_l,
+// pad_r)]) that mgfast.engine passes.
 net::Layer layer_of(const py::handle& item, std::size_t index) {
   const auto t = py::reinterpret_borrow<py::tuple>(item);
   const std::string where = "layer " + std::to_string(index);
-  if (t.size() != 5) throw std::invalid_argument(where + ": expected (kind, kernel, relu, w, b)");
+  if (t.size() != 5 && t.size() != 6)
+    throw std::invalid_argument(where + ": expected (kind, kernel, relu, w, b[, geometry])");
   const auto kind = t[0].cast<std::string>();
   net::Layer l;
   l.kernel = t[1].cast<int>();
   l.relu = t[2].cast<bool>();
+  if (t.size() == 6) {
+    const auto g = t[5].cast<std::vector<int>>();
+    if (g.size() != 4)
+      throw std::invalid_argument(where + ": geometry is (stride, dilation, pl, pr)");
+    l.stride = g[0];
+    l.dilation = g[1];
+    l.pad_l = g[2];
+    l.pad_r = g[3];
+  }
   if (kind == "avgpool1d") {
     l.kind = net::LayerKind::kAvgPool1d;
+  } else if (kind == "affine" || kind == "heatmap") {
+    l.kind = kind == "affine" ? net::LayerKind::kAffine : net::LayerKind::kHeatmap;
+    l.weight = floats(t[3], 1, where + " weight");
+    l.bias = floats(t[4], 1, where + " bias");
+    l.c_in = kind == "heatmap" ? static_cast<int>(l.weight.size() / 4) : 1;
+    l.c_out = kind == "heatmap" ? 2 : 1;
   } else if (kind == "flatten") {
     l.kind = net::LayerKind::kFlatten;
   } else if (kind == "conv1d" || kind == "dense" || kind == "heads") {
