@@ -92,3 +92,14 @@ def test_bad_arguments():
         Detector(backend="cuda", method="matched-filter")
     with pytest.raises(FileNotFoundError, match=r"model\.json|model\.onnx|does not exist|missing"):
         Detector("/no/such/model")
+
+
+def test_the_shipped_model_loads_and_detects():
+    det = Detector()
+    assert det.model.trained and det.model.architecture == "mgfast_fcn"
+    flux, err, lam = grid_spectra(20, 20, snr=20)
+    res = det.detect(flux, err=err)
+    # strong doublets (rest EW 1 Å) at SNR 20: all found, located to a pixel, few false alarms
+    assert res.detected[:20].all()
+    assert np.max(np.abs(res.wavelength[:20] - lam)) < 0.5
+    assert res.detected[20:].sum() <= 1
