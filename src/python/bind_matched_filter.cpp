@@ -10,27 +10,13 @@
 #include <string>
 
 #include "bind.hpp"
+#include "cuda_api.hpp"
 #include "grid.hpp"
 #include "matched_filter.hpp"
-#ifdef MGFAST_HAVE_CUDA
-#include "cuda_api.hpp"
-#endif
 
 namespace mgfast::bind {
 
 namespace {
-
-#ifdef MGFAST_HAVE_CUDA
-// "cuda" or "cuda:N" -> N; anything else is a ValueError naming the argument.
-int cuda_index(const std::string& device) {
-  if (device == "cuda") return 0;
-  const std::string digits = device.substr(5);
-  if (device.compare(0, 5, "cuda:") != 0 || digits.empty() ||
-      digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 6)
-    throw std::invalid_argument("device: expected 'cpu' or 'cuda[:N]', got '" + device + "'");
-  return std::stoi(digits);
-}
-#endif
 
 py::dict matched_filter(const carray<float>& flux, const std::optional<carray<float>>& ivar,
                         const carray<double>& widths, int top_k, double ratio_lo, double ratio_hi,
@@ -61,22 +47,12 @@ py::dict matched_filter(const carray<float>& flux, const std::optional<carray<fl
   out.width = width.mutable_data();
   {
     py::gil_scoped_release release;
-    if (device == "cpu") {
-      matched_filter::run_cpu(b, f, out, threads);
-    } else if (device.rfind("cuda", 0) == 0) {
-#ifdef MGFAST_HAVE_CUDA
-      const int dev = cuda_index(device);
-      matched_filter::validate(b);
-      cuda::matched_filter(b, f, out, dev);
-#else
-      throw std::runtime_error(
-          "device '" + device +
-          "': this mgfast was built without CUDA; "
-          "rebuild with the CUDA toolkit (MGFAST_CUDA=ON) or use device='cpu'");
-#endif
-    } else {
-      throw std::invalid_argument("device: expected 'cpu' or 'cuda[:N]', got '" + device + "'");
-    }
+    on_device(
+        device, [&] { matched_filter::run_cpu(b, f, out, threads); },
+        [&](auto dev) {
+          matched_filter::validate(b);
+          cuda::matched_filter(b, f, out, dev);
+        });
   }
   py::dict d;
   d["significance"] = sig;

@@ -10,10 +10,8 @@
 #include <vector>
 
 #include "bind.hpp"
-#include "simulator.hpp"
-#ifdef MGFAST_HAVE_CUDA
 #include "cuda_api.hpp"
-#endif
+#include "simulator.hpp"
 
 namespace mgfast::bind {
 
@@ -134,23 +132,16 @@ py::dict simulate(std::int64_t n, std::uint64_t start, std::uint64_t seed,
   {
     py::gil_scoped_release release;
     float* cp = return_clean ? clean.mutable_data() : nullptr;
-    if (device == "cpu") {
-      simulate_cpu(cfg, start, static_cast<int>(n), flux.mutable_data(), err.mutable_data(), cp,
-                   truth.data(), threads);
-    } else if (device.rfind("cuda", 0) == 0) {
-#ifdef MGFAST_HAVE_CUDA
-      const int dev = device.size() > 5 ? std::stoi(device.substr(5)) : 0;
-      cuda::simulate(cfg, start, static_cast<int>(n), flux.mutable_data(), err.mutable_data(), cp,
-                     truth.data(), dev);
-#else
-      throw std::runtime_error(
-          "device '" + device +
-          "': this mgfast was built without CUDA; "
-          "rebuild with the CUDA toolkit (MGFAST_CUDA=ON) or use device='cpu'");
-#endif
-    } else {
-      throw std::invalid_argument("device: expected 'cpu' or 'cuda[:N]', got '" + device + "'");
-    }
+    on_device(
+        device,
+        [&] {
+          simulate_cpu(cfg, start, static_cast<int>(n), flux.mutable_data(), err.mutable_data(), cp,
+                       truth.data(), threads);
+        },
+        [&](auto dev) {
+          cuda::simulate(cfg, start, static_cast<int>(n), flux.mutable_data(), err.mutable_data(),
+                         cp, truth.data(), dev);
+        });
   }
   py::dict d;
   d["flux"] = flux;

@@ -10,12 +10,10 @@
 
 #include "atomic.hpp"
 #include "bind.hpp"
+#include "cuda_api.hpp"
 #include "flags.hpp"
 #include "grid.hpp"
 #include "preprocess.hpp"
-#ifdef MGFAST_HAVE_CUDA
-#include "cuda_api.hpp"
-#endif
 
 namespace py = pybind11;
 using namespace mgfast;
@@ -116,22 +114,12 @@ py::dict preprocess(const carray<float>& flux, const std::optional<carray<double
   }
   {
     py::gil_scoped_release release;
-    if (device == "cpu") {
-      preprocess_cpu(b, o, out, threads);
-    } else if (device.rfind("cuda", 0) == 0) {
-#ifdef MGFAST_HAVE_CUDA
-      const int dev = device.size() > 5 ? std::stoi(device.substr(5)) : 0;
-      validate_batch(b);
-      cuda::preprocess(b, o, out, dev);
-#else
-      throw std::runtime_error(
-          "device '" + device +
-          "': this mgfast was built without CUDA; "
-          "rebuild with the CUDA toolkit (MGFAST_CUDA=ON) or use device='cpu'");
-#endif
-    } else {
-      throw std::invalid_argument("device: expected 'cpu' or 'cuda[:N]', got '" + device + "'");
-    }
+    bind::on_device(
+        device, [&] { preprocess_cpu(b, o, out, threads); },
+        [&](auto dev) {
+          validate_batch(b);
+          cuda::preprocess(b, o, out, dev);
+        });
   }
   py::dict d;
   d["flux"] = out_flux;
