@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core, grid
+from .preprocess import real_array
 
 DEFAULT_WIDTHS: tuple[float, ...] = (0.6, 1.2, 2.5, 5.0)  # template Gaussian σ, pixels
 # The significance pure Gaussian noise reaches in 1 % of spectra with the default widths and ratio
@@ -53,17 +54,6 @@ class MatchResult:
     @property
     def candidate_detected(self) -> np.ndarray:
         return self.candidate_significance >= self.threshold
-
-
-def _float_array(x: npt.ArrayLike, name: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype == object or not (
-        np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)
-    ):
-        raise ValueError(f"{name}: expected real numbers, got an array of dtype {a.dtype}")
-    if a.size == 0:
-        raise ValueError(f"{name}: empty array (shape {a.shape})")
-    return np.ascontiguousarray(a, dtype=np.float32)
 
 
 def _real(x: object, name: str) -> float:
@@ -112,7 +102,7 @@ def match(
         CPU threads (0: all).
     """
     single = np.ndim(flux) == 1
-    f = _float_array(flux, "flux")
+    f = real_array(flux, "flux", np.float32)
     if single:
         f = f[None, :]
     if f.ndim != 2 or f.shape[1] != grid.N_PIX:
@@ -122,7 +112,7 @@ def match(
         )
     iv = None
     if ivar is not None:
-        iv = _float_array(ivar, "ivar")
+        iv = real_array(ivar, "ivar", np.float32)
         if single and iv.ndim == 1:
             iv = iv[None, :]
         if iv.shape != f.shape:

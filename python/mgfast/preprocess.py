@@ -53,7 +53,7 @@ class Preprocessed:
         return np.stack([(f & int(b)) != 0 for b in ARM_MISSING], axis=-1)
 
 
-def _real_array(x: npt.ArrayLike, name: str, dtype: type) -> np.ndarray:
+def real_array(x: npt.ArrayLike, name: str, dtype: type) -> np.ndarray:
     a = np.asarray(x)
     if a.dtype == object or not (
         np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)
@@ -69,7 +69,7 @@ def _per_spectrum(x: npt.ArrayLike | None, n: int, name: str) -> np.ndarray | No
         return None
     if np.ndim(x) == 0:
         x = np.full(n, x)
-    a = _real_array(x, name, np.float64)
+    a = real_array(x, name, np.float64)
     if a.shape != (n,):
         raise ValueError(
             f"{name}: expected a scalar or one value per spectrum ({n}), got {a.shape}"
@@ -134,7 +134,7 @@ def preprocess(
         CPU threads (0: all).
     """
     single = np.ndim(flux) == 1
-    f = _real_array(flux, "flux", np.float32)
+    f = real_array(flux, "flux", np.float32)
     if single:
         f = f[None, :]
     if f.ndim != 2:
@@ -150,7 +150,7 @@ def preprocess(
 
     w = None
     if wave is not None:
-        w = _real_array(wave, "wave", np.float64)
+        w = real_array(wave, "wave", np.float64)
         if single and w.ndim == 1 and w.shape[0] != n_in:
             raise ValueError(f"wave: {w.shape[0]} values for {n_in} flux pixels")
         if w.shape not in ((n_in,), (n_spec, n_in)):
@@ -170,7 +170,7 @@ def preprocess(
     e, is_ivar = None, False
     for name, arr in (("err", err), ("ivar", ivar)):
         if arr is not None:
-            e = _real_array(arr, name, np.float32)
+            e = real_array(arr, name, np.float32)
             if single:
                 e = e[None, :] if e.ndim == 1 else e
             if e.shape != f.shape:
@@ -240,10 +240,10 @@ def lsf_degrade(
     (NaN where bad), err (0 where bad) and a good-pixel mask.
     """
     single = np.ndim(flux) == 1
-    f = _real_array(flux, "flux", np.float32)
+    f = real_array(flux, "flux", np.float32)
     f = f[None, :] if single else f
-    w = _real_array(wave, "wave", np.float64)
-    e = None if err is None else _real_array(err, "err", np.float32)
+    w = real_array(wave, "wave", np.float64)
+    e = None if err is None else real_array(err, "err", np.float32)
     if e is not None and single:
         e = e[None, :]
     r = _per_spectrum(resolution, f.shape[0], "resolution")
