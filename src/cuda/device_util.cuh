@@ -13,6 +13,12 @@ namespace mgfast::cuda {
 
 // Grid-stride loops cover any size, so the grid need not grow with the work.
 constexpr long long kMaxBlocks = 1LL << 20;
+// Threads per block for per-pixel kernels, and for kernels with one long sequential thread per
+// spectrum (or arm): small blocks spread those few threads over all SMs.
+constexpr int kBlock = 256;
+constexpr int kSmallBlock = 32;
+// Device memory one chunk of a batch may use (less when the device has less free).
+constexpr std::size_t kScratchBudget = std::size_t{1} << 30;
 
 // Owns one device allocation, so that every exit path (exceptions included) frees it.
 template <typename T>

@@ -21,11 +21,6 @@ using matched_filter::Output;
 
 namespace {
 
-constexpr int kBlock = 256;
-// The per-spectrum kernels have one thread per spectrum: small blocks spread them over all SMs.
-constexpr int kSpectrumBlock = 32;
-constexpr std::size_t kScratchBudget = std::size_t{1} << 30;
-
 constexpr long long kNPix = grid::kNPix;
 
 // One thread per (spectrum, arm): the arm's inverse variance when the spectrum has no errors
@@ -159,7 +154,7 @@ void matched_filter(const Batch& hb, const Filter& f, const Output& ho, int devi
       ivar = d_ivar.get();
     }
     const long long n_px = static_cast<long long>(c * npix);
-    MGFAST_LAUNCH(noise_kernel, static_cast<long long>(c * grid::kNumArms), kSpectrumBlock, stream,
+    MGFAST_LAUNCH(noise_kernel, static_cast<long long>(c * grid::kNumArms), kSmallBlock, stream,
                   count, d_flux.get(), ivar, d_arm_ivar.get());
     MGFAST_LAUNCH(prepare_kernel, n_px, kBlock, stream, count, d_flux.get(), ivar, d_arm_ivar.get(),
                   d_u.get(), d_w.get());
@@ -167,7 +162,7 @@ void matched_filter(const Batch& hb, const Filter& f, const Output& ho, int devi
                   d_w.get(), d_sig_all.get());
     MGFAST_LAUNCH(best_kernel, n_px, kBlock, stream, count, d_filter.get(), d_u.get(), d_w.get(),
                   d_sig_all.get(), d_best_s.get(), d_best_w.get());
-    MGFAST_LAUNCH(finish_kernel, static_cast<long long>(count), kSpectrumBlock, stream, count,
+    MGFAST_LAUNCH(finish_kernel, static_cast<long long>(count), kSmallBlock, stream, count,
                   d_filter.get(), d_u.get(), d_w.get(), d_sig_all.get(), d_best_s.get(),
                   d_best_w.get(), dout);
     download(ho.significance + koff, d_sig.get(), c * k, stream);

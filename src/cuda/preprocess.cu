@@ -21,13 +21,6 @@ using pipeline::Output;
 
 namespace {
 
-constexpr int kBlock = 256;
-// The arm kernel has only 3 threads per spectrum, each with ~10 kB of local arrays: small blocks
-// spread those few threads over all SMs instead of piling them onto a handful.
-constexpr int kArmBlock = 32;
-// Device memory a chunk may use (less when the device has less free).
-constexpr std::size_t kScratchBudget = std::size_t{1} << 30;
-
 // Input-pixel edges (Å) of `rows` wavelength rows, and their logarithms when degrading.
 __global__ void edges_kernel(int rows, int n_in, const double* wave, bool want_ln, double* edge,
                              double* lnedge) {
@@ -231,7 +224,7 @@ void preprocess(const Batch& hb, const Options& o, Output& ho, int device) {
                   per_wave, d_var.get(), d_good.get(), d_out_flux.get(), d_out_ivar.get(),
                   d_pixmask.get());
     MGFAST_LAUNCH(fill_one_kernel, n_out_px, kBlock, stream, n_out_px, d_cont.get());
-    MGFAST_LAUNCH(arm_kernel, static_cast<long long>(c * grid::kNumArms), kArmBlock, stream, o,
+    MGFAST_LAUNCH(arm_kernel, static_cast<long long>(c * grid::kNumArms), kSmallBlock, stream, o,
                   hb.err != nullptr, count, d_out_flux.get(), d_out_ivar.get(), d_pixmask.get(),
                   d_cont.get(), d_work.get(), d_arm_flags.get());
     MGFAST_LAUNCH(fill_kernel, n_out_px, kBlock, stream, count, d_out_flux.get(), d_out_ivar.get(),

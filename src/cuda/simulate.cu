@@ -15,9 +15,6 @@ namespace mgfast::cuda {
 
 namespace {
 
-constexpr int kBlock = 256;
-// Planning is sequential per spectrum with ~30 kB of lines each: small blocks spread the threads.
-constexpr int kPlanBlock = 32;
 // Spectra per chunk: lines (30 kB), rendering scratch (172 kB), outputs (75 kB) per spectrum.
 constexpr int kChunk = 1024;
 
@@ -79,7 +76,7 @@ void simulate(const sim::Config& cfg_host, std::uint64_t start, int n, float* fl
     const int count = std::min(chunk, n - first);
     const std::size_t c = static_cast<std::size_t>(count);
     const std::uint64_t s0 = start + static_cast<std::uint64_t>(first);
-    MGFAST_LAUNCH(plan_kernel, count, kPlanBlock, stream, cfg, s0, count, d_truth.get(),
+    MGFAST_LAUNCH(plan_kernel, count, kSmallBlock, stream, cfg, s0, count, d_truth.get(),
                   d_lines.get(), d_absorb.get(), d_trans.get());
     MGFAST_LAUNCH(pixel_kernel, static_cast<long long>(c * sim::kNPixelPairs), kBlock, stream, cfg,
                   s0, count, d_truth.get(), d_trans.get(), d_flux.get(), d_err.get());
