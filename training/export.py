@@ -52,7 +52,14 @@ def main() -> None:
     p.add_argument("--arch", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--metrics", default=None, help="evaluate.py --json output to record")
-    p.add_argument("--youden", type=float, default=None, help="Youden's J threshold to record")
+    p.add_argument(
+        "--calibrate",
+        type=int,
+        default=0,
+        help="choose thresholds on a fresh validation set of this many spectra per "
+        "SNR (seed 4041, not the test sets): Youden's J on idealised spectra and "
+        "1 %% false positives on realistic ones, the latter the default",
+    )
     p.add_argument("--default-threshold", type=float, default=0.5)
     p.add_argument("--run", default=None, help="training run directory (config.json, log.csv)")
     p.add_argument("--tensorrt", action="store_true")
@@ -82,8 +89,24 @@ def main() -> None:
         with open(args.metrics) as f:
             metrics = json.load(f)
     thresholds = {"default": args.default_threshold, "paper": 0.5}
-    if args.youden is not None:
-        thresholds["youden"] = args.youden
+    if args.calibrate:
+        from data import fixed_set
+        from metrics import threshold_at_fpr, youden
+
+        for realistic in (False, True):
+            val = fixed_set(args.calibrate, seed=4041, realistic=realistic)
+            prob, _ = decode(args.arch, net.predict(model_input(val), batch_size=256, verbose=0))
+            has = val.truth.has_absorber
+            if realistic:
+                thresholds["fpr1_realistic"] = threshold_at_fpr(prob, has, 0.01)
+            else:
+                thresholds["youden"] = youden(prob, has)[0]
+        thresholds["default"] = float(min(thresholds["fpr1_realistic"], 0.999))
+        training["thresholds"] = (
+            f"chosen on {args.calibrate} spectra per SNR, seed 4041: youden "
+            "on idealised, fpr1_realistic (the default) on Realism.survey()"
+        )
+    thresholds = {k: float(v) for k, v in thresholds.items()}
     d = save_model(
         args.out,
         onnx_model,
