@@ -117,7 +117,7 @@ class Detector:
         *,
         backend: Literal["auto", "cpu", "cuda"] = "auto",
         method: Literal["network", "matched-filter"] = "network",
-        batch_size: int = 64,
+        batch_size: int = 16,
         threads: int = 0,
         threshold: float | None = None,
     ) -> None:
