@@ -202,8 +202,15 @@ def figures(out: str, results: list[dict], sim, log_csv: str | None) -> None:  #
         fig.tight_layout()
         fig.savefig(os.path.join(out, f"fig9_{tag}.png"), dpi=100)
         plt.close(fig)
-    if log_csv and os.path.exists(log_csv):
-        log = np.genfromtxt(log_csv, delimiter=",", names=True)
+    if log_csv:
+        # Runs that continue one another (comma-separated): spectra seen accumulate.
+        parts, seen = [], 0.0
+        for path in log_csv.split(","):
+            part = np.atleast_1d(np.genfromtxt(path, delimiter=",", names=True))
+            part["spectra_seen"] += seen
+            seen = float(part["spectra_seen"][-1])
+            parts.append(part)
+        log = np.concatenate(parts)
         fig, ax = plt.subplots(1, 3, figsize=(13, 3.8))
         ax[0].plot(log["spectra_seen"], log["loss"])
         ax[0].set_ylabel("training loss")
@@ -229,7 +236,9 @@ def main() -> None:
     p.add_argument("--n-per-snr", type=int, default=10000)
     p.add_argument("--realistic", action="store_true")
     p.add_argument("--figures", default=None)
-    p.add_argument("--log", default=None, help="training log.csv for Fig. 5")
+    p.add_argument(
+        "--log", default=None, help="training log.csv for Fig. 5 (comma-separated: runs in order)"
+    )
     p.add_argument("--json", default=None)
     args = p.parse_args()
     sim = fixed_set(args.n_per_snr, seed=778 if args.realistic else 777, realistic=args.realistic)
