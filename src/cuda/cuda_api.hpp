@@ -12,6 +12,8 @@ namespace mgfast::cuda {
 
 // Number of usable CUDA devices; 0 when there is no driver or no device (never throws).
 int device_count();
+// Throws std::runtime_error, naming how many devices there are, unless cuda:device exists.
+void require_device(int device);
 // Name of device `device`; throws std::runtime_error when it does not exist.
 std::string device_name(int device);
 

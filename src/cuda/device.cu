@@ -16,11 +16,15 @@ int device_count() {
   return n;
 }
 
-std::string device_name(int device) {
+void require_device(int device) {
   const int n = device_count();
   if (device < 0 || device >= n)
     throw std::runtime_error("cuda:" + std::to_string(device) + " does not exist (" +
                              std::to_string(n) + " CUDA device(s) visible)");
+}
+
+std::string device_name(int device) {
+  require_device(device);
   cudaDeviceProp prop{};
   MGFAST_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
   return prop.name;

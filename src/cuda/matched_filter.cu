@@ -87,10 +87,7 @@ __global__ void finish_kernel(int n_spec, const Filter* f, const float* u, const
 }  // namespace
 
 void matched_filter(const Batch& hb, const Filter& f, const Output& ho, int device) {
-  const int n_dev = device_count();
-  if (device < 0 || device >= n_dev)
-    throw std::runtime_error("cuda:" + std::to_string(device) + " does not exist (" +
-                             std::to_string(n_dev) + " CUDA device(s) visible)");
+  require_device(device);
   if (hb.n_spec <= 0) return;
   // The caller runs matched_filter::validate (CPU library); this is the one shape whose violation
   // would be an out-of-bounds device read.

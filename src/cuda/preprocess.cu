@@ -102,10 +102,7 @@ __global__ void summary_kernel(Batch b, const std::uint8_t* mask, const std::uin
 }  // namespace
 
 void preprocess(const Batch& hb, const Options& o, Output& ho, int device) {
-  const int n_dev = device_count();
-  if (device < 0 || device >= n_dev)
-    throw std::runtime_error("cuda:" + std::to_string(device) + " does not exist (" +
-                             std::to_string(n_dev) + " CUDA device(s) visible)");
+  require_device(device);
   if (hb.n_spec <= 0) return;
   // The caller runs validate_batch (it lives in the CPU library, which this one does not link);
   // these are only the shapes whose violation would be an out-of-bounds device read.

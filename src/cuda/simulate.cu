@@ -44,10 +44,7 @@ __global__ void pixel_kernel(sim::Config cfg, std::uint64_t start, int n,
 
 void simulate(const sim::Config& cfg_host, std::uint64_t start, int n, float* flux, float* err,
               float* clean, sim::Sightline* truth, int device) {
-  const int n_dev = device_count();
-  if (device < 0 || device >= n_dev)
-    throw std::runtime_error("cuda:" + std::to_string(device) + " does not exist (" +
-                             std::to_string(n_dev) + " CUDA device(s) visible)");
+  require_device(device);
   if (n <= 0) return;
   DeviceGuard guard(device);
   Stream stream_owner;
