@@ -1,11 +1,15 @@
 """mgfast: find intervening MgII absorbers in 4MOST high-resolution quasar spectra.
 
-Available now: the spectral grid (``mgfast.grid``), preprocessing onto it (``mgfast.preprocess``)
-and the simulator (``mgfast.simulate``), on CPU and, when built with CUDA, on a GPU. The networks
-and the Detector follow (see README.md).
+``mgfast.Detector`` finds them (a trained network, or the classical matched filter);
+``mgfast.preprocess`` brings any spectrum onto the 4MOST grid (``mgfast.grid``); ``mgfast.simulate``
+makes mock spectra with known truth. See README.md.
 """
 
 from __future__ import annotations
+
+from ._preload import preload_onednn
+
+preload_onednn()
 
 from . import _core, grid
 from .detector import Detections, Detector
