@@ -24,29 +24,17 @@ import mgfast
 from mgfast import grid
 from mgfast.atomic import MGII_2796, MGII_2803
 from mgfast.simulate import PAPER_SNR, Realism
+from mgfast.testing import measure_doublet_ews
 
 C_KMS = 299792.458
 W = grid.wavelength()
 DW = np.diff(grid.edges(), axis=1)[:, 0]
 
 
-def measured_ews(clean: np.ndarray, lam: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Rest EW2796 and EW2803 by direct integration over each line's half of the doublet."""
-    out = np.zeros((lam.size, 2))
-    for i in range(lam.size):
-        lam2 = lam[i] * MGII_2803.wavelength / MGII_2796.wavelength
-        mid = np.sqrt(lam[i] * lam2)
-        a = (1.0 - clean[i]) * DW
-        m1 = (W < mid) & (W > lam[i] * np.exp(-500 / C_KMS))
-        m2 = (W > mid) & (W < lam2 * np.exp(500 / C_KMS))
-        out[i] = a[m1].sum() / (1 + z[i]), a[m2].sum() / (1 + z[i])
-    return out
-
-
 def ew_check(n: int) -> np.ndarray:
     sim = mgfast.simulate(n, seed=101, noise=False, with_absorber_fraction=1.0, return_clean=True)
     t = sim.truth
-    ew = measured_ews(sim.clean, t.lambda2796, t.z)
+    ew = measure_doublet_ews(sim.clean, t.lambda2796, t.z)
     r1, r2 = ew[:, 0] / t.ew2796 - 1, ew[:, 1] / t.ew2803 - 1
     print(f"### Injected profiles: {n:,} noiseless absorbers (seed 101)\n")
     print("| quantity | max relative error | 99th percentile | median |")

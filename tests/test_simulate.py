@@ -9,6 +9,7 @@ import mgfast
 from mgfast import grid
 from mgfast.atomic import MGII_2796, MGII_2803
 from mgfast.simulate import NO_ABSORBER_LAMBDA, PAPER_SNR, Realism
+from mgfast.testing import measure_doublet_ews
 
 from conftest import devices
 
@@ -17,25 +18,11 @@ DW = np.diff(grid.edges(), axis=1)[:, 0]
 W = grid.wavelength()
 
 
-def measured_rest_ews(clean, lam2796, z):
-    """EW2796 and EW2803 of each spectrum's noiseless transmission, by direct integration over
-    each line's half of the doublet (split at the midpoint, 385 km/s from either line)."""
-    out = np.zeros((len(lam2796), 2))
-    for i, (lam, zz) in enumerate(zip(lam2796, z, strict=True)):
-        lam2 = lam * MGII_2803.wavelength / MGII_2796.wavelength
-        mid = np.sqrt(lam * lam2)
-        a = (1.0 - clean[i]) * DW
-        m1 = (W < mid) & (W > lam * np.exp(-500 / C_KMS))
-        m2 = (W > mid) & (W < lam2 * np.exp(500 / C_KMS))
-        out[i] = a[m1].sum() / (1 + zz), a[m2].sum() / (1 + zz)
-    return out
-
-
 def test_injected_equivalent_widths_equal_the_truth():
     sim = mgfast.simulate(2000, seed=3, noise=False, with_absorber_fraction=1.0, return_clean=True)
     t = sim.truth
     assert np.all(t.flags == 0)
-    ew = measured_rest_ews(sim.clean, t.lambda2796, t.z)
+    ew = measure_doublet_ews(sim.clean, t.lambda2796, t.z)
     np.testing.assert_allclose(ew[:, 0], t.ew2796, rtol=0.01)
     np.testing.assert_allclose(ew[:, 1], t.ew2803, rtol=0.01)
     # and the column densities were solved for the EW that was drawn

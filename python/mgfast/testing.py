@@ -11,25 +11,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import grid
+from . import _core, grid
 from .atomic import MGII_2796, MGII_2803
 
 C_KMS = 299792.458
 
 # Broad emission lines of a quasar (rest vacuum Å, peak relative to the continuum at the line,
-# FWHM km/s): typical composite values (Vanden Berk et al. 2001), rounded.
-EMISSION_LINES: tuple[tuple[float, float, float], ...] = (
-    (1215.67, 3.0, 4000.0),  # Lyα
-    (1240.14, 0.5, 4000.0),  # NV
-    (1399.8, 0.25, 5000.0),  # SiIV + OIV]
-    (1549.06, 1.2, 4500.0),  # CIV
-    (1908.73, 0.5, 5000.0),  # CIII]
-    (2326.0, 0.08, 4000.0),  # CII]
-    (2798.75, 0.6, 4000.0),  # MgII
-    (3727.0, 0.05, 3000.0),  # [OII] (broadened here)
-    (4341.7, 0.2, 3500.0),  # Hγ
-    (4862.7, 0.5, 4000.0),  # Hβ
+# FWHM km/s): the simulator's table (src/cpp/simulate.hpp, after Vanden Berk et al. 2001).
+EMISSION_LINES: tuple[tuple[float, float, float], ...] = tuple(
+    tuple(line) for line in _core.QUASAR_EMISSION_LINES
 )
+
+
+def measure_doublet_ews(flux: np.ndarray, lam2796: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Rest EW2796 and EW2803 (N, 2) of normalised spectra on the grid, by direct integration of
+    1 − flux over each line's half of the doublet (split at the midpoint, to 500 km/s out)."""
+    w = grid.wavelength()
+    dw = np.diff(grid.edges(), axis=1)[:, 0]
+    out = np.zeros((len(lam2796), 2))
+    for i, (lam, zz) in enumerate(zip(lam2796, z, strict=True)):
+        lam2 = lam * MGII_2803.wavelength / MGII_2796.wavelength
+        mid = np.sqrt(lam * lam2)
+        a = (1.0 - flux[i]) * dw
+        m1 = (w < mid) & (w > lam * np.exp(-500 / C_KMS))
+        m2 = (w > mid) & (w < lam2 * np.exp(500 / C_KMS))
+        out[i] = a[m1].sum() / (1 + zz), a[m2].sum() / (1 + zz)
+    return out
 
 
 def log_grid(lo: float, hi: float, resolving_power: float, pix_per_resel: float) -> np.ndarray:
@@ -135,6 +142,7 @@ __all__ = [
     "SyntheticQuasar",
     "gaussian_line",
     "log_grid",
+    "measure_doublet_ews",
     "mgii_doublet",
     "quasar_continuum",
     "synthetic_quasar",

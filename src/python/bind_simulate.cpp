@@ -166,6 +166,13 @@ void bind_simulate(py::module_& m) {
   m.attr("SIM_MAX_COMPONENTS") = sim::kMaxComponents;
   m.attr("SIM_MAX_INTERLOPERS") = sim::kMaxInterlopers;
   m.attr("SIM_NO_ABSORBER_LAMBDA") = sim::kNoAbsorberLambda;
+  py::list lines;  // the simulator's quasar emission lines: rest Å, peak, FWHM km/s
+  for (int i = 0; i < sim::kNumEmissionLines; ++i) {
+    double lam, peak, fwhm;
+    sim::emission_line(i, &lam, &peak, &fwhm);
+    lines.append(py::make_tuple(lam, peak, fwhm));
+  }
+  m.attr("QUASAR_EMISSION_LINES") = lines;
 }
 
 }  // namespace mgfast::bind
