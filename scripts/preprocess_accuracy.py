@@ -20,18 +20,7 @@ import numpy as np
 import mgfast
 from mgfast import grid
 from mgfast.atomic import MGII_2796, MGII_2803
-from mgfast.testing import C_KMS, EMISSION_LINES, synthetic_quasar
-
-
-def away_mask(z_em: float, z_abs: float) -> np.ndarray:
-    w = grid.wavelength()
-    away = np.ones(w.size, bool)
-    for lam, _, fwhm in EMISSION_LINES:
-        mu = lam * (1 + z_em)
-        away &= np.abs(w - mu) > 0.5 * fwhm / C_KMS * mu
-    for line in (MGII_2796, MGII_2803):
-        away &= np.abs(w - line.wavelength * (1 + z_abs)) > 3.0
-    return away
+from mgfast.testing import away_from_line_cores, synthetic_quasar
 
 
 def main() -> None:
@@ -58,7 +47,7 @@ def main() -> None:
             truth = mgfast.preprocess(q.continuum.astype(np.float32), q.wave).flux
             ref = mgfast.preprocess(q.flux / q.continuum, q.wave, q.err / q.continuum)
             rel = fit.continuum / truth - 1
-            away = away_mask(z_em, q.z_abs)
+            away = away_from_line_cores(z_em, q.z_abs)
             bias = np.abs(np.median(rel, axis=0))[away].max()
             single = np.abs(rel[:, away])
             win = np.zeros(w.size, bool)

@@ -8,24 +8,13 @@ import pytest
 import mgfast
 from mgfast import SpectrumFlag, grid
 from mgfast.atomic import MGII_2796, MGII_2803
-from mgfast.testing import C_KMS, EMISSION_LINES, synthetic_quasar
+from mgfast.testing import away_from_line_cores, synthetic_quasar
 
 from conftest import devices
 
 
 def true_continuum_on_grid(q):
     return mgfast.preprocess(q.continuum.astype(np.float32), q.wave, resolution=q.resolution).flux
-
-
-def away_from_line_cores(z_em, z_abs):
-    w = grid.wavelength()
-    away = np.ones(w.size, bool)
-    for lam, _, fwhm in EMISSION_LINES:  # within half a FWHM of an emission-line peak
-        mu = lam * (1 + z_em)
-        away &= np.abs(w - mu) > 0.5 * fwhm / C_KMS * mu
-    for line in (MGII_2796, MGII_2803):  # the absorber
-        away &= np.abs(w - line.wavelength * (1 + z_abs)) > 3.0
-    return away
 
 
 @pytest.mark.parametrize("device", devices())

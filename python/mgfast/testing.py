@@ -23,6 +23,19 @@ EMISSION_LINES: tuple[tuple[float, float, float], ...] = tuple(
 )
 
 
+def away_from_line_cores(z_em: float, z_abs: float) -> np.ndarray:
+    """Grid pixels farther than half a FWHM from every emission-line peak of a quasar at z_em
+    and more than 3 Å from the MgII doublet at z_abs: where a continuum fit is judged."""
+    w = grid.wavelength()
+    away = np.ones(w.size, bool)
+    for lam, _, fwhm in EMISSION_LINES:
+        mu = lam * (1 + z_em)
+        away &= np.abs(w - mu) > 0.5 * fwhm / C_KMS * mu
+    for line in (MGII_2796, MGII_2803):
+        away &= np.abs(w - line.wavelength * (1 + z_abs)) > 3.0
+    return away
+
+
 def measure_doublet_ews(flux: np.ndarray, lam2796: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Rest EW2796 and EW2803 (N, 2) of normalised spectra on the grid, by direct integration of
     1 − flux over each line's half of the doublet (split at the midpoint, to 500 km/s out)."""
@@ -140,6 +153,7 @@ def synthetic_quasar(
 __all__ = [
     "EMISSION_LINES",
     "SyntheticQuasar",
+    "away_from_line_cores",
     "gaussian_line",
     "log_grid",
     "measure_doublet_ews",
