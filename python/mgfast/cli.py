@@ -17,6 +17,8 @@ from .simulate import PAPER_SNR
 def _info(_: argparse.Namespace) -> int:
     print(f"mgfast {__version__}")
     print(f"  CUDA support built: {'yes' if _core.built_with_cuda else 'no'}")
+    onednn = f"yes (oneDNN {_core.onednn_version()})" if _core.built_with_onednn else "no"
+    print(f"  CPU inference engine: {onednn}")
     n = _core.cuda_device_count()
     for d in range(n):
         print(f"  cuda:{d}: {_core.cuda_device_name(d)}")
