@@ -104,11 +104,7 @@ void matched_filter(const Batch& hb, const Filter& f, const Output& ho, int devi
                          sig_row * sizeof(float) + grid::kNumArms * sizeof(float) +
                          k * (2 * sizeof(float) + 2 * sizeof(double) + sizeof(std::int32_t));
   if (hb.ivar) per_spec += npix * sizeof(float);
-  std::size_t free_bytes = 0, total_bytes = 0;
-  MGFAST_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  const std::size_t budget = std::min(kScratchBudget, free_bytes / 2);
-  const int chunk = static_cast<int>(
-      std::clamp<std::size_t>(budget / per_spec, 1, static_cast<std::size_t>(hb.n_spec)));
+  const int chunk = chunk_size(per_spec, 0, hb.n_spec);
   const std::size_t cn = static_cast<std::size_t>(chunk);
 
   DeviceBuffer<Filter> d_filter;

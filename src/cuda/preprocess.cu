@@ -138,13 +138,7 @@ void preprocess(const Batch& hb, const Options& o, Output& ho, int device) {
   const std::size_t fixed =
       shared_wave ? in * sizeof(double) + edge_arrays * n_edge * sizeof(double) : 0;
 
-  std::size_t free_bytes = 0, total_bytes = 0;
-  MGFAST_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  // Half of what is free leaves room for the arm kernel's local memory and for other users.
-  const std::size_t budget = std::min(kScratchBudget, free_bytes / 2);
-  const std::size_t fit = budget > fixed ? (budget - fixed) / per_spec : 0;
-  const int chunk =
-      static_cast<int>(std::clamp<std::size_t>(fit, 1, static_cast<std::size_t>(hb.n_spec)));
+  const int chunk = chunk_size(per_spec, fixed, hb.n_spec);
   const std::size_t cn = static_cast<std::size_t>(chunk);
 
   DeviceBuffer<double> d_wave, d_edge, d_lnedge, d_r_in, d_var;
