@@ -26,9 +26,11 @@ class DataConfig:
     snr: tuple[float, ...] = (3, 5, 10, 20, 30, 40, 50)  # the paper's SNR values
 
 
-def model_input(sim: Simulation) -> np.ndarray:
+def model_input(sim: Simulation, threads: int = 1, device: str = "cpu") -> np.ndarray:
     """What the network reads: the grid fast path of preprocessing (bad pixels filled with 1)."""
-    return mgfast.preprocess(sim.flux, None, sim.err, allow_empty=True, threads=1).flux
+    return mgfast.preprocess(
+        sim.flux, None, sim.err, allow_empty=True, threads=threads, device=device
+    ).flux
 
 
 def fcn_targets(sim: Simulation) -> tuple[np.ndarray, np.ndarray]:
@@ -48,32 +50,60 @@ def paper_targets(sim: Simulation) -> tuple[np.ndarray, np.ndarray]:
 
 
 def batches(
-    cfg: DataConfig, batch_size: int, start_step: int, arch: str, prefetch: int = 4
+    cfg: DataConfig,
+    batch_size: int,
+    start_step: int,
+    arch: str,
+    prefetch: int = 4,
+    threads: int = 1,
+    producers: int = 1,
+    device: str = "cpu",
 ) -> Iterator[tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]]:
     """Endless training batches from step ``start_step`` (resumable: batch k is always the same),
-    produced in a background thread while the network trains."""
-    q: queue.Queue = queue.Queue(maxsize=prefetch)
+    made while the network trains by ``producers`` background threads (each simulating with
+    ``threads`` threads, on ``device``) and handed out in step order.
+
+    If the device fails (a CUDA error), the producers say so once and go on on the CPU: the
+    spectra are the same numbers either way (tests/test_simulate.py checks CPU against CUDA).
+    """
     targets = fcn_targets if arch == "mgfast_fcn" else paper_targets
+    queues: list[queue.Queue] = [queue.Queue(maxsize=prefetch) for _ in range(producers)]
+    where = {"device": device}
 
-    def produce() -> None:
-        step = start_step
+    def make(step: int):  # type: ignore[no-untyped-def]
+        realistic = (step * 7919) % 100 < 100 * cfg.realistic_fraction
+        kw = dict(
+            seed=cfg.seed,
+            start=step * batch_size,
+            snr=cfg.snr,
+            with_absorber_fraction=cfg.absorber_fraction,
+            realism=Realism.survey() if realistic else None,
+            threads=threads,
+        )
+        dev = where["device"]
+        try:
+            sim = mgfast.simulate(batch_size, device=dev, **kw)
+            return model_input(sim, threads, dev), targets(sim)
+        except RuntimeError as e:
+            if dev == "cpu":
+                raise
+            print(f"data: {dev} failed ({e}); making the batches on the CPU", flush=True)
+            where["device"] = "cpu"
+            sim = mgfast.simulate(batch_size, device="cpu", **kw)
+            return model_input(sim, threads), targets(sim)
+
+    def produce(k: int) -> None:
+        step = start_step + k
         while True:
-            realistic = (step * 7919) % 100 < 100 * cfg.realistic_fraction
-            sim = mgfast.simulate(
-                batch_size,
-                seed=cfg.seed,
-                start=step * batch_size,
-                snr=cfg.snr,
-                with_absorber_fraction=cfg.absorber_fraction,
-                realism=Realism.survey() if realistic else None,
-                threads=1,
-            )
-            q.put((model_input(sim), targets(sim)))
-            step += 1
+            queues[k].put(make(step))
+            step += producers
 
-    threading.Thread(target=produce, daemon=True).start()
+    for k in range(producers):
+        threading.Thread(target=produce, args=(k,), daemon=True).start()
+    step = start_step
     while True:
-        yield q.get()
+        yield queues[(step - start_step) % producers].get()
+        step += 1
 
 
 def fixed_set(

@@ -51,7 +51,8 @@ def training_model(arch: str, lr_schedule) -> tuple[keras.Model, keras.Model]:  
             loss=[keras.losses.SparseCategoricalCrossentropy(from_logits=True), offset_l1],
         )
     else:  # the paper: 300 × BCE + MAE (Å)
-        train = net
+        # a wrapper sharing the layers, so that the saved inference model carries no optimizer
+        train = keras.Model(net.input, net.outputs)
         train.compile(
             optimizer=opt,
             loss=[keras.losses.BinaryCrossentropy(), keras.losses.MeanAbsoluteError()],
@@ -64,6 +65,21 @@ def paper_schedule(total_steps: int, steps_per_epoch: int):  # type: ignore[no-u
     """The paper's step schedule, 1e-2 (epochs <= 19), 1e-3 (<= 79), 1e-4 (<= 119), 1e-5."""
     bounds = [19 * steps_per_epoch, 79 * steps_per_epoch, 119 * steps_per_epoch]
     return keras.optimizers.schedules.PiecewiseConstantDecay(bounds, [1e-2, 1e-3, 1e-4, 1e-5])
+
+
+def time_lr(arch: str, peak: float, done: float) -> float:
+    """The learning rate at fraction ``done`` of a time budget: for mgfast_fcn a linear warm-up
+    over the first 5 % from peak/10, then cosine decay to peak/100; for bycycle2023 the paper's
+    steps (1e-2, 1e-3, 1e-4, 1e-5 after 19, 79, 119 of 150 epochs) at the same fractions."""
+    if arch != "mgfast_fcn":
+        for bound, rate in ((19, 1e-2), (79, 1e-3), (119, 1e-4)):
+            if done <= bound / 150:
+                return rate
+        return 1e-5
+    if done < 0.05:
+        return peak / 10 + (peak - peak / 10) * done / 0.05
+    frac = min(1.0, (done - 0.05) / 0.95)
+    return peak * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * frac)))
 
 
 def quick_metrics(arch: str, net: keras.Model, val) -> dict:  # type: ignore[no-untyped-def]
@@ -92,6 +108,17 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--val-per-snr", type=int, default=300)
     p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="a time budget: the learning-rate schedule runs over this many seconds of training "
+        "instead of --steps (cosine for mgfast_fcn, the paper's steps for bycycle2023, both "
+        "compressed into the budget); training stops when it is spent or at --steps",
+    )
+    p.add_argument("--data-threads", type=int, default=1, help="threads per batch producer")
+    p.add_argument("--producers", type=int, default=1, help="background batch producers")
+    p.add_argument("--data-device", default="cpu", help="simulate and preprocess on this device")
+    p.add_argument(
         "--paper-epoch-steps",
         type=int,
         default=1370,
@@ -102,7 +129,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
 
-    if args.arch == "mgfast_fcn":
+    timed = args.max_seconds is not None
+    if timed:
+        lr = 0.0  # a variable, set from the elapsed time at every step (time_lr)
+    elif args.arch == "mgfast_fcn":
         warm = min(500, args.steps // 10)
         lr = keras.optimizers.schedules.CosineDecay(
             args.lr / 10, args.steps - warm, alpha=0.01, warmup_target=args.lr, warmup_steps=warm
@@ -136,11 +166,20 @@ def main() -> None:
 
     cfg = DataConfig(seed=args.seed, realistic_fraction=args.realistic_fraction)
     val = fixed_set(args.val_per_snr, seed=args.seed + 1)  # idealised, 50/50
-    gen = batches(cfg, args.batch, step, args.arch)
+    gen = batches(
+        cfg,
+        args.batch,
+        step,
+        args.arch,
+        threads=args.data_threads,
+        producers=args.producers,
+        device=args.data_device,
+    )
     log = open(out / "log.csv", "a")
     if step == 0:
         log.write("step,seconds,spectra_seen,loss,val_accuracy,val_mae\n")
     t0, seen0, losses = time.time(), step * args.batch, []
+    last_eval, compiled = t0, False
 
     def save(step: int) -> None:
         train.save_weights(ckpt)
@@ -150,14 +189,24 @@ def main() -> None:
         )
         state_path.write_text(json.dumps({"arch": args.arch, "step": step}))
 
-    while step < args.steps:
+    done = 0.0  # fraction of the time budget spent (timed runs)
+    while step < args.steps and done < 1.0:
         x, y = next(gen)
+        if timed:
+            done = (time.time() - t0) / args.max_seconds
+            train.optimizer.learning_rate.assign(time_lr(args.arch, args.lr, done))
         logs = train.train_on_batch(x, list(y), return_dict=True)
         losses.append(float(logs["loss"]))
         step += 1
-        if step % args.ckpt_every == 0 or step == args.steps:
+        if not compiled:  # the clock starts after the first step: compiling it is not training
+            compiled, t0, last_eval, seen0 = True, time.time(), time.time(), step * args.batch
+        last = step == args.steps or (timed and time.time() - t0 >= args.max_seconds)
+        done = 1.0 if last else done
+        if step % args.ckpt_every == 0 or last:
             save(step)
-        if step % args.eval_every == 0 or step == args.steps:
+        # timed runs also report once a minute (their step count is not known in advance)
+        if step % args.eval_every == 0 or last or (timed and time.time() - last_eval >= 60):
+            last_eval = time.time()
             m = quick_metrics(args.arch, net, val)
             dt = time.time() - t0
             rate = (step * args.batch - seen0) / dt
@@ -168,7 +217,8 @@ def main() -> None:
             log.flush()
             print(
                 f"step {step}/{args.steps} loss {np.mean(losses):.4f} val acc "
-                f"{m['val_accuracy']:.4f} mae {m['val_mae']:.2f} Å ({rate:.0f} spectra/s)",
+                f"{m['val_accuracy']:.4f} mae {m['val_mae']:.2f} Å ({rate:.0f} spectra/s, "
+                f"lr {float(train.optimizer.learning_rate):.2e})",
                 flush=True,
             )
             losses = []

@@ -15,9 +15,6 @@ namespace mgfast::cuda {
 
 namespace {
 
-// Spectra per chunk: lines (30 kB), rendering scratch (172 kB), outputs (75 kB) per spectrum.
-constexpr int kChunk = 1024;
-
 // One thread per spectrum: draw it, build its lines and render its noiseless transmission.
 __global__ void plan_kernel(sim::Config cfg, std::uint64_t start, int n, sim::Sightline* truth,
                             sim::Line* lines, float* absorb, float* trans) {
@@ -57,8 +54,14 @@ void simulate(const sim::Config& cfg_host, std::uint64_t start, int n, float* fl
   sim::Config cfg = cfg_host;
   cfg.snr_values = d_snr.get();
 
-  const int chunk = std::min(n, kChunk);
-  const std::size_t cn = static_cast<std::size_t>(chunk), npix = grid::kNPix;
+  // Per spectrum: its lines, the rendering scratch, transmission, flux and error, its truth row.
+  // One thread plans a spectrum, so the larger the chunk the fuller the device.
+  const std::size_t npix = grid::kNPix;
+  const std::size_t per_spec = sim::kMaxLines * sizeof(sim::Line) +
+                               sim::kMaxArmSamples * sizeof(float) + 3 * npix * sizeof(float) +
+                               sizeof(sim::Sightline);
+  const int chunk = chunk_size(per_spec, 0, n);
+  const std::size_t cn = static_cast<std::size_t>(chunk);
   DeviceBuffer<sim::Sightline> d_truth;
   DeviceBuffer<sim::Line> d_lines;
   DeviceBuffer<float> d_absorb, d_trans, d_flux, d_err;

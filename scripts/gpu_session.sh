@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Everything mgfast checks on a lent GPU machine, in one call (the lease is short):
+#   1. build the package there with CUDA (sm_90), without oneDNN (not in that image);
+#   2. the CUDA tests (pytest -m cuda: every CPU-vs-CUDA comparison of the test suite);
+#   3. bench/gpu_kernels.py and bench/simulate_throughput.py: CUDA against the CPU, same run;
+#   4. train mgfast_fcn (from the shipped weights) and the paper's network (from scratch) side by
+#      side for TRAIN_S seconds each, on simulator data made on whichever device is faster;
+#   5. evaluate both and the matched filter on the fixed idealised and realistic test sets.
+# Results land in $OUT (at most 8 files come back): log.txt, bench.md, eval.tgz, fcn.tgz and the
+# paper network's weights in 15 MB parts.
+#
+#   bash scripts/gpu_session.sh [TRAIN_S]      (carry .whl with keras, namex, optree; .gpu/init.keras)
+set -uo pipefail
+OUT=${OUT:-/tmp/mgfast-gpu-out}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/log.txt") 2>&1
+TRAIN_S=${1:-270}
+BENCH_N=${BENCH_N:-20000}
+EVAL_N=${EVAL_N:-10000}
+T0=$(date +%s)
+say() { echo "[$(($(date +%s) - T0)) s] $*"; }
+export PYTHONUNBUFFERED=1 KERAS_BACKEND=jax MGFAST_COMMIT=${MGFAST_COMMIT:-unknown}
+export PATH="$PATH:/usr/local/cuda/bin"
+
+say "machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
+nproc
+python3 -V
+
+say "wheels"
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+
+if ! python3 -c "import keras; keras.ops.convert_to_numpy(keras.ops.ones(3))" >/dev/null 2>&1; then
+  echo "Keras on JAX does not run here: training with Keras on PyTorch instead"
+  export KERAS_BACKEND=torch
+fi
+
+say "build (CUDA on, oneDNN off)"
+if ! MGFAST_CUDA=ON MGFAST_ONEDNN=OFF CMAKE_BUILD_PARALLEL_LEVEL=16 python3 -m pip install . \
+  --no-build-isolation --no-deps -q --target /tmp/mg >"$OUT/build.log" 2>&1; then
+  tail -40 "$OUT/build.log"
+  exit 1
+fi
+export PYTHONPATH="/tmp/mg:${PYTHONPATH:-}"
+python3 -c "import mgfast; print('mgfast', mgfast.__version__, 'devices', mgfast.cuda_device_count())" || exit 1
+
+say "CUDA tests"
+timeout 240 python3 -m pytest tests -q -p no:cacheprovider -m cuda -rs 2>&1 | tail -25
+MGFAST_EXPECT_CUDA_BUILD=1 timeout 60 python3 -m pytest tests/test_build.py -q -p no:cacheprovider 2>&1 | tail -3
+
+say "kernels: CUDA against CPU"
+timeout 150 python3 bench/gpu_kernels.py --n "$BENCH_N" --repeat 3 | tee "$OUT/bench.md"
+timeout 60 python3 bench/simulate_throughput.py --n "$((BENCH_N / 7))" --repeat 2 | tee -a "$OUT/bench.md"
+
+say "which device makes training data faster"
+DATA_DEV=$(timeout 60 python3 - <<'EOF'
+import time, mgfast
+from mgfast.simulate import Realism
+best, which = 0.0, "cpu"
+for dev in ["cpu"] + (["cuda:0"] if mgfast.cuda_device_count() else []):
+    try:
+        mgfast.simulate(512, seed=1, realism=Realism.survey(), device=dev, threads=8)
+        t = time.perf_counter()
+        s = mgfast.simulate(8192, seed=2, realism=Realism.survey(), device=dev, threads=8)
+        mgfast.preprocess(s.flux, None, s.err, allow_empty=True, device=dev, threads=8)
+        rate = 8192 / (time.perf_counter() - t)
+    except Exception as e:  # a failing device is simply not chosen
+        rate = 0.0
+    if rate > best:
+        best, which = rate, dev
+print(which)
+EOF
+)
+DATA_DEV=${DATA_DEV:-cpu}
+say "training data on $DATA_DEV"
+
+say "training for $TRAIN_S s each, side by side"
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+mkdir -p runs
+INIT=""
+[ -f .gpu/init.keras ] && INIT="--init .gpu/init.keras"
+python3 training/train.py --arch mgfast_fcn --steps 1000000 --batch 512 --lr 1e-3 --seed 5051 \
+  $INIT --max-seconds "$TRAIN_S" --data-threads 6 --producers 2 --data-device "$DATA_DEV" \
+  --ckpt-every 5000 --eval-every 100000 --out runs/fcn-gpu >runs/fcn.log 2>&1 &
+FCN=$!
+python3 training/train.py --arch bycycle2023 --steps 1000000 --batch 500 --seed 6061 \
+  --max-seconds "$TRAIN_S" --data-threads 4 --producers 1 --data-device "$DATA_DEV" \
+  --ckpt-every 1000000 --eval-every 100000 --out runs/paper-gpu >runs/paper.log 2>&1 &
+PAPER=$!
+sleep 30
+nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
+wait $FCN
+echo "fcn exit $?"
+tail -8 runs/fcn.log
+wait $PAPER
+echo "paper exit $?"
+tail -8 runs/paper.log
+
+say "packing the trained networks"
+[ -d runs/fcn-gpu ] && tar czf "$OUT/fcn.tgz" -C runs fcn-gpu/final.keras fcn-gpu/config.json fcn-gpu/log.csv
+[ -f runs/paper-gpu/final.keras ] && split -b 15M -d runs/paper-gpu/final.keras "$OUT/paper.keras.part"
+
+say "evaluation on the fixed test sets"
+MODELS=()
+[ -f runs/fcn-gpu/final.keras ] && MODELS+=(--model runs/fcn-gpu/final.keras --arch mgfast_fcn --name mgfast_fcn-gpu)
+[ -f runs/paper-gpu/final.keras ] && MODELS+=(--model runs/paper-gpu/final.keras --arch bycycle2023 --name bycycle2023-gpu)
+mkdir -p eval
+cp runs/*.log eval/ 2>/dev/null
+for r in fcn-gpu paper-gpu; do
+  [ -d runs/$r ] && cp runs/$r/log.csv eval/$r-log.csv && cp runs/$r/config.json eval/$r-config.json
+done
+if [ ${#MODELS[@]} -gt 0 ]; then
+  timeout 150 python3 training/evaluate.py "${MODELS[@]}" --matched-filter --n-per-snr "$EVAL_N" \
+    --json eval/ideal.json >eval/ideal.md 2>&1
+  grep -A20 "^#### " eval/ideal.md | grep -E "^####|^\| all|FPR 1.0%"
+  tar czf "$OUT/eval.tgz" eval
+  timeout 120 python3 training/evaluate.py "${MODELS[@]}" --matched-filter --n-per-snr "$EVAL_N" \
+    --realistic --json eval/realistic.json >eval/realistic.md 2>&1
+  grep -A20 "^#### " eval/realistic.md | grep -E "^####|^\| all|FPR 1.0%"
+fi
+tar czf "$OUT/eval.tgz" eval
+ls -la "$OUT"
+say "done"
