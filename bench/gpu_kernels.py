@@ -24,11 +24,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from cases import cases
-
 import mgfast
 from mgfast.matched_filter import DEFAULT_THRESHOLD
 from mgfast.simulate import Realism
+
+from cases import cases
 
 
 def best_time(fn: Callable[[], object], repeat: int) -> float:
@@ -97,10 +97,8 @@ def main() -> None:
             rate[dev] = count / best_time(lambda dev=dev, fn=fn: fn(dev), args.repeat)
         if len(devices) > 1:
             diff = max(max_diff(a, b) for a, b in zip(out["cpu"], out["cuda:0"], strict=True))
-            cu = rate["cuda:0"]
-            print(
-                f"| {name} | {rate['cpu']:,.0f} | {cu:,.0f} | {cu / rate['cpu']:.1f}x | {diff:.2e} |"
-            )
+            cpu, cu = rate["cpu"], rate["cuda:0"]
+            print(f"| {name} | {cpu:,.0f} | {cu:,.0f} | {cu / cpu:.1f}x | {diff:.2e} |")
         else:
             print(f"| {name} | {rate['cpu']:,.0f} | - | - | - |")
 
