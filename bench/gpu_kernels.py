@@ -53,6 +53,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--n", type=int, default=20000)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--only", default="", help="rows whose name contains this")
     args = p.parse_args()
     n = args.n
     devices = ["cpu"] + (["cuda:0"] if mgfast.cuda_device_count() else [])
@@ -90,6 +91,8 @@ def main() -> None:
     rows.append(("matched filter", mf))
 
     for name, fn in rows:
+        if args.only not in name:
+            continue
         count = m if name.startswith("preprocess") else n
         out, rate = {}, {}
         for dev in devices:

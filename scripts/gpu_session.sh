@@ -10,6 +10,7 @@
 # paper network's weights in 15 MB parts.
 #
 #   bash scripts/gpu_session.sh [TRAIN_S]      (carry .whl with keras, namex, optree; .gpu/init.keras)
+#   STAGES="tests kernels" bash scripts/gpu_session.sh    (a subset of: tests kernels numpy rates train eval)
 set -uo pipefail
 OUT=${OUT:-/tmp/mgfast-gpu-out}
 mkdir -p "$OUT"
@@ -17,6 +18,8 @@ exec > >(tee "$OUT/log.txt") 2>&1
 TRAIN_S=${1:-270}
 BENCH_N=${BENCH_N:-20000}
 EVAL_N=${EVAL_N:-10000}
+STAGES=${STAGES:-tests kernels numpy train eval}
+want() { [[ " $STAGES " == *" $1 "* ]]; }
 T0=$(date +%s)
 say() { echo "[$(($(date +%s) - T0)) s] $*"; }
 export PYTHONUNBUFFERED=1 KERAS_BACKEND=jax MGFAST_COMMIT=${MGFAST_COMMIT:-unknown}
@@ -48,14 +51,24 @@ fi
 export PYTHONPATH="/tmp/mg:${PYTHONPATH:-}"
 python3 -c "import mgfast; print('mgfast', mgfast.__version__, 'devices', mgfast.cuda_device_count())" || exit 1
 
-say "CUDA tests"
-timeout 240 python3 -m pytest tests -q -p no:cacheprovider -m cuda -rs 2>&1 | tail -25
-MGFAST_EXPECT_CUDA_BUILD=1 timeout 60 python3 -m pytest tests/test_build.py -q -p no:cacheprovider 2>&1 | tail -3
+want tests && say "CUDA tests"
+want tests && timeout 240 python3 -m pytest tests -q -p no:cacheprovider -m cuda -rs 2>&1 | tail -25
+want tests && MGFAST_EXPECT_CUDA_BUILD=1 timeout 60 python3 -m pytest tests/test_build.py -q -p no:cacheprovider 2>&1 | tail -3
 
-say "kernels: CUDA against CPU"
-timeout 150 python3 bench/gpu_kernels.py --n "$BENCH_N" --repeat 3 | tee "$OUT/bench.md"
-timeout 60 python3 bench/simulate_throughput.py --n "$((BENCH_N / 7))" --repeat 2 | tee -a "$OUT/bench.md"
+want kernels && say "kernels: CUDA against CPU"
+want kernels && timeout 150 python3 bench/gpu_kernels.py --n "$BENCH_N" --repeat 3 | tee "$OUT/bench.md"
+want numpy && timeout 60 python3 bench/simulate_throughput.py --n "$((BENCH_N / 7))" --repeat 2 | tee -a "$OUT/bench.md"
 
+if want rates; then
+  say "rates: what the GPU can train on, and what the simulator can feed it"
+  timeout 120 python3 bench/train_throughput.py --batch 512 --steps 40 | tee -a "$OUT/bench.md"
+  timeout 60 python3 bench/gpu_kernels.py --n 60000 --repeat 2 --only simulate | tee -a "$OUT/bench.md"
+  for dev in cpu cuda:0; do
+    timeout 60 python3 bench/data_throughput.py --device $dev --batch 512 --group 64 \
+      --producers 2 --threads 8 --seconds 15 | tee -a "$OUT/bench.md"
+  done
+fi
+want train || { ls -la "$OUT"; say "done"; exit 0; }
 say "which device makes training data faster"
 DATA_DEV=$(timeout 60 python3 - <<'EOF'
 import time, mgfast

@@ -58,10 +58,13 @@ def batches(
     threads: int = 1,
     producers: int = 1,
     device: str = "cpu",
+    group: int = 1,
 ) -> Iterator[tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]]:
     """Endless training batches from step ``start_step`` (resumable: batch k is always the same),
     made while the network trains by ``producers`` background threads (each simulating with
-    ``threads`` threads, on ``device``) and handed out in step order.
+    ``threads`` threads, on ``device``) and handed out in step order. Each producer makes
+    ``group`` consecutive batches in one call (a GPU is full only with tens of thousands of
+    spectra in flight); batch k is the same spectra whatever the grouping.
 
     If the device fails (a CUDA error), the producers say so once and go on on the CPU: the
     spectra are the same numbers either way (tests/test_simulate.py checks CPU against CUDA).
@@ -70,40 +73,78 @@ def batches(
     queues: list[queue.Queue] = [queue.Queue(maxsize=prefetch) for _ in range(producers)]
     where = {"device": device}
 
-    def make(step: int):  # type: ignore[no-untyped-def]
-        realistic = (step * 7919) % 100 < 100 * cfg.realistic_fraction
+    def simulate(steps: range, realistic: bool) -> list:
         kw = dict(
             seed=cfg.seed,
-            start=step * batch_size,
+            start=steps.start * batch_size,
             snr=cfg.snr,
             with_absorber_fraction=cfg.absorber_fraction,
             realism=Realism.survey() if realistic else None,
             threads=threads,
         )
+        n = len(steps) * batch_size
         dev = where["device"]
         try:
-            sim = mgfast.simulate(batch_size, device=dev, **kw)
-            return model_input(sim, threads, dev), targets(sim)
+            sim = mgfast.simulate(n, device=dev, **kw)
+            x = model_input(sim, threads, dev)
         except RuntimeError as e:
             if dev == "cpu":
                 raise
             print(f"data: {dev} failed ({e}); making the batches on the CPU", flush=True)
             where["device"] = "cpu"
-            sim = mgfast.simulate(batch_size, device="cpu", **kw)
-            return model_input(sim, threads), targets(sim)
+            sim = mgfast.simulate(n, device="cpu", **kw)
+            x = model_input(sim, threads)
+        y = targets(sim)
+        out = []
+        for k in range(len(steps)):
+            sl = slice(k * batch_size, (k + 1) * batch_size)
+            out.append((x[sl], (y[0][sl], y[1][sl])))
+        return out
+
+    def make(first: int) -> list:
+        """Batches first … first + group - 1; runs of the same kind (idealised or realistic)
+        are simulated in one call."""
+        out: list = []
+        step = first
+        while step < first + group:
+            realistic = (step * 7919) % 100 < 100 * cfg.realistic_fraction
+            end = step + 1
+            while end < first + group and ((end * 7919) % 100 < 100 * cfg.realistic_fraction) == (
+                realistic
+            ):
+                end += 1
+            out += simulate(range(step, end), realistic)
+            step = end
+        return out
+
+    stop = threading.Event()
 
     def produce(k: int) -> None:
-        step = start_step + k
-        while True:
-            queues[k].put(make(step))
-            step += producers
+        first = start_step + k * group
+        while not stop.is_set():
+            item = make(first)
+            while not stop.is_set():
+                try:
+                    queues[k].put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    pass
+            first += producers * group
 
-    for k in range(producers):
-        threading.Thread(target=produce, args=(k,), daemon=True).start()
-    step = start_step
-    while True:
-        yield queues[(step - start_step) % producers].get()
-        step += 1
+    # Closing the generator (or its collection) stops and joins the producers: a thread left
+    # inside the compiled core while the interpreter shuts down aborts the process.
+    pool = [threading.Thread(target=produce, args=(k,), daemon=True) for k in range(producers)]
+    for t in pool:
+        t.start()
+    try:
+        g = 0
+        while True:
+            yield from queues[g % producers].get()
+            g += 1
+    finally:
+        stop.set()
+        for t in pool:
+            t.join()
 
 
 def fixed_set(

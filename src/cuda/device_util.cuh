@@ -72,12 +72,13 @@ class Stream {
 };
 
 // Spectra per chunk: as many as fit in half the device's free memory (the other half left for
-// kernels' local memory and other users), at most kScratchBudget, given `per_spec` bytes per
+// kernels' local memory and other users), at most `limit` bytes, given `per_spec` bytes per
 // spectrum and `fixed` bytes shared by all chunks; at least 1, at most n_spec.
-inline int chunk_size(std::size_t per_spec, std::size_t fixed, int n_spec) {
+inline int chunk_size(std::size_t per_spec, std::size_t fixed, int n_spec,
+                      std::size_t limit = kScratchBudget) {
   std::size_t free_bytes = 0, total_bytes = 0;
   MGFAST_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  const std::size_t budget = std::min(kScratchBudget, free_bytes / 2);
+  const std::size_t budget = std::min(limit, free_bytes / 2);
   const std::size_t fit = budget > fixed ? (budget - fixed) / per_spec : 0;
   return static_cast<int>(std::clamp<std::size_t>(fit, 1, static_cast<std::size_t>(n_spec)));
 }

@@ -55,12 +55,14 @@ void simulate(const sim::Config& cfg_host, std::uint64_t start, int n, float* fl
   cfg.snr_values = d_snr.get();
 
   // Per spectrum: its lines, the rendering scratch, transmission, flux and error, its truth row.
-  // One thread plans a spectrum, so the larger the chunk the fuller the device.
+  // One thread plans and renders a spectrum, so the device is full only with tens of thousands
+  // of spectra in flight (132 multiprocessors x 2048 threads on an H100): up to 8 GiB of scratch
+  // (about 30,000 spectra) where the device has it free.
   const std::size_t npix = grid::kNPix;
   const std::size_t per_spec = sim::kMaxLines * sizeof(sim::Line) +
                                sim::kMaxArmSamples * sizeof(float) + 3 * npix * sizeof(float) +
                                sizeof(sim::Sightline);
-  const int chunk = chunk_size(per_spec, 0, n);
+  const int chunk = chunk_size(per_spec, 0, n, std::size_t{8} << 30);
   const std::size_t cn = static_cast<std::size_t>(chunk);
   DeviceBuffer<sim::Sightline> d_truth;
   DeviceBuffer<sim::Line> d_lines;
