@@ -55,14 +55,16 @@ void simulate(const sim::Config& cfg_host, std::uint64_t start, int n, float* fl
   cfg.snr_values = d_snr.get();
 
   // Per spectrum: its lines, the rendering scratch, transmission, flux and error, its truth row.
-  // One thread plans and renders a spectrum, so the device is full only with tens of thousands
-  // of spectra in flight (132 multiprocessors x 2048 threads on an H100): up to 8 GiB of scratch
-  // (about 30,000 spectra) where the device has it free.
+  // One thread plans and renders a spectrum. Chunks of the default scratch budget (1 GiB, about
+  // 3,800 spectra) gave 47,000 idealised spectra/s on an H200 (docs/BENCHMARKS.md); an 8 GiB
+  // budget did not finish 60,000 spectra in a minute there (each thread's scratch is its own
+  // 172 kB: the warps' accesses are strided, so more threads in flight thrash the L2). A block
+  // per spectrum, rendering its samples in parallel, is the way to fill the device.
   const std::size_t npix = grid::kNPix;
   const std::size_t per_spec = sim::kMaxLines * sizeof(sim::Line) +
                                sim::kMaxArmSamples * sizeof(float) + 3 * npix * sizeof(float) +
                                sizeof(sim::Sightline);
-  const int chunk = chunk_size(per_spec, 0, n, std::size_t{8} << 30);
+  const int chunk = chunk_size(per_spec, 0, n);
   const std::size_t cn = static_cast<std::size_t>(chunk);
   DeviceBuffer<sim::Sightline> d_truth;
   DeviceBuffer<sim::Line> d_lines;
