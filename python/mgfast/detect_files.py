@@ -306,6 +306,7 @@ def detect_files(
     dask: str | None = None,
     files_per_chunk: int = 64,
     progress: Callable[[int, int, int], None] | None = None,
+    on_error: Callable[[str, str], None] | None = None,
     command: str = "",
 ) -> Catalog:
     """``Detector.detect_files``: see its docstring."""
@@ -340,6 +341,8 @@ def detect_files(
             jr.write(names, outcomes)
         for f, out in zip(names, outcomes, strict=True):
             results[os.path.abspath(f)] = out
+            if out[1] is not None and on_error:
+                on_error(f, out[1])
             n_spec += 0 if out[0] is None else len(out[0]["probability"])
             if out[0] is not None and not warned and allow_low_resolution:
                 if np.any(out[0]["flags"] & int(SpectrumFlag.LOW_RESOLUTION)):

@@ -229,6 +229,7 @@ class Detector:
         dask: str | None = None,
         files_per_chunk: int = 64,
         progress: Callable[[int, int, int], None] | None = None,
+        on_error: Callable[[str, str], None] | None = None,
     ) -> Catalog:
         """Detect MgII in spectrum files: one catalogue row per spectrum, one error per file that
         could not be read or searched (never an exception for a bad file).
@@ -246,13 +247,14 @@ class Detector:
             worker processes; files are partitioned across workers, one Detector per worker
         files_per_chunk : files per journal chunk (and per dask task)
         progress : called as progress(files_done, files_total, spectra_done)
+        on_error : called as on_error(file, reason) for each file that fails in this call
         """
         from .detect_files import detect_files
 
         return detect_files(
             self, paths, format=format, allow_low_resolution=allow_low_resolution,
             journal=journal, resume=resume, dask=dask, files_per_chunk=files_per_chunk,
-            progress=progress,
+            progress=progress, on_error=on_error,
         )  # fmt: skip
 
 
