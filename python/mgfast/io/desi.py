@@ -75,7 +75,7 @@ def read_desi(f: Any, path: str, allow_low_resolution: bool = False) -> list[Spe
         for h in hd.values():
             check_inside_file(h, path)
         w = read_image(hd["WAVELENGTH"], f"{path}[{c}_WAVELENGTH]").astype(np.float64).ravel()
-        check_wave(w, f"{path}[{c}_WAVELENGTH]")
+        check_wave(w, f"{path}[{c}_WAVELENGTH]", cover=False)
         fl = np.atleast_2d(read_image(hd["FLUX"], f"{path}[{c}_FLUX]")).astype(np.float32)
         iv = np.atleast_2d(read_image(hd["IVAR"], f"{path}[{c}_IVAR]")).astype(np.float32)
         if fl.shape != (n_spec, w.size) or iv.shape != fl.shape:

@@ -119,7 +119,8 @@ def as_vacuum_angstrom(values: np.ndarray, unit: str | None, air: bool, where: s
     return w
 
 
-def check_wave(w: np.ndarray, where: str) -> None:
+def check_wave(w: np.ndarray, where: str, cover: bool = True) -> None:
+    """Finite, strictly increasing and (``cover``) overlapping the 4MOST arms."""
     if w.ndim != 1 or w.size < 2:
         raise ReadError(f"{where}: wavelength array must be 1D with >= 2 values, got {w.shape}")
     if not np.all(np.isfinite(w)):
@@ -127,7 +128,7 @@ def check_wave(w: np.ndarray, where: str) -> None:
     if not np.all(np.diff(w) > 0):
         raise ReadError(f"{where}: wavelengths do not increase strictly")
     lo, hi = w[0], w[-1]
-    if hi < grid.ARMS[0].lo or lo > grid.ARMS[-1].hi:
+    if cover and (hi < grid.ARMS[0].lo or lo > grid.ARMS[-1].hi):
         raise ReadError(
             f"{where}: wavelengths {lo:.6g}-{hi:.6g} Å miss the 4MOST arms "
             f"({grid.ARMS[0].lo:.0f}-{grid.ARMS[-1].hi:.0f} Å); wrong unit (TUNIT)?"
