@@ -226,7 +226,10 @@ def read_catalog(path: str | Path) -> Catalog:
     cols = {}
     for k, v in base.items():
         c = rows[k.upper()] if rows is not None and len(rows) else v
-        cols[k] = np.char.decode(c) if c.dtype.kind == "S" else np.asarray(c, v.dtype)
+        if c.dtype.kind in "SU":  # fitsio gives str or bytes, by version
+            cols[k] = np.char.decode(c) if c.dtype.kind == "S" else np.asarray(c)
+        else:
+            cols[k] = np.asarray(c, v.dtype)
     errors = ()
     if errs is not None:
         errors = tuple(

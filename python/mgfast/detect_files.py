@@ -124,9 +124,16 @@ class Journal:
     """Results on disk as they come: ``run.json`` (the settings) and ``chunk-NNNNNN.npz`` files,
     each written to a temporary file, flushed and renamed, so that a chunk is whole or absent."""
 
-    def __init__(self, directory: str | Path, settings: dict[str, Any], resume: bool) -> None:
+    def __init__(
+        self, directory: str | Path, settings: dict[str, Any] | None = None, resume: bool = True
+    ) -> None:
+        """Open (``settings`` None: only to load) or start a journal; a run's journal is resumed
+        only with ``resume`` and the same settings."""
         self.dir = Path(directory)
         run = self.dir / "run.json"
+        self.next = 1 + max((int(p.stem.split("-")[1]) for p in self._chunks()), default=-1)
+        if settings is None:
+            return
         if self.dir.exists() and not resume:
             raise ValueError(
                 f"{self.dir}: holds the partial results of an earlier run; pass --resume "
@@ -144,8 +151,8 @@ class Journal:
         self.dir.mkdir(parents=True, exist_ok=True)
         for stale in self.dir.glob(".*.tmp"):  # a write cut short by a kill
             stale.unlink()
-        self._write_bytes(run, json.dumps(settings, sort_keys=True, indent=1).encode())
-        self.next = 1 + max((int(p.stem.split("-")[1]) for p in self._chunks()), default=-1)
+        if not run.exists():
+            self._write_bytes(run, json.dumps(settings, sort_keys=True, indent=1).encode())
 
     def _chunks(self) -> list[Path]:
         return sorted(self.dir.glob("chunk-*.npz"))

@@ -69,6 +69,8 @@ def read_row_spectrum(
         bad = m != 0
     if drop_nan_wave:  # 4MOST joined files may pad the inter-arm gaps with NaN wavelengths
         keep = np.isfinite(w)
+        if keep.sum() < 2:
+            raise ReadError(f"{where}: column {wave.name} has no finite wavelengths (all NaN)")
         w = w[keep]
         cells = {k: v[keep] for k, v in cells.items()}
         bad = None if bad is None else bad[keep]

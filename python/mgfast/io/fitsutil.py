@@ -27,7 +27,8 @@ def open_fits(path: str) -> Any:
     try:
         return fitsio.FITS(path, "r")
     except OSError as e:
-        raise ReadError(f"{path}: not a readable FITS file ({one_line(e)})") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ReadError(f"{path}: not a readable FITS file ({one_line(first)})") from None
 
 
 def one_line(e: BaseException | str) -> str:
