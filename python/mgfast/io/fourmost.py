@@ -41,8 +41,9 @@ def spectrum_hdu(f: Any, path: str) -> Any:
 
 def arm_name(wave: np.ndarray) -> str:
     """'blue', 'green', 'red' for a per-arm spectrum, 'joined' when it spans several arms."""
-    arms = {int(a) for a in grid.arm_of(wave) if a >= 0}
-    return grid.ARMS[arms.pop()].name if len(arms) == 1 else "joined"
+    a = grid.arm_of(wave)
+    arms = np.unique(a[a >= 0])
+    return grid.ARMS[int(arms[0])].name if arms.size == 1 else "joined"
 
 
 def read_4most(f: Any, path: str, allow_low_resolution: bool = False) -> list[Spectrum]:
