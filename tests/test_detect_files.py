@@ -392,3 +392,12 @@ def test_detect_files_python_api_matches_detect_on_arrays(tmp_path, mf):
     np.testing.assert_array_equal(cat.wavelength, ref.wavelength)
     assert np.all(np.abs(cat.wavelength - LAMBDA2796) < 1.0)
     assert list(cat.columns["id"]) == ["s0", "s1", "s2"] and not cat.partial
+
+
+def test_dask_missing_is_a_clear_usage_error(tmp_path, monkeypatch, capsys):
+    d, _, _ = make_run(tmp_path, 1, corruptions=())
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    argv = ["detect", str(d), "-o", str(tmp_path / "c.fits"), "--dask", "local:2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "dask.distributed is not installed" in err and "pip install" in err and "\n" not in err

@@ -281,9 +281,9 @@ def _chunks_dask(
     det: Detector, spec: str, files: list[str], format: str | None, allow_low: bool,
     files_per_chunk: int,
 ) -> Iterator[tuple[list[str], list[Outcome]]]:  # fmt: skip
+    client, cluster = dask_client(spec)  # first: it says clearly when dask is missing
     from distributed import as_completed
 
-    client, cluster = dask_client(spec)
     config = dict(det.config)
     config["threshold"] = det.threshold
     if cluster is not None and not config["threads"]:
