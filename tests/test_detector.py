@@ -103,3 +103,34 @@ def test_the_shipped_model_loads_and_detects():
     assert res.detected[:20].all()
     assert np.max(np.abs(res.wavelength[:20] - lam)) < 0.5
     assert res.detected[20:].sum() <= 1
+
+
+def test_detection_flags_low_snr_near_edge_near_masked():
+    from mgfast.detector import _quality
+    from mgfast.flags import EDGE_PIXELS, DetectionFlag
+
+    w = grid.wavelength()
+    flux = np.ones((5, grid.N_PIX), np.float32)
+    err = np.full(flux.shape, 0.05, np.float32)
+    err[1] = 0.5  # SNR 2 per pixel
+    green = grid.ARMS[1]
+    lam = np.full(5, w[green.start + 2000])  # mid-arm, both lines well inside
+    lam[2] = w[green.start + EDGE_PIXELS - 3]  # λ2796 right at the green arm's blue end
+    lam[3] = np.nan  # nothing found: no position flags
+    at = green.start + 2000
+    flux[4, at + 3] = np.nan  # a bad pixel 3 pixels from λ2796
+    pre = mgfast.preprocess(flux, err=err)
+    snr, flags = _quality(pre, lam)
+    np.testing.assert_allclose(snr[[0, 2, 3, 4]], 20.0, rtol=1e-5)
+    assert snr[1] == pytest.approx(2.0)
+    assert [bool(f & DetectionFlag.LOW_SNR) for f in flags] == [False, True, False, False, False]
+    assert [bool(f & DetectionFlag.NEAR_EDGE) for f in flags] == [False, False, True, False, False]
+    assert [bool(f & DetectionFlag.NEAR_MASKED) for f in flags] == [False] * 4 + [True]
+    no_err = mgfast.preprocess(flux[:1])
+    snr, flags = _quality(no_err, lam[:1])
+    assert np.isnan(snr[0]) and not flags[0] & DetectionFlag.LOW_SNR
+    # λ2803 on the red arm's last pixel: NEAR_EDGE though λ2796 is well inside
+    red = grid.ARMS[2]
+    lam_red = np.array([w[red.stop - 1] * 2796.3543 / 2803.5315 - 0.5])
+    _, flags = _quality(mgfast.preprocess(flux[:1], err=err[:1]), lam_red)
+    assert flags[0] & DetectionFlag.NEAR_EDGE

@@ -1,6 +1,7 @@
 """mgfast: find intervening MgII absorbers in 4MOST high-resolution quasar spectra.
 
-``mgfast.Detector`` finds them (a trained network, or the classical matched filter);
+``mgfast.Detector`` finds them (a trained network, or the classical matched filter), in arrays
+or in files (``detect_files``; ``mgfast.io`` reads 4MOST, ESO, SDSS, DESI and generic files);
 ``mgfast.preprocess`` brings any spectrum onto the 4MOST grid (``mgfast.grid``); ``mgfast.simulate``
 makes mock spectra with known truth. See README.md.
 """
@@ -11,10 +12,11 @@ from ._preload import preload_onednn
 
 preload_onednn()
 
-from . import _core, grid
+from . import _core, grid, io
+from .catalog import Catalog
 from .detector import Detections, Detector
 from .engine import CpuBackend
-from .flags import PixelFlag, SpectrumFlag
+from .flags import DetectionFlag, PixelFlag, SpectrumFlag
 from .matched_filter import MatchResult, match
 from .model import Model, load_model
 from .preprocess import ContinuumOptions, Preprocessed, lsf_degrade, preprocess
@@ -29,8 +31,10 @@ def cuda_device_count() -> int:
 
 
 __all__ = [
+    "Catalog",
     "ContinuumOptions",
     "CpuBackend",
+    "DetectionFlag",
     "Detections",
     "Detector",
     "MatchResult",
@@ -43,6 +47,7 @@ __all__ = [
     "__version__",
     "cuda_device_count",
     "grid",
+    "io",
     "load_model",
     "lsf_degrade",
     "match",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, _core, grid
+from .io import FORMATS
 from .simulate import PAPER_SNR
 
 
@@ -74,10 +76,12 @@ class _Progress:
         self.tty = sys.stderr.isatty()
         self.next_log = 0.1
 
-    def __call__(self, done: int) -> None:
+    def __call__(self, done: int, spectra: int | None = None) -> None:
         frac = done / max(self.total, 1)
-        rate = done / max(time.perf_counter() - self.t0, 1e-9)
-        line = f"{self.what}: {done:,}/{self.total:,} ({frac:.0%}) {rate:,.0f}/s"
+        dt = max(time.perf_counter() - self.t0, 1e-9)
+        line = f"{self.what}: {done:,}/{self.total:,} ({frac:.0%}) {done / dt:,.0f}/s"
+        if spectra is not None:
+            line += f", {spectra:,} spectra, {spectra / dt:,.0f} spectra/s"
         if self.tty:
             bar = "#" * int(30 * frac)
             print(f"\r[{bar:<30}] {line}", end="", file=sys.stderr, flush=True)
@@ -118,6 +122,71 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+PARTIAL = 3  # exit code of `mgfast detect` when some files failed (the catalogue is written)
+
+
+def _detect(args: argparse.Namespace) -> int:
+    import shlex
+    import warnings
+
+    from .catalog import SUFFIXES
+    from .detect_files import detect_files
+    from .detector import Detector
+
+    out = Path(args.output)
+    if not out.name.endswith(SUFFIXES):
+        raise ValueError(f"-o {out}: the catalogue must be .fits, .csv or .parquet")
+    if not out.parent.exists():
+        raise ValueError(f"-o {out}: directory {out.parent} does not exist")
+    if out.exists() and not (args.overwrite or args.resume):
+        raise ValueError(f"-o {out}: exists; pass --overwrite to replace it")
+    if args.files_per_chunk < 1:
+        raise ValueError("--files-per-chunk: must be at least 1")
+    device = args.device.split(":")[0]
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"--device {args.device}: expected cpu or cuda[:N]")
+    det = Detector(
+        args.model, backend=device, method=args.method, threshold=args.threshold,
+        threads=args.threads,
+    )  # fmt: skip
+    parts = out.with_name(out.name + ".parts")
+
+    def warn_one_line(message, category, *_args, **_kw):  # type: ignore[no-untyped-def]
+        print(f"mgfast detect: warning: {message}", file=sys.stderr)
+
+    def bad_file(file: str, reason: str) -> None:
+        print(f"mgfast detect: {file}: {reason}", file=sys.stderr, flush=True)
+
+    bar: list[_Progress] = []
+
+    def progress(done: int, total: int, spectra: int) -> None:
+        if not bar:
+            bar.append(_Progress(total, "detect"))
+        bar[0](done, spectra)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = warn_one_line
+        try:
+            cat = detect_files(
+                det, args.paths, format=args.format,
+                allow_low_resolution=args.allow_low_resolution, journal=parts,
+                resume=args.resume, dask=args.dask, files_per_chunk=args.files_per_chunk,
+                progress=progress, on_error=bad_file,
+                command=shlex.join(["mgfast", *args.argv]),
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            print(f"mgfast detect: interrupted; the results so far are in {parts}: run the same "
+                  "command with --resume to finish", file=sys.stderr)  # fmt: skip
+            return 130
+    cat.write(out)
+    shutil.rmtree(parts)  # the catalogue holds everything the journal did
+    n_err = len(cat.errors)
+    where = "the ERRORS HDU" if out.suffix == ".fits" else "the .errors file beside it"
+    print(f"wrote {len(cat):,} spectra from {cat.meta['n_files'] - n_err:,} files to {out}"
+          + (f"; {n_err:,} files failed (listed in {where})" if n_err else ""))  # fmt: skip
+    return PARTIAL if n_err else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="mgfast", description=__doc__)
     p.add_argument("--version", action="version", version=f"mgfast {__version__}")
@@ -145,7 +214,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--device", default="cpu")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=_simulate)
+    d = sub.add_parser(
+        "detect", help="detect MgII in spectrum files and write a catalogue",
+        description="Detect MgII in spectrum files (4MOST L1, ESO SDP, SDSS/BOSS, DESI, generic "
+        "FITS tables, NumPy) and write a catalogue: one row per spectrum, one error per file "
+        "that could not be read. Exit code 0: all files read; 3: some failed (the catalogue is "
+        "written); 2: a usage error. docs/io.md has the details.",
+    )  # fmt: skip
+    d.add_argument("paths", metavar="PATH", nargs="+", help="files, directories or glob patterns")
+    d.add_argument("-o", "--output", required=True, help="catalogue: .fits, .csv or .parquet")
+    d.add_argument("--format", choices=FORMATS, help="file format (default: detected per file)")
+    d.add_argument("--method", choices=("network", "matched-filter"), default="network")
+    d.add_argument("--model", help="model directory (default: the shipped model)")
+    d.add_argument("--threshold", type=float, help="detection threshold (default: the model's)")
+    d.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: all)")
+    d.add_argument("--device", default="cpu", help="cpu (cuda: not yet built)")
+    d.add_argument("--resume", action="store_true",
+                   help="finish an interrupted run from OUTPUT.parts/")  # fmt: skip
+    d.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")
+    d.add_argument(
+        "--dask",
+        metavar="SCHEDULER",
+        help="a dask scheduler address, or local:N for N local worker processes",
+    )
+    d.add_argument(
+        "--allow-low-resolution",
+        action="store_true",
+        help="search SDSS/DESI-like spectra (R < 10000) despite the model's R = 20000",
+    )
+    d.add_argument("--files-per-chunk", type=int, default=64,
+                   help="files per journal chunk and per dask task (default 64)")  # fmt: skip
+    d.set_defaults(func=_detect)
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args))
     except (ValueError, RuntimeError, OSError) as e:

@@ -14,18 +14,23 @@ ALL_MASKED flag.
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _core, grid
-from .atomic import MGII_2796
-from .flags import SpectrumFlag
-from .preprocess import preprocess
+from .atomic import MGII_2796, MGII_2803
+from .flags import EDGE_PIXELS, LOW_SNR_LIMIT, DetectionFlag, SpectrumFlag
+from .preprocess import Preprocessed, preprocess
+
+if TYPE_CHECKING:
+    from .catalog import Catalog
 
 DEFAULT_MODEL = "default"  # python/mgfast/models/default: model.onnx + model.json
 
@@ -42,8 +47,9 @@ class Detections:
     wavelength: np.ndarray  # float64: observed λ2796 (Å), NaN where nothing was found
     redshift: np.ndarray  # float64: λ2796 / 2796.3543 − 1
     detected: np.ndarray  # bool: probability >= threshold
-    flags: np.ndarray  # uint32: SpectrumFlag bits from preprocessing
+    flags: np.ndarray  # uint32: SpectrumFlag bits from preprocessing, DetectionFlag bits
     masked_fraction: np.ndarray  # float32: fraction of the grid's pixels masked
+    snr: np.ndarray  # float32: median SNR per usable pixel (normalised flux), NaN without errors
     threshold: float
     method: str
     model_sha256: str | None = None
@@ -57,6 +63,7 @@ class Detections:
             "detected": self.detected,
             "lambda2796": self.wavelength,
             "z_abs": self.redshift,
+            "snr": self.snr,
             "flags": self.flags,
             "masked_fraction": self.masked_fraction,
         }
@@ -132,6 +139,12 @@ class Detector:
             )
         self.method = method
         self.threads = threads
+        # What it takes to build this Detector again (in a dask worker, say).
+        self.config: dict[str, object] = {
+            "model": None if model is None else str(Path(model).resolve()),
+            "backend": backend, "method": method, "batch_size": batch_size, "threads": threads,
+            "threshold": threshold,
+        }  # fmt: skip
         self._backend = None
         self.model = None
         if method == "matched-filter":
@@ -191,10 +204,12 @@ class Detector:
         detected = score >= self.threshold
         # λ2796 only where it points into the arms; a "no absorber" label is not a wavelength.
         lam = np.where(np.isfinite(grid.pixel_of(lam)) & ~empty, lam, np.nan)
+        snr, quality = _quality(pre, lam)
+        flags = flags | quality
         masked = np.atleast_2d(pre.n_masked).sum(axis=1) / grid.N_PIX
         res = Detections(
             probability=score, wavelength=lam, redshift=lam / MGII_2796.wavelength - 1.0,
-            detected=detected, flags=flags, masked_fraction=masked.astype(np.float32),
+            detected=detected, flags=flags, masked_fraction=masked.astype(np.float32), snr=snr,
             threshold=self.threshold, method=self.method, model_sha256=sha,
         )  # fmt: skip
         if single:
@@ -202,6 +217,71 @@ class Detector:
                 k: (v[0] if isinstance(v, np.ndarray) else v) for k, v in res.__dict__.items()
             })  # fmt: skip
         return res
+
+    def detect_files(
+        self,
+        paths: str | Path | Sequence[str | Path],
+        *,
+        format: str | None = None,
+        allow_low_resolution: bool = False,
+        journal: str | Path | None = None,
+        resume: bool = False,
+        dask: str | None = None,
+        files_per_chunk: int = 64,
+        progress: Callable[[int, int, int], None] | None = None,
+        on_error: Callable[[str, str], None] | None = None,
+    ) -> Catalog:
+        """Detect MgII in spectrum files: one catalogue row per spectrum, one error per file that
+        could not be read or searched (never an exception for a bad file).
+
+        Parameters
+        ----------
+        paths : files, directories (every file in them, sorted) and glob patterns
+        format : one of mgfast.io.FORMATS; default: detected per file
+        allow_low_resolution : search SDSS/DESI-like spectra (R < 10000) with a warning; without
+            it such a file raises mgfast.io.LowResolutionError (a setting to fix, not a bad file)
+        journal : directory where results are written as they come, file chunk by file chunk
+            (atomically), so that a killed run loses nothing written; with ``resume`` the files
+            already there are skipped (docs/io.md)
+        dask : a dask.distributed scheduler address, or "local:N" for a local cluster of N
+            worker processes; files are partitioned across workers, one Detector per worker
+        files_per_chunk : files per journal chunk (and per dask task)
+        progress : called as progress(files_done, files_total, spectra_done)
+        on_error : called as on_error(file, reason) for each file that fails in this call
+        """
+        from .detect_files import detect_files
+
+        return detect_files(
+            self, paths, format=format, allow_low_resolution=allow_low_resolution,
+            journal=journal, resume=resume, dask=dask, files_per_chunk=files_per_chunk,
+            progress=progress, on_error=on_error,
+        )  # fmt: skip
+
+
+def _quality(pre: Preprocessed, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median SNR per usable pixel, and the DetectionFlag bits, of preprocessed spectra (2D)."""
+    ivar = np.atleast_2d(pre.ivar)
+    pixmask = np.atleast_2d(pre.pixmask)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows without errors: NaN
+        snr = np.nanmedian(np.where(ivar > 0, np.sqrt(ivar), np.nan), axis=1).astype(np.float32)
+    flags = np.where(snr < LOW_SNR_LIMIT, int(DetectionFlag.LOW_SNR), 0).astype(np.uint32)
+    rows = np.flatnonzero(np.isfinite(lam))
+    if rows.size:
+        ratio = MGII_2803.wavelength / MGII_2796.wavelength
+        offsets = np.arange(-EDGE_PIXELS, EDGE_PIXELS + 1)
+        near_edge = np.zeros(rows.size, bool)
+        near_mask = np.zeros(rows.size, bool)
+        for line in (lam[rows], lam[rows] * ratio):
+            p = grid.pixel_of(line)
+            ok = np.isfinite(p)
+            pix = np.clip(np.rint(np.where(ok, p, 0)).astype(np.int64), 0, grid.N_PIX - 1)
+            near_edge |= ~ok | (grid.edge_distance()[pix] < EDGE_PIXELS)
+            window = np.clip(pix[:, None] + offsets, 0, grid.N_PIX - 1)
+            near_mask |= ok & (pixmask[rows[:, None], window] != 0).any(axis=1)
+        flags[rows] |= np.where(near_edge, int(DetectionFlag.NEAR_EDGE), 0).astype(np.uint32)
+        flags[rows] |= np.where(near_mask, int(DetectionFlag.NEAR_MASKED), 0).astype(np.uint32)
+    return snr, flags
 
 
 __all__ = ["Detections", "Detector", "default_model_path"]

@@ -24,10 +24,38 @@ CONTINUUM_FAILED: some arm's continuum fit failed; ALL_MASKED: no usable pixel;
 NO_ERRORS: no error array was given, so ivar is 0 everywhere.
 """
 
+
+class DetectionFlag(enum.IntFlag):
+    """What the Detector adds to SpectrumFlag's bits in ``Detections.flags`` (bits 16 and up; the
+    core's SpectrumFlag keeps the low 16).
+
+    LOW_SNR: median SNR per pixel of the normalised spectrum, over its usable pixels, below
+    ``LOW_SNR_LIMIT`` (3, the lowest SNR the model was trained on); NEAR_EDGE: λ2796 or λ2803 lies
+    within ``EDGE_PIXELS`` of an arm's end, in a gap or off the arms; NEAR_MASKED: a masked pixel
+    lies within ``EDGE_PIXELS`` of either line. The last two are set wherever λ2796 is finite,
+    detected or not.
+    """
+
+    LOW_SNR = 1 << 16
+    NEAR_EDGE = 1 << 17
+    NEAR_MASKED = 1 << 18
+
+
+LOW_SNR_LIMIT: float = 3.0
+EDGE_PIXELS: int = 10  # 10 pixels of Δlnλ = 1/20000: 2-3.4 Å, a few times a line's core width
+assert not any(int(b) & int(f) for b in DetectionFlag for f in SpectrumFlag)
+
 ARM_MISSING = (
     SpectrumFlag.ARM_MISSING_BLUE,
     SpectrumFlag.ARM_MISSING_GREEN,
     SpectrumFlag.ARM_MISSING_RED,
 )
 
-__all__ = ["ARM_MISSING", "PixelFlag", "SpectrumFlag"]
+__all__ = [
+    "ARM_MISSING",
+    "EDGE_PIXELS",
+    "LOW_SNR_LIMIT",
+    "DetectionFlag",
+    "PixelFlag",
+    "SpectrumFlag",
+]

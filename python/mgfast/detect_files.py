@@ -1,0 +1,379 @@
+"""Detection over files (``Detector.detect_files``, ``mgfast detect``): expand the paths, read each
+file, detect, and journal the results chunk by chunk, so that a killed run can resume; in this
+process or across the workers of a dask cluster. docs/io.md describes the journal and resume."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import __version__, io
+from .catalog import Catalog, FileError, concat, rows_for
+from .flags import SpectrumFlag
+from .io.spectrum import LowResolutionError, Spectrum
+
+if TYPE_CHECKING:
+    from .detector import Detector
+
+SPECTRUM_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz", ".npz", ".npy")
+MAX_CHUNK_SPECTRA = 8192  # a local chunk is written once it holds this many spectra
+# One file's outcome: its catalogue columns, or the reason it has none.
+Outcome = tuple[dict[str, np.ndarray] | None, str | None]
+
+
+def expand_paths(paths: str | Path | Sequence[str | Path]) -> list[str]:
+    """Files, directories (their spectrum files, recursively, sorted) and glob patterns → files,
+    each once, in the order given. A path that does not exist stays in (it becomes an error row);
+    a pattern that matches nothing raises ValueError."""
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    out: list[str] = []
+    for p in map(str, paths):
+        if os.path.isdir(p):
+            found = [
+                os.path.join(root, name)
+                for root, dirs, names in os.walk(p)
+                for name in names
+                if name.lower().endswith(SPECTRUM_SUFFIXES) and not name.startswith(".")
+            ]
+            out += sorted(found)
+        elif not os.path.exists(p) and glob.has_magic(p):
+            hits = sorted(glob.glob(p, recursive=True))
+            if not hits:
+                raise ValueError(f"{p}: the pattern matches no file")
+            out += [h for h in hits if os.path.isfile(h)]
+        else:
+            out.append(p)
+    return list(dict.fromkeys(out))
+
+
+def _reason(e: BaseException, path: str) -> str:
+    msg = " ".join(str(e).split()) or type(e).__name__
+    if msg.startswith(path):
+        msg = msg[len(path) :].lstrip(": ")
+    if isinstance(e, OSError | MemoryError) or not isinstance(e, ValueError):
+        msg = f"{type(e).__name__}: {msg}"
+    return msg if len(msg) <= 500 else msg[:497] + "..."
+
+
+def _groups(spectra: list[Spectrum]) -> Iterator[list[Spectrum]]:
+    """Runs of consecutive spectra that can go through preprocessing in one call: the same
+    wavelength array, the same kind of errors and mask, the same normalisation."""
+
+    def key(s: Spectrum) -> tuple:
+        return (id(s.wave), s.err is None, s.ivar is None, s.mask is None, s.normalised,
+                s.resolution is None)  # fmt: skip
+
+    run: list[Spectrum] = []
+    for s in spectra:
+        if run and key(s) != key(run[0]):
+            yield run
+            run = []
+        run.append(s)
+    if run:
+        yield run
+
+
+def detect_spectra(det: Detector, spectra: list[Spectrum], file: str) -> dict[str, np.ndarray]:
+    """Catalogue columns for the spectra of one file."""
+    parts = []
+    for g in _groups(spectra):
+        s0 = g[0]
+
+        def stack(attr: str, group: list[Spectrum] = g) -> np.ndarray | None:
+            return None if getattr(group[0], attr) is None else np.stack(
+                [getattr(s, attr) for s in group]
+            )  # fmt: skip
+
+        res = None if s0.resolution is None else np.array([s.resolution for s in g])
+        d = det.detect(
+            stack("flux"), wave=s0.wave, err=stack("err"), ivar=stack("ivar"), mask=stack("mask"),
+            resolution=res, normalised=s0.normalised,
+        )  # fmt: skip
+        index = [int(s.meta.get("index", 0)) for s in g]
+        ids, ra, dec = [s.id for s in g], [s.ra for s in g], [s.dec for s in g]
+        parts.append(rows_for(d, ids, file, index, ra, dec))
+    return concat(parts)
+
+
+def process_file(
+    det: Detector, path: str, format: str | None, allow_low_resolution: bool
+) -> Outcome:
+    """Read and search one file: its columns, or the reason it failed. Only a missing
+    allow_low_resolution (a setting to change, not a bad file) raises."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", io.LowResolutionWarning)  # the run warns once
+            spectra = io.read(path, format, allow_low_resolution=allow_low_resolution)
+        return detect_spectra(det, spectra, path), None
+    except LowResolutionError:
+        raise
+    except Exception as e:  # one bad file must never stop a run
+        return None, _reason(e, path)
+
+
+class Journal:
+    """Results on disk as they come: ``run.json`` (the settings) and ``chunk-NNNNNN.npz`` files,
+    each written to a temporary file, flushed and renamed, so that a chunk is whole or absent."""
+
+    def __init__(
+        self, directory: str | Path, settings: dict[str, Any] | None = None, resume: bool = True
+    ) -> None:
+        """Open (``settings`` None: only to load) or start a journal; a run's journal is resumed
+        only with ``resume`` and the same settings."""
+        self.dir = Path(directory)
+        run = self.dir / "run.json"
+        self.next = 1 + max((int(p.stem.split("-")[1]) for p in self._chunks()), default=-1)
+        if settings is None:
+            return
+        if self.dir.exists() and not resume:
+            raise ValueError(
+                f"{self.dir}: holds the partial results of an earlier run; pass --resume "
+                "(resume=True) to finish it, or delete the directory to start again"
+            )
+        if run.exists():
+            old = json.loads(run.read_text())
+            diff = sorted(k for k in settings if old.get(k) != settings[k])
+            if diff:
+                what = ", ".join(f"{k} {old.get(k)!r} then, {settings[k]!r} now" for k in diff)
+                raise ValueError(
+                    f"{self.dir}: cannot resume a run made with other settings ({what}); "
+                    "use the same settings, or delete the directory to start again"
+                )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.dir.glob(".*.tmp"):  # a write cut short by a kill
+            stale.unlink()
+        if not run.exists():
+            self._write_bytes(run, json.dumps(settings, sort_keys=True, indent=1).encode())
+
+    def _chunks(self) -> list[Path]:
+        return sorted(self.dir.glob("chunk-*.npz"))
+
+    def _write_bytes(self, path: Path, data: bytes) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def load(self) -> dict[str, tuple[str, Outcome]]:
+        """Outcomes already on disk, by absolute path: (file as given, outcome)."""
+        out: dict[str, tuple[str, Outcome]] = {}
+        for p in self._chunks():
+            try:
+                with np.load(p, allow_pickle=False) as z:
+                    d = {k: z[k] for k in z.files}
+            except Exception as e:  # cannot happen with atomic writes; redo its files if it does
+                warnings.warn(f"{p}: unreadable ({e}); its files will be searched again",
+                              stacklevel=2)  # fmt: skip
+                continue
+            start = 0
+            cols = {k[4:]: v for k, v in d.items() if k.startswith("col_")}
+            for f, key, n, reason in zip(d["files"], d["keys"], d["nrows"], d["reasons"],
+                                         strict=True):  # fmt: skip
+                if n < 0:
+                    out[str(key)] = (str(f), (None, str(reason)))
+                else:
+                    rows = {k: v[start : start + n] for k, v in cols.items()}
+                    out[str(key)] = (str(f), (rows, None))
+                    start += int(n)
+        return out
+
+    def write(self, files: list[str], outcomes: list[Outcome]) -> None:
+        nrows = [-1 if c is None else len(c["probability"]) for c, _ in outcomes]
+        cols = concat([c for c, _ in outcomes if c is not None])
+        arrays = {
+            "files": np.array(files, dtype=str),
+            "keys": np.array([os.path.abspath(f) for f in files], dtype=str),
+            "nrows": np.array(nrows, np.int64),
+            "reasons": np.array([r or "" for _, r in outcomes], dtype=str),
+            **{f"col_{k}": v for k, v in cols.items()},
+        }
+        path = self.dir / f"chunk-{self.next:06d}.npz"
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        self.next += 1
+
+    def remove(self) -> None:
+        for p in self.dir.iterdir():
+            p.unlink()
+        self.dir.rmdir()
+
+
+def _chunks_local(
+    det: Detector, files: list[str], format: str | None, allow_low: bool, files_per_chunk: int
+) -> Iterator[tuple[list[str], list[Outcome]]]:
+    names: list[str] = []
+    outs: list[Outcome] = []
+    n_spec = 0
+    for f in files:
+        out = process_file(det, f, format, allow_low)
+        names.append(f)
+        outs.append(out)
+        n_spec += 0 if out[0] is None else len(out[0]["probability"])
+        if len(names) >= files_per_chunk or n_spec >= MAX_CHUNK_SPECTRA:
+            yield names, outs
+            names, outs, n_spec = [], [], 0
+    if names:
+        yield names, outs
+
+
+_WORKER_DETECTORS: dict[str, Detector] = {}
+
+
+def _worker_chunk(
+    config: dict[str, Any], files: list[str], format: str | None, allow_low: bool
+) -> list[Outcome]:
+    """A dask task: one Detector per worker process, built once from ``config``."""
+    from .detector import Detector
+
+    key = json.dumps(config, sort_keys=True)
+    if key not in _WORKER_DETECTORS:
+        _WORKER_DETECTORS[key] = Detector(**config)
+    det = _WORKER_DETECTORS[key]
+    return [process_file(det, f, format, allow_low) for f in files]
+
+
+def dask_client(spec: str) -> tuple[Any, Any]:
+    """A dask.distributed Client for a scheduler address, or for a new LocalCluster ("local:N");
+    returns (client, cluster or None)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise RuntimeError(
+            f"--dask {spec}: dask.distributed is not installed; pip install 'dask[distributed]', "
+            "or run without --dask"
+        ) from None
+    if spec.startswith("local:"):
+        try:
+            n = int(spec.split(":", 1)[1])
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"--dask {spec}: expected local:N with N >= 1 worker processes")
+        import logging
+
+        cluster = LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )  # fmt: skip
+        return Client(cluster), cluster
+    try:
+        return Client(spec, timeout="20s"), None
+    except OSError as e:
+        raise RuntimeError(f"--dask {spec}: cannot reach the scheduler ({e})") from None
+
+
+def _chunks_dask(
+    det: Detector, spec: str, files: list[str], format: str | None, allow_low: bool,
+    files_per_chunk: int,
+) -> Iterator[tuple[list[str], list[Outcome]]]:  # fmt: skip
+    client, cluster = dask_client(spec)  # first: it says clearly when dask is missing
+    from distributed import as_completed
+
+    config = dict(det.config)
+    config["threshold"] = det.threshold
+    if cluster is not None and not config["threads"]:
+        config["threads"] = 1  # one thread per worker process: N workers use N cores
+    try:
+        chunks = [files[i : i + files_per_chunk] for i in range(0, len(files), files_per_chunk)]
+        futures = {
+            client.submit(_worker_chunk, config, c, format, allow_low, pure=False): c
+            for c in chunks
+        }
+        for fut, outcomes in as_completed(futures, with_results=True):
+            yield futures[fut], outcomes
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def detect_files(
+    det: Detector,
+    paths: str | Path | Sequence[str | Path],
+    *,
+    format: str | None = None,
+    allow_low_resolution: bool = False,
+    journal: str | Path | None = None,
+    resume: bool = False,
+    dask: str | None = None,
+    files_per_chunk: int = 64,
+    progress: Callable[[int, int, int], None] | None = None,
+    on_error: Callable[[str, str], None] | None = None,
+    command: str = "",
+) -> Catalog:
+    """``Detector.detect_files``: see its docstring."""
+    if format is not None and format not in io.FORMATS:
+        raise ValueError(f"format: expected one of {', '.join(io.FORMATS)}, got {format!r}")
+    if files_per_chunk < 1:
+        raise ValueError(f"files_per_chunk: must be at least 1, got {files_per_chunk}")
+    files = expand_paths(paths)
+    if not files:
+        raise ValueError("no input files (the directories hold no spectrum files)")
+    sha = det.model.sha256 if det.model is not None else ""
+    settings = {
+        "method": det.method, "threshold": det.threshold, "model_sha256": sha, "format": format,
+        "mgfast_version": __version__,
+    }  # fmt: skip
+    jr = Journal(journal, settings, resume) if journal is not None else None
+    done = jr.load() if jr is not None else {}
+    keys = [os.path.abspath(f) for f in files]
+    todo = [f for f, k in zip(files, keys, strict=True) if k not in done]
+    results: dict[str, Outcome] = {k: v[1] for k, v in done.items()}
+    n_files = len(files) - len(todo)
+    n_spec = sum(len(c["probability"]) for c, _ in results.values() if c is not None)
+    if progress:
+        progress(n_files, len(files), n_spec)
+    if dask:
+        chunks = _chunks_dask(det, dask, todo, format, allow_low_resolution, files_per_chunk)
+    else:
+        chunks = _chunks_local(det, todo, format, allow_low_resolution, files_per_chunk)
+    warned = False
+    for names, outcomes in chunks:
+        if jr is not None:
+            jr.write(names, outcomes)
+        for f, out in zip(names, outcomes, strict=True):
+            results[os.path.abspath(f)] = out
+            if out[1] is not None and on_error:
+                on_error(f, out[1])
+            n_spec += 0 if out[0] is None else len(out[0]["probability"])
+            if out[0] is not None and not warned and allow_low_resolution:
+                if np.any(out[0]["flags"] & int(SpectrumFlag.LOW_RESOLUTION)):
+                    warnings.warn(
+                        "searching spectra far coarser than R = 20000 (the model was trained at "
+                        "R = 20000): expect lower completeness; rows carry LOW_RESOLUTION",
+                        io.LowResolutionWarning, stacklevel=2,
+                    )  # fmt: skip
+                    warned = True
+        n_files += len(names)
+        if progress:
+            progress(n_files, len(files), n_spec)
+    parts, errors = [], []
+    for f, k in zip(files, keys, strict=True):
+        cols, reason = results[k]
+        if cols is None:
+            errors.append(FileError(f, reason or "unknown error"))
+        else:
+            parts.append(cols)
+    meta = {
+        **settings, "command": command, "n_files": len(files),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }  # fmt: skip
+    return Catalog(concat(parts), tuple(errors), meta)
+
+
+__all__ = ["Journal", "detect_files", "expand_paths", "process_file"]

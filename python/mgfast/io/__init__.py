@@ -1,0 +1,35 @@
+"""Readers of spectrum files: 4MOST L1, ESO Phase 3 SDP, SDSS/BOSS, DESI, generic FITS tables and
+NumPy files, each returning ``Spectrum`` objects in vacuum Å (docs/io.md).
+
+    spectra = mgfast.io.read("spec.fits")                 # format detected from the headers
+    spectra = mgfast.io.read("coadd.fits", "desi", allow_low_resolution=True)
+"""
+
+from __future__ import annotations
+
+from .desi import combine_cameras
+from .formats import FORMATS, LOW_RESOLUTION_FORMATS, detect_format, read
+from .spectrum import (
+    MIN_RESOLUTION,
+    LowResolutionError,
+    LowResolutionWarning,
+    ReadError,
+    Spectrum,
+    air_to_vacuum,
+    vacuum_to_air,
+)
+
+__all__ = [
+    "FORMATS",
+    "LOW_RESOLUTION_FORMATS",
+    "MIN_RESOLUTION",
+    "LowResolutionError",
+    "LowResolutionWarning",
+    "ReadError",
+    "Spectrum",
+    "air_to_vacuum",
+    "combine_cameras",
+    "detect_format",
+    "read",
+    "vacuum_to_air",
+]

@@ -1,0 +1,83 @@
+"""Which reader a file needs: the format is detected from the file's headers (or its extension for
+NumPy files) and can be given explicitly; ``read`` dispatches to the reader."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .desi import is_desi, read_desi
+from .eso_sdp import read_eso_sdp
+from .fitsutil import open_fits
+from .fourmost import read_4most
+from .generic import read_fits_table, read_numpy
+from .sdss import read_sdss
+from .spectrum import ReadError, Spectrum
+
+FITS_READERS: dict[str, Callable[[Any, str, bool], list[Spectrum]]] = {
+    "4most": read_4most,
+    "eso-sdp": read_eso_sdp,
+    "sdss": read_sdss,
+    "desi": read_desi,
+    "fits-table": read_fits_table,
+}
+FORMATS: tuple[str, ...] = (*FITS_READERS, "numpy")
+LOW_RESOLUTION_FORMATS: tuple[str, ...] = ("sdss", "desi")
+NUMPY_SUFFIXES = (".npz", ".npy")
+
+
+def _fits_format(f: Any) -> str:
+    if is_desi(f):
+        return "desi"
+    if "COADD" in f and "LOGLAM" in {c.upper() for c in f["COADD"].get_colnames()}:
+        return "sdss"
+    hdr0 = f[0].read_header()
+    table = next((h for h in list(f)[1:] if h.get_exttype() == "BINARY_TBL"), None)
+    names = {c.upper() for c in table.get_colnames()} if table is not None else set()
+    if "4MOST" in str(hdr0.get("INSTRUME", "")).upper() or {"WAVE", "FLUX", "ERR_FLUX"} <= names:
+        return "4most"
+    sdp = str(hdr0.get("PRODCATG", "")).upper().startswith("SCIENCE.SPECTRUM")
+    if sdp or {"WAVE", "FLUX", "ERR"} <= names:
+        return "eso-sdp"
+    return "fits-table"
+
+
+def detect_format(path: str | Path) -> str:
+    """The format of a file: one of FORMATS. Raises ReadError if it is not a spectrum file."""
+    p = str(path)
+    if p.lower().endswith(NUMPY_SUFFIXES):
+        return "numpy"
+    with open_fits(p) as f:
+        return _fits_format(f)
+
+
+def read(
+    path: str | Path, format: str | None = None, *, allow_low_resolution: bool = False
+) -> list[Spectrum]:
+    """Read every spectrum in a file.
+
+    Parameters
+    ----------
+    path : a FITS file (4MOST L1, ESO SDP, SDSS/BOSS spec, DESI coadd, generic table) or a NumPy
+        .npz/.npy file
+    format : one of FORMATS; default: detected from the file
+    allow_low_resolution : read spectra far coarser than R = 20000 (SDSS, DESI) with a warning
+        instead of raising LowResolutionError
+    """
+    p = str(path)
+    if format is not None and format not in FORMATS:
+        raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {format!r}")
+    if not Path(p).is_file():
+        raise ReadError(f"{p}: no such file")
+    if format == "numpy" or (format is None and p.lower().endswith(NUMPY_SUFFIXES)):
+        return read_numpy(p, allow_low_resolution)
+    with open_fits(p) as f:
+        fmt = format or _fits_format(f)
+        spectra = FITS_READERS[fmt](f, p, allow_low_resolution)
+    if not spectra:
+        raise ReadError(f"{p}: no spectra in the file")
+    return spectra
+
+
+__all__ = ["FORMATS", "LOW_RESOLUTION_FORMATS", "detect_format", "read"]

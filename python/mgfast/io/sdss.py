@@ -1,0 +1,77 @@
+"""SDSS and BOSS spec-PLATE-MJD-FIBER.fits files (DR8 and later).
+
+Layout: primary HDU header with PLUG_RA, PLUG_DEC (deg), PLATEID, MJD, FIBERID; HDU 1 'COADD', a
+BINTABLE with one row per pixel: loglam (log10 of the vacuum wavelength in Å), flux
+(1e-17 erg/s/cm²/Å), ivar, and_mask (non-zero = bad). R ≈ 2000 (1500-2500 across the range):
+read only with allow_low_resolution=True.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .fitsutil import check_inside_file, columns, hdu_by_name, require
+from .spectrum import (
+    ReadError,
+    Spectrum,
+    as_vacuum_angstrom,
+    check_pixels,
+    check_resolution,
+    header_float,
+    header_str,
+    real_1d,
+    stem,
+)
+
+RESOLUTION = 2000.0
+
+
+def read_sdss(f: Any, path: str, allow_low_resolution: bool = False) -> list[Spectrum]:
+    """Read the coadded spectrum of an SDSS/BOSS spec file."""
+    hdu = hdu_by_name(f, "COADD", path)
+    where = f"{path}[COADD]"
+    check_resolution(RESOLUTION, "SDSS/BOSS", allow_low_resolution, where)
+    check_inside_file(hdu, path)
+    cols = columns(hdu)
+    names = {k: require(cols, where, k).name for k in ("LOGLAM", "FLUX", "IVAR", "AND_MASK")}
+    n = hdu.get_nrows()
+    check_pixels(n, where)
+    if n < 2:
+        raise ReadError(f"{where}: {n} pixels; expected a spectrum")
+    t = hdu.read(columns=list(names.values()))
+    loglam = real_1d(t[names["LOGLAM"]], n, "loglam", where, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        wave = as_vacuum_angstrom(10.0**loglam, "Angstrom", False, where)
+    m = np.asarray(t[names["AND_MASK"]])
+    if m.dtype.kind not in "iub":
+        raise ReadError(f"{where}: and_mask holds {m.dtype}, expected integers")
+    hdr0 = f[0].read_header()
+    plate = header_float(hdr0, "PLATEID", "PLATE")
+    mjd, fiber = header_float(hdr0, "MJD"), header_float(hdr0, "FIBERID")
+    if all(np.isfinite([plate, mjd, fiber])):
+        sid = f"{int(plate):04d}-{int(mjd):05d}-{int(fiber):04d}"
+    else:
+        sid = header_str(hdr0, "OBJECT") or stem(path)
+    meta = {
+        "ra": header_float(hdr0, "PLUG_RA", "RA"),
+        "dec": header_float(hdr0, "PLUG_DEC", "DEC"),
+        "format": "sdss",
+        "hdu": hdu.get_extnum(),
+        "index": 0,
+    }
+    return [
+        Spectrum(
+            wave=wave,
+            flux=real_1d(t[names["FLUX"]], n, "flux", where),
+            ivar=real_1d(t[names["IVAR"]], n, "ivar", where),
+            mask=np.ascontiguousarray(m != 0, dtype=np.uint32),
+            id=sid,
+            resolution=RESOLUTION,
+            meta=meta,
+        )
+    ]
+
+
+__all__ = ["RESOLUTION", "read_sdss"]

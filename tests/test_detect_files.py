@@ -1,0 +1,403 @@
+"""Detection over files (Detector.detect_files, `mgfast detect`): one row per spectrum and one error
+per bad file, never a crash; exit codes; resume after SIGKILL; dask gives the same catalogue."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fitsio")
+pytest.importorskip("astropy")
+
+import fitsio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import mgfast
+import mgfast.detect_files as detect_files_module
+from mgfast.catalog import errors_sibling, read_catalog
+from mgfast.cli import PARTIAL, main
+from mgfast.detect_files import Journal, expand_paths, process_file
+from mgfast.detector import Detector
+
+from spectrum_files import LAMBDA2796, quasar, write_4most
+
+
+def write_fast(path: Path, wave, flux, err, name: str) -> None:
+    """A 4MOST L1 file (docs/io.md layout) written with fitsio: fast enough for a thousand."""
+    data = np.zeros(1, dtype=[("WAVE", "f8", wave.size), ("FLUX", "f4", wave.size),
+                              ("ERR_FLUX", "f4", wave.size)])  # fmt: skip
+    data["WAVE"], data["FLUX"], data["ERR_FLUX"] = wave, flux, err
+    hdr = [{"name": "INSTRUME", "value": "4MOST"}, {"name": "OBJECT", "value": name},
+           {"name": "RA", "value": 1.5}, {"name": "DEC", "value": -3.0}]  # fmt: skip
+    with fitsio.FITS(str(path), "rw", clobber=True) as f:
+        f.write(None, header=hdr)
+        f.write(data, units=["Angstrom", "", ""], extname="SPECTRUM")
+
+
+CORRUPTIONS = ("truncated", "junk", "empty", "no-err-column", "string-wave", "nan-wave",
+               "decreasing-wave", "wrong-unit", "image-only", "fake-npz")  # fmt: skip
+
+
+def corrupt(path: Path, how: str, good: bytes) -> Path:
+    if how == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif how == "junk":
+        path.write_bytes(bytes(range(256)) * 40)
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "image-only":
+        fitsio.write(str(path), np.zeros((4, 4), np.float32), clobber=True)
+    elif how == "fake-npz":
+        path = path.with_suffix(".npz")
+        path.write_bytes(b"PK\x03\x04 this is no zip")
+    else:
+        w = mgfast.grid.wavelength().copy()
+        one = np.ones(w.size, np.float32)
+        if how == "no-err-column":
+            data = np.zeros(1, dtype=[("WAVE", "f8", w.size), ("FLUX", "f4", w.size)])
+            data["WAVE"], data["FLUX"] = w, one
+            with fitsio.FITS(str(path), "rw", clobber=True) as f:
+                f.write(None, header=[{"name": "INSTRUME", "value": "4MOST"}])
+                f.write(data)
+            return path
+        if how == "string-wave":
+            data = np.zeros(1, dtype=[("WAVE", "S8"), ("FLUX", "f4", w.size),
+                                      ("ERR_FLUX", "f4", w.size)])  # fmt: skip
+            with fitsio.FITS(str(path), "rw", clobber=True) as f:
+                f.write(None, header=[{"name": "INSTRUME", "value": "4MOST"}])
+                f.write(data)
+            return path
+        if how == "nan-wave":
+            w[:] = np.nan
+        elif how == "decreasing-wave":
+            w = w[::-1].copy()
+        elif how == "wrong-unit":
+            w = w / 1e4  # µm values labelled Å: miss the arms
+        write_fast(path, w, one, 0.1 * one, "bad")
+    return path
+
+
+def make_run(tmp: Path, n_good: int, corruptions=CORRUPTIONS, seed: int = 0):
+    """n_good 4MOST files on the grid (a third with an absorber) and one file per corruption,
+    interleaved; returns (directory, the bad files)."""
+    d = tmp / "spectra"
+    d.mkdir()
+    w = mgfast.grid.wavelength()
+    sim = mgfast.simulate(n_good, seed=seed, snr=15, with_absorber_fraction=0.33)
+    cont = 1.0 + 0.3 * (w / 5000.0) ** -1.5  # not normalised: the continuum gets fitted
+    bad = []
+    step = max(1, n_good // max(1, len(corruptions)))
+    ci = 0
+    good_bytes = b""
+    for i in range(n_good):
+        p = d / f"q{i:05d}.fits"
+        write_fast(p, w, sim.flux[i] * cont, sim.err[i] * cont, f"qso{i:05d}")
+        if i == 0:
+            good_bytes = p.read_bytes()
+        if i % step == step - 1 and ci < len(corruptions):
+            bad.append(corrupt(d / f"q{i:05d}x.fits", corruptions[ci], good_bytes))
+            ci += 1
+    return d, bad, sim
+
+
+def same_catalogue(a, b) -> None:
+    assert list(a.columns) == list(b.columns)
+    for k in a.columns:
+        np.testing.assert_array_equal(a.columns[k], b.columns[k], err_msg=k)
+    assert [(e.file, e.reason) for e in a.errors] == [(e.file, e.reason) for e in b.errors]
+
+
+def test_thousand_files_ten_corrupt_give_990_rows_10_errors_exit_3(tmp_path, capsys):
+    d, bad, sim = make_run(tmp_path, 990)
+    out = tmp_path / "cat.fits"
+    t0 = time.perf_counter()
+    rc = main(["detect", str(d), "-o", str(out), "--method", "matched-filter", "--threads", "2"])
+    took = time.perf_counter() - t0
+    err = capsys.readouterr().err
+    assert rc == PARTIAL == 3
+    cat = read_catalog(out)
+    assert len(cat) == 990 and len(cat.errors) == 10
+    assert sorted(e.file for e in cat.errors) == sorted(map(str, bad))
+    # one line per bad file on stderr, naming it; never a traceback
+    bad_lines = [line for line in err.splitlines() if line.startswith("mgfast detect: /")]
+    assert len(bad_lines) == 10 and "Traceback" not in err
+    assert all(any(str(b) in line for line in bad_lines) for b in bad)
+    assert "spectra/s" in err
+    # rows in input order, each spectrum once, and the filter's answers
+    np.testing.assert_array_equal(cat.columns["id"], [f"qso{i:05d}" for i in range(990)])
+    has = sim.truth.has_absorber
+    found = cat.detected
+    assert found[has].mean() > 0.9 and found[~has].mean() < 0.05
+    hit = found & has
+    assert np.median(np.abs(cat.wavelength[hit] - sim.truth.lambda2796[hit])) < 1.0
+    assert not (tmp_path / "cat.fits.parts").exists()
+    print(f"1000 files: {took:.1f} s")
+
+
+@pytest.fixture(scope="module")
+def mf():
+    return Detector(method="matched-filter", threads=1)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> bytes:
+    q = quasar()
+    keep = (q.wave > 5300) & (q.wave < 5700)  # the green arm only: a small file
+    p = tmp_path_factory.mktemp("tpl") / "t.fits"
+    write_4most(p, q.wave[keep], q.flux[0][keep], q.err[0][keep])
+    return p.read_bytes()
+
+
+def check_outcome(path: Path, outcome) -> None:
+    cols, reason = outcome
+    assert (cols is None) != (reason is None)
+    if reason is not None:
+        assert reason and "\n" not in reason
+    else:
+        assert len(cols["probability"]) >= 1
+
+
+FUZZ = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzzed_bytes_never_crash(tmp_path_factory, template, mf, data):
+    buf = bytearray(template)
+    kind = data.draw(st.sampled_from(["truncate", "overwrite", "both"]))
+    if kind in ("truncate", "both"):
+        buf = buf[: data.draw(st.integers(0, len(buf)))]
+    if kind in ("overwrite", "both") and buf:
+        for _ in range(data.draw(st.integers(1, 8))):
+            at = data.draw(st.integers(0, len(buf) - 1))
+            chunk = data.draw(st.binary(min_size=1, max_size=16))
+            buf[at : at + len(chunk)] = chunk
+    p = tmp_path_factory.mktemp("fz") / "f.fits"
+    p.write_bytes(bytes(buf))
+    check_outcome(p, process_file(mf, str(p), None, False))
+
+
+COLUMN_KINDS = st.sampled_from(["f8", "f4", "i2", "S4", "missing", "nan", "short"])
+
+
+@FUZZ
+@given(
+    wave=COLUMN_KINDS,
+    flux=COLUMN_KINDS,
+    err=COLUMN_KINDS,
+    fmt=st.sampled_from([None, "4most", "eso-sdp", "fits-table"]),
+)
+def test_fuzzed_tables_never_crash(tmp_path_factory, mf, wave, flux, err, fmt):
+    w = np.linspace(5200.0, 5600.0, 400)
+    values = {"WAVE": w, "FLUX": np.ones(400), "ERR_FLUX": np.full(400, 0.1)}
+    dtype, cols = [], {}
+    for name, kind in (("WAVE", wave), ("FLUX", flux), ("ERR_FLUX", err)):
+        if kind == "missing":
+            continue
+        v = values[name]
+        if kind == "nan":
+            v = np.full(400, np.nan)
+        elif kind == "short":
+            v = v[:7]
+        elif kind == "S4":
+            v = np.array([b"abcd"])
+        dt = kind if kind in ("f8", "f4", "i2", "S4") else "f8"
+        dtype.append((name, dt, v.size) if dt != "S4" else (name, dt))
+        cols[name] = v.astype(dt) if dt != "S4" else v[0]
+    p = tmp_path_factory.mktemp("ft") / "t.fits"
+    with fitsio.FITS(str(p), "rw", clobber=True) as f:
+        f.write(None, header=[{"name": "INSTRUME", "value": "4MOST"}])
+        if dtype:
+            data = np.zeros(1, dtype=dtype)
+            for k, v in cols.items():
+                data[k] = v
+            f.write(data)
+    check_outcome(p, process_file(mf, str(p), fmt, False))
+
+
+def test_all_nan_flux_is_a_flagged_row_nan_wavelengths_an_error(tmp_path, mf):
+    w = mgfast.grid.wavelength()
+    nan = np.full(w.size, np.nan, np.float32)
+    write_fast(tmp_path / "a.fits", w, nan, nan, "allnan")
+    bad = corrupt(tmp_path / "b.fits", "nan-wave", b"")
+    cat = mf.detect_files([tmp_path / "a.fits", bad])
+    assert len(cat) == 1 and cat.columns["flags"][0] & mgfast.SpectrumFlag.ALL_MASKED
+    assert cat.probability[0] == 0 and not cat.detected[0]
+    assert [e.file for e in cat.errors] == [str(bad)] and "NaN" in cat.errors[0].reason
+
+
+def test_paths_directories_and_globs(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "sub").mkdir()
+    for p in ("a/x.fits", "a/sub/y.fits.gz", "a/notes.txt", "a/.hidden.fits", "b.npz"):
+        (tmp_path / p).write_bytes(b"")
+    files = expand_paths([tmp_path / "a", str(tmp_path / "*.npz"), tmp_path / "a" / "x.fits"])
+    assert files == [str(tmp_path / "a/sub/y.fits.gz"), str(tmp_path / "a/x.fits"),
+                     str(tmp_path / "b.npz")]  # fmt: skip
+    assert expand_paths([tmp_path / "missing.fits"]) == [str(tmp_path / "missing.fits")]
+    with pytest.raises(ValueError, match="matches no file"):
+        expand_paths([str(tmp_path / "*.nothing")])
+
+
+def test_csv_and_parquet_catalogues_with_their_error_tables(tmp_path, capsys):
+    d, bad, _ = make_run(tmp_path, 6, corruptions=("junk", "empty"))
+    out = tmp_path / "cat.csv"
+    assert main(["detect", str(d), "-o", str(out), "--method", "matched-filter"]) == PARTIAL
+    rows = np.genfromtxt(out, delimiter=",", names=True, dtype=None, encoding="utf-8",
+                         skip_header=1)  # fmt: skip
+    fits_out = tmp_path / "cat.fits"
+    assert main(["detect", str(d), "-o", str(fits_out), "--method", "matched-filter"]) == PARTIAL
+    ref = read_catalog(fits_out)
+    np.testing.assert_array_equal(rows["id"], ref.columns["id"])
+    np.testing.assert_allclose(rows["lambda2796"], ref.wavelength, rtol=1e-12)
+    errs = errors_sibling(out).read_text().splitlines()
+    assert errs[1] == "file,reason" and len(errs) == 2 + len(bad)
+    pq = pytest.importorskip("pyarrow.parquet")
+    pout = tmp_path / "cat.parquet"
+    assert main(["detect", str(d), "-o", str(pout), "--method", "matched-filter"]) == PARTIAL
+    t = pq.read_table(pout)
+    np.testing.assert_array_equal(t.column("probability").to_numpy(), ref.probability)
+    assert pq.read_table(errors_sibling(pout)).num_rows == len(bad)
+    assert b"matched-filter" in t.schema.metadata[b"mgfast"]
+
+
+def test_fits_header_records_the_run(tmp_path, capsys):
+    d, _, _ = make_run(tmp_path, 3, corruptions=())
+    out = tmp_path / "c.fits"
+    assert main(["detect", str(d), "-o", str(out), "--threshold", "0.5"]) == 0
+    hdr = fitsio.read_header(str(out), "CATALOG")
+    det = Detector()
+    assert hdr["MGFAST"] == mgfast.__version__ and hdr["MODELSHA"] == det.model.sha256
+    assert hdr["THRESH"] == 0.5 and hdr["METHOD"] == "network" and hdr["NSPEC"] == 3
+    assert hdr["CMDLINE"].startswith("mgfast detect ") and "--threshold 0.5" in hdr["CMDLINE"]
+    assert hdr["DATE"].startswith("20")
+    assert fitsio.read_header(str(out), "ERRORS")["NAXIS2"] == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-o", "c.txt"], "must be .fits, .csv or .parquet"),
+        (["-o", "nodir/c.fits"], "does not exist"),
+        (["-o", "c.fits", "--device", "cuda"], "GPU inference engine"),
+        (["-o", "c.fits", "--device", "tpu"], "--device"),
+        (["-o", "c.fits", "--files-per-chunk", "0"], "--files-per-chunk"),
+        (["-o", "c.fits", "--dask", "local:0"], "local:N"),
+    ],
+)
+def test_usage_errors_exit_2(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    d, _, _ = make_run(tmp_path, 1, corruptions=())
+    if "--dask" in argv:
+        pytest.importorskip("distributed")
+    assert main(["detect", str(d), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_low_resolution_needs_the_flag(tmp_path, capsys):
+    from spectrum_files import write_sdss
+
+    w = 10 ** (3.55 + 1e-4 * np.arange(3800))
+    p = write_sdss(tmp_path / "spec.fits", w, np.ones(w.size), np.full(w.size, 25.0),
+                   np.zeros(w.size, np.int32))  # fmt: skip
+    out = tmp_path / "c.fits"
+    assert main(["detect", str(p), "-o", str(out), "--method", "matched-filter"]) == 2
+    assert "--allow-low-resolution" in capsys.readouterr().err
+    argv = ["detect", str(p), "-o", str(out), "--method", "matched-filter", "--resume",
+            "--allow-low-resolution"]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "R = 20000" in err
+    cat = read_catalog(out)
+    assert cat.columns["flags"][0] & mgfast.SpectrumFlag.LOW_RESOLUTION
+
+
+def test_existing_output_and_leftover_journal_are_refused(tmp_path, capsys):
+    d, _, _ = make_run(tmp_path, 2, corruptions=())
+    out = tmp_path / "c.fits"
+    out.write_text("keep")
+    assert main(["detect", str(d), "-o", str(out)]) == 2 and out.read_text() == "keep"
+    (tmp_path / "c.fits.parts").mkdir()
+    assert main(["detect", str(d), "-o", str(out), "--overwrite"]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_sigkill_then_resume_gives_the_clean_catalogue(tmp_path, capsys):
+    d, _, _ = make_run(tmp_path, 300, corruptions=("junk", "truncated", "empty"))
+    clean = tmp_path / "clean.fits"
+    args = ["--method", "matched-filter", "--threads", "1", "--files-per-chunk", "1"]
+    assert main(["detect", str(d), "-o", str(clean), *args]) == PARTIAL
+    out = tmp_path / "killed.fits"
+    parts = tmp_path / "killed.fits.parts"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+        str(Path(mgfast.__file__).parents[1]), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mgfast.cli", "detect", str(d), "-o", str(out), *args],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list(parts.glob("chunk-*.npz"))) >= 20:
+                break
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    n_chunks = len(list(parts.glob("chunk-*.npz")))
+    assert 20 <= n_chunks < 303 and not out.exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an unreadable chunk would warn
+        done = Journal(parts).load()
+    assert len(done) == n_chunks  # one file per chunk: every chunk written is whole
+    assert main(["detect", str(d), "-o", str(out), *args, "--resume"]) == PARTIAL
+    a, b = read_catalog(clean), read_catalog(out)
+    same_catalogue(a, b)
+    assert len(set(b.columns["id"])) == len(b) == 300 and not parts.exists()
+
+
+def test_dask_local_cluster_gives_the_local_catalogue(tmp_path, capsys):
+    pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    d, _, _ = make_run(tmp_path, 10, corruptions=("junk", "no-err-column"))
+    local, dist = tmp_path / "local.fits", tmp_path / "dask.fits"
+    args = ["--files-per-chunk", "3"]
+    assert main(["detect", str(d), "-o", str(local), *args]) == PARTIAL
+    assert main(["detect", str(d), "-o", str(dist), *args, "--dask", "local:2"]) == PARTIAL
+    assert not detect_files_module._WORKER_DETECTORS  # the work ran in the worker processes
+    same_catalogue(read_catalog(local), read_catalog(dist))
+
+
+def test_detect_files_python_api_matches_detect_on_arrays(tmp_path, mf):
+    q = quasar(3)
+    paths = []
+    for i in range(3):
+        paths.append(write_4most(tmp_path / f"s{i}.fits", q.wave, q.flux[i], q.err[i],
+                                 header={"OBJECT": f"s{i}"}))  # fmt: skip
+    cat = mf.detect_files(paths)
+    ref = mf.detect(q.flux, wave=q.wave, err=q.err, normalised=False)
+    np.testing.assert_array_equal(cat.probability, ref.probability)
+    np.testing.assert_array_equal(cat.wavelength, ref.wavelength)
+    assert np.all(np.abs(cat.wavelength - LAMBDA2796) < 1.0)
+    assert list(cat.columns["id"]) == ["s0", "s1", "s2"] and not cat.partial
+
+
+def test_dask_missing_is_a_clear_usage_error(tmp_path, monkeypatch, capsys):
+    d, _, _ = make_run(tmp_path, 1, corruptions=())
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    argv = ["detect", str(d), "-o", str(tmp_path / "c.fits"), "--dask", "local:2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "dask.distributed is not installed" in err and "pip install" in err and "\n" not in err
