@@ -22,6 +22,7 @@ N_CELLS = -(-grid.N_PIX // 4)  # 1579 cells of 4 pixels for the FCN's heatmap
 class DataConfig:
     seed: int = 2026
     absorber_fraction: float = 0.8  # the paper's training set: 80 % with an absorber
+    max_absorbers: int = 1  # up to 4: 1-4 absorbers in a sightline that has any
     realistic_fraction: float = 0.5  # share of batches drawn with Realism.survey()
     snr: tuple[float, ...] = (3, 5, 10, 20, 30, 40, 50)  # the paper's SNR values
 
@@ -42,6 +43,28 @@ def fcn_targets(sim: Simulation) -> tuple[np.ndarray, np.ndarray]:
     offset = np.where(has, np.nan_to_num(pix) - 4.0 * cell, 0.0).astype(np.float32)
     cls = np.minimum(cell, N_CELLS)
     return cls, np.stack([np.where(has, cell, -1).astype(np.float32), offset], axis=1)
+
+
+def multi_targets(sim: Simulation) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell: 1 where an absorber's λ2796 lies (N, cells); and (N, cells, 4) = [there is
+    one, its offset in pixels from the cell start, ln EW2796, ln EW2803] (zeros elsewhere)."""
+    t = sim.truth
+    n = t.abs_z.shape[0]
+    cells = np.zeros((n, N_CELLS), np.float32)
+    reg = np.zeros((n, N_CELLS, 4), np.float32)
+    lam = t.abs_lambda2796
+    ok = np.isfinite(lam)
+    pix = grid.pixel_of(np.where(ok, lam, 0.0))
+    ok &= np.isfinite(pix)
+    rows, cols = np.nonzero(ok)
+    px = pix[rows, cols]
+    cell = np.minimum(np.floor(px / 4.0).astype(np.int64), N_CELLS - 1)
+    cells[rows, cell] = 1.0
+    reg[rows, cell, 0] = 1.0
+    reg[rows, cell, 1] = px - 4.0 * cell
+    reg[rows, cell, 2] = np.log(np.maximum(t.abs_ew2796[rows, cols], 1e-3))
+    reg[rows, cell, 3] = np.log(np.maximum(t.abs_ew2803[rows, cols], 1e-3))
+    return cells, reg
 
 
 def paper_targets(sim: Simulation) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +92,7 @@ def batches(
     If the device fails (a CUDA error), the producers say so once and go on on the CPU: the
     spectra are the same numbers either way (tests/test_simulate.py checks CPU against CUDA).
     """
-    targets = fcn_targets if arch == "mgfast_fcn" else paper_targets
+    targets = {"mgfast_fcn": fcn_targets, "mgfast_multi": multi_targets}.get(arch, paper_targets)
     queues: list[queue.Queue] = [queue.Queue(maxsize=prefetch) for _ in range(producers)]
     where = {"device": device}
 
@@ -79,6 +102,7 @@ def batches(
             start=steps.start * batch_size,
             snr=cfg.snr,
             with_absorber_fraction=cfg.absorber_fraction,
+            max_absorbers=cfg.max_absorbers,
             realism=Realism.survey() if realistic else None,
             threads=threads,
         )
@@ -153,14 +177,17 @@ def fixed_set(
     realistic: bool = False,
     absorber_fraction: float = 0.5,
     snr: tuple[float, ...] = (3, 5, 10, 20, 30, 40, 50),
+    max_absorbers: int = 1,
 ) -> Simulation:
-    """A fixed evaluation set: n_per_snr spectra at each SNR, 50/50 with/without absorber."""
+    """A fixed evaluation set: n_per_snr spectra at each SNR, 50/50 with/without absorber
+    (``max_absorbers`` > 1: 1 to that many in those with any)."""
     sims = [
         mgfast.simulate(
             n_per_snr,
             seed=seed + 1000 * i,
             snr=s,
             with_absorber_fraction=absorber_fraction,
+            max_absorbers=max_absorbers,
             realism=Realism.survey() if realistic else None,
         )
         for i, s in enumerate(snr)

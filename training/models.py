@@ -59,7 +59,38 @@ def mgfast_fcn(n_pix: int = N_PIX, width: int = 32) -> keras.Model:
     return keras.Model(inp, [cells, offset, none], name="mgfast_fcn")
 
 
-ARCHITECTURES = {"bycycle2023": bycycle2023, "mgfast_fcn": mgfast_fcn}
+# mgfast_multi's per-cell channels after the logit (the order of the head's outputs)
+MULTI_CHANNELS = (
+    "offset",
+    "log_b_offset",
+    "log_ew2796",
+    "log_sigma2796",
+    "log_ew2803",
+    "log_sigma2803",
+)
+
+
+def mgfast_multi(n_pix: int = N_PIX, width: int = 32) -> keras.Model:
+    """Every absorber in a sightline: mgfast_fcn's trunk, one more 'same' convolution for the
+    head, and per 4-pixel cell a logit (an absorber's λ2796 lies in this cell; sigmoid, not
+    softmax: any number of cells may fire) and six maps (mgfast.absorbers.CHANNELS): the sub-cell
+    offset and the ln scale of its Laplace error, ln EW2796 and ln EW2803 (rest, Å) each with a
+    ln σ. Outputs: logits (N, cells), maps (N, cells, 6)."""
+    inp = keras.Input((n_pix,), name="flux")
+    x = layers.Reshape((n_pix, 1))(inp)
+    x = layers.Rescaling(-1.0, offset=1.0)(x)
+    x = layers.Conv1D(16, 7, padding="same", activation="relu")(x)
+    x = layers.Conv1D(32, 5, strides=2, padding="same", activation="relu")(x)
+    x = layers.Conv1D(32, 5, strides=2, padding="same", activation="relu")(x)
+    for d in (1, 2, 4, 8, 16):
+        x = layers.Conv1D(width, 3, dilation_rate=d, padding="same", activation="relu")(x)
+    x = layers.Conv1D(width, 3, padding="same", activation="relu", name="head_conv")(x)
+    logits = layers.Flatten(name="logits")(layers.Conv1D(1, 1, name="cell_logit")(x))
+    maps = layers.Conv1D(len(MULTI_CHANNELS), 1, name="cell_maps")(x)
+    return keras.Model(inp, [logits, maps], name="mgfast_multi")
+
+
+ARCHITECTURES = {"bycycle2023": bycycle2023, "mgfast_fcn": mgfast_fcn, "mgfast_multi": mgfast_multi}
 
 
 def flops_per_spectrum(model: keras.Model) -> float:

@@ -1,0 +1,214 @@
+"""Every MgII absorber in a sightline: decoding the multi-absorber network's per-cell maps into
+a list of absorbers, each with λ2796, z, rest EW2796 and EW2803 with their uncertainties and a
+calibrated probability.
+
+The network (training/models.py, ``mgfast_multi``) gives per 4-pixel cell of the grid a logit
+(an absorber's λ2796 lies in this cell) and five maps: the sub-cell offset (pixels) and the
+ln scale of its Laplace error, ln EW2796 and its ln σ, ln EW2803 and its ln σ. Decoding:
+
+1. cell probabilities p = sigmoid(logit);
+2. candidates: cells that hold the largest p within ±``window`` cells (non-maximum suppression;
+   the doublet's two lines are 13 cells apart, so a window of 3 keeps close systems apart);
+3. score = min(1, p[c−1] + p[c] + p[c+1]) (an absorber near a cell boundary splits its
+   probability between two cells), mapped through the model's calibration curve (isotonic, fitted
+   on a fresh validation set at export) to the probability that the candidate is a real absorber;
+4. λ2796 at pixel 4c + offset, σ(λ) from the Laplace scale (σ = √2 b pixels), z and σ(z) from
+   λ2796; EW = exp(ln EW) with σ(EW) = EW · σ(ln EW).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from . import grid
+from .atomic import MGII_2796
+
+CELL = 4  # pixels per cell of the multi-absorber network's maps
+CHANNELS = ("offset", "log_b_offset", "log_ew2796", "log_sigma2796", "log_ew2803", "log_sigma2803")
+DEFAULT_WINDOW = 3
+MIN_SCORE = 0.02  # candidates below this raw score are dropped before calibration
+
+
+@dataclass(frozen=True)
+class Absorbers:
+    """One row per absorber found: ``spectrum`` is the row of the input it belongs to."""
+
+    spectrum: np.ndarray  # int64
+    probability: np.ndarray  # float32, calibrated
+    score: np.ndarray  # float32, the raw network score (before calibration)
+    lambda2796: np.ndarray  # float64, observed Å
+    lambda2796_err: np.ndarray  # float64, Å
+    z: np.ndarray  # float64
+    z_err: np.ndarray  # float64
+    ew2796: np.ndarray  # float32, rest Å
+    ew2796_err: np.ndarray  # float32
+    ew2803: np.ndarray  # float32, rest Å
+    ew2803_err: np.ndarray  # float32
+
+    def __len__(self) -> int:
+        return int(self.spectrum.size)
+
+    def select(self, keep: npt.ArrayLike) -> Absorbers:
+        keep = np.asarray(keep)
+        return Absorbers(**{k: v[keep] for k, v in self.__dict__.items()})
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return dict(self.__dict__)
+
+    def per_spectrum(self, n_spectra: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """(number of absorbers with probability >= threshold, highest probability) per input
+        spectrum, for the per-spectrum summary."""
+        sel = self.probability >= threshold
+        count = np.bincount(self.spectrum[sel], minlength=n_spectra)
+        best = np.zeros(n_spectra, np.float32)
+        np.maximum.at(best, self.spectrum, self.probability)
+        return count, best
+
+
+def calibrate(score: np.ndarray, curve: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """Raw scores to probabilities through a monotone piecewise-linear curve (x, y)."""
+    if curve is None:
+        return np.asarray(score, np.float32)
+    x, y = curve
+    return np.interp(score, x, y).astype(np.float32)
+
+
+def decode_absorbers(
+    logits: npt.ArrayLike,
+    maps: npt.ArrayLike,
+    *,
+    window: int = DEFAULT_WINDOW,
+    min_score: float = MIN_SCORE,
+    calibration: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Absorbers:
+    """The network's raw outputs, logits (N, cells) and maps (N, cells, 6), to absorbers."""
+    logits = np.asarray(logits, np.float64)
+    maps = np.asarray(maps, np.float64)
+    if logits.ndim != 2 or maps.shape != (*logits.shape, len(CHANNELS)):
+        raise ValueError(
+            f"expected logits (N, cells) and maps (N, cells, {len(CHANNELS)}), got "
+            f"{logits.shape} and {maps.shape}"
+        )
+    c = logits.shape[1]
+    p = 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))
+    pad = np.pad(p, ((0, 0), (window, window)), constant_values=0.0)
+    local_max = np.max(np.stack([pad[:, k : k + c] for k in range(2 * window + 1)], axis=0), axis=0)
+    left = np.pad(p, ((0, 0), (1, 0)))[:, :c]
+    right = np.pad(p, ((0, 0), (0, 1)))[:, 1:]
+    score = np.minimum(1.0, left + p + right)
+    # A plateau (equal neighbours) keeps only its first cell.
+    first = np.ones_like(p, dtype=bool)
+    first[:, 1:] = p[:, 1:] != p[:, :-1]
+    cand = (p >= local_max) & first & (score >= min_score)
+    rows, cells = np.nonzero(cand)
+    m = maps[rows, cells]
+    off = np.clip(m[:, 0], 0.0, CELL - 1e-3)
+    pix = np.clip(CELL * cells + off, 0.0, grid.N_PIX - 1.0)
+    lam = grid.wavelength_of(pix)
+    # σ(λ): Laplace scale b (pixels) -> σ = √2 b, times the pixel width in Å at that λ.
+    b_pix = np.exp(np.clip(m[:, 1], -6.0, 4.0))
+    lam_err = np.sqrt(2.0) * b_pix * lam * grid.DLNLAMBDA
+    ew1, ew2 = np.exp(np.clip(m[:, 2], -8.0, 3.0)), np.exp(np.clip(m[:, 4], -8.0, 3.0))
+    s1, s2 = np.exp(np.clip(m[:, 3], -6.0, 2.0)), np.exp(np.clip(m[:, 5], -6.0, 2.0))
+    raw = score[rows, cells]
+    return Absorbers(
+        spectrum=rows.astype(np.int64),
+        probability=calibrate(raw, calibration),
+        score=raw.astype(np.float32),
+        lambda2796=lam,
+        lambda2796_err=lam_err,
+        z=lam / MGII_2796.wavelength - 1.0,
+        z_err=lam_err / MGII_2796.wavelength,
+        ew2796=ew1.astype(np.float32),
+        ew2796_err=(ew1 * s1).astype(np.float32),
+        ew2803=ew2.astype(np.float32),
+        ew2803_err=(ew2 * s2).astype(np.float32),
+    )
+
+
+def match(
+    found_spectrum: np.ndarray,
+    found_lambda: np.ndarray,
+    true_lambda: np.ndarray,
+    tolerance: float = 5.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy one-to-one matching of found absorbers to true ones (true_lambda: (N, M), NaN
+    padded) within ``tolerance`` Å, closest first. Returns (index of the true absorber's column
+    for each found absorber or -1, whether each true absorber was found (N, M))."""
+    true_lambda = np.asarray(true_lambda, np.float64)
+    n, m = true_lambda.shape
+    matched_col = np.full(found_spectrum.size, -1, np.int64)
+    found = np.zeros((n, m), bool)
+    if found_spectrum.size == 0:
+        return matched_col, found
+    d = np.abs(true_lambda[found_spectrum] - found_lambda[:, None])  # (F, M)
+    d = np.where(np.isfinite(d), d, np.inf)
+    pairs = np.argwhere(d <= tolerance)
+    order = np.argsort(d[pairs[:, 0], pairs[:, 1]], kind="stable")
+    for f, k in pairs[order]:
+        s = found_spectrum[f]
+        if matched_col[f] < 0 and not found[s, k]:
+            matched_col[f] = k
+            found[s, k] = True
+    return matched_col, found
+
+
+def fit_calibration(
+    score: np.ndarray, is_real: np.ndarray, n_points: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """An isotonic (pool-adjacent-violators) fit of P(real | score), returned as a monotone
+    piecewise-linear curve of at most n_points knots for model.json."""
+    order = np.argsort(score, kind="stable")
+    x = np.asarray(score, np.float64)[order]
+    y = np.asarray(is_real, np.float64)[order]
+    # pool adjacent violators on blocks (value, weight, x-mean)
+    vals: list[float] = []
+    wts: list[float] = []
+    xs: list[float] = []
+    for xi, yi in zip(x, y, strict=True):
+        vals.append(yi)
+        wts.append(1.0)
+        xs.append(xi)
+        while len(vals) > 1 and vals[-2] >= vals[-1]:
+            w = wts[-2] + wts[-1]
+            v = (vals[-2] * wts[-2] + vals[-1] * wts[-1]) / w
+            xm = (xs[-2] * wts[-2] + xs[-1] * wts[-1]) / w
+            vals[-2:], wts[-2:], xs[-2:] = [v], [w], [xm]
+    bx, by = np.asarray(xs), np.asarray(vals)
+    if bx.size > n_points:  # thin the knots, keeping the ends
+        keep = np.unique(np.linspace(0, bx.size - 1, n_points).round().astype(int))
+        bx, by = bx[keep], by[keep]
+    bx = np.concatenate([[0.0], bx, [1.0]])
+    by = np.concatenate([[by[0]], by, [by[-1]]])
+    by = np.maximum.accumulate(by)
+    return bx, by
+
+
+def expected_calibration_error(
+    prob: np.ndarray, is_real: np.ndarray, bins: int = 10
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """ECE over equal-width probability bins: Σ_b (n_b / n) |mean(prob) − fraction real|.
+    Returns (ECE, bin mean probability, bin fraction real, bin counts) for a reliability
+    diagram."""
+    prob = np.asarray(prob, np.float64)
+    is_real = np.asarray(is_real, bool)
+    idx = np.minimum((prob * bins).astype(int), bins - 1)
+    count = np.bincount(idx, minlength=bins).astype(float)
+    mean_p = np.bincount(idx, prob, minlength=bins) / np.maximum(count, 1)
+    frac = np.bincount(idx, is_real.astype(float), minlength=bins) / np.maximum(count, 1)
+    ece = float(np.sum(count / max(prob.size, 1) * np.abs(mean_p - frac)))
+    return ece, mean_p, frac, count
+
+
+__all__ = [
+    "CHANNELS",
+    "Absorbers",
+    "calibrate",
+    "decode_absorbers",
+    "expected_calibration_error",
+    "fit_calibration",
+    "match",
+]
