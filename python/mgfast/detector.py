@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core, grid
+from .absorbers import Absorbers, decode_absorbers
 from .atomic import MGII_2796, MGII_2803
 from .flags import EDGE_PIXELS, LOW_SNR_LIMIT, DetectionFlag, SpectrumFlag
 from .preprocess import Preprocessed, preprocess
@@ -53,6 +54,11 @@ class Detections:
     threshold: float
     method: str
     model_sha256: str | None = None
+    # A multi-absorber model (mgfast_multi): every absorber found, one row each (mgfast.absorbers;
+    # `spectrum` indexes the rows above); the per-spectrum columns then summarise them: the most
+    # probable absorber's probability and λ2796, and n_absorbers above the threshold.
+    absorbers: Absorbers | None = None
+    n_absorbers: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.probability.size)
@@ -66,7 +72,7 @@ class Detections:
             "snr": self.snr,
             "flags": self.flags,
             "masked_fraction": self.masked_fraction,
-        }
+        } | ({} if self.n_absorbers is None else {"n_absorbers": self.n_absorbers})
 
     def meta(self) -> dict[str, object]:
         return {
@@ -82,10 +88,43 @@ class Detections:
 
         return Table(self.columns(), meta=self.meta())
 
+    def absorber_columns(self) -> dict[str, np.ndarray] | None:
+        """One row per absorber (multi-absorber models), with a `detected` column."""
+        if self.absorbers is None:
+            return None
+        a = self.absorbers
+        return a.columns() | {"detected": a.probability >= self.threshold}
+
     def write(self, path: str | Path) -> None:
-        """Write the detections: .csv, .h5/.hdf5, or .fits (astropy)."""
+        """Write the detections: .csv, .h5/.hdf5, or .fits (astropy). With a multi-absorber
+        model the absorbers go to an ABSORBERS table (HDF5 group, FITS extension) or, for CSV,
+        to a sibling file NAME.absorbers.csv."""
         path = Path(path)
-        cols = self.columns()
+        if path.suffix not in (".csv", ".h5", ".hdf5", ".fits"):
+            raise ValueError(f"{path}: unknown catalogue format (use .csv, .h5 or .fits)")
+        self._write_table(self.columns(), path)
+        rows = self.absorber_columns()
+        if rows is None:
+            return
+        if path.suffix == ".csv":
+            self._write_table(rows, path.with_name(path.stem + ".absorbers.csv"))
+        elif path.suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "a") as f:
+                g = f.create_group("absorbers")
+                for k, v in rows.items():
+                    g.create_dataset(k, data=v)
+        else:
+            from astropy.io import fits
+            from astropy.table import Table
+
+            hdu = fits.table_to_hdu(Table(rows))
+            hdu.name = "ABSORBERS"
+            with fits.open(path, mode="append") as hdul:
+                hdul.append(hdu)
+
+    def _write_table(self, cols: dict[str, np.ndarray], path: Path) -> None:
         if path.suffix == ".csv":
             header = ",".join(cols)
             data = np.column_stack([np.asarray(c, np.float64) for c in cols.values()])
@@ -100,10 +139,15 @@ class Detections:
                     f.create_dataset(k, data=v)
                 for k, v in self.meta().items():
                     f.attrs[k] = v
-        elif path.suffix == ".fits":
-            self.to_table().write(path, overwrite=True)
         else:
-            raise ValueError(f"{path}: unknown catalogue format (use .csv, .h5 or .fits)")
+            from astropy.table import Table
+
+            Table(cols, meta=self.meta()).write(path, overwrite=True)
+
+
+def _split_maps(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """mgfast_multi's (N, cells, 7) output to logits (N, cells) and maps (N, cells, 6)."""
+    return maps[:, :, 0], maps[:, :, 1:]
 
 
 class Detector:
@@ -187,6 +231,8 @@ class Detector:
         )  # fmt: skip
         x = np.atleast_2d(pre.flux)
         flags = np.atleast_1d(pre.flags)
+        absorbers: Absorbers | None = None
+        n_abs: np.ndarray | None = None
         if self.method == "matched-filter":
             from .matched_filter import match
 
@@ -195,11 +241,27 @@ class Detector:
             score = np.asarray(r.significance, np.float32)
             lam = np.asarray(r.lambda2796, np.float64)
             sha = None
+        elif self._backend is not None and self._backend.map_output:
+            assert self.model is not None
+            absorbers = decode_absorbers(
+                *_split_maps(self._backend.infer_map(x)), calibration=self.model.calibration
+            )
+            n_abs, score = absorbers.per_spectrum(len(x), self.threshold)
+            # the summary's λ2796: the most probable absorber's
+            best = np.full(len(x), -1, np.int64)
+            order = np.argsort(absorbers.probability, kind="stable")
+            best[absorbers.spectrum[order]] = order
+            lam = np.full(len(x), np.nan)
+            lam[best >= 0] = absorbers.lambda2796[best[best >= 0]]
+            sha = self.model.sha256
         else:
             assert self._backend is not None and self.model is not None
             prob, lam32 = self._backend.infer(x)
             score, lam, sha = prob, lam32.astype(np.float64), self.model.sha256
         empty = (flags & int(SpectrumFlag.ALL_MASKED)) != 0
+        if absorbers is not None:  # nothing is found in a spectrum without a usable pixel
+            absorbers = absorbers.select(~empty[absorbers.spectrum])
+            n_abs = np.where(empty, 0, n_abs)
         score = np.where(empty, 0.0, score).astype(np.float32)
         detected = score >= self.threshold
         # λ2796 only where it points into the arms; a "no absorber" label is not a wavelength.
@@ -211,6 +273,7 @@ class Detector:
             probability=score, wavelength=lam, redshift=lam / MGII_2796.wavelength - 1.0,
             detected=detected, flags=flags, masked_fraction=masked.astype(np.float32), snr=snr,
             threshold=self.threshold, method=self.method, model_sha256=sha,
+            absorbers=absorbers, n_absorbers=n_abs,
         )  # fmt: skip
         if single:
             return Detections(**{

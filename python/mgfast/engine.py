@@ -111,11 +111,29 @@ class CpuBackend:
         flux: (N, n_pix) or (n_pix,) floating-point, continuum-normalised and on mgfast.grid
         (what mgfast.preprocess returns); every value must be finite.
         """
+        if self.map_output:
+            raise ValueError(
+                f"{self.model.architecture} returns per-cell maps, not one (probability, λ2796) "
+                "per spectrum: use infer_map (or mgfast.Detector, which decodes them)"
+            )
         x = _flux(flux, self.model.n_pix)
         if x.shape[0] == 0:
             return np.empty(0, np.float32), np.empty(0, np.float32)
         prob, lam = self._net.infer(x)
         return prob, lam
+
+    @property
+    def map_output(self) -> bool:
+        """Whether the network returns per-cell maps (mgfast_multi) rather than two numbers."""
+        return bool(self._net.map_output)
+
+    def infer_map(self, flux: npt.ArrayLike) -> np.ndarray:
+        """The network's output maps, float32 (N, cells, channels), for a network that ends in
+        a convolution (mgfast_multi: decode with mgfast.absorbers.decode_absorbers)."""
+        if not self.map_output:
+            raise ValueError(f"{self.model.architecture} returns (probability, λ2796): use infer")
+        x = _flux(flux, self.model.n_pix)
+        return self._net.infer_map(x)
 
 
 def _flux(flux: npt.ArrayLike, n_pix: int) -> np.ndarray:

@@ -88,6 +88,8 @@ ARCHITECTURES: dict[str, tuple[LayerSpec, ...]] = {
     ),
     # mgfast's own fully convolutional network: described by FCN_CONVS, built by _fcn_onnx.
     "mgfast_fcn": (),
+    # every absorber in a sightline: MULTI_CONVS and a 1x1 map head, built by _fcn_onnx too.
+    "mgfast_multi": (),
 }
 
 
@@ -198,6 +200,17 @@ FCN_CONVS: tuple[tuple[int, int, int, int], ...] = (
 )
 FCN_CELL = 4
 FCN_OUTPUTS = ("cell_logits", "cell_offsets", "none_logit")
+# mgfast_multi: mgfast_fcn's trunk, one more 'same' convolution, and a 1x1 convolution to
+# MULTI_MAPS channels per cell: the logit, then mgfast.absorbers.CHANNELS. One output,
+# MULTI_OUTPUT (N, cells, MULTI_MAPS), decoded by mgfast.absorbers.decode_absorbers.
+MULTI_CONVS: tuple[tuple[int, int, int, int], ...] = (*FCN_CONVS, (32, 3, 1, 1))
+MULTI_MAPS = 7
+MULTI_OUTPUT = "cell_maps"
+
+
+def trunk_convs(architecture: str) -> tuple[tuple[int, int, int, int], ...]:
+    """(filters, kernel, stride, dilation) of a fully convolutional architecture's trunk."""
+    return MULTI_CONVS if architecture == "mgfast_multi" else FCN_CONVS
 
 
 def same_padding(n: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
@@ -269,8 +282,8 @@ def build_onnx(
 
     specs = _architecture(architecture)
     n_pix = grid.N_PIX if n_pix is None else n_pix
-    if architecture == "mgfast_fcn":
-        return _fcn_onnx(weights, n_pix)
+    if architecture in ("mgfast_fcn", "mgfast_multi"):
+        return _fcn_onnx(weights, n_pix, architecture)
     shapes = _shapes(specs, n_pix)
     nodes: list[Any] = []
     inits: list[Any] = []
@@ -394,15 +407,21 @@ def random_weights(
     """
     specs = _architecture(architecture)
     rng = np.random.default_rng(seed)
-    if architecture == "mgfast_fcn":
+    if architecture in ("mgfast_fcn", "mgfast_multi"):
         out = []
         c = 1
-        for filters, k, _, _ in FCN_CONVS:
+        for filters, k, _, _ in trunk_convs(architecture):
             w = rng.standard_normal((k, c, filters)).astype(np.float32) * np.float32(
                 math.sqrt(2.0 / (k * c))
             )
             out.append((w, (0.01 * rng.standard_normal(filters)).astype(np.float32)))
             c = filters
+        if architecture == "mgfast_multi":  # the cell logit (1) and the maps (MULTI_MAPS - 1)
+            for n_out in (1, MULTI_MAPS - 1):
+                w = rng.standard_normal((1, c, n_out)).astype(np.float32)
+                out.append((w * np.float32(math.sqrt(1.0 / c)), np.zeros(n_out, np.float32)))
+            out[-2] = (out[-2][0], np.full(1, -6.0, np.float32))  # absorbers are rare cells
+            return out
         for n_in in (c, c, 2 * c):  # cell logit, cell offset, none logit
             w = rng.standard_normal((1, n_in, 1) if n_in == c else (n_in, 1)).astype(np.float32)
             out.append((w * np.float32(math.sqrt(1.0 / n_in)), np.zeros(1, np.float32)))
@@ -452,8 +471,10 @@ def save_model(
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     thresholds: dict[str, float] | None = None,
+    calibration: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Path:
-    """Write model.onnx and model.json (with the ONNX file's SHA-256) into directory."""
+    """Write model.onnx and model.json (with the ONNX file's SHA-256) into directory;
+    ``calibration``: mgfast_multi's score-to-probability curve (x, y)."""
     import onnx
 
     _architecture(architecture)
@@ -474,6 +495,11 @@ def save_model(
                 "none_logit": "logit of 'no absorber', softmaxed with the cell logits",
             }
             if architecture == "mgfast_fcn"
+            else {
+                MULTI_OUTPUT: f"(N, cells, {MULTI_MAPS}) per {FCN_CELL}-pixel cell: logit, "
+                "offset, ln b(offset), ln EW2796, ln σ, ln EW2803, ln σ (mgfast.absorbers)"
+            }
+            if architecture == "mgfast_multi"
             else {"probability": "sigmoid, 0-1", "lambda2796": "observed-frame Å"}
         ),
         "thresholds": dict(thresholds or {"default": 0.5}),
@@ -483,6 +509,12 @@ def save_model(
         "mgfast_version": _core.__version__,
         "onnx_sha256": _sha256(onnx_path),
     }
+    if calibration is not None:
+        meta["calibration"] = {
+            "kind": "isotonic, piecewise linear",
+            "x": [float(v) for v in calibration[0]],
+            "y": [float(v) for v in calibration[1]],
+        }
     (d / "model.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     return d
 
@@ -525,6 +557,14 @@ class Model:
     @property
     def onnx_path(self) -> Path:
         return self.path / "model.onnx"
+
+    @property
+    def calibration(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """mgfast_multi's score-to-probability curve (x, y), or None."""
+        c = self.metadata.get("calibration")
+        if not isinstance(c, dict):
+            return None
+        return np.asarray(c["x"], np.float64), np.asarray(c["y"], np.float64)
 
     @property
     def flops_per_spectrum(self) -> float:
@@ -597,7 +637,19 @@ def load_model(path: str | Path) -> Model:
             f"{onnx_path}: SHA-256 {digest} does not match model.json's "
             f"{meta.get('onnx_sha256')!r}: the file is truncated, corrupt or not this model's"
         )
-    layers = _read_fcn_onnx(onnx_path) if arch == "mgfast_fcn" else _read_onnx(onnx_path, arch)
+    if arch in ("mgfast_fcn", "mgfast_multi"):
+        layers = _read_fcn_onnx(onnx_path, arch)
+    else:
+        layers = _read_onnx(onnx_path, arch)
+    cal = meta.get("calibration")
+    if cal is not None and not (
+        isinstance(cal, dict)
+        and isinstance(cal.get("x"), list)
+        and isinstance(cal.get("y"), list)
+        and len(cal["x"]) == len(cal["y"]) >= 2
+        and all(isinstance(v, int | float) for v in cal["x"] + cal["y"])
+    ):
+        raise ValueError(f"{json_path}: calibration must hold lists x and y of equal length")
     return Model(
         path=d,
         architecture=arch,
@@ -865,19 +917,24 @@ def _match(layers: list[Layer], specs: Sequence[LayerSpec], arch: str, where: st
 # --- mgfast_fcn: the canonical graph and its reader. ------------------------------------------
 
 
-def _fcn_onnx(weights: Sequence[tuple[np.ndarray, np.ndarray]], n_pix: int) -> Any:
-    """The graph of mgfast_fcn (training/models.py) with Keras-layout weights: the 8 Conv1D
-    kernels (kernel, c_in, c_out) with biases, the cell-logit and cell-offset Conv1D kernels
-    (1, C, 1), and the none-logit Dense kernel (2C, 1). Outputs the raw heads: cell_logits and
-    cell_offsets (N, cells), none_logit (N, 1); decoding is mgfast's (backend, decode.py)."""
+def _fcn_onnx(
+    weights: Sequence[tuple[np.ndarray, np.ndarray]], n_pix: int, arch: str = "mgfast_fcn"
+) -> Any:
+    """The graph of a fully convolutional architecture (training/models.py) with Keras-layout
+    weights: the trunk's Conv1D kernels (kernel, c_in, c_out) with biases, then
+    - mgfast_fcn: the cell-logit and cell-offset Conv1D kernels (1, C, 1) and the none-logit
+      Dense kernel (2C, 1); outputs the raw heads cell_logits and cell_offsets (N, cells) and
+      none_logit (N, 1), decoded by mgfast (the backend, decode.py);
+    - mgfast_multi: the cell-logit (1, C, 1) and cell-maps (1, C, 6) Conv1D kernels, written as
+      one 1x1 convolution; output cell_maps (N, cells, 7), decoded by mgfast.absorbers."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    convs = trunk_convs(arch)
+    n_head = 2 if arch == "mgfast_multi" else 3
     w = list(weights)
-    if len(w) != len(FCN_CONVS) + 3:
-        raise ValueError(
-            f"weights: mgfast_fcn has {len(FCN_CONVS) + 3} weighted layers, got {len(w)}"
-        )
+    if len(w) != len(convs) + n_head:
+        raise ValueError(f"weights: {arch} has {len(convs) + n_head} weighted layers, got {len(w)}")
     nodes: list[Any] = []
     inits: list[Any] = []
 
@@ -895,7 +952,7 @@ def _fcn_onnx(weights: Sequence[tuple[np.ndarray, np.ndarray]], n_pix: int) -> A
     x = node("Mul", [x, const("affine/scale", np.array(-1.0, np.float32))], "affine/mul")
     x = node("Add", [x, const("affine/offset", np.array(1.0, np.float32))], "affine/add")
     n, c = n_pix, 1
-    for i, ((filters, k, stride, dil), (kw, kb)) in enumerate(zip(FCN_CONVS, w, strict=False)):
+    for i, ((filters, k, stride, dil), (kw, kb)) in enumerate(zip(convs, w, strict=False)):
         _check_keras(kw, kb, (k, c, filters), f"conv{i}")
         pl, pr = same_padding(n, k, stride, dil)
         kernel = np.ascontiguousarray(np.transpose(kw, (2, 1, 0)), dtype=np.float32)
@@ -910,38 +967,58 @@ def _fcn_onnx(weights: Sequence[tuple[np.ndarray, np.ndarray]], n_pix: int) -> A
         )
         x = node("Relu", [x], f"conv{i}/relu")
         n, c = -(-n // stride), filters
-    (cw, cb), (ow, ob), (nw, nb) = w[len(FCN_CONVS) :]
-    _check_keras(cw, cb, (1, c, 1), "cell_logit")
-    _check_keras(ow, ob, (1, c, 1), "cell_offset")
-    _check_keras(nw, nb, (2 * c, 1), "none_logit")
-    flat_axes = const("squeeze_axes", np.array([1], np.int64))
-    for name, kw, kb, out in (("cell", cw, cb, FCN_OUTPUTS[0]), ("offset", ow, ob, FCN_OUTPUTS[1])):
+    if arch == "mgfast_multi":
+        (lw, lb), (mw, mb) = w[len(convs) :]
+        _check_keras(lw, lb, (1, c, 1), "cell_logit")
+        _check_keras(mw, mb, (1, c, MULTI_MAPS - 1), "cell_maps")
+        kernel = np.transpose(np.concatenate([lw, mw], axis=2), (2, 1, 0)).astype(np.float32)
         y = node(
             "Conv",
-            [
-                x,
-                const(f"{name}/kernel", np.transpose(kw, (2, 1, 0)).copy()),
-                const(f"{name}/bias", kb),
-            ],
-            f"{name}",
+            [x, const("head/kernel", kernel), const("head/bias", np.concatenate([lb, mb]))],
+            "head",
             kernel_shape=[1],
         )
-        node("Squeeze", [y, flat_axes], f"{name}/squeeze", out=out)
-    mx = node("GlobalMaxPool", [x], "global_max")
-    mean = node("GlobalAveragePool", [x], "global_mean")
-    pooled = node("Concat", [mx, mean], "pooled", axis=1)
-    pooled = node("Flatten", [pooled], "pooled/flatten", axis=1)
-    y = node("MatMul", [pooled, const("none/kernel", nw)], "none/matmul")
-    node("Add", [y, const("none/bias", nb)], "none/add", out=FCN_OUTPUTS[2])
-    graph = helper.make_graph(
-        nodes,
-        "mgfast_fcn",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", n_pix])],
-        [
+        node("Transpose", [y], "head/transpose", out=MULTI_OUTPUT, perm=[0, 2, 1])
+        outputs = [
+            helper.make_tensor_value_info(MULTI_OUTPUT, TensorProto.FLOAT, ["N", n, MULTI_MAPS])
+        ]
+    else:
+        (cw, cb), (ow, ob), (nw, nb) = w[len(convs) :]
+        _check_keras(cw, cb, (1, c, 1), "cell_logit")
+        _check_keras(ow, ob, (1, c, 1), "cell_offset")
+        _check_keras(nw, nb, (2 * c, 1), "none_logit")
+        flat_axes = const("squeeze_axes", np.array([1], np.int64))
+        for name, kw, kb, out in (
+            ("cell", cw, cb, FCN_OUTPUTS[0]),
+            ("offset", ow, ob, FCN_OUTPUTS[1]),
+        ):
+            y = node(
+                "Conv",
+                [
+                    x,
+                    const(f"{name}/kernel", np.transpose(kw, (2, 1, 0)).copy()),
+                    const(f"{name}/bias", kb),
+                ],
+                f"{name}",
+                kernel_shape=[1],
+            )
+            node("Squeeze", [y, flat_axes], f"{name}/squeeze", out=out)
+        mx = node("GlobalMaxPool", [x], "global_max")
+        mean = node("GlobalAveragePool", [x], "global_mean")
+        pooled = node("Concat", [mx, mean], "pooled", axis=1)
+        pooled = node("Flatten", [pooled], "pooled/flatten", axis=1)
+        y = node("MatMul", [pooled, const("none/kernel", nw)], "none/matmul")
+        node("Add", [y, const("none/bias", nb)], "none/add", out=FCN_OUTPUTS[2])
+        outputs = [
             helper.make_tensor_value_info(FCN_OUTPUTS[0], TensorProto.FLOAT, ["N", n]),
             helper.make_tensor_value_info(FCN_OUTPUTS[1], TensorProto.FLOAT, ["N", n]),
             helper.make_tensor_value_info(FCN_OUTPUTS[2], TensorProto.FLOAT, ["N", 1]),
-        ],
+        ]
+    graph = helper.make_graph(
+        nodes,
+        arch,
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", n_pix])],
+        outputs,
         initializer=inits,
     )
     model = helper.make_model(
@@ -955,8 +1032,8 @@ def _fcn_onnx(weights: Sequence[tuple[np.ndarray, np.ndarray]], n_pix: int) -> A
     return model
 
 
-def _read_fcn_onnx(path: Path) -> list[Layer]:
-    """The layers of a graph _fcn_onnx wrote, found by name and checked against FCN_CONVS."""
+def _read_fcn_onnx(path: Path, arch: str = "mgfast_fcn") -> list[Layer]:
+    """The layers of a graph _fcn_onnx wrote, found by name and checked against the trunk."""
     import onnx
     from google.protobuf.message import DecodeError
     from onnx import numpy_helper
@@ -969,12 +1046,13 @@ def _read_fcn_onnx(path: Path) -> list[Layer]:
     consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     nodes = {nd.name: nd for nd in g.node}
     outs = sorted(o.name for o in g.output)
-    if outs != sorted(FCN_OUTPUTS):
-        raise ValueError(f"{path}: outputs {outs}, expected {list(FCN_OUTPUTS)}")
+    expected = [MULTI_OUTPUT] if arch == "mgfast_multi" else sorted(FCN_OUTPUTS)
+    if outs != expected:
+        raise ValueError(f"{path}: outputs {outs}, expected {expected}")
 
     def get(name: str) -> np.ndarray:
         if name not in consts:
-            raise ValueError(f"{path}: {name} missing: not an mgfast_fcn graph")
+            raise ValueError(f"{path}: {name} missing: not an {arch} graph")
         return np.ascontiguousarray(consts[name], dtype=np.float32)
 
     layers: list[Layer] = [
@@ -983,10 +1061,11 @@ def _read_fcn_onnx(path: Path) -> list[Layer]:
         )
     ]
     n = grid.N_PIX
-    for i, (filters, k, stride, dil) in enumerate(FCN_CONVS):
+    convs = trunk_convs(arch)
+    for i, (filters, k, stride, dil) in enumerate(convs):
         nd = nodes.get(f"conv{i}")
         if nd is None:
-            raise ValueError(f"{path}: node conv{i} missing: not an mgfast_fcn graph")
+            raise ValueError(f"{path}: node conv{i} missing: not an {arch} graph")
         a = {x.name: onnx.helper.get_attribute_value(x) for x in nd.attribute}
         kernel = get(f"conv{i}/kernel")
         if (
@@ -995,11 +1074,17 @@ def _read_fcn_onnx(path: Path) -> list[Layer]:
             or list(a.get("strides", [1])) != [stride]
             or list(a.get("dilations", [1])) != [dil]
         ):
-            raise ValueError(f"{path}: conv{i} does not match mgfast_fcn")
+            raise ValueError(f"{path}: conv{i} does not match {arch}")
         pl, pr = (int(v) for v in a.get("pads", [0, 0]))
         layers.append(Conv1d(kernel, get(f"conv{i}/bias"), True, stride, dil, pl, pr))
         n = layers[-1].out_length(n)
-    c = FCN_CONVS[-1][0]
+    c = convs[-1][0]
+    if arch == "mgfast_multi":
+        kernel = get("head/kernel")
+        if kernel.shape != (MULTI_MAPS, c, 1):
+            raise ValueError(f"{path}: head kernel {kernel.shape}, expected {(MULTI_MAPS, c, 1)}")
+        layers.append(Conv1d(kernel, get("head/bias").reshape(MULTI_MAPS), False))
+        return layers
     cw, ow = get("cell/kernel").reshape(c), get("offset/kernel").reshape(c)
     nw = get("none/kernel").reshape(2 * c)
     bias = np.concatenate([get("cell/bias"), get("offset/bias"), get("none/bias")]).reshape(3)

@@ -328,7 +328,7 @@ struct Worker {
   struct Plan {
     std::vector<Step> steps;
     memory input;          // without a head: the caller's spectra, re-pointed per chunk
-    int out_buf = 0;       // act[] holding the heads' (n, 2) output
+    int out_buf = 0;       // act[] holding the heads' (n, 2) output, or the map
     bool decoded = false;  // the output is already (probability, λ2796): a heatmap head
   };
   std::map<std::int64_t, Plan> plans;
@@ -560,6 +560,10 @@ struct Worker {
       }
     }
 
+    if (net.map_output()) {  // the caller reads the map as (n, length, channels)
+      const net::Shape o = sh.shapes.back();
+      layout(memory::desc({n, o.channels, o.length}, kF32, tag::nwc));
+    }
     // A bigger buffer invalidates the pointers of plans built before: drop them (oneDNN's
     // primitive cache makes rebuilding them cheap). The head keeps buffers of its own.
     bool moved = act[0].reserve(need[0]);
@@ -580,7 +584,8 @@ struct Worker {
     return plans.emplace(n, std::move(p)).first->second;
   }
 
-  // n spectra (at most a chunk), on this thread only.
+  // n spectra (at most a chunk), on this thread only: (probability, λ2796) into prob and lam,
+  // or for a network that returns a map, the map into prob (n × length × channels).
   void run(const float* x, std::int64_t n, float* prob, float* lam) {
     const std::int64_t n_in = sh.net.n_in;
     Plan& p = plan(n);  // before the head: building a plan may move act[0]
@@ -596,6 +601,11 @@ struct Worker {
     for (Step& s : p.steps) s.run(strm);
     strm.wait();
     const float* z = act[p.out_buf].data();
+    if (sh.net.map_output()) {
+      const net::Shape o = sh.shapes.back();
+      std::copy(z, z + n * std::int64_t(o.channels) * o.length, prob);
+      return;
+    }
     for (std::int64_t i = 0; i < n; ++i) {
       prob[i] = p.decoded ? z[2 * i] : 1.0f / (1.0f + std::exp(-z[2 * i]));
       lam[i] = p.decoded ? z[2 * i + 1] : std::max(z[2 * i + 1], 0.0f);
@@ -632,23 +642,45 @@ CpuBackend::CpuBackend(net::Network network, int threads, int batch_size, bool f
 
 CpuBackend::~CpuBackend() = default;
 
-void CpuBackend::infer(const float* x, std::int64_t n, float* prob, float* lam) {
-  Impl& m = *impl_;
+namespace {
+
+// Chunks of at most batch_size spectra, small enough for every thread to get one; which thread
+// runs a chunk does not change its numbers (checked by the tests). out_per: floats per spectrum
+// in `prob` (1 for the heads, the map's size for a map).
+template <class Impl>
+void run_chunks(Impl& m, const float* x, std::int64_t n, float* prob, float* lam,
+                std::int64_t out_per) {
   std::lock_guard<std::mutex> lock(m.mu);
   if (n <= 0) return;
-  // Chunks of at most batch_size spectra, small enough for every thread to get one; which
-  // thread runs a chunk does not change its numbers (checked by the tests).
   const std::int64_t per = std::min<std::int64_t>(m.batch, (n + m.threads - 1) / m.threads);
   const std::int64_t n_in = m.sh.net.n_in;
-  parallel_for((n + per - 1) / per, m.threads, 1,
-               [&](std::int64_t begin, std::int64_t end, int worker) {
-                 OmpThreads one(1);
-                 for (std::int64_t c = begin; c < end; ++c) {
-                   const std::int64_t s0 = c * per, nb = std::min(per, n - s0);
-                   m.workers[worker]->run(x + s0 * n_in, nb, prob + s0, lam + s0);
-                 }
-               });
+  parallel_for(
+      (n + per - 1) / per, m.threads, 1, [&](std::int64_t begin, std::int64_t end, int worker) {
+        OmpThreads one(1);
+        for (std::int64_t c = begin; c < end; ++c) {
+          const std::int64_t s0 = c * per, nb = std::min(per, n - s0);
+          m.workers[worker]->run(x + s0 * n_in, nb, prob + s0 * out_per, lam ? lam + s0 : nullptr);
+        }
+      });
 }
+
+}  // namespace
+
+void CpuBackend::infer(const float* x, std::int64_t n, float* prob, float* lam) {
+  if (impl_->sh.net.map_output())
+    throw std::logic_error("this network returns a map: call infer_map");
+  run_chunks(*impl_, x, n, prob, lam, 1);
+}
+
+void CpuBackend::infer_map(const float* x, std::int64_t n, float* out) {
+  if (!impl_->sh.net.map_output())
+    throw std::logic_error("this network returns probability and λ2796: call infer");
+  const net::Shape o = impl_->sh.shapes.back();
+  run_chunks(*impl_, x, n, out, nullptr, std::int64_t(o.channels) * o.length);
+}
+
+bool CpuBackend::map_output() const { return impl_->sh.net.map_output(); }
+net::Shape CpuBackend::output_shape() const { return impl_->sh.shapes.back(); }
 
 int CpuBackend::n_in() const { return impl_->sh.net.n_in; }
 int CpuBackend::threads() const { return impl_->threads; }
@@ -674,6 +706,9 @@ CpuBackend::CpuBackend(net::Network, int, int, bool) {
 }
 CpuBackend::~CpuBackend() = default;
 void CpuBackend::infer(const float*, std::int64_t, float*, float*) {}
+void CpuBackend::infer_map(const float*, std::int64_t, float*) {}
+bool CpuBackend::map_output() const { return false; }
+net::Shape CpuBackend::output_shape() const { return {}; }
 int CpuBackend::n_in() const { return 0; }
 int CpuBackend::threads() const { return 0; }
 int CpuBackend::batch_size() const { return 0; }

@@ -30,7 +30,13 @@ class CpuBackend {
   CpuBackend& operator=(const CpuBackend&) = delete;
 
   // x: (n, n_in) row-major; prob and lam: n values each. Calls on one object are serialised.
+  // Throws std::logic_error for a network that returns a map.
   void infer(const float* x, std::int64_t n, float* prob, float* lam);
+  // A network that ends in a convolution: its map, (n, length, channels) row-major, into out.
+  // Throws std::logic_error for a network with heads.
+  void infer_map(const float* x, std::int64_t n, float* out);
+  bool map_output() const;
+  net::Shape output_shape() const;  // the map's (channels, length); (2, 1) for heads
 
   int n_in() const;
   int threads() const;

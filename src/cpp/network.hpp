@@ -114,10 +114,17 @@ struct Network {
       out.push_back(s);
     }
     if (layers.empty() ||
-        (layers.back().kind != LayerKind::kHeads && layers.back().kind != LayerKind::kHeatmap))
-      throw std::invalid_argument("network: the last layer must be the heads or a heatmap");
+        (layers.back().kind != LayerKind::kHeads && layers.back().kind != LayerKind::kHeatmap &&
+         layers.back().kind != LayerKind::kConv1d))
+      throw std::invalid_argument(
+          "network: the last layer must be the heads, a heatmap or a convolution (a map)");
     return out;
   }
+
+  // A network that ends in a convolution returns its output map, (length, channels) per
+  // spectrum in channels-last order (mgfast_multi's per-cell maps); the others two numbers.
+  bool map_output() const { return !layers.empty() && layers.back().kind == LayerKind::kConv1d; }
+  Shape output_shape() const { return shapes().back(); }
 
   // Multiply-adds × 2 of the convolutions and dense layers, per spectrum.
   double flops_per_sample() const {

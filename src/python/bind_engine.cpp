@@ -106,6 +106,22 @@ void bind_engine(py::module_& m) {
             return py::make_tuple(prob, lam);
           },
           py::arg("flux"))
+      .def(
+          "infer_map",
+          [](CpuBackend& self, const carray<float>& x) {
+            if (x.ndim() != 2 || x.shape(1) != self.n_in())
+              throw std::invalid_argument("flux: expected shape (N, " +
+                                          std::to_string(self.n_in()) + ")");
+            const net::Shape o = self.output_shape();
+            py::array_t<float> out({x.shape(0), py::ssize_t(o.length), py::ssize_t(o.channels)});
+            {
+              py::gil_scoped_release release;
+              self.infer_map(x.data(), x.shape(0), out.mutable_data());
+            }
+            return out;
+          },
+          py::arg("flux"))
+      .def_property_readonly("map_output", &CpuBackend::map_output)
       .def_property_readonly("n_in", &CpuBackend::n_in)
       .def_property_readonly("threads", &CpuBackend::threads)
       .def_property_readonly("batch_size", &CpuBackend::batch_size)

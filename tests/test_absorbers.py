@@ -1,0 +1,156 @@
+"""Every absorber in a sightline: decoding the multi-absorber maps, matching, calibration, the
+engine's map output and the Detector's absorber table."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import mgfast
+from mgfast import grid
+from mgfast.absorbers import (
+    CHANNELS,
+    decode_absorbers,
+    expected_calibration_error,
+    fit_calibration,
+    match,
+)
+from mgfast.atomic import MGII_2796
+from mgfast.model import MULTI_MAPS, load_model, write_random_model
+
+N_CELLS = -(-grid.N_PIX // 4)
+
+
+def _maps(n: int) -> tuple[np.ndarray, np.ndarray]:
+    logits = np.full((n, N_CELLS), -12.0)
+    maps = np.zeros((n, N_CELLS, len(CHANNELS)))
+    maps[..., 1] = np.log(0.1)  # Laplace scale of the offset, pixels
+    maps[..., 3] = maps[..., 5] = np.log(0.2)  # σ of ln EW
+    return logits, maps
+
+
+def test_decoding_finds_each_peak_with_its_position_and_equivalent_widths():
+    logits, maps = _maps(2)
+    for row, cell, off, ew1, ew2 in ((0, 200, 1.5, 0.8, 0.5), (0, 900, 3.2, 2.0, 1.9),
+                                     (1, 50, 0.0, 0.3, 0.2)):  # fmt: skip
+        logits[row, cell] = 4.0
+        maps[row, cell, 0] = off
+        maps[row, cell, 2], maps[row, cell, 4] = np.log(ew1), np.log(ew2)
+    a = decode_absorbers(logits, maps)
+    assert a.spectrum.tolist() == [0, 0, 1]
+    pix = np.array([4 * 200 + 1.5, 4 * 900 + 3.2, 4 * 50 + 0.0])
+    np.testing.assert_allclose(a.lambda2796, grid.wavelength_of(pix))
+    np.testing.assert_allclose(a.z, a.lambda2796 / MGII_2796.wavelength - 1)
+    np.testing.assert_allclose(a.ew2796, [0.8, 2.0, 0.3], rtol=1e-6)
+    np.testing.assert_allclose(a.ew2803, [0.5, 1.9, 0.2], rtol=1e-6)
+    np.testing.assert_allclose(a.ew2796_err, 0.2 * a.ew2796, rtol=1e-6)
+    # σ(λ) = √2 b pixels, a pixel being λ Δlnλ wide
+    np.testing.assert_allclose(a.lambda2796_err, np.sqrt(2) * 0.1 * a.lambda2796 * grid.DLNLAMBDA)
+    np.testing.assert_allclose(a.score, 1 / (1 + np.exp(-4.0)), atol=1e-4)
+
+
+def test_a_peak_split_over_two_cells_is_one_absorber_with_their_summed_score():
+    logits, maps = _maps(1)
+    logits[0, 300] = logits[0, 301] = 0.0  # 0.5 each, and a plateau
+    a = decode_absorbers(logits, maps)
+    assert len(a) == 1
+    assert a.score[0] == pytest.approx(1.0)
+    # two systems three cells apart are suppressed to one, four apart are two
+    logits, maps = _maps(1)
+    logits[0, [500, 503]] = [3.0, 2.0]
+    assert len(decode_absorbers(logits, maps)) == 1
+    logits[0, 503] = -12.0
+    logits[0, [500, 504]] = [3.0, 2.0]
+    assert len(decode_absorbers(logits, maps)) == 2
+
+
+def test_decoding_rejects_outputs_of_the_wrong_shape():
+    logits, maps = _maps(1)
+    with pytest.raises(ValueError, match="maps"):
+        decode_absorbers(logits, maps[..., :5])
+
+
+def test_matching_is_one_to_one_and_closest_first():
+    true = np.array([[5000.0, 5010.0, np.nan], [4000.0, np.nan, np.nan]])
+    spec = np.array([0, 0, 0, 1])
+    lam = np.array([5001.0, 5000.5, 5030.0, 4003.0])
+    col, found = match(spec, lam, true, tolerance=5.0)
+    assert col.tolist() == [-1, 0, -1, 1 - 1]  # 5000.5 takes 5000; 5001 is a duplicate
+    assert found.tolist() == [[True, False, False], [True, False, False]]
+
+
+def test_isotonic_calibration_gives_calibrated_probabilities():
+    rng = np.random.default_rng(0)
+    score = rng.random(20000)
+    real = rng.random(20000) < score**2  # overconfident raw scores
+    ece_raw = expected_calibration_error(score, real)[0]
+    x, y = fit_calibration(score[:10000], real[:10000])
+    assert np.all(np.diff(x) >= 0) and np.all(np.diff(y) >= 0)
+    prob = np.interp(score[10000:], x, y)
+    ece = expected_calibration_error(prob, real[10000:])[0]
+    assert ece_raw > 0.1
+    assert ece < 0.02
+
+
+@pytest.fixture(scope="module")
+def multi_model(tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    if not mgfast._core.built_with_onednn:
+        pytest.skip("this mgfast was built without oneDNN")
+    return write_random_model(tmp_path_factory.mktemp("multi"), "mgfast_multi", seed=5)
+
+
+def test_engine_map_output_equals_onnx_runtime_and_does_not_depend_on_threads(multi_model):
+    import onnxruntime as ort
+
+    from mgfast.engine import CpuBackend
+
+    m = load_model(multi_model)
+    x = mgfast.simulate(23, seed=3, max_absorbers=4).flux
+    a = CpuBackend(m, threads=2, batch_size=4).infer_map(x)
+    s = ort.InferenceSession(str(m.onnx_path), providers=["CPUExecutionProvider"])
+    b = s.run(None, {s.get_inputs()[0].name: x})[0]
+    assert a.shape == b.shape == (23, N_CELLS, MULTI_MAPS)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+    assert np.array_equal(CpuBackend(m, threads=1, batch_size=7).infer_map(x), a)
+    with pytest.raises(ValueError, match="infer_map"):
+        CpuBackend(m, threads=1).infer(x)
+
+
+def test_detector_reports_every_absorber_and_a_per_spectrum_summary(multi_model, tmp_path):
+    # A model whose logit bias is high fires everywhere: many candidates to summarise.
+    meta = json.loads((multi_model / "model.json").read_text())
+    det = mgfast.Detector(model=multi_model, threshold=0.001)
+    x = mgfast.simulate(6, seed=4, max_absorbers=4).flux
+    x[2] = np.nan  # a spectrum with no usable pixel: nothing found there
+    res = det.detect(x)
+    a = res.absorbers
+    assert a is not None and res.n_absorbers is not None
+    assert 2 not in set(a.spectrum.tolist())
+    for i in range(6):
+        mine = a.spectrum == i
+        assert res.n_absorbers[i] == np.sum(a.probability[mine] >= 0.001)
+        if mine.any():
+            best = np.argmax(np.where(mine, a.probability, -1))
+            assert res.probability[i] == pytest.approx(a.probability[best])
+            assert res.wavelength[i] == pytest.approx(a.lambda2796[best])
+        else:
+            assert res.probability[i] == 0 and np.isnan(res.wavelength[i])
+    res.write(tmp_path / "cat.csv")
+    rows = np.loadtxt(tmp_path / "cat.absorbers.csv", delimiter=",", ndmin=2, skiprows=2)
+    assert rows.shape[0] == len(a)
+    assert meta["architecture"] == "mgfast_multi"
+
+
+def test_a_model_with_a_malformed_calibration_is_refused(multi_model, tmp_path):
+    import shutil
+
+    d = tmp_path / "m"
+    shutil.copytree(multi_model, d)
+    meta = json.loads((d / "model.json").read_text())
+    meta["calibration"] = {"x": [0, 1], "y": [0]}
+    (d / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="calibration"):
+        load_model(d)
