@@ -56,3 +56,21 @@ def test_demo_and_info_run(capsys):
     assert accuracy > 90.0  # SNR 20: the filter finds nearly everything above EW ~0.15 Å
     assert main(["info"]) == 0
     assert "6315 pixels" in capsys.readouterr().out
+
+
+def test_bench_times_every_stage_and_the_onnxruntime_baseline(capsys):
+    pytest.importorskip("onnxruntime")
+    if not mgfast._core.built_with_onednn:
+        pytest.skip("this mgfast was built without oneDNN")
+    assert main(["bench", "--n", "24", "--batch", "8", "--threads", "1", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    for stage in ("preprocess", "inference", "decode and flags", "end to end"):
+        assert f"| {stage} |" in out
+    assert "ONNX Runtime, same model, input and threads" in out
+
+
+def test_bench_on_a_gpu_or_at_another_precision_is_a_clear_error(capsys):
+    assert main(["bench", "--device", "cuda:0", "--n", "4"]) == 2
+    assert "GPU inference engine is not built" in capsys.readouterr().err
+    assert main(["bench", "--precision", "int8", "--n", "4"]) == 2
+    assert "precision" in capsys.readouterr().err

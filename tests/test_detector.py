@@ -134,3 +134,64 @@ def test_detection_flags_low_snr_near_edge_near_masked():
     lam_red = np.array([w[red.stop - 1] * 2796.3543 / 2803.5315 - 0.5])
     _, flags = _quality(mgfast.preprocess(flux[:1], err=err[:1]), lam_red)
     assert flags[0] & DetectionFlag.NEAR_EDGE
+
+
+def test_detect_stream_gives_one_result_per_batch_in_order_with_ids():
+    det = Detector(method="matched-filter")
+    sim = mgfast.simulate(30, seed=21, with_absorber_fraction=0.5)
+    whole = det.detect(sim.flux)
+    batches = [
+        sim.flux[:10],  # an array: running indices
+        {"flux": sim.flux[10:20], "ids": [f"q{i}" for i in range(10, 20)]},
+        mgfast.simulate(10, seed=21, start=20, with_absorber_fraction=0.5),  # a Simulation
+    ]
+    out = list(det.detect_stream(iter(batches)))
+    assert [r.error for r in out] == [None, None, None]
+    assert out[0].ids.tolist() == list(range(10))
+    assert out[1].ids.tolist() == [f"q{i}" for i in range(10, 20)]
+    assert out[2].ids.tolist() == list(range(20, 30))
+    prob = np.concatenate([r.detections.probability for r in out])
+    np.testing.assert_array_equal(prob[:20], whole.probability[:20])
+    assert len(prob) == 30
+
+
+def test_detect_stream_reports_a_failing_batch_and_goes_on():
+    det = Detector(method="matched-filter")
+    good = mgfast.simulate(4, seed=22).flux
+    batches = [good, {"flux": np.ones((3, 17), np.float32), "ids": [7, 8, 9]}, good[:1][0]]
+    out = list(det.detect_stream(batches))
+    assert out[0].error is None and len(out[0].detections) == 4
+    assert out[1].detections is None and out[1].ids.tolist() == [7, 8, 9]
+    assert "ValueError" in out[1].error
+    assert out[2].error is None and out[2].ids.tolist() == [7] and len(out[2].detections) == 1
+
+
+def test_detect_stream_reads_a_bounded_number_of_batches_ahead():
+    det = Detector(method="matched-filter")
+    flux = mgfast.simulate(2, seed=23).flux
+    made = []
+
+    def source():
+        for i in range(50):
+            made.append(i)
+            yield flux
+
+    stream = det.detect_stream(source(), prefetch=2)
+    for k, _ in enumerate(stream):
+        assert len(made) <= k + 1 + 2 + 1  # consumed, queued (prefetch) and one in hand
+        if k == 5:
+            break
+    stream.close()
+
+
+def test_detect_stream_passes_on_a_failing_source():
+    det = Detector(method="matched-filter")
+
+    def source():
+        yield mgfast.simulate(2, seed=24).flux
+        raise OSError("disk gone")
+
+    stream = det.detect_stream(source())
+    assert next(stream).error is None
+    with pytest.raises(OSError, match="disk gone"):
+        next(stream)

@@ -187,6 +187,18 @@ def _detect(args: argparse.Namespace) -> int:
     return PARTIAL if n_err else 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import run
+
+    res = run(
+        device=args.device, n=args.n, batch=args.batch, threads=args.threads, model=args.model,
+        precision=args.precision, onnxruntime=not args.no_onnxruntime, seed=args.seed,
+        repeat=args.repeat,
+    )  # fmt: skip
+    print(res.report())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="mgfast", description=__doc__)
     p.add_argument("--version", action="version", version=f"mgfast {__version__}")
@@ -245,6 +257,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--files-per-chunk", type=int, default=64,
                    help="files per journal chunk and per dask task (default 64)")  # fmt: skip
     d.set_defaults(func=_detect)
+    b = sub.add_parser(
+        "bench", help="throughput of detection on one device, split into stages",
+        description="Time detection end to end on simulated realistic spectra (unnormalised, "
+        "with forest, metals, sky residuals and bad pixels) already in memory: preprocessing, "
+        "transfer, inference and decoding, with ONNX Runtime on the same model, input and "
+        "threads as the baseline. Best of --repeat runs of each stage.",
+    )  # fmt: skip
+    b.add_argument("--device", default="cpu", help="cpu (cuda: the GPU engine is not built)")
+    b.add_argument("--n", type=int, default=2048, help="spectra (default 2048)")
+    b.add_argument("--batch", type=int, default=64, help="spectra per engine chunk (default 64)")
+    b.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: all)")
+    b.add_argument("--model", help="model directory (default: the shipped model)")
+    b.add_argument("--precision", default="fp32", help="fp32 (the CPU engine's only one)")
+    b.add_argument("--repeat", type=int, default=2, help="runs per stage, the best counts")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--no-onnxruntime", action="store_true", help="skip the baseline")
+    b.set_defaults(func=_bench)
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:

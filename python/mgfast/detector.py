@@ -14,12 +14,14 @@ ALL_MASKED flag.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -143,6 +145,40 @@ class Detections:
             from astropy.table import Table
 
             Table(cols, meta=self.meta()).write(path, overwrite=True)
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """One batch of a stream: its input IDs, and its Detections or why the batch failed."""
+
+    ids: np.ndarray
+    detections: Detections | None
+    error: str | None = None
+
+
+_DETECT_ARGS = ("wave", "err", "ivar", "mask", "resolution", "normalised")
+
+
+def _stream_item(item: Any, start: int) -> tuple[dict[str, Any], np.ndarray]:
+    """A stream's batch as detect()'s keyword arguments, and its IDs."""
+    if isinstance(item, Mapping):
+        if "flux" not in item:
+            raise ValueError("detect_stream: a batch given as a mapping needs a 'flux' entry")
+        unknown = set(item) - {"flux", "ids", *_DETECT_ARGS}
+        if unknown:
+            raise ValueError(f"detect_stream: unknown batch entries {sorted(unknown)}")
+        kwargs = {k: item[k] for k in ("flux", *_DETECT_ARGS) if k in item}
+        ids = item.get("ids")
+    elif hasattr(item, "flux"):
+        kwargs = {"flux": item.flux, "err": getattr(item, "err", None)}
+        ids = None
+    else:
+        kwargs, ids = {"flux": item}, None
+    n = 1 if np.ndim(kwargs["flux"]) == 1 else int(np.shape(kwargs["flux"])[0])
+    ids = np.arange(start, start + n) if ids is None else np.atleast_1d(np.asarray(ids))
+    if len(ids) != n:
+        raise ValueError(f"detect_stream: {len(ids)} ids for a batch of {n} spectra")
+    return kwargs, ids
 
 
 def _split_maps(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -280,6 +316,73 @@ class Detector:
                 k: (v[0] if isinstance(v, np.ndarray) else v) for k, v in res.__dict__.items()
             })  # fmt: skip
         return res
+
+    def detect_stream(
+        self,
+        batches: Iterable[Any],
+        *,
+        prefetch: int = 2,
+    ) -> Iterator[StreamResult]:
+        """Detect MgII in a stream of batches, for pipelines: one StreamResult per input batch,
+        in order, holding the input IDs and their Detections (or the error of a batch that
+        failed, with its IDs: the stream goes on).
+
+        Each batch is a flux array ((N, n) or one spectrum) on mgfast.grid and normalised, or a
+        mapping with ``flux`` and optionally ``ids``, ``wave``, ``err``, ``ivar``, ``mask``,
+        ``resolution``, ``normalised`` (the arguments of ``detect``), or an object with
+        ``flux`` and ``err`` attributes (a mgfast.Simulation). IDs default to running indices
+        over the whole stream. A background thread reads up to ``prefetch`` batches ahead
+        (reading files, simulating) while this one detects: memory stays bounded by the batch
+        size × (prefetch + 2), however long the stream.
+        """
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
+            raise ValueError(f"prefetch: expected a positive integer, got {prefetch!r}")
+        q: queue.Queue = queue.Queue(maxsize=prefetch)
+        stop = threading.Event()
+        done = object()
+
+        def read() -> None:
+            try:
+                for item in batches:
+                    while not stop.is_set():
+                        try:
+                            q.put((item, None), timeout=0.1)
+                            break
+                        except queue.Full:
+                            pass
+                    if stop.is_set():
+                        return
+            except BaseException as e:  # the iterable itself failed: the stream ends there
+                q.put((None, e))
+            q.put((done, None))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        start = 0
+        try:
+            while True:
+                item, failure = q.get()
+                if item is done:
+                    return
+                if failure is not None:
+                    raise failure
+                ids = np.empty(0, np.int64)
+                try:
+                    kwargs, ids = _stream_item(item, start)
+                    start += len(ids)
+                    res = self.detect(**kwargs)
+                    if np.ndim(res.probability) == 0:  # one spectrum: keep the batch shape
+                        res = Detections(**{
+                            k: (np.atleast_1d(v) if isinstance(v, np.ndarray | np.generic)
+                                else v)
+                            for k, v in res.__dict__.items()
+                        })  # fmt: skip
+                    yield StreamResult(ids, res, None)
+                except (ValueError, RuntimeError) as e:
+                    yield StreamResult(ids, None, f"{type(e).__name__}: {e}")
+        finally:
+            stop.set()
+            reader.join()
 
     def detect_files(
         self,

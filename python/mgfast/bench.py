@@ -1,0 +1,173 @@
+"""``mgfast bench``: end-to-end detection throughput on one device, split into its stages, with
+ONNX Runtime on the same model, threads and input as the baseline.
+
+The input is simulated before the clock starts (realistic, unnormalised spectra on the grid:
+quasar continua, the Lyα forest, metals, sky residuals, bad pixels), so the stages timed are
+what a survey run does once the spectra are in memory: preprocessing (masking and the continuum
+fit), host-to-device transfer (none on the CPU), inference, and decoding into detections.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import _core
+from .preprocess import preprocess
+from .simulate import Realism, simulate
+
+PRECISIONS = ("fp32",)
+
+
+@dataclass
+class BenchResult:
+    device: str
+    n: int
+    threads: int
+    architecture: str
+    flops_per_spectrum: float
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage, for all n spectra
+    onnxruntime_seconds: float | None = None  # inference only, same input and threads
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+    def rate(self, stage: str | None = None) -> float:
+        t = self.total if stage is None else self.seconds[stage]
+        return self.n / t if t > 0 else float("inf")
+
+    def report(self) -> str:
+        cpu = _cpu_name()
+        lines = [
+            f"mgfast {_core.__version__} bench: {self.n:,} spectra, {self.architecture} "
+            f"({self.flops_per_spectrum / 1e6:,.1f} MFLOP per spectrum), device {self.device}, "
+            f"{self.threads} threads, fp32",
+            f"machine: {cpu}, {os.cpu_count()} CPUs",
+            "",
+            "| stage | seconds | spectra/s | share |",
+            "|---|---|---|---|",
+        ]
+        for stage, t in self.seconds.items():
+            rate = f"{self.rate(stage):,.0f}" if t > 0 else "-"
+            lines.append(f"| {stage} | {t:.3f} | {rate} | {100 * t / self.total:.0f} % |")
+        lines.append(f"| end to end | {self.total:.3f} | {self.rate():,.0f} | 100 % |")
+        gflops = self.flops_per_spectrum * self.rate("inference") / 1e9
+        lines.append("")
+        lines.append(f"inference: {gflops:,.1f} GFLOP/s")
+        if self.onnxruntime_seconds:
+            ort_rate = self.n / self.onnxruntime_seconds
+            lines.append(
+                f"ONNX Runtime, same model, input and threads: {ort_rate:,.0f} spectra/s "
+                f"(mgfast inference / ONNX Runtime = {self.rate('inference') / ort_rate:.2f}x)"
+            )
+        return "\n".join(lines)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run(
+    *,
+    device: str = "cpu",
+    n: int = 2048,
+    batch: int = 64,
+    threads: int = 0,
+    model: str | Path | None = None,
+    precision: str = "fp32",
+    onnxruntime: bool = True,
+    seed: int = 0,
+    repeat: int = 2,
+) -> BenchResult:
+    """Time the stages on n spectra (best of `repeat` runs of each) and, when installed, ONNX
+    Runtime's inference on the same preprocessed input."""
+    from .detector import Detector
+
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"precision: {precision!r} is not available; the CPU engine runs {PRECISIONS}"
+        )
+    if device.startswith("cuda"):
+        raise RuntimeError(
+            f"device {device}: the GPU inference engine is not built yet, so there is nothing "
+            "to time end to end; `mgfast bench --device cpu` times the CPU engine"
+        )
+    if device != "cpu":
+        raise ValueError(f"device: expected 'cpu' or 'cuda[:N]', got {device!r}")
+    if n < 1 or batch < 1 or repeat < 1:
+        raise ValueError("n, batch and repeat must be positive")
+    det = Detector(model=model, batch_size=batch, threads=threads)
+    assert det.model is not None and det._backend is not None
+    backend = det._backend
+    realism = Realism.survey()
+    realism = Realism(**{**realism.__dict__, "unnormalised": True})
+    sim = simulate(n, seed=seed, with_absorber_fraction=0.5, realism=realism)
+
+    def best(fn) -> tuple[float, object]:  # type: ignore[no-untyped-def]
+        out, t_best = None, float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            out = fn()
+            t_best = min(t_best, time.perf_counter() - t0)
+        return t_best, out
+
+    t_pre, pre = best(
+        lambda: preprocess(
+            sim.flux, None, sim.err, normalised=False, allow_empty=True, threads=threads
+        )
+    )
+    x = np.ascontiguousarray(pre.flux, np.float32)  # type: ignore[attr-defined]
+    infer = backend.infer_map if backend.map_output else backend.infer
+    t_inf = best(lambda: infer(x))[0]
+    t_all, _ = best(lambda: det.detect(sim.flux, err=sim.err, normalised=False))
+    res = BenchResult(
+        device=device,
+        n=n,
+        threads=backend.threads,
+        architecture=det.model.architecture,
+        flops_per_spectrum=det.model.flops_per_spectrum,
+    )
+    # decoding and the catalogue columns: what detect() spends beyond the two stages
+    res.seconds = {
+        "read (in memory)": 0.0,
+        "preprocess": t_pre,
+        "host-to-device": 0.0,
+        "inference": t_inf,
+        "decode and flags": max(t_all - t_pre - t_inf, 0.0),
+    }
+    if onnxruntime:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            ort = None
+        if ort is not None:
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = backend.threads
+            opts.inter_op_num_threads = 1
+            s = ort.InferenceSession(
+                str(det.model.onnx_path), opts, providers=["CPUExecutionProvider"]
+            )
+            name = s.get_inputs()[0].name
+
+            def ort_run() -> None:
+                for i in range(0, n, batch):
+                    s.run(None, {name: x[i : i + batch]})
+
+            res.onnxruntime_seconds = best(ort_run)[0]
+    return res
+
+
+__all__ = ["PRECISIONS", "BenchResult", "run"]
