@@ -285,7 +285,8 @@ class Detector:
             n_abs, score = absorbers.per_spectrum(len(x), self.threshold)
             # the summary's λ2796: the most probable absorber's
             best = np.full(len(x), -1, np.int64)
-            order = np.argsort(absorbers.probability, kind="stable")
+            # highest probability last (it wins the assignment); among equals the bluest
+            order = np.lexsort((-np.arange(len(absorbers)), absorbers.probability))
             best[absorbers.spectrum[order]] = order
             lam = np.full(len(x), np.nan)
             lam[best >= 0] = absorbers.lambda2796[best[best >= 0]]
