@@ -26,6 +26,7 @@ import numpy as np
 from data import fixed_set, model_input
 from metrics import (
     EW_BINS,
+    NO_ABSORBER,
     completeness_grid,
     table1,
     threshold_at_fpr,
@@ -46,6 +47,21 @@ def keras_detector(path: str, arch: str) -> Detector:
     def run(flux: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         prob, lam = decode(arch, net.predict(flux, batch_size=512, verbose=0))
         return prob, lam, 0.5
+
+    return run
+
+
+def package_detector(model_dir: str) -> Detector:
+    """An exported model run as users run it (mgfast.Detector, the CPU engine), scored by its
+    per-spectrum summary: for a multi-absorber model the most probable absorber (probability
+    and λ2796), the paper's 5358 Å label where none was found."""
+
+    det = mgfast.Detector(model=model_dir, threshold=0.5)
+
+    def run(flux: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        res = det.detect(flux)
+        lam = np.where(np.isfinite(res.wavelength), res.wavelength, NO_ABSORBER)
+        return res.probability, lam, 0.5
 
     return run
 
@@ -232,6 +248,12 @@ def main() -> None:
     p.add_argument("--model", action="append", default=[], help="a .keras file (repeatable)")
     p.add_argument("--arch", action="append", default=[], help="its architecture (repeatable)")
     p.add_argument("--name", action="append", default=[], help="its name in the tables")
+    p.add_argument(
+        "--mgfast-model",
+        action="append",
+        default=[],
+        help="an exported model directory, run through mgfast.Detector (repeatable)",
+    )
     p.add_argument("--matched-filter", action="store_true")
     p.add_argument("--n-per-snr", type=int, default=10000)
     p.add_argument("--realistic", action="store_true")
@@ -249,6 +271,9 @@ def main() -> None:
         arch = args.arch[i]
         name = args.name[i] if i < len(args.name) else arch
         results.append(evaluate(name, keras_detector(path, arch), sim))
+    for path in args.mgfast_model:
+        name = os.path.basename(os.path.normpath(path))
+        results.append(evaluate(f"{name} (mgfast.Detector)", package_detector(path), sim))
     if args.matched_filter:
         results.append(evaluate("matched filter", matched_filter_detector(), sim))
     for r in results:
