@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -20,20 +19,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 from simulate_numpy import simulate_numpy
 
 import mgfast
+from mgfast.bench import cpu_name
 from mgfast.simulate import PAPER_SNR
 
 FRACTION = 0.8  # the paper's training set: 80 % of spectra with an absorber
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_name()
 
 
 def best_rates(fns: list, n: int, repeat: int) -> tuple[list[float], list[float]]:

@@ -38,7 +38,9 @@ def bycycle2023(n_pix: int = N_PIX) -> keras.Model:
     return keras.Model(inp, [prob, lam], name="bycycle2023")
 
 
-def mgfast_fcn(n_pix: int = N_PIX, width: int = 32) -> keras.Model:
+def fcn_trunk(n_pix: int, width: int):  # type: ignore[no-untyped-def]
+    """The fully convolutional trunk shared by mgfast_fcn and mgfast_multi: (input, features on
+    the stride-4 cells). mgfast.model.FCN_CONVS describes the same convolutions."""
     inp = keras.Input((n_pix,), name="flux")
     # Centre the input on 0 (continuum 1): the network then sees absorption as positive signal.
     x = layers.Reshape((n_pix, 1))(inp)
@@ -48,6 +50,11 @@ def mgfast_fcn(n_pix: int = N_PIX, width: int = 32) -> keras.Model:
     x = layers.Conv1D(32, 5, strides=2, padding="same", activation="relu")(x)
     for d in (1, 2, 4, 8, 16):
         x = layers.Conv1D(width, 3, dilation_rate=d, padding="same", activation="relu")(x)
+    return inp, x
+
+
+def mgfast_fcn(n_pix: int = N_PIX, width: int = 32) -> keras.Model:
+    inp, x = fcn_trunk(n_pix, width)
     cells = layers.Conv1D(1, 1, name="cell_logit")(x)
     offset = layers.Conv1D(1, 1, name="cell_offset")(x)
     pooled = layers.Concatenate()(
@@ -76,14 +83,7 @@ def mgfast_multi(n_pix: int = N_PIX, width: int = 32) -> keras.Model:
     softmax: any number of cells may fire) and six maps (mgfast.absorbers.CHANNELS): the sub-cell
     offset and the ln scale of its Laplace error, ln EW2796 and ln EW2803 (rest, Å) each with a
     ln σ. Outputs: logits (N, cells), maps (N, cells, 6)."""
-    inp = keras.Input((n_pix,), name="flux")
-    x = layers.Reshape((n_pix, 1))(inp)
-    x = layers.Rescaling(-1.0, offset=1.0)(x)
-    x = layers.Conv1D(16, 7, padding="same", activation="relu")(x)
-    x = layers.Conv1D(32, 5, strides=2, padding="same", activation="relu")(x)
-    x = layers.Conv1D(32, 5, strides=2, padding="same", activation="relu")(x)
-    for d in (1, 2, 4, 8, 16):
-        x = layers.Conv1D(width, 3, dilation_rate=d, padding="same", activation="relu")(x)
+    inp, x = fcn_trunk(n_pix, width)
     x = layers.Conv1D(width, 3, padding="same", activation="relu", name="head_conv")(x)
     logits = layers.Flatten(name="logits")(layers.Conv1D(1, 1, name="cell_logit")(x))
     maps = layers.Conv1D(len(MULTI_CHANNELS), 1, name="cell_maps")(x)

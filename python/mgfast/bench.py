@@ -43,7 +43,7 @@ class BenchResult:
         return self.n / t if t > 0 else float("inf")
 
     def report(self) -> str:
-        cpu = _cpu_name()
+        cpu = cpu_name()
         lines = [
             f"mgfast {_core.__version__} bench: {self.n:,} spectra, {self.architecture} "
             f"({self.flops_per_spectrum / 1e6:,.1f} MFLOP per spectrum), device {self.device}, "
@@ -69,7 +69,8 @@ class BenchResult:
         return "\n".join(lines)
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -170,4 +171,4 @@ def run(
     return res
 
 
-__all__ = ["PRECISIONS", "BenchResult", "run"]
+__all__ = ["PRECISIONS", "BenchResult", "cpu_name", "run"]
