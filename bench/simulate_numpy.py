@@ -55,7 +55,7 @@ def hjerting(a: np.ndarray, u: np.ndarray) -> np.ndarray:
     u2 = u * u
     h0 = np.exp(-u2)
     u2s = np.maximum(u2, 1e-4)  # the branch not taken must not divide by zero
-    m = np.where(u2s < 40.0, np.expm1(-2.0 * u2s), -1.0).astype(u2s.dtype)  # h0² - 1
+    m = np.where(u2s < 0.5, np.expm1(-2.0 * u2s), h0 * h0 - 1.0).astype(u2s.dtype)  # h0² - 1
     bracket = h0 * h0 * (4.0 * u2s * u2s + 7.0 * u2s + 4.0) - 1.0 + 1.5 / u2s * m
     far = h0 - a / SQRT_PI / u2s * bracket
     return np.where(u2 < 1e-4, h0 * (1.0 - 2.0 * a / SQRT_PI), far)

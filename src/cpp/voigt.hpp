@@ -22,8 +22,8 @@ MGFAST_HD double hjerting(double a, double u) {
   const double u2 = u * u;
   const double h0 = exp(-u2);
   if (u2 < 1e-4) return h0 * (1.0 - 2.0 * a / 1.7724538509055159);
-  const double bracket =
-      h0 * h0 * (4.0 * u2 * u2 + 7.0 * u2 + 4.0) - 1.0 + 1.5 / u2 * expm1(-2.0 * u2);
+  const double m = u2 < 0.5 ? expm1(-2.0 * u2) : h0 * h0 - 1.0;  // h0² - 1, as hjerting_f
+  const double bracket = h0 * h0 * (4.0 * u2 * u2 + 7.0 * u2 + 4.0) - 1.0 + 1.5 / u2 * m;
   return h0 - a / 1.7724538509055159 / u2 * bracket;
 }
 
@@ -33,7 +33,9 @@ MGFAST_HD float hjerting_f(float a, float u) {
   const float u2 = u * u;
   const float h0 = u2 < 80.0f ? expf(-u2) : 0.0f;  // skip expf's slow underflow path
   if (u2 < 1e-4f) return h0 * (1.0f - 2.0f * a / 1.7724539f);
-  const float m = u2 < 40.0f ? expm1f(-2.0f * u2) : -1.0f;  // h0² - 1
+  // h0² - 1: expm1 where h0² is near 1 (the cancellation), plain beyond, where it costs
+  // nothing in accuracy (error 1.5 ε / u⁴ · a/√π < 1e-9 at u² >= 0.5) and expm1f's time.
+  const float m = u2 < 0.5f ? expm1f(-2.0f * u2) : h0 * h0 - 1.0f;
   const float bracket = h0 * h0 * (4.0f * u2 * u2 + 7.0f * u2 + 4.0f) - 1.0f + 1.5f / u2 * m;
   return h0 - a / 1.7724539f / u2 * bracket;
 }
