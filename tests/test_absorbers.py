@@ -161,3 +161,30 @@ def test_a_model_with_a_malformed_calibration_is_refused(multi_model, tmp_path):
     (d / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="calibration"):
         load_model(d)
+
+
+def test_sigma_scales_make_the_stated_errors_cover_68_percent():
+    from types import SimpleNamespace
+
+    from mgfast.absorbers import Absorbers, sigma_scales
+
+    rng = np.random.default_rng(1)
+    n = 4000
+    lam_true = rng.uniform(4000, 6500, n)
+    ew_true = rng.uniform(0.1, 3, n)
+    # stated σ half the real scatter for λ, twice it for EW2796, right for EW2803
+    lam = lam_true + rng.normal(0, 0.2, n)
+    ln1, ln2 = np.log(ew_true) + rng.normal(0, 0.05, n), np.log(ew_true) + rng.normal(0, 0.1, n)
+    found = Absorbers(
+        spectrum=np.arange(n), probability=np.ones(n, np.float32), score=np.ones(n, np.float32),
+        lambda2796=lam, lambda2796_err=np.full(n, 0.1), z=lam / 2796.35 - 1, z_err=np.zeros(n),
+        ew2796=np.exp(ln1), ew2796_err=np.exp(ln1) * 0.1, ew2803=np.exp(ln2),
+        ew2803_err=np.exp(ln2) * 0.1,
+    )  # fmt: skip
+    truth = SimpleNamespace(
+        abs_lambda2796=lam_true[:, None], abs_ew2796=ew_true[:, None], abs_ew2803=ew_true[:, None]
+    )
+    k = sigma_scales(found, np.zeros(n, np.int64), truth)
+    assert k["lambda2796"] == pytest.approx(2.0, rel=0.08)
+    assert k["ew2796"] == pytest.approx(0.5, rel=0.08)
+    assert k["ew2803"] == pytest.approx(1.0, rel=0.08)

@@ -132,13 +132,18 @@ def main() -> None:
         with open(args.metrics) as f:
             metrics = json.load(f)
     thresholds = {"default": args.default_threshold, "paper": 0.5}
-    calibration = None
+    calibration, sigma_scale = None, None
     if args.calibrate and args.arch == "mgfast_multi":
         from data import fixed_set
 
-        from mgfast.absorbers import expected_calibration_error, fit_calibration
+        from mgfast.absorbers import (
+            expected_calibration_error,
+            fit_calibration,
+            match,
+            sigma_scales,
+        )
 
-        scores, real = [], []
+        scores, real, scales = [], [], []
         for realistic in (False, True):
             val = fixed_set(
                 args.calibrate, seed=4041, realistic=realistic, absorber_fraction=0.8,
@@ -147,8 +152,13 @@ def main() -> None:
             found, ok = multi_candidates(net, val)
             scores.append(found.score)
             real.append(ok)
+            sel = found.select(found.score >= 0.5)
+            col = match(sel.spectrum, sel.lambda2796, val.truth.abs_lambda2796)[0]
+            scales.append(sigma_scales(sel, col, val.truth))
         score, is_real = np.concatenate(scores), np.concatenate(real)
         calibration = fit_calibration(score, is_real)
+        sigma_scale = {k: float(np.mean([sc[k] for sc in scales])) for k in scales[0]}
+        print(f"σ scale factors (68 % coverage): {sigma_scale}")
         ece_raw = expected_calibration_error(score, is_real)[0]
         ece = expected_calibration_error(np.interp(score, *calibration), is_real)[0]
         print(f"calibration on {score.size:,} candidates: ECE {ece_raw:.4f} raw, {ece:.4f} after")
@@ -183,6 +193,7 @@ def main() -> None:
         metrics=metrics,
         thresholds=thresholds,
         calibration=calibration,
+        sigma_scale=sigma_scale,
     )
 
     # The check: Keras, ONNX Runtime and mgfast's CPU engine on the same spectra.

@@ -280,7 +280,9 @@ class Detector:
         elif self._backend is not None and self._backend.map_output:
             assert self.model is not None
             absorbers = decode_absorbers(
-                *_split_maps(self._backend.infer_map(x)), calibration=self.model.calibration
+                *_split_maps(self._backend.infer_map(x)),
+                calibration=self.model.calibration,
+                sigma_scale=self.model.sigma_scale,
             )
             n_abs, score = absorbers.per_spectrum(len(x), self.threshold)
             # the summary's λ2796: the most probable absorber's

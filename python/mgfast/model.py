@@ -472,6 +472,7 @@ def save_model(
     metrics: dict[str, Any] | None = None,
     thresholds: dict[str, float] | None = None,
     calibration: tuple[np.ndarray, np.ndarray] | None = None,
+    sigma_scale: dict[str, float] | None = None,
 ) -> Path:
     """Write model.onnx and model.json (with the ONNX file's SHA-256) into directory;
     ``calibration``: mgfast_multi's score-to-probability curve (x, y)."""
@@ -515,6 +516,8 @@ def save_model(
             "x": [float(v) for v in calibration[0]],
             "y": [float(v) for v in calibration[1]],
         }
+        if sigma_scale:
+            meta["calibration"]["sigma_scale"] = {k: float(v) for k, v in sigma_scale.items()}
     (d / "model.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     return d
 
@@ -565,6 +568,13 @@ class Model:
         if not isinstance(c, dict):
             return None
         return np.asarray(c["x"], np.float64), np.asarray(c["y"], np.float64)
+
+    @property
+    def sigma_scale(self) -> dict[str, float] | None:
+        """mgfast_multi's factors on its stated uncertainties (68 % coverage), or None."""
+        c = self.metadata.get("calibration")
+        scale = c.get("sigma_scale") if isinstance(c, dict) else None
+        return {k: float(v) for k, v in scale.items()} if isinstance(scale, dict) else None
 
     @property
     def flops_per_spectrum(self) -> float:
