@@ -129,7 +129,7 @@ def _detect(args: argparse.Namespace) -> int:
     import shlex
     import warnings
 
-    from .catalog import SUFFIXES
+    from .catalog import SUFFIXES, absorbers_sibling
     from .detect_files import detect_files
     from .detector import Detector
 
@@ -184,6 +184,12 @@ def _detect(args: argparse.Namespace) -> int:
     where = "the ERRORS HDU" if out.suffix == ".fits" else "the .errors file beside it"
     print(f"wrote {len(cat):,} spectra from {cat.meta['n_files'] - n_err:,} files to {out}"
           + (f"; {n_err:,} files failed (listed in {where})" if n_err else ""))  # fmt: skip
+    if cat.absorbers is not None:
+        n_abs = len(cat.absorbers["spectrum"])
+        n_det = int(np.count_nonzero(cat.absorbers["detected"]))
+        where = "the ABSORBERS HDU" if out.suffix == ".fits" else str(absorbers_sibling(out))
+        print(f"wrote {n_abs:,} absorber candidates to {where}: {n_det:,} with probability >= "
+              f"{det.threshold:g}")  # fmt: skip
     return PARTIAL if n_err else 0
 
 

@@ -247,6 +247,12 @@ class Detector:
             self.model.thresholds.get("default", 0.5) if threshold is None else threshold
         )
 
+    @property
+    def multi_absorber(self) -> bool:
+        """Whether the model reports every absorber (mgfast_multi): then Detections carry
+        ``absorbers`` and ``n_absorbers``, and catalogues an absorber table."""
+        return self._backend is not None and bool(self._backend.map_output)
+
     def detect(
         self,
         flux: npt.ArrayLike,
