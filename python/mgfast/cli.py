@@ -236,8 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "detect", help="detect MgII in spectrum files and write a catalogue",
         description="Detect MgII in spectrum files (4MOST L1, ESO SDP, SDSS/BOSS, DESI, generic "
         "FITS tables, NumPy) and write a catalogue: one row per spectrum, one error per file "
-        "that could not be read. Exit code 0: all files read; 3: some failed (the catalogue is "
-        "written); 2: a usage error. docs/io.md has the details.",
+        "that could not be read and, with a multi-absorber model, one row per absorber (FITS "
+        "HDU ABSORBERS, or NAME.absorbers.csv/.parquet). Exit code 0: all files read; 3: some "
+        "failed (the catalogue is written); 2: a usage error. docs/io.md has the details.",
     )  # fmt: skip
     d.add_argument("paths", metavar="PATH", nargs="+", help="files, directories or glob patterns")
     d.add_argument("-o", "--output", required=True, help="catalogue: .fits, .csv or .parquet")

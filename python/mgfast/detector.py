@@ -405,7 +405,9 @@ class Detector:
         on_error: Callable[[str, str], None] | None = None,
     ) -> Catalog:
         """Detect MgII in spectrum files: one catalogue row per spectrum, one error per file that
-        could not be read or searched (never an exception for a bad file).
+        could not be read or searched (never an exception for a bad file). With a multi-absorber
+        model (``multi_absorber``) the rows carry ``n_absorbers`` and ``Catalog.absorbers`` holds
+        one row per absorber candidate with its spectrum's source columns (docs/io.md).
 
         Parameters
         ----------
