@@ -401,3 +401,186 @@ def test_dask_missing_is_a_clear_usage_error(tmp_path, monkeypatch, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "dask.distributed is not installed" in err and "pip install" in err and "\n" not in err
+
+
+# A multi-absorber model (mgfast_multi): the catalogue's absorber table.
+MULTI_THRESHOLD = 0.4
+
+
+@pytest.fixture(scope="module")
+def eager_multi(tmp_path_factory):
+    """A random multi-absorber model whose logit bias is raised: a few hundred candidates per
+    spectrum, some of them at or above MULTI_THRESHOLD, most below."""
+    if not mgfast._core.built_with_onednn:
+        pytest.skip("this mgfast was built without oneDNN")
+    from mgfast.model import build_onnx, random_weights, save_model
+
+    w = random_weights("mgfast_multi", seed=6)
+    w[-2] = (w[-2][0], np.full(1, -2.0, np.float32))
+    d = tmp_path_factory.mktemp("multi") / "eager"
+    return save_model(d, build_onnx("mgfast_multi", w), "mgfast_multi", trained=False)
+
+
+def make_multi_run(tmp: Path, n_good: int = 4):
+    """make_run's files plus one NumPy file of three spectra (rows 0-2 of one file)."""
+    d, bad, _ = make_run(tmp, n_good, corruptions=("junk",))
+    q = quasar(3, seed=2)
+    np.savez(d / "three.npz", wave=q.wave, flux=q.flux, err=q.err,
+             id=np.array(["a", "b", "c"]), ra=np.array([1.0, 2.0, 3.0]),
+             dec=np.array([-1.0, -2.0, -3.0]))  # fmt: skip
+    return d, bad
+
+
+def same_absorbers(a, b) -> None:
+    assert a is not None and b is not None and list(a) == list(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def check_absorber_table(cat, threshold: float) -> None:
+    a = cat.absorbers
+    assert a is not None and list(a)[:6] == ["id", "file", "index", "ra", "dec", "spectrum"]
+    s = a["spectrum"]
+    assert len(s) > len(cat) and np.all(np.diff(s) >= 0)  # in catalogue order
+    for k in ("id", "file", "index", "ra", "dec"):  # the source columns of its spectrum
+        np.testing.assert_array_equal(a[k], cat.columns[k][s], err_msg=k)
+    np.testing.assert_array_equal(a["detected"], a["probability"] >= threshold)
+    n = np.bincount(s[a["detected"]], minlength=len(cat))
+    np.testing.assert_array_equal(cat.columns["n_absorbers"], n)
+    assert 0 < n.sum() < len(s)  # some candidates pass the threshold, not all
+    # the per-spectrum summary: the most probable candidate
+    best = np.zeros(len(cat), np.float32)
+    np.maximum.at(best, s, a["probability"])
+    np.testing.assert_array_equal(cat.probability, best)
+
+
+def test_multi_absorber_model_gives_an_absorber_table(tmp_path, capsys, eager_multi):
+    d, bad = make_multi_run(tmp_path)
+    out = tmp_path / "cat.fits"
+    argv = ["--model", str(eager_multi), "--threshold", str(MULTI_THRESHOLD)]
+    assert main(["detect", str(d), "-o", str(out), *argv]) == PARTIAL
+    printed = capsys.readouterr().out
+    cat = read_catalog(out)
+    assert len(cat) == 7 and [e.file for e in cat.errors] == list(map(str, bad))
+    check_absorber_table(cat, MULTI_THRESHOLD)
+    three = cat.absorbers["file"] == str(d / "three.npz")
+    assert set(cat.absorbers["index"][three]) == {0, 1, 2}
+    assert set(cat.absorbers["id"][three]) == {"a", "b", "c"}
+    n_abs, n_det = len(cat.absorbers["id"]), int(cat.columns["n_absorbers"].sum())
+    assert f"wrote {n_abs:,} absorber candidates to the ABSORBERS HDU: {n_det:,} with" in printed
+    hdr = fitsio.read_header(str(out), "ABSORBERS")
+    assert hdr["NABS"] == n_abs and hdr["NABSDET"] == n_det
+    assert fitsio.read_header(str(out), "CATALOG")["NSPEC"] == 7
+    # the Python API gives the same, and so do CSV and Parquet (read back through siblings)
+    det = Detector(eager_multi, threshold=MULTI_THRESHOLD)
+    api = det.detect_files(d)
+    same_catalogue(cat, api)
+    same_absorbers(cat.absorbers, api.absorbers)
+    csv_out = tmp_path / "cat.csv"
+    assert main(["detect", str(d), "-o", str(csv_out), *argv]) == PARTIAL
+    assert str(tmp_path / "cat.absorbers.csv") in capsys.readouterr().out
+    back = read_catalog(csv_out)
+    same_catalogue(cat, back)
+    same_absorbers(cat.absorbers, back.absorbers)
+    assert back.meta["method"] == "network" and back.meta["threshold"] == MULTI_THRESHOLD
+    pytest.importorskip("pyarrow")
+    pq_out = tmp_path / "cat.parquet"
+    assert main(["detect", str(d), "-o", str(pq_out), *argv]) == PARTIAL
+    back = read_catalog(pq_out)
+    same_catalogue(cat, back)
+    same_absorbers(cat.absorbers, back.absorbers)
+
+
+def test_single_absorber_runs_have_no_absorber_table(tmp_path, capsys, eager_multi):
+    d, _ = make_multi_run(tmp_path, 2)
+    out = tmp_path / "cat.csv"
+    multi = ["--model", str(eager_multi), "--threshold", str(MULTI_THRESHOLD)]
+    assert main(["detect", str(d), "-o", str(out), *multi]) == PARTIAL
+    assert (tmp_path / "cat.absorbers.csv").exists() and "absorber" in capsys.readouterr().out
+    # the same output by the matched filter: the earlier run's absorber table goes
+    argv = ["detect", str(d), "-o", str(out), "--method", "matched-filter", "--overwrite"]
+    assert main(argv) == PARTIAL
+    assert "absorber candidates" not in capsys.readouterr().out
+    assert not (tmp_path / "cat.absorbers.csv").exists()
+    cat = read_catalog(out)
+    assert cat.absorbers is None and "n_absorbers" not in cat.columns
+    fits_out = tmp_path / "cat.fits"
+    assert main(["detect", str(d), "-o", str(fits_out), "--method", "matched-filter"]) == PARTIAL
+    with fitsio.FITS(str(fits_out)) as f:
+        assert [h.get_extname() for h in f[1:]] == ["CATALOG", "ERRORS"]
+    assert read_catalog(fits_out).absorbers is None
+    same_catalogue(cat, read_catalog(fits_out))
+
+
+class Stop(Exception):
+    pass
+
+
+def test_interrupted_multi_absorber_run_resumes_to_the_same_absorber_table(tmp_path, eager_multi):
+    d, _ = make_multi_run(tmp_path, 6)
+    det = Detector(eager_multi, threshold=MULTI_THRESHOLD)
+    clean = det.detect_files(d)
+    parts = tmp_path / "parts"
+
+    def stop_after_three(done: int, total: int, spectra: int) -> None:
+        if done >= 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        det.detect_files(d, journal=parts, files_per_chunk=1, progress=stop_after_three)
+    done = Journal(parts).load()
+    assert len(done) == 3
+    for _, (cols, _reason) in done.values():
+        if cols is not None:  # each file's absorbers come back with it, indexing its own rows
+            s = cols["absorbers/spectrum"]
+            assert s.size and s.min() >= 0 and s.max() < len(cols["probability"])
+    resumed = det.detect_files(d, journal=parts, resume=True, files_per_chunk=1)
+    same_catalogue(clean, resumed)
+    same_absorbers(clean.absorbers, resumed.absorbers)
+    check_absorber_table(resumed, MULTI_THRESHOLD)
+
+
+def test_sigkill_then_resume_gives_the_clean_absorber_table(tmp_path, capsys, eager_multi):
+    d, _, _ = make_run(tmp_path, 100, corruptions=("junk", "empty"))
+    args = ["--model", str(eager_multi), "--threshold", str(MULTI_THRESHOLD), "--threads", "1",
+            "--files-per-chunk", "1"]  # fmt: skip
+    clean = tmp_path / "clean.fits"
+    assert main(["detect", str(d), "-o", str(clean), *args]) == PARTIAL
+    out = tmp_path / "killed.fits"
+    parts = tmp_path / "killed.fits.parts"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+        str(Path(mgfast.__file__).parents[1]), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mgfast.cli", "detect", str(d), "-o", str(out), *args],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list(parts.glob("chunk-*.npz"))) >= 10:
+                break
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert 10 <= len(list(parts.glob("chunk-*.npz"))) < 102 and not out.exists()
+    assert main(["detect", str(d), "-o", str(out), *args, "--resume"]) == PARTIAL
+    a, b = read_catalog(clean), read_catalog(out)
+    same_catalogue(a, b)
+    same_absorbers(a.absorbers, b.absorbers)
+    assert len(set(b.absorbers["id"])) == len(b) == 100  # each spectrum's absorbers once
+    check_absorber_table(b, MULTI_THRESHOLD)
+
+
+def test_dask_gives_the_local_absorber_table(tmp_path, capsys, eager_multi):
+    pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    d, _ = make_multi_run(tmp_path, 5)
+    local, dist = tmp_path / "local.fits", tmp_path / "dask.fits"
+    args = ["--model", str(eager_multi), "--threshold", str(MULTI_THRESHOLD),
+            "--files-per-chunk", "2"]  # fmt: skip
+    assert main(["detect", str(d), "-o", str(local), *args]) == PARTIAL
+    assert main(["detect", str(d), "-o", str(dist), *args, "--dask", "local:2"]) == PARTIAL
+    a, b = read_catalog(local), read_catalog(dist)
+    same_catalogue(a, b)
+    same_absorbers(a.absorbers, b.absorbers)

@@ -1,7 +1,8 @@
-"""The catalogue of a run over files: one row per spectrum, one error per unreadable file, and the
-run's provenance; written as FITS (fitsio: HDU 'CATALOG' and HDU 'ERRORS'), CSV (plus a sibling
-``*.errors.csv``) or Parquet (plus ``*.errors.parquet``), always through a temporary file that is
-renamed into place, so a catalogue on disk is whole."""
+"""The catalogue of a run over files: one row per spectrum, one error per unreadable file, the
+run's provenance and, with a multi-absorber model, one row per absorber; written as FITS (fitsio:
+HDUs 'CATALOG', 'ERRORS' and, for multi-absorber runs, 'ABSORBERS'), CSV (plus siblings
+``*.errors.csv`` and ``*.absorbers.csv``) or Parquet (likewise), always through a temporary file
+that is renamed into place, so a catalogue on disk is whole."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .absorbers import decode_absorbers
 from .detector import Detections
 from .flags import DetectionFlag, SpectrumFlag
 
@@ -21,6 +23,11 @@ from .flags import DetectionFlag, SpectrumFlag
 SOURCE_COLUMNS: tuple[str, ...] = ("id", "file", "index", "ra", "dec")
 CATALOG_HDU = "CATALOG"
 ERRORS_HDU = "ERRORS"
+ABSORBERS_HDU = "ABSORBERS"
+# The absorber rows of a file's (or a chunk's) results travel in the same column dict as its
+# spectrum rows, under this prefix: one dict per file keeps journal chunks and dask results whole.
+# Their `spectrum` column indexes the rows of that dict (of the catalogue, once concatenated).
+ABSORBER_PREFIX = "absorbers/"
 SUFFIXES = (".fits", ".csv", ".parquet")
 
 
@@ -35,11 +42,15 @@ class FileError:
 @dataclass(frozen=True)
 class Catalog:
     """Detections over files: ``columns`` (SOURCE_COLUMNS, then Detections.columns()), ``errors``
-    (one per failed file) and ``meta`` (mgfast version, method, threshold, model SHA-256, ...)."""
+    (one per failed file) and ``meta`` (mgfast version, method, threshold, model SHA-256, ...).
+    With a multi-absorber model, ``absorbers``: one row per absorber candidate (SOURCE_COLUMNS of
+    its spectrum, then Detections.absorber_columns(), whose ``spectrum`` is the catalogue row);
+    None for single-absorber models and the matched filter."""
 
     columns: dict[str, np.ndarray]
     errors: tuple[FileError, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
+    absorbers: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return int(self.columns["probability"].size)
@@ -72,6 +83,12 @@ class Catalog:
         meta = {**self.meta, "errors": [(e.file, e.reason) for e in self.errors]}
         return Table(dict(self.columns), meta=meta)
 
+    def absorber_table(self):  # type: ignore[no-untyped-def]
+        """An astropy Table of the absorber rows (None without a multi-absorber model)."""
+        from astropy.table import Table
+
+        return None if self.absorbers is None else Table(dict(self.absorbers), meta=dict(self.meta))
+
     def write(self, path: str | Path) -> list[Path]:
         """Write the catalogue by extension (.fits, .csv, .parquet); returns the files written."""
         path = Path(path)
@@ -87,8 +104,16 @@ class Catalog:
             "reason": np.array([e.reason for e in self.errors], dtype=str),
         }
         _atomic(errors_path, lambda tmp: write(err_cols, self.meta, tmp))
+        written = [path, errors_path]
+        absorbers_path = absorbers_sibling(path)
+        if self.absorbers is not None:
+            absorbers = self.absorbers
+            _atomic(absorbers_path, lambda tmp: write(absorbers, self.meta, tmp))
+            written.append(absorbers_path)
+        elif absorbers_path.exists():  # an earlier multi-absorber run's: not this catalogue's
+            absorbers_path.unlink()
         _atomic(path, lambda tmp: write(self.columns, self.meta, tmp))
-        return [path, errors_path]
+        return written
 
 
 def errors_sibling(path: Path) -> Path:
@@ -96,23 +121,45 @@ def errors_sibling(path: Path) -> Path:
     return path.with_name(path.stem + ".errors" + path.suffix)
 
 
-def empty_columns() -> dict[str, np.ndarray]:
+def absorbers_sibling(path: Path) -> Path:
+    """Where the absorber table of a CSV or Parquet catalogue goes: cat.csv → cat.absorbers.csv."""
+    return path.with_name(path.stem + ".absorbers" + path.suffix)
+
+
+def _source_columns() -> dict[str, np.ndarray]:
     dtypes = {"id": str, "file": str, "index": np.int64, "ra": np.float64, "dec": np.float64}
-    cols = {k: np.zeros(0, dtypes[k]) for k in SOURCE_COLUMNS}
-    proto = Detections(
+    return {k: np.zeros(0, dtypes[k]) for k in SOURCE_COLUMNS}
+
+
+def _proto(multi: bool) -> Detections:
+    return Detections(
         probability=np.zeros(0, np.float32), wavelength=np.zeros(0), redshift=np.zeros(0),
         detected=np.zeros(0, bool), flags=np.zeros(0, np.uint32),
         masked_fraction=np.zeros(0, np.float32), snr=np.zeros(0, np.float32), threshold=0.0,
         method="",
+        absorbers=decode_absorbers(np.zeros((0, 1)), np.zeros((0, 1, 6))) if multi else None,
+        n_absorbers=np.zeros(0, np.int64) if multi else None,
     )  # fmt: skip
-    return {**cols, **proto.columns()}
+
+
+def empty_columns(multi: bool = False) -> dict[str, np.ndarray]:
+    """The catalogue's rows, empty; with ``multi`` (a multi-absorber model) with n_absorbers."""
+    return {**_source_columns(), **_proto(multi).columns()}
+
+
+def empty_absorber_columns() -> dict[str, np.ndarray]:
+    """The absorber table, empty: SOURCE_COLUMNS, then Detections.absorber_columns()."""
+    cols = _proto(True).absorber_columns()
+    assert cols is not None
+    return {**_source_columns(), **cols}
 
 
 def rows_for(
     det: Detections, ids: list[str], file: str, index: list[int], ra: list[float], dec: list[float]
 ) -> dict[str, np.ndarray]:
-    """Catalogue columns for the detections of the spectra of one file."""
-    return {
+    """Catalogue columns for the detections of the spectra of one file; with a multi-absorber
+    model also its absorber rows (keys prefixed ABSORBER_PREFIX; split_rows separates them)."""
+    cols = {
         "id": np.array(ids, dtype=str),
         "file": np.full(len(ids), file),
         "index": np.asarray(index, np.int64),
@@ -120,17 +167,46 @@ def rows_for(
         "dec": np.asarray(dec, np.float64),
         **det.columns(),
     }
+    absorbers = det.absorber_columns()
+    if absorbers is not None:
+        at = absorbers["spectrum"]
+        source = {k: cols[k][at] for k in SOURCE_COLUMNS}
+        cols |= {ABSORBER_PREFIX + k: v for k, v in (source | absorbers).items()}
+    return cols
 
 
-def concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Concatenate column dicts (in order) onto the catalogue's schema."""
-    base = empty_columns()
-    if not parts:
-        return base
-    out = {}
-    for k, v in base.items():
-        c = np.concatenate([v, *(p[k] for p in parts)])
-        out[k] = c if v.dtype.kind == "U" else c.astype(v.dtype)  # strings keep their width
+def split_rows(
+    cols: dict[str, np.ndarray],
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """(spectrum rows, absorber rows or None) of a column dict made by rows_for or concat."""
+    n = len(ABSORBER_PREFIX)
+    rows = {k: v for k, v in cols.items() if not k.startswith(ABSORBER_PREFIX)}
+    absorbers = {k[n:]: v for k, v in cols.items() if k.startswith(ABSORBER_PREFIX)}
+    return rows, (absorbers or None)
+
+
+def _cat(base: np.ndarray, arrays: list[np.ndarray]) -> np.ndarray:
+    c = np.concatenate([base, *arrays])
+    return c if base.dtype.kind == "U" else c.astype(base.dtype)  # strings keep their width
+
+
+def concat(parts: list[dict[str, np.ndarray]], multi: bool | None = None) -> dict[str, np.ndarray]:
+    """Concatenate column dicts (in order) onto the catalogue's schema. ``multi`` (default: the
+    parts say) adds n_absorbers and the absorber rows, whose ``spectrum`` is shifted to index the
+    concatenated rows."""
+    if multi is None:
+        multi = any(ABSORBER_PREFIX + "spectrum" in p for p in parts)
+    base = empty_columns(multi)
+    out = {k: _cat(v, [p[k] for p in parts]) for k, v in base.items()}
+    if multi:
+        start = np.cumsum([0, *(len(p["probability"]) for p in parts)])
+        for k, v in empty_absorber_columns().items():
+            key = ABSORBER_PREFIX + k
+            arrays = [
+                p[key] + s if k == "spectrum" else p[key]
+                for p, s in zip(parts, start[:-1], strict=True)
+            ]
+            out[key] = _cat(v, arrays)
     return out
 
 
@@ -189,6 +265,13 @@ def _write_fits(cat: Catalog, path: Path) -> None:
     with fitsio.FITS(str(path), "rw", clobber=True) as f:
         f.write(_structured(cat.columns), extname=CATALOG_HDU, header=header)
         f.write(_structured(errs), extname=ERRORS_HDU)
+        if cat.absorbers is not None:
+            n_det = int(np.count_nonzero(cat.absorbers["detected"]))
+            f.write(_structured(cat.absorbers), extname=ABSORBERS_HDU, header=[
+                {"name": "NABS", "value": len(cat.absorbers["spectrum"]),
+                 "comment": "absorber candidates (rows)"},
+                {"name": "NABSDET", "value": n_det, "comment": "of them probability >= THRESH"},
+            ])  # fmt: skip
 
 
 def _write_csv(cols: dict[str, np.ndarray], meta: dict[str, Any], path: Path) -> None:
@@ -214,35 +297,94 @@ def _write_parquet(cols: dict[str, np.ndarray], meta: dict[str, Any], path: Path
     pq.write_table(table, str(path))
 
 
-def read_catalog(path: str | Path) -> Catalog:
-    """Read back a FITS catalogue written by ``Catalog.write``."""
+def _typed(raw: dict[str, np.ndarray], base: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Columns read back (FITS, CSV text or Parquet), onto the schema of ``base``."""
+    cols = {}
+    for k, v in base.items():
+        c = np.asarray(raw.get(k, raw.get(k.upper(), v)))
+        if v.dtype.kind == "U":  # fitsio gives str or bytes, by version
+            cols[k] = np.char.decode(c) if c.dtype.kind == "S" else c.astype(str)
+        elif v.dtype.kind == "b" and c.dtype.kind in "SU":  # CSV: True/False
+            cols[k] = np.asarray(c == "True", bool)
+        else:
+            cols[k] = c.astype(v.dtype)
+    return cols
+
+
+def _errors(file: np.ndarray, reason: np.ndarray) -> tuple[FileError, ...]:
+    def text(x: Any) -> str:
+        return x.decode() if isinstance(x, bytes) else str(x)
+
+    return tuple(FileError(text(f), text(r)) for f, r in zip(file, reason, strict=True))
+
+
+def _read_fits(path: Path) -> Catalog:
     import fitsio
 
     with fitsio.FITS(str(path)) as f:
         rows = f[CATALOG_HDU].read()
         hdr = f[CATALOG_HDU].read_header()
         errs = f[ERRORS_HDU].read() if f[ERRORS_HDU].get_nrows() else None
-    base = empty_columns()
-    cols = {}
-    for k, v in base.items():
-        c = rows[k.upper()] if rows is not None and len(rows) else v
-        if c.dtype.kind in "SU":  # fitsio gives str or bytes, by version
-            cols[k] = np.char.decode(c) if c.dtype.kind == "S" else np.asarray(c)
-        else:
-            cols[k] = np.asarray(c, v.dtype)
-    errors = ()
-    if errs is not None:
-        errors = tuple(
-            FileError(f.decode() if isinstance(f, bytes) else str(f),
-                      r.decode() if isinstance(r, bytes) else str(r))
-            for f, r in zip(errs["FILE"], errs["REASON"], strict=True)
-        )  # fmt: skip
+        multi = ABSORBERS_HDU in f
+        abs_rows = f[ABSORBERS_HDU].read() if multi and f[ABSORBERS_HDU].get_nrows() else None
+
+    def raw(table: np.ndarray | None) -> dict[str, np.ndarray]:
+        return {} if table is None or not len(table) else {n: table[n] for n in table.dtype.names}
+
+    cols = _typed(raw(rows), empty_columns(multi))
+    absorbers = _typed(raw(abs_rows), empty_absorber_columns()) if multi else None
+    errors = () if errs is None else _errors(errs["FILE"], errs["REASON"])
     meta = {
         "mgfast_version": hdr.get("MGFAST"), "method": hdr.get("METHOD"),
         "threshold": hdr.get("THRESH"), "model_sha256": hdr.get("MODELSHA"),
         "date": hdr.get("DATE"), "command": hdr.get("CMDLINE"), "n_files": hdr.get("NFILES"),
     }  # fmt: skip
-    return Catalog(cols, errors, meta)
+    return Catalog(cols, errors, meta, absorbers)
 
 
-__all__ = ["Catalog", "FileError", "errors_sibling", "read_catalog"]
+def _read_csv(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        first = fh.readline()
+        meta = json.loads(first[2:]) if first.startswith("# ") else {}
+        reader = csv.reader(fh)
+        header = next(reader)
+        rows = list(reader)
+    return {k: np.array([r[i] for r in rows], dtype=str) for i, k in enumerate(header)}, meta
+
+
+def _read_parquet(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(str(path))
+    raw = (t.schema.metadata or {}).get(b"mgfast")
+    cols = {}
+    for k in t.column_names:
+        c = t.column(k).to_numpy(zero_copy_only=False)
+        cols[k] = c.astype(str) if c.dtype.kind == "O" else c
+    return cols, (json.loads(raw) if raw else {})
+
+
+def read_catalog(path: str | Path) -> Catalog:
+    """Read back a catalogue written by ``Catalog.write`` (.fits, or .csv / .parquet with their
+    .errors and, for multi-absorber runs, .absorbers siblings)."""
+    path = Path(path)
+    if path.suffix == ".fits":
+        return _read_fits(path)
+    if path.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"{path}: unknown catalogue format (use .fits, .csv or .parquet)")
+    read = _read_csv if path.suffix == ".csv" else _read_parquet
+    raw, meta = read(path)
+    multi = "n_absorbers" in raw
+    cols = _typed(raw, empty_columns(multi))
+    errors: tuple[FileError, ...] = ()
+    if errors_sibling(path).exists():
+        errs, _ = read(errors_sibling(path))
+        errors = _errors(errs.get("file", np.zeros(0)), errs.get("reason", np.zeros(0)))
+    absorbers = None
+    if multi:
+        a, _ = read(absorbers_sibling(path))
+        absorbers = _typed(a, empty_absorber_columns())
+    return Catalog(cols, errors, meta, absorbers)
+
+
+__all__ = ["Catalog", "FileError", "absorbers_sibling", "errors_sibling", "read_catalog"]

@@ -129,7 +129,7 @@ def _detect(args: argparse.Namespace) -> int:
     import shlex
     import warnings
 
-    from .catalog import SUFFIXES
+    from .catalog import SUFFIXES, absorbers_sibling
     from .detect_files import detect_files
     from .detector import Detector
 
@@ -184,6 +184,12 @@ def _detect(args: argparse.Namespace) -> int:
     where = "the ERRORS HDU" if out.suffix == ".fits" else "the .errors file beside it"
     print(f"wrote {len(cat):,} spectra from {cat.meta['n_files'] - n_err:,} files to {out}"
           + (f"; {n_err:,} files failed (listed in {where})" if n_err else ""))  # fmt: skip
+    if cat.absorbers is not None:
+        n_abs = len(cat.absorbers["spectrum"])
+        n_det = int(np.count_nonzero(cat.absorbers["detected"]))
+        where = "the ABSORBERS HDU" if out.suffix == ".fits" else str(absorbers_sibling(out))
+        print(f"wrote {n_abs:,} absorber candidates to {where}: {n_det:,} with probability >= "
+              f"{det.threshold:g}")  # fmt: skip
     return PARTIAL if n_err else 0
 
 
@@ -230,8 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "detect", help="detect MgII in spectrum files and write a catalogue",
         description="Detect MgII in spectrum files (4MOST L1, ESO SDP, SDSS/BOSS, DESI, generic "
         "FITS tables, NumPy) and write a catalogue: one row per spectrum, one error per file "
-        "that could not be read. Exit code 0: all files read; 3: some failed (the catalogue is "
-        "written); 2: a usage error. docs/io.md has the details.",
+        "that could not be read and, with a multi-absorber model, one row per absorber (FITS "
+        "HDU ABSORBERS, or NAME.absorbers.csv/.parquet). Exit code 0: all files read; 3: some "
+        "failed (the catalogue is written); 2: a usage error. docs/io.md has the details.",
     )  # fmt: skip
     d.add_argument("paths", metavar="PATH", nargs="+", help="files, directories or glob patterns")
     d.add_argument("-o", "--output", required=True, help="catalogue: .fits, .csv or .parquet")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__, io
-from .catalog import Catalog, FileError, concat, rows_for
+from .catalog import ABSORBER_PREFIX, Catalog, FileError, concat, rows_for, split_rows
 from .flags import SpectrumFlag
 from .io.spectrum import LowResolutionError, Spectrum
 
@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 SPECTRUM_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz", ".npz", ".npy")
 MAX_CHUNK_SPECTRA = 8192  # a local chunk is written once it holds this many spectra
-# One file's outcome: its catalogue columns, or the reason it has none.
+# One file's outcome: its catalogue columns, or the reason it has none. With a multi-absorber
+# model the columns include the file's absorber rows (catalog.ABSORBER_PREFIX, catalog.split_rows).
 Outcome = tuple[dict[str, np.ndarray] | None, str | None]
 
 
@@ -83,7 +84,8 @@ def _groups(spectra: list[Spectrum]) -> Iterator[list[Spectrum]]:
 
 
 def detect_spectra(det: Detector, spectra: list[Spectrum], file: str) -> dict[str, np.ndarray]:
-    """Catalogue columns for the spectra of one file."""
+    """Catalogue columns for the spectra of one file (and its absorber rows, with a
+    multi-absorber model)."""
     parts = []
     for g in _groups(spectra):
         s0 = g[0]
@@ -101,7 +103,7 @@ def detect_spectra(det: Detector, spectra: list[Spectrum], file: str) -> dict[st
         index = [int(s.meta.get("index", 0)) for s in g]
         ids, ra, dec = [s.id for s in g], [s.ra for s in g], [s.dec for s in g]
         parts.append(rows_for(d, ids, file, index, ra, dec))
-    return concat(parts)
+    return concat(parts, multi=det.multi_absorber)
 
 
 def process_file(
@@ -122,7 +124,9 @@ def process_file(
 
 class Journal:
     """Results on disk as they come: ``run.json`` (the settings) and ``chunk-NNNNNN.npz`` files,
-    each written to a temporary file, flushed and renamed, so that a chunk is whole or absent."""
+    each written to a temporary file, flushed and renamed, so that a chunk is whole or absent.
+    A chunk holds its files' rows (``col_*``, ``nrows`` per file) and, with a multi-absorber
+    model, their absorber rows (``abs_*``, ``nabs`` per file) in the same npz."""
 
     def __init__(
         self, directory: str | Path, settings: dict[str, Any] | None = None, resume: bool = True
@@ -176,28 +180,39 @@ class Journal:
                 warnings.warn(f"{p}: unreadable ({e}); its files will be searched again",
                               stacklevel=2)  # fmt: skip
                 continue
-            start = 0
+            start = a_start = 0
             cols = {k[4:]: v for k, v in d.items() if k.startswith("col_")}
-            for f, key, n, reason in zip(d["files"], d["keys"], d["nrows"], d["reasons"],
-                                         strict=True):  # fmt: skip
+            absorbers = {k[4:]: v for k, v in d.items() if k.startswith("abs_")}
+            nabs = d.get("nabs", np.zeros(len(d["files"]), np.int64))
+            for f, key, n, na, reason in zip(d["files"], d["keys"], d["nrows"], nabs,
+                                             d["reasons"], strict=True):  # fmt: skip
                 if n < 0:
                     out[str(key)] = (str(f), (None, str(reason)))
-                else:
-                    rows = {k: v[start : start + n] for k, v in cols.items()}
-                    out[str(key)] = (str(f), (rows, None))
-                    start += int(n)
+                    continue
+                rows = {k: v[start : start + n] for k, v in cols.items()}
+                if "nabs" in d:  # the file's absorbers, their `spectrum` back to its own rows
+                    for k, v in absorbers.items():
+                        a = v[a_start : a_start + na]
+                        rows[ABSORBER_PREFIX + k] = a - start if k == "spectrum" else a
+                    a_start += int(na)
+                out[str(key)] = (str(f), (rows, None))
+                start += int(n)
         return out
 
     def write(self, files: list[str], outcomes: list[Outcome]) -> None:
         nrows = [-1 if c is None else len(c["probability"]) for c, _ in outcomes]
-        cols = concat([c for c, _ in outcomes if c is not None])
+        rows, absorbers = split_rows(concat([c for c, _ in outcomes if c is not None]))
         arrays = {
             "files": np.array(files, dtype=str),
             "keys": np.array([os.path.abspath(f) for f in files], dtype=str),
             "nrows": np.array(nrows, np.int64),
             "reasons": np.array([r or "" for _, r in outcomes], dtype=str),
-            **{f"col_{k}": v for k, v in cols.items()},
+            **{f"col_{k}": v for k, v in rows.items()},
         }
+        if absorbers is not None:  # one chunk, one file: rows and absorbers stay together
+            key = ABSORBER_PREFIX + "spectrum"
+            arrays["nabs"] = np.array([-1 if c is None else len(c[key]) for c, _ in outcomes])
+            arrays |= {f"abs_{k}": v for k, v in absorbers.items()}
         path = self.dir / f"chunk-{self.next:06d}.npz"
         tmp = path.with_name(f".{path.name}.tmp")
         with open(tmp, "wb") as fh:
@@ -331,6 +346,11 @@ def detect_files(
     }  # fmt: skip
     jr = Journal(journal, settings, resume) if journal is not None else None
     done = jr.load() if jr is not None else {}
+    if det.multi_absorber:  # results journalled without absorber rows are searched again
+        done = {
+            k: v for k, v in done.items()
+            if v[1][0] is None or ABSORBER_PREFIX + "spectrum" in v[1][0]
+        }  # fmt: skip
     keys = [os.path.abspath(f) for f in files]
     todo = [f for f, k in zip(files, keys, strict=True) if k not in done]
     results: dict[str, Outcome] = {k: v[1] for k, v in done.items()}
@@ -373,7 +393,8 @@ def detect_files(
         **settings, "command": command, "n_files": len(files),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
-    return Catalog(concat(parts), tuple(errors), meta)
+    rows, absorbers = split_rows(concat(parts, multi=det.multi_absorber))
+    return Catalog(rows, tuple(errors), meta, absorbers)
 
 
 __all__ = ["Journal", "detect_files", "expand_paths", "process_file"]

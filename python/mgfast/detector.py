@@ -247,6 +247,12 @@ class Detector:
             self.model.thresholds.get("default", 0.5) if threshold is None else threshold
         )
 
+    @property
+    def multi_absorber(self) -> bool:
+        """Whether the model reports every absorber (mgfast_multi): then Detections carry
+        ``absorbers`` and ``n_absorbers``, and catalogues an absorber table."""
+        return self._backend is not None and bool(self._backend.map_output)
+
     def detect(
         self,
         flux: npt.ArrayLike,
@@ -401,7 +407,9 @@ class Detector:
         on_error: Callable[[str, str], None] | None = None,
     ) -> Catalog:
         """Detect MgII in spectrum files: one catalogue row per spectrum, one error per file that
-        could not be read or searched (never an exception for a bad file).
+        could not be read or searched (never an exception for a bad file). With a multi-absorber
+        model (``multi_absorber``) the rows carry ``n_absorbers`` and ``Catalog.absorbers`` holds
+        one row per absorber candidate with its spectrum's source columns (docs/io.md).
 
         Parameters
         ----------
