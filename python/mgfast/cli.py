@@ -237,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Detect MgII in spectrum files (4MOST L1, ESO SDP, SDSS/BOSS, DESI, generic "
         "FITS tables, NumPy) and write a catalogue: one row per spectrum, one error per file "
         "that could not be read and, with a multi-absorber model, one row per absorber (FITS "
-        "HDU ABSORBERS, or NAME.absorbers.csv/.parquet). Exit code 0: all files read; 3: some "
+        "HDU ABSORBERS, or NAME.absorbers.csv/.parquet). Per-arm 4MOST files of one object are "
+        "combined into one spectrum and one row. Exit code 0: all files read; 3: some "
         "failed (the catalogue is written); 2: a usage error. docs/io.md has the details.",
     )  # fmt: skip
     d.add_argument("paths", metavar="PATH", nargs="+", help="files, directories or glob patterns")
