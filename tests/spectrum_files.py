@@ -96,3 +96,22 @@ def write_desi(path: Path, cameras: dict, targetid, ra, dec) -> Path:
         ]
     fits.HDUList(hdus).writeto(path, overwrite=True)
     return path
+
+
+def write_4most_arms(directory: Path, stem: str, wave, flux, err, *, header: dict | None = None,
+                     arms=("blue", "green", "red"), arm_keyword: bool = True,
+                     pattern: str = "{stem}_{arm}.fits") -> list[Path]:  # fmt: skip
+    """Per-arm 4MOST L1 files of one spectrum: ``pattern`` (default ``stem_ARM.fits``) for each
+    of ``arms``, each the pixels of ``wave`` inside that arm (with ``ARM`` in the header unless
+    not ``arm_keyword``)."""
+    from mgfast import grid
+
+    out = []
+    for arm in grid.ARMS:
+        if arm.name not in arms:
+            continue
+        keep = (wave >= arm.lo) & (wave <= arm.hi)
+        hdr = {**(header or {}), **({"ARM": arm.name.upper()} if arm_keyword else {})}
+        path = directory / pattern.format(stem=stem, arm=arm.name)
+        out.append(write_4most(path, wave[keep], flux[keep], err[keep], header=hdr))
+    return out

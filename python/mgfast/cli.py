@@ -171,7 +171,7 @@ def _detect(args: argparse.Namespace) -> int:
                 det, args.paths, format=args.format,
                 allow_low_resolution=args.allow_low_resolution, journal=parts,
                 resume=args.resume, dask=args.dask, files_per_chunk=args.files_per_chunk,
-                progress=progress, on_error=bad_file,
+                merge_arms=not args.no_merge_arms, progress=progress, on_error=bad_file,
                 command=shlex.join(["mgfast", *args.argv]),
             )  # fmt: skip
         except KeyboardInterrupt:
@@ -237,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Detect MgII in spectrum files (4MOST L1, ESO SDP, SDSS/BOSS, DESI, generic "
         "FITS tables, NumPy) and write a catalogue: one row per spectrum, one error per file "
         "that could not be read and, with a multi-absorber model, one row per absorber (FITS "
-        "HDU ABSORBERS, or NAME.absorbers.csv/.parquet). Exit code 0: all files read; 3: some "
+        "HDU ABSORBERS, or NAME.absorbers.csv/.parquet). Per-arm 4MOST files of one object are "
+        "combined into one spectrum and one row. Exit code 0: all files read; 3: some "
         "failed (the catalogue is written); 2: a usage error. docs/io.md has the details.",
     )  # fmt: skip
     d.add_argument("paths", metavar="PATH", nargs="+", help="files, directories or glob patterns")
@@ -263,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     d.add_argument("--files-per-chunk", type=int, default=64,
                    help="files per journal chunk and per dask task (default 64)")  # fmt: skip
+    d.add_argument("--no-merge-arms", action="store_true",
+                   help="search per-arm 4MOST files one by one instead of combining the arms "
+                   "of each object (same OBJ_UID/OBJ_NAME/OBJECT) into one spectrum")  # fmt: skip
     d.set_defaults(func=_detect)
     b = sub.add_parser(
         "bench", help="throughput of detection on one device, split into stages",

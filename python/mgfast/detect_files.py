@@ -106,20 +106,72 @@ def detect_spectra(det: Detector, spectra: list[Spectrum], file: str) -> dict[st
     return concat(parts, multi=det.multi_absorber)
 
 
+def _read(path: str, format: str | None, allow_low_resolution: bool) -> list[Spectrum]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", io.LowResolutionWarning)  # the run warns once
+        return io.read(path, format, allow_low_resolution=allow_low_resolution)
+
+
+def _search(det: Detector, spectra: list[Spectrum], file: str, path: str) -> Outcome:
+    try:
+        return detect_spectra(det, spectra, file), None
+    except Exception as e:  # one bad file must never stop a run
+        return None, _reason(e, path)
+
+
 def process_file(
     det: Detector, path: str, format: str | None, allow_low_resolution: bool
 ) -> Outcome:
     """Read and search one file: its columns, or the reason it failed. Only a missing
     allow_low_resolution (a setting to change, not a bad file) raises."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", io.LowResolutionWarning)  # the run warns once
-            spectra = io.read(path, format, allow_low_resolution=allow_low_resolution)
-        return detect_spectra(det, spectra, path), None
+        spectra = _read(path, format, allow_low_resolution)
     except LowResolutionError:
         raise
     except Exception as e:  # one bad file must never stop a run
         return None, _reason(e, path)
+    return _search(det, spectra, path, path)
+
+
+def process_unit(
+    det: Detector, files: Sequence[str], format: str | None, allow_low_resolution: bool
+) -> list[Outcome]:
+    """Read and search a unit of work (io.group_arm_files): one file, or the per-arm 4MOST files
+    of one object. Returns one outcome per file. The per-arm spectra of a group are combined
+    (io.combine_arms) into one row, whose ``file`` is their files joined by ';' in wavelength
+    order; the row is the outcome of the first of them in input order, the others have no rows
+    of their own. A file of the group that fails is an error of its own; one that is not a
+    single per-arm spectrum (a joined file of the same object, say) gives its rows as alone. Two
+    files of one arm make the object an error (on its first file) naming both."""
+    if len(files) == 1:
+        return [process_file(det, files[0], format, allow_low_resolution)]
+    outcomes: list[Outcome | None] = [None] * len(files)
+    arms: list[tuple[int, Spectrum]] = []
+    for i, f in enumerate(files):
+        try:
+            spectra = _read(f, format, allow_low_resolution)
+        except LowResolutionError:
+            raise
+        except Exception as e:  # this arm is lost; the others still make a row
+            outcomes[i] = (None, _reason(e, f))
+            continue
+        if len(spectra) == 1 and spectra[0].meta.get("arm") in io.arms.ARM_NAMES:
+            arms.append((i, spectra[0]))
+        else:
+            outcomes[i] = _search(det, spectra, f, f)
+    if arms:
+        members = [i for i, _ in arms]
+        first = members[0]
+        try:
+            spectrum, order = io.combine_arms([s for _, s in arms], [files[i] for i in members])
+        except Exception as e:
+            outcomes[first] = (None, _reason(e, files[first]))
+        else:
+            label = ";".join(files[members[j]] for j in order)
+            outcomes[first] = _search(det, [spectrum], label, files[first])
+        for i in members[1:]:
+            outcomes[i] = (concat([], multi=det.multi_absorber), None)  # in the first's row
+    return [o for o in outcomes if o is not None]
 
 
 class Journal:
@@ -229,16 +281,17 @@ class Journal:
 
 
 def _chunks_local(
-    det: Detector, files: list[str], format: str | None, allow_low: bool, files_per_chunk: int
-) -> Iterator[tuple[list[str], list[Outcome]]]:
+    det: Detector, units: list[tuple[str, ...]], format: str | None, allow_low: bool,
+    files_per_chunk: int,
+) -> Iterator[tuple[list[str], list[Outcome]]]:  # fmt: skip
     names: list[str] = []
     outs: list[Outcome] = []
     n_spec = 0
-    for f in files:
-        out = process_file(det, f, format, allow_low)
-        names.append(f)
-        outs.append(out)
-        n_spec += 0 if out[0] is None else len(out[0]["probability"])
+    for unit in units:  # a unit is never split across chunks
+        unit_outs = process_unit(det, unit, format, allow_low)
+        names += unit
+        outs += unit_outs
+        n_spec += sum(0 if c is None else len(c["probability"]) for c, _ in unit_outs)
         if len(names) >= files_per_chunk or n_spec >= MAX_CHUNK_SPECTRA:
             yield names, outs
             names, outs, n_spec = [], [], 0
@@ -250,7 +303,7 @@ _WORKER_DETECTORS: dict[str, Detector] = {}
 
 
 def _worker_chunk(
-    config: dict[str, Any], files: list[str], format: str | None, allow_low: bool
+    config: dict[str, Any], units: list[tuple[str, ...]], format: str | None, allow_low: bool
 ) -> list[Outcome]:
     """A dask task: one Detector per worker process, built once from ``config``."""
     from .detector import Detector
@@ -259,7 +312,7 @@ def _worker_chunk(
     if key not in _WORKER_DETECTORS:
         _WORKER_DETECTORS[key] = Detector(**config)
     det = _WORKER_DETECTORS[key]
-    return [process_file(det, f, format, allow_low) for f in files]
+    return [out for unit in units for out in process_unit(det, unit, format, allow_low)]
 
 
 def dask_client(spec: str) -> tuple[Any, Any]:
@@ -292,8 +345,21 @@ def dask_client(spec: str) -> tuple[Any, Any]:
         raise RuntimeError(f"--dask {spec}: cannot reach the scheduler ({e})") from None
 
 
+def _unit_chunks(units: list[tuple[str, ...]], files_per_chunk: int) -> list[list[tuple[str, ...]]]:
+    """Consecutive units, about ``files_per_chunk`` files a chunk, a unit never split."""
+    chunks: list[list[tuple[str, ...]]] = []
+    n = files_per_chunk
+    for u in units:
+        if n >= files_per_chunk:
+            chunks.append([])
+            n = 0
+        chunks[-1].append(u)
+        n += len(u)
+    return chunks
+
+
 def _chunks_dask(
-    det: Detector, spec: str, files: list[str], format: str | None, allow_low: bool,
+    det: Detector, spec: str, units: list[tuple[str, ...]], format: str | None, allow_low: bool,
     files_per_chunk: int,
 ) -> Iterator[tuple[list[str], list[Outcome]]]:  # fmt: skip
     client, cluster = dask_client(spec)  # first: it says clearly when dask is missing
@@ -304,10 +370,11 @@ def _chunks_dask(
     if cluster is not None and not config["threads"]:
         config["threads"] = 1  # one thread per worker process: N workers use N cores
     try:
-        chunks = [files[i : i + files_per_chunk] for i in range(0, len(files), files_per_chunk)]
         futures = {
-            client.submit(_worker_chunk, config, c, format, allow_low, pure=False): c
-            for c in chunks
+            client.submit(_worker_chunk, config, c, format, allow_low, pure=False): [
+                f for unit in c for f in unit
+            ]
+            for c in _unit_chunks(units, files_per_chunk)
         }
         for fut, outcomes in as_completed(futures, with_results=True):
             yield futures[fut], outcomes
@@ -327,6 +394,7 @@ def detect_files(
     resume: bool = False,
     dask: str | None = None,
     files_per_chunk: int = 64,
+    merge_arms: bool = True,
     progress: Callable[[int, int, int], None] | None = None,
     on_error: Callable[[str, str], None] | None = None,
     command: str = "",
@@ -342,7 +410,7 @@ def detect_files(
     sha = det.model.sha256 if det.model is not None else ""
     settings = {
         "method": det.method, "threshold": det.threshold, "model_sha256": sha, "format": format,
-        "mgfast_version": __version__,
+        "mgfast_version": __version__, "merge_arms": bool(merge_arms),
     }  # fmt: skip
     jr = Journal(journal, settings, resume) if journal is not None else None
     done = jr.load() if jr is not None else {}
@@ -352,9 +420,11 @@ def detect_files(
             if v[1][0] is None or ABSORBER_PREFIX + "spectrum" in v[1][0]
         }  # fmt: skip
     keys = [os.path.abspath(f) for f in files]
-    todo = [f for f, k in zip(files, keys, strict=True) if k not in done]
+    # The per-arm 4MOST files of one object are one unit, searched and journalled together.
+    units = io.group_arm_files(files, format) if merge_arms else [(f,) for f in files]
+    todo = [u for u in units if not all(os.path.abspath(f) in done for f in u)]
     results: dict[str, Outcome] = {k: v[1] for k, v in done.items()}
-    n_files = len(files) - len(todo)
+    n_files = len(files) - sum(len(u) for u in todo)
     n_spec = sum(len(c["probability"]) for c, _ in results.values() if c is not None)
     if progress:
         progress(n_files, len(files), n_spec)
@@ -397,4 +467,4 @@ def detect_files(
     return Catalog(rows, tuple(errors), meta, absorbers)
 
 
-__all__ = ["Journal", "detect_files", "expand_paths", "process_file"]
+__all__ = ["Journal", "detect_files", "expand_paths", "process_file", "process_unit"]

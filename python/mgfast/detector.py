@@ -403,6 +403,7 @@ class Detector:
         resume: bool = False,
         dask: str | None = None,
         files_per_chunk: int = 64,
+        merge_arms: bool = True,
         progress: Callable[[int, int, int], None] | None = None,
         on_error: Callable[[str, str], None] | None = None,
     ) -> Catalog:
@@ -423,6 +424,9 @@ class Detector:
         dask : a dask.distributed scheduler address, or "local:N" for a local cluster of N
             worker processes; files are partitioned across workers, one Detector per worker
         files_per_chunk : files per journal chunk (and per dask task)
+        merge_arms : combine the per-arm 4MOST files of one object (same OBJ_UID, else OBJ_NAME,
+            else OBJECT) into one spectrum and one row, whose ``file`` lists them joined by ';';
+            False: each per-arm file is a row of its own (docs/io.md)
         progress : called as progress(files_done, files_total, spectra_done)
         on_error : called as on_error(file, reason) for each file that fails in this call
         """
@@ -431,7 +435,7 @@ class Detector:
         return detect_files(
             self, paths, format=format, allow_low_resolution=allow_low_resolution,
             journal=journal, resume=resume, dask=dask, files_per_chunk=files_per_chunk,
-            progress=progress, on_error=on_error,
+            merge_arms=merge_arms, progress=progress, on_error=on_error,
         )  # fmt: skip
 
 

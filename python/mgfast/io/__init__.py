@@ -7,6 +7,7 @@ NumPy files, each returning ``Spectrum`` objects in vacuum Å (docs/io.md).
 
 from __future__ import annotations
 
+from .arms import combine_arms, group_arm_files, object_key
 from .desi import combine_cameras
 from .formats import FORMATS, LOW_RESOLUTION_FORMATS, detect_format, read
 from .spectrum import (
@@ -28,8 +29,11 @@ __all__ = [
     "ReadError",
     "Spectrum",
     "air_to_vacuum",
+    "combine_arms",
     "combine_cameras",
     "detect_format",
+    "group_arm_files",
+    "object_key",
     "read",
     "vacuum_to_air",
 ]
