@@ -334,6 +334,26 @@ def test_existing_output_and_leftover_journal_are_refused(tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
 
 
+def kill_after_chunks(detect_args: list[str], parts: Path, n_chunks: int) -> None:
+    """Run `mgfast detect` in a subprocess and SIGKILL it once its journal holds n_chunks."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+        str(Path(mgfast.__file__).parents[1]), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mgfast.cli", "detect", *detect_args],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list(parts.glob("chunk-*.npz"))) >= n_chunks:
+                break
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+
+
 def test_sigkill_then_resume_gives_the_clean_catalogue(tmp_path, capsys):
     d, _, _ = make_run(tmp_path, 300, corruptions=("junk", "truncated", "empty"))
     clean = tmp_path / "clean.fits"
@@ -341,22 +361,7 @@ def test_sigkill_then_resume_gives_the_clean_catalogue(tmp_path, capsys):
     assert main(["detect", str(d), "-o", str(clean), *args]) == PARTIAL
     out = tmp_path / "killed.fits"
     parts = tmp_path / "killed.fits.parts"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
-        str(Path(mgfast.__file__).parents[1]), os.environ.get("PYTHONPATH")]))}  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mgfast.cli", "detect", str(d), "-o", str(out), *args],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if len(list(parts.glob("chunk-*.npz"))) >= 20:
-                break
-            time.sleep(0.002)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_after_chunks([str(d), "-o", str(out), *args], parts, 20)
     n_chunks = len(list(parts.glob("chunk-*.npz")))
     assert 20 <= n_chunks < 303 and not out.exists()
     with warnings.catch_warnings():
@@ -548,22 +553,7 @@ def test_sigkill_then_resume_gives_the_clean_absorber_table(tmp_path, capsys, ea
     assert main(["detect", str(d), "-o", str(clean), *args]) == PARTIAL
     out = tmp_path / "killed.fits"
     parts = tmp_path / "killed.fits.parts"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
-        str(Path(mgfast.__file__).parents[1]), os.environ.get("PYTHONPATH")]))}  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mgfast.cli", "detect", str(d), "-o", str(out), *args],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if len(list(parts.glob("chunk-*.npz"))) >= 10:
-                break
-            time.sleep(0.002)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_after_chunks([str(d), "-o", str(out), *args], parts, 10)
     assert 10 <= len(list(parts.glob("chunk-*.npz"))) < 102 and not out.exists()
     assert main(["detect", str(d), "-o", str(out), *args, "--resume"]) == PARTIAL
     a, b = read_catalog(clean), read_catalog(out)
