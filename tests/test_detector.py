@@ -195,3 +195,13 @@ def test_detect_stream_passes_on_a_failing_source():
     assert next(stream).error is None
     with pytest.raises(OSError, match="disk gone"):
         next(stream)
+
+
+def test_shipped_models_are_found_by_name():
+    from mgfast.detector import default_model_path, resolve_model, shipped_models
+
+    assert "default" in shipped_models()
+    assert resolve_model("default") == default_model_path()
+    assert Detector(model="default").model.sha256 == Detector().model.sha256
+    with pytest.raises(FileNotFoundError, match="no-such-model"):
+        Detector(model="no-such-model")

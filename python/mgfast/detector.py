@@ -42,6 +42,24 @@ def default_model_path() -> Path:
     return Path(str(resources.files("mgfast") / "models" / DEFAULT_MODEL))
 
 
+def shipped_models() -> list[str]:
+    """Names of the models shipped inside the package ("default", "multi", ...)."""
+    root = Path(str(resources.files("mgfast") / "models"))
+    return sorted(d.name for d in root.iterdir() if (d / "model.json").exists())
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """A model directory: a path, or the name of a shipped model; None is the default model.
+    A name that is neither an existing directory nor a shipped model is left to load_model
+    (whose error says the directory does not exist)."""
+    if model is None:
+        return default_model_path()
+    p = Path(model)
+    if not p.exists() and isinstance(model, str) and model in shipped_models():
+        return Path(str(resources.files("mgfast") / "models" / model))
+    return p
+
+
 @dataclass(frozen=True)
 class Detections:
     """One row per input spectrum."""
@@ -191,7 +209,8 @@ class Detector:
 
     Parameters
     ----------
-    model : path of a model directory (model.onnx + model.json); default: the shipped model
+    model : path of a model directory (model.onnx + model.json), or the name of a shipped model
+        ("default"; "multi", every absorber in a sightline); default: the shipped default model
     backend : "auto" | "cpu" | "cuda" ("auto" is the CPU backend until the GPU engine lands)
     method : "network" | "matched-filter"
     batch_size, threads : passed to the backend
@@ -221,7 +240,7 @@ class Detector:
         self.threads = threads
         # What it takes to build this Detector again (in a dask worker, say).
         self.config: dict[str, object] = {
-            "model": None if model is None else str(Path(model).resolve()),
+            "model": None if model is None else str(resolve_model(model).resolve()),
             "backend": backend, "method": method, "batch_size": batch_size, "threads": threads,
             "threshold": threshold,
         }  # fmt: skip
@@ -235,7 +254,7 @@ class Detector:
         from .engine import CpuBackend
         from .model import load_model
 
-        path = Path(model) if model is not None else default_model_path()
+        path = resolve_model(model)
         if model is None and not (path / "model.json").exists():
             raise FileNotFoundError(
                 f"no model was given and the shipped default model is missing at {path}; "
@@ -465,4 +484,4 @@ def _quality(pre: Preprocessed, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return snr, flags
 
 
-__all__ = ["Detections", "Detector", "default_model_path"]
+__all__ = ["Detections", "Detector", "default_model_path", "resolve_model", "shipped_models"]
