@@ -59,9 +59,12 @@ def package_detector(model_dir: str) -> Detector:
     det = mgfast.Detector(model=model_dir, threshold=0.5)
 
     def run(flux: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        res = det.detect(flux)
-        lam = np.where(np.isfinite(res.wavelength), res.wavelength, NO_ABSORBER)
-        return res.probability, lam, 0.5
+        prob, lam = [], []
+        for i in range(0, len(flux), 5000):  # in chunks: the maps of 70,000 spectra are 3 GB
+            res = det.detect(flux[i : i + 5000])
+            prob.append(res.probability)
+            lam.append(np.where(np.isfinite(res.wavelength), res.wavelength, NO_ABSORBER))
+        return np.concatenate(prob), np.concatenate(lam), 0.5
 
     return run
 

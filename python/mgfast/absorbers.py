@@ -100,7 +100,9 @@ def decode_absorbers(
     c = logits.shape[1]
     p = 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))
     pad = np.pad(p, ((0, 0), (window, window)), constant_values=0.0)
-    local_max = np.max(np.stack([pad[:, k : k + c] for k in range(2 * window + 1)], axis=0), axis=0)
+    local_max = pad[:, 0:c].copy()
+    for j in range(1, 2 * window + 1):  # a running maximum: no (2w+1)-fold copy in memory
+        np.maximum(local_max, pad[:, j : j + c], out=local_max)
     left = np.pad(p, ((0, 0), (1, 0)))[:, :c]
     right = np.pad(p, ((0, 0), (0, 1)))[:, 1:]
     score = np.minimum(1.0, left + p + right)
