@@ -90,15 +90,16 @@ def decode_absorbers(
     ``sigma_scale`` multiplies the network's stated uncertainties (keys "lambda2796", "ew2796",
     "ew2803"): factors fitted at export so that 68 % of true values lie within 1 σ."""
     k = {"lambda2796": 1.0, "ew2796": 1.0, "ew2803": 1.0} | dict(sigma_scale or {})
-    logits = np.asarray(logits, np.float64)
-    maps = np.asarray(maps, np.float64)
+    # float32 over the whole map (what the network gives); float64 only for the candidates
+    logits = np.asarray(logits, np.float32)
+    maps = np.asarray(maps)
     if logits.ndim != 2 or maps.shape != (*logits.shape, len(CHANNELS)):
         raise ValueError(
             f"expected logits (N, cells) and maps (N, cells, {len(CHANNELS)}), got "
             f"{logits.shape} and {maps.shape}"
         )
     c = logits.shape[1]
-    p = 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))
+    p = 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))  # float32
     pad = np.pad(p, ((0, 0), (window, window)), constant_values=0.0)
     local_max = pad[:, 0:c].copy()
     for j in range(1, 2 * window + 1):  # a running maximum: no (2w+1)-fold copy in memory
@@ -111,7 +112,7 @@ def decode_absorbers(
     first[:, 1:] = p[:, 1:] != p[:, :-1]
     cand = (p >= local_max) & first & (score >= min_score)
     rows, cells = np.nonzero(cand)
-    m = maps[rows, cells]
+    m = maps[rows, cells].astype(np.float64)
     off = np.clip(m[:, 0], 0.0, CELL - 1e-3)
     pix = np.clip(CELL * cells + off, 0.0, grid.N_PIX - 1.0)
     lam = grid.wavelength_of(pix)
