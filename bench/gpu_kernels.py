@@ -16,7 +16,6 @@ import argparse
 import os
 import platform
 import sys
-import time
 from collections.abc import Callable
 from datetime import date
 
@@ -25,20 +24,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 
 import mgfast
+from mgfast.bench import best_time
 from mgfast.matched_filter import DEFAULT_THRESHOLD
 from mgfast.simulate import Realism
 
 from cases import cases
-
-
-def best_time(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm up: module load, allocations
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def max_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -97,7 +87,9 @@ def main() -> None:
         out, rate = {}, {}
         for dev in devices:
             out[dev] = fn(dev)
-            rate[dev] = count / best_time(lambda dev=dev, fn=fn: fn(dev), args.repeat)
+            rate[dev] = (
+                count / best_time(lambda dev=dev, fn=fn: fn(dev), args.repeat, warm_up=True)[0]
+            )
         if len(devices) > 1:
             diff = max(max_diff(a, b) for a, b in zip(out["cpu"], out["cuda:0"], strict=True))
             cpu, cu = rate["cpu"], rate["cuda:0"]

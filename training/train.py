@@ -83,24 +83,32 @@ def training_model(arch: str, lr_schedule) -> tuple[keras.Model, keras.Model]:  
     return net, train
 
 
+# The paper's learning-rate steps: the rate drops tenfold after these epochs of its 150.
+PAPER_EPOCH_BOUNDS = (19, 79, 119)
+PAPER_EPOCHS = 150
+
+
+def paper_rates(peak: float) -> list[float]:
+    """The paper's rates, peak then /10, /100, /1000 (its text has peak 1e-2, its code 1e-3)."""
+    return [peak / 10**k for k in range(len(PAPER_EPOCH_BOUNDS) + 1)]
+
+
 def paper_schedule(peak: float, steps_per_epoch: int):  # type: ignore[no-untyped-def]
-    """The paper's step schedule: peak (epochs <= 19), then /10 (<= 79), /100 (<= 119), /1000;
-    the paper's text has peak 1e-2, its public code 1e-3."""
-    bounds = [19 * steps_per_epoch, 79 * steps_per_epoch, 119 * steps_per_epoch]
-    rates = [peak, peak / 10, peak / 100, peak / 1000]
-    return keras.optimizers.schedules.PiecewiseConstantDecay(bounds, rates)
+    """The paper's step schedule over optimizer steps."""
+    bounds = [b * steps_per_epoch for b in PAPER_EPOCH_BOUNDS]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(bounds, paper_rates(peak))
 
 
 def time_lr(arch: str, peak: float, done: float) -> float:
     """The learning rate at fraction ``done`` of a time budget: for mgfast_fcn and mgfast_multi
     a linear warm-up over the first 5 % from peak/10, then cosine decay to peak/100; for
-    bycycle2023 the paper's steps (peak, /10, /100, /1000 after 19, 79, 119 of 150 epochs) at
-    the same fractions."""
+    bycycle2023 the paper's steps at the same fractions of its 150 epochs."""
     if arch == "bycycle2023":
-        for bound, rate in ((19, peak), (79, peak / 10), (119, peak / 100)):
-            if done <= bound / 150:
+        rates = paper_rates(peak)
+        for bound, rate in zip(PAPER_EPOCH_BOUNDS, rates, strict=False):
+            if done <= bound / PAPER_EPOCHS:
                 return rate
-        return peak / 1000
+        return rates[-1]
     if done < 0.05:
         return peak / 10 + (peak - peak / 10) * done / 0.05
     frac = min(1.0, (done - 0.05) / 0.95)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,6 +83,19 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def best_time(fn: Callable[[], Any], repeat: int, warm_up: bool = False) -> tuple[float, Any]:
+    """The fastest of `repeat` calls of fn by the wall clock (after one untimed call when
+    warm_up), and the last call's result."""
+    if warm_up:
+        fn()
+    out, t_best = None, float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        t_best = min(t_best, time.perf_counter() - t0)
+    return t_best, out
+
+
 def run(
     *,
     device: str = "cpu",
@@ -117,13 +132,8 @@ def run(
     realism = Realism(**{**realism.__dict__, "unnormalised": True})
     sim = simulate(n, seed=seed, with_absorber_fraction=0.5, realism=realism)
 
-    def best(fn) -> tuple[float, object]:  # type: ignore[no-untyped-def]
-        out, t_best = None, float("inf")
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            out = fn()
-            t_best = min(t_best, time.perf_counter() - t0)
-        return t_best, out
+    def best(fn: Callable[[], Any]) -> tuple[float, Any]:
+        return best_time(fn, repeat)
 
     t_pre, pre = best(
         lambda: preprocess(
@@ -171,4 +181,4 @@ def run(
     return res
 
 
-__all__ = ["PRECISIONS", "BenchResult", "cpu_name", "run"]
+__all__ = ["PRECISIONS", "BenchResult", "best_time", "cpu_name", "run"]
