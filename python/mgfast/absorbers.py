@@ -59,12 +59,13 @@ class Absorbers:
         return dict(self.__dict__)
 
     def per_spectrum(self, n_spectra: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        """(number of absorbers with probability >= threshold, highest probability) per input
-        spectrum, for the per-spectrum summary."""
-        sel = self.probability >= threshold
-        count = np.bincount(self.spectrum[sel], minlength=n_spectra)
-        best = np.zeros(n_spectra, np.float32)
-        np.maximum.at(best, self.spectrum, self.probability)
+        """Per input spectrum: the number of absorbers with probability >= threshold, and the
+        row of its most probable absorber (the bluest among equals), -1 where there is none."""
+        count = np.bincount(self.spectrum[self.probability >= threshold], minlength=n_spectra)
+        best = np.full(n_spectra, -1, np.int64)
+        # highest probability last, so that it wins the assignment; among equals the bluest
+        order = np.lexsort((-np.arange(len(self)), self.probability))
+        best[self.spectrum[order]] = order
         return count, best
 
 

@@ -309,14 +309,13 @@ class Detector:
                 calibration=self.model.calibration,
                 sigma_scale=self.model.sigma_scale,
             )
-            n_abs, score = absorbers.per_spectrum(len(x), self.threshold)
-            # the summary's λ2796: the most probable absorber's
-            best = np.full(len(x), -1, np.int64)
-            # highest probability last (it wins the assignment); among equals the bluest
-            order = np.lexsort((-np.arange(len(absorbers)), absorbers.probability))
-            best[absorbers.spectrum[order]] = order
+            # the summary: the most probable absorber's probability and λ2796
+            n_abs, best = absorbers.per_spectrum(len(x), self.threshold)
+            found = best >= 0
+            score = np.zeros(len(x), np.float32)
+            score[found] = absorbers.probability[best[found]]
             lam = np.full(len(x), np.nan)
-            lam[best >= 0] = absorbers.lambda2796[best[best >= 0]]
+            lam[found] = absorbers.lambda2796[best[found]]
             sha = self.model.sha256
         else:
             assert self._backend is not None and self.model is not None
