@@ -67,6 +67,25 @@ def test_snr_at_arm_centres(snr):
         np.testing.assert_allclose(sim.err[:, centre], 1.0 / snr, rtol=1e-6)
 
 
+def test_noise_is_standard_normal_into_the_tails():
+    """The per-pixel normals (Philox + Box-Muller on branch-free float functions): moments,
+    the Kolmogorov-Smirnov distance to N(0, 1), and the tail fractions out to 5 sigma."""
+    from scipy import stats
+
+    sim = mgfast.simulate(400, seed=11, snr=10.0, with_absorber_fraction=0.0, return_clean=True)
+    z = ((sim.flux - sim.clean) / sim.err).ravel().astype(np.float64)  # 2.5 million normals
+    assert abs(z.mean()) < 5 / np.sqrt(z.size)
+    assert abs(z.std() - 1) < 5 / np.sqrt(2 * z.size)
+    assert stats.kstest(z, "norm").statistic < 1.5e-3
+    for k in (3.0, 4.0, 5.0):
+        expected = 2 * stats.norm.sf(k) * z.size
+        observed = np.count_nonzero(np.abs(z) > k)
+        assert abs(observed - expected) < 5 * np.sqrt(expected) + 2, (k, observed, expected)
+    # Neighbouring pixels (the two halves of one Box-Muller pair) are uncorrelated.
+    pairs = ((sim.flux - sim.clean) / sim.err)[:, : 2 * (grid.N_PIX // 2)].reshape(-1, 2)
+    assert abs(np.corrcoef(pairs[:, 0], pairs[:, 1])[0, 1]) < 5 / np.sqrt(len(pairs))
+
+
 def test_snr_falls_towards_arm_ends():
     sim = mgfast.simulate(2, seed=6, snr=10.0, with_absorber_fraction=0.0)
     for a in grid.ARMS:

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "fastmath.hpp"
 #include "hd.hpp"
 
 namespace mgfast::rng {
@@ -96,18 +97,24 @@ MGFAST_HD double normal_at(std::uint64_t seed, std::uint64_t index, std::uint32_
 
 // The two standard normals of pixels 2k and 2k + 1: one Philox call at counter k, one Box-Muller
 // transform (cosine half for the even pixel, sine half for the odd), so each pixel costs half a
-// call and depends on nothing but (seed, index, stream, pixel).
+// call and depends on nothing but (seed, index, stream, pixel). Single precision and branch-free
+// (fastmath.hpp), so that the CPU computes many pairs at once; the radius's uniform keeps all 32
+// bits (from 2^-33: normals reach 6.8σ), the angle's 24.
 MGFAST_HD void normal_pair(std::uint64_t seed, std::uint64_t index, std::uint32_t stream, int k,
-                           double* z0, double* z1) {
+                           float* z0, float* z1) {
   const U4 r =
       philox(U4{{static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(index >> 32), stream,
                  static_cast<std::uint32_t>(k)}},
              static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
-  // Single precision: the noise lands in float32 flux, and logf/sincosf are twice as fast.
-  const float radius = sqrtf(-2.0f * logf(static_cast<float>(to_unit(r.v[0]))));
-  const float angle = 6.2831853f * static_cast<float>(to_unit(r.v[1]));
-  *z0 = radius * cosf(angle);
-  *z1 = radius * sinf(angle);
+  const float u1 = (static_cast<float>(static_cast<std::int32_t>(r.v[0] >> 8)) * 256.0f +
+                    (static_cast<float>(static_cast<std::int32_t>(r.v[0] & 255u)) + 0.5f)) *
+                   2.3283064365386963e-10f;  // (x + 1/2) 2^-32, in (0, 1]
+  const float u2 = static_cast<float>(static_cast<std::int32_t>(r.v[1] >> 8)) * 5.9604645e-8f;
+  const float radius = sqrtf(-2.0f * fastmath::log(u1));
+  float c, s;
+  fastmath::sincos_2pi(u2, &c, &s);
+  *z0 = radius * c;
+  *z1 = radius * s;
 }
 
 }  // namespace mgfast::rng

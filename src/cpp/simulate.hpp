@@ -199,42 +199,38 @@ MGFAST_HD int add_transition_lines(const System& s, int t, double dlogn, Line* l
   return n;
 }
 
-// Optical depth of one line at arm pixel coordinate x.
-MGFAST_HD double line_tau(const Line& l, double x) {
-  const float d = static_cast<float>(x - l.x);
-  if (d > l.half || d < -l.half) return 0.0;
-  return l.tau0 * voigt::hjerting_f(l.a, d / l.b_pix);
+// Profile sample j of an arm lies at arm pixel coordinate x_j = (j + 1/2)/kFine - 1/2.
+MGFAST_HD double sample_x(long long j) { return (j + 0.5) / kFine - 0.5; }
+
+// Adds the optical depth of line l to profile samples j0 .. j0 + count - 1 of its arm (out[0] is
+// sample j0), over the samples within its support. The sample's offset from the centre is an
+// exact integer plus one fraction per line, so u stays accurate in float; the loop is
+// straight-line code that the compiler vectorises.
+MGFAST_HD void add_line_tau(const Line& l, long long j0, long long count, float* out) {
+  long long a = static_cast<long long>(ceil((l.x - l.half + 0.5) * kFine - 0.5)) - j0;
+  long long b = static_cast<long long>(floor((l.x + l.half + 0.5) * kFine - 0.5)) - j0;
+  a = a < 0 ? 0 : a;
+  b = b > count - 1 ? count - 1 : b;
+  if (a > b) return;
+  const double centre = (static_cast<double>(l.x) + 0.5) * kFine - 0.5;  // in samples
+  const long long nearest = static_cast<long long>(floor(centre + 0.5));
+  const float frac = static_cast<float>(static_cast<double>(nearest) - centre);
+  const int offset = static_cast<int>(j0 - nearest);  // sample j sits offset + j from `nearest`
+  const float inv = 1.0f / (static_cast<float>(kFine) * l.b_pix);
+  const float tau0 = l.tau0, damping = l.a;
+  const int ia = static_cast<int>(a), ib = static_cast<int>(b);
+  for (int j = ia; j <= ib; ++j) {
+    const float u = (static_cast<float>(offset + j) + frac) * inv;
+    out[j] += tau0 * voigt::hjerting_f(damping, u);
+  }
+}
+
+// 1 - e^-τ of each sample, in place: the absorbed fraction, as rendering and the EW solve see it.
+MGFAST_HD void absorbed_fraction(float* tau, long long count) {
+  for (long long j = 0; j < count; ++j) tau[j] = 1.0f - fastmath::exp(-tau[j]);
 }
 
 // ---- MgII absorbers: kinematics and the EW solve ---------------------------------------------
-
-// Rest equivalent width (Å) of one transition of system s with column densities scaled by
-// 10^dlogn, integrated on the profile sampling rendering uses (kFine samples per pixel of the
-// arm's grid), so that the rendered spectrum carries exactly this EW.
-MGFAST_HD double rest_ew(const System& s, int t, double dlogn) {
-  Line lines[kMaxComponents];
-  std::uint32_t dummy = 0;
-  const int n = add_transition_lines(s, t, dlogn, lines, 0, &dummy);
-  if (n == 0) return 0.0;
-  double lo = 1e30, hi = -1e30;
-  for (int i = 0; i < n; ++i) {
-    if (lines[i].x - lines[i].half < lo) lo = lines[i].x - lines[i].half;
-    if (lines[i].x + lines[i].half > hi) hi = lines[i].x + lines[i].half;
-  }
-  const int arm = lines[0].arm;
-  const long long j0 = static_cast<long long>(floor((lo + 0.5) * kFine));
-  const long long j1 = static_cast<long long>(ceil((hi + 0.5) * kFine));
-  double sum = 0.0;
-  for (long long j = j0; j <= j1; ++j) {
-    const double x = (j + 0.5) / kFine - 0.5;
-    double tau = 0.0;
-    for (int i = 0; i < n; ++i)
-      if (lines[i].arm == arm) tau += line_tau(lines[i], x);
-    const float t = static_cast<float>(tau);
-    sum += (t < 80.0f ? 1.0f - expf(-t) : 1.0f) * grid::arm_wavelength(arm, x);  // as rendered
-  }
-  return sum * grid::kDlnLambda / kFine / (1.0 + s.z);
-}
 
 // Kinematics of an MgII absorber of rest EW2796 `ew` (Å): 1 + Poisson(1.5 EW) components (at
 // most kMaxComponents), velocities Gaussian with σ = 15 + 35 EW km/s, Doppler b log-normal about
@@ -277,27 +273,38 @@ MGFAST_HD int unit_profile(const System& s, int t, float* tau, float* weight) {
   const long long j0 = static_cast<long long>(floor((lo + 0.5) * kFine));
   long long j1 = static_cast<long long>(ceil((hi + 0.5) * kFine));
   if (j1 - j0 + 1 > kMaxWindowSamples) j1 = j0 + kMaxWindowSamples - 1;
+  const int m = static_cast<int>(j1 - j0 + 1);
   const double scale = grid::kDlnLambda / kFine / (1.0 + s.z);
-  int m = 0;
-  for (long long j = j0; j <= j1; ++j, ++m) {
-    const double x = (j + 0.5) / kFine - 0.5;
-    double sum = 0.0;
-    for (int i = 0; i < n; ++i)
-      if (lines[i].arm == arm) sum += line_tau(lines[i], x);
-    tau[m] = static_cast<float>(sum);
-    weight[m] = static_cast<float>(grid::arm_wavelength(arm, x) * scale);
+  for (int j = 0; j < m; ++j) {
+    tau[j] = 0.0f;
+    weight[j] = static_cast<float>(grid::arm_wavelength(arm, sample_x(j0 + j)) * scale);
   }
+  for (int i = 0; i < n; ++i)
+    if (lines[i].arm == arm) add_line_tau(lines[i], j0, m, tau);
   return m;
 }
 
+// Rest EW (Å) of a unit profile with its optical depth scaled by 10^dlogn: Σ (1 - e^-τ) weight,
+// as rendering computes the absorption. Eight running sums (a fixed order, whatever the vector
+// width) let the compiler vectorise it.
 MGFAST_HD double ew_of_scale(const float* tau, const float* weight, int m, double dlogn) {
   const float f = static_cast<float>(pow(10.0, dlogn));
-  double sum = 0.0;
-  for (int j = 0; j < m; ++j) {
-    const float t = f * tau[j];
-    sum += (t < 80.0f ? 1.0f - expf(-t) : 1.0f) * weight[j];  // as rendering computes it
-  }
-  return sum;
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int j = 0;
+  for (; j + 8 <= m; j += 8)
+    for (int k = 0; k < 8; ++k)
+      acc[k] += static_cast<double>((1.0f - fastmath::exp(-f * tau[j + k])) * weight[j + k]);
+  for (int k = 0; j + k < m; ++k)
+    acc[k] += static_cast<double>((1.0f - fastmath::exp(-f * tau[j + k])) * weight[j + k]);
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+// Rest equivalent width (Å) of transition t of system s with column densities scaled by
+// 10^dlogn, on the profile sampling rendering uses, so that the rendered spectrum carries it.
+MGFAST_HD double rest_ew(const System& s, int t, double dlogn) {
+  float tau[kMaxWindowSamples], weight[kMaxWindowSamples];
+  const int m = unit_profile(s, t, tau, weight);
+  return m == 0 ? 0.0 : ew_of_scale(tau, weight, m, dlogn);
 }
 
 // Scales the column densities of an MgII system so that its rest EW2796 is `target` (Å), by
@@ -343,7 +350,8 @@ MGFAST_HD bool solve_ew(System* s, double target) {
     }
   }
   for (int c = 0; c < s->n_comp; ++c) s->comp[c].logn += static_cast<float>(x);
-  s->ew[0] = rest_ew(*s, atomic::kMgIIa, 0.0);
+  // The truth: the EWs of the final profile (λ2796 from the solve's own samples).
+  s->ew[0] = ew_of_scale(tau, weight, m, x);
   s->ew[1] = rest_ew(*s, atomic::kMgIIb, 0.0);
   return true;
 }
@@ -584,6 +592,16 @@ MGFAST_HD void kernel_weights(double* w) {
   }
 }
 
+// Σ w[m] a[m] over m < count, in eight running sums (a fixed order, whatever the vector width).
+MGFAST_HD double dot8(const double* w, const float* a, int count) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int m = 0;
+  for (; m + 8 <= count; m += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += w[m + k] * static_cast<double>(a[m + k]);
+  for (int k = 0; m + k < count; ++k) acc[k] += w[m + k] * static_cast<double>(a[m + k]);
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
 // Samples per rendering window (an arm's worth: 2144 pixels × kFine, plus the kernel's reach).
 constexpr int kMaxArmSamples = (2144 + 8) * kFine;
 
@@ -617,23 +635,14 @@ MGFAST_HD void render_spectrum(const Line* lines, int n, float* absorb, float* t
       long long ns = static_cast<long long>(p1 - p0) * kFine + kKernelSize;
       if (ns > kMaxArmSamples) ns = kMaxArmSamples;
       for (long long j = 0; j < ns; ++j) absorb[j] = 0.0f;
-      for (int q = i; q < k; ++q) {
-        const Line& l = lines[q];
-        long long a = static_cast<long long>(ceil((l.x - l.half + 0.5) * kFine - 0.5)) - j0;
-        long long b = static_cast<long long>(floor((l.x + l.half + 0.5) * kFine - 0.5)) - j0;
-        a = a < 0 ? 0 : a;
-        b = b > ns - 1 ? ns - 1 : b;
-        for (long long j = a; j <= b; ++j)
-          absorb[j] += static_cast<float>(line_tau(l, (j0 + j + 0.5) / kFine - 0.5));
-      }
-      for (long long j = 0; j < ns; ++j)
-        absorb[j] = absorb[j] < 80.0f ? 1.0f - expf(-absorb[j]) : 1.0f;
+      for (int q = i; q < k; ++q) add_line_tau(lines[q], j0, ns, absorb);
+      absorbed_fraction(absorb, ns);
       for (int p = p0; p <= p1; ++p) {
         const long long base = static_cast<long long>(p - p0) * kFine;
-        double sum = 0.0;
-        for (int m = 0; m < kKernelSize && base + m < ns; ++m) sum += w[m] * absorb[base + m];
-        trans[grid::arm_start(arm) + p] -=
-            static_cast<float>(sum);  // windows' samples are disjoint
+        const long long left = ns - base;
+        const int taps = left < kKernelSize ? static_cast<int>(left) : kKernelSize;
+        // Windows' samples are disjoint: each subtracts its own absorption.
+        trans[grid::arm_start(arm) + p] -= static_cast<float>(dot8(w, absorb + base, taps));
       }
     }
     i = k;
@@ -718,41 +727,45 @@ MGFAST_HD int stage_plan(const Config& cfg, std::uint64_t index, Sightline* sl, 
 }
 
 // Stage 2, per spectrum: the noiseless transmission of every pixel (render_spectrum), the truth a
-// perfect detector sees. Stage 3, per pair of grid pixels (2k, 2k + 1): continuum, defects and
-// noise on top of it. Writes the flux and its 1-sigma error (0 for a bad pixel, whose flux is 0).
+// perfect detector sees. Stage 3, per grid pixel: continuum, defects and noise on top of it, from
+// the pixel's standard normal z (normal_pair). Writes the flux and its 1-sigma error (0 for a bad
+// pixel, whose flux is 0).
+MGFAST_HD void stage_pixel(const Config& cfg, const Sightline& sl, const float* trans, int p,
+                           float z, float* flux, float* err) {
+  const double t = trans[p];
+  const double cont = cfg.unnormalised ? quasar_continuum(sl, p) : 1.0;
+  double f = cont * t;
+  if (!cfg.unnormalised && cfg.continuum_error > 0.0) f *= continuum_error(sl, p);
+  const double shape = cfg.snr_shape ? cfg.snr_shape[p]
+                                     : snr_profile(grid::edge_distance(p), cfg.edge_snr_ratio,
+                                                   cfg.edge_taper_pixels);
+  const double sigma = cont / (sl.snr * shape);
+  if (cfg.sky_residual > 0.0) {
+    const double lam = grid::wavelength(p);
+    for (int i = 0; i < kNumSkyLines; ++i) {
+      const double dx = (lam - sky_line(i)) / (lam * grid::kDlnLambda);  // pixels
+      if (dx * dx < 16.0) f += sl.sky[i] * sigma * exp(-0.5 * dx * dx / 0.49);
+    }
+  }
+  if (cfg.noise) f += sigma * static_cast<double>(z);
+  double e = sigma;
+  for (int i = 0; i < sl.n_bad; ++i)
+    if (p >= sl.bad_start[i] && p < sl.bad_start[i] + sl.bad_len[i]) {
+      f = 0.0;
+      e = 0.0;
+    }
+  flux[p] = static_cast<float>(f);
+  err[p] = static_cast<float>(e);
+}
+
+// Stage 3 for the pair of grid pixels (2k, 2k + 1), which share one Philox call and one
+// Box-Muller transform (rng.hpp): the CUDA driver's unit of work.
 MGFAST_HD void stage_pixel_pair(const Config& cfg, std::uint64_t index, const Sightline& sl,
                                 const float* trans, int k, float* flux, float* err) {
-  // One Philox call and one Box-Muller transform serve pixels 2k and 2k + 1 (rng.hpp).
-  double z[2] = {0.0, 0.0};
+  float z[2] = {0.0f, 0.0f};
   if (cfg.noise) rng::normal_pair(cfg.seed, index, kStreamNoise, k, &z[0], &z[1]);
-  for (int h = 0; h < 2; ++h) {
-    const int p = 2 * k + h;
-    if (p >= grid::kNPix) break;
-    const double t = trans[p];
-    const double cont = cfg.unnormalised ? quasar_continuum(sl, p) : 1.0;
-    double f = cont * t;
-    if (!cfg.unnormalised && cfg.continuum_error > 0.0) f *= continuum_error(sl, p);
-    const double shape = cfg.snr_shape ? cfg.snr_shape[p]
-                                       : snr_profile(grid::edge_distance(p), cfg.edge_snr_ratio,
-                                                     cfg.edge_taper_pixels);
-    const double sigma = cont / (sl.snr * shape);
-    if (cfg.sky_residual > 0.0) {
-      const double lam = grid::wavelength(p);
-      for (int i = 0; i < kNumSkyLines; ++i) {
-        const double dx = (lam - sky_line(i)) / (lam * grid::kDlnLambda);  // pixels
-        if (dx * dx < 16.0) f += sl.sky[i] * sigma * exp(-0.5 * dx * dx / 0.49);
-      }
-    }
-    f += sigma * z[h];
-    double e = sigma;
-    for (int i = 0; i < sl.n_bad; ++i)
-      if (p >= sl.bad_start[i] && p < sl.bad_start[i] + sl.bad_len[i]) {
-        f = 0.0;
-        e = 0.0;
-      }
-    flux[p] = static_cast<float>(f);
-    err[p] = static_cast<float>(e);
-  }
+  for (int h = 0; h < 2; ++h)
+    if (2 * k + h < grid::kNPix) stage_pixel(cfg, sl, trans, 2 * k + h, z[h], flux, err);
 }
 constexpr int kNPixelPairs = (grid::kNPix + 1) / 2;
 

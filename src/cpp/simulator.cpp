@@ -15,6 +15,44 @@ namespace {
 void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument(what);
 }
+// Per-thread scratch of the CPU driver.
+struct Scratch {
+  std::vector<sim::Line> lines;
+  std::vector<float> absorb, trans, z;
+};
+
+// Simulates spectra begin .. end - 1 of a call (indices start + s). On x86-64 with GCC it is
+// compiled twice, for any x86-64 and for AVX2 + FMA (x86-64-v3), and the loader picks one by the
+// CPU: the vectorised loops (fastmath.hpp) run twice as wide on the second. FMA contraction there
+// moves results by a few float ulps, so spectra agree across CPUs to about 1e-6, and exactly on
+// one machine for any batch size or thread count.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("default", "arch=x86-64-v3"), flatten))
+#endif
+void simulate_range(const sim::Config& c, std::uint64_t start, std::int64_t begin,
+                    std::int64_t end, Scratch* scratch, float* flux, float* err, float* clean,
+                    sim::Sightline* truth) {
+  Scratch& w = *scratch;
+  w.lines.resize(sim::kMaxLines);
+  w.absorb.resize(sim::kMaxArmSamples);
+  w.trans.resize(grid::kNPix);
+  w.z.assign(2 * sim::kNPixelPairs, 0.0f);
+  for (std::int64_t s = begin; s < end; ++s) {
+    const std::uint64_t index = start + static_cast<std::uint64_t>(s);
+    const std::size_t row = static_cast<std::size_t>(s) * grid::kNPix;
+    const int n_lines = sim::stage_plan(c, index, &truth[s], w.lines.data());
+    float* trans = clean ? clean + row : w.trans.data();
+    sim::render_spectrum(w.lines.data(), n_lines, w.absorb.data(), trans);
+    // The same numbers as stage_pixel_pair, in two passes: every pixel's normal first (a
+    // branch-free loop the compiler vectorises), then the pixels.
+    float* z = w.z.data();
+    if (c.noise)
+      for (int k = 0; k < sim::kNPixelPairs; ++k)
+        rng::normal_pair(c.seed, index, sim::kStreamNoise, k, &z[2 * k], &z[2 * k + 1]);
+    for (int p = 0; p < grid::kNPix; ++p)
+      sim::stage_pixel(c, truth[s], trans, p, z[p], flux + row, err + row);
+  }
+}
 }  // namespace
 
 void validate_config(const sim::Config& c) {
@@ -56,25 +94,9 @@ void simulate_cpu(const sim::Config& cfg, std::uint64_t start, int n, float* flu
         sim::snr_profile(grid::edge_distance(p), cfg.edge_snr_ratio, cfg.edge_taper_pixels));
   sim::Config c = cfg;
   c.snr_shape = shape.data();
-  struct Scratch {
-    std::vector<sim::Line> lines;
-    std::vector<float> absorb, trans;
-  };
   std::vector<Scratch> scratch(nt);
   parallel_for(n, nt, 8, [&](std::int64_t begin, std::int64_t end, int worker) {
-    Scratch& w = scratch[worker];
-    w.lines.resize(sim::kMaxLines);
-    w.absorb.resize(sim::kMaxArmSamples);
-    w.trans.resize(grid::kNPix);
-    for (std::int64_t s = begin; s < end; ++s) {
-      const std::uint64_t index = start + static_cast<std::uint64_t>(s);
-      const std::size_t row = static_cast<std::size_t>(s) * grid::kNPix;
-      const int n_lines = sim::stage_plan(c, index, &truth[s], w.lines.data());
-      float* trans = clean ? clean + row : w.trans.data();
-      sim::render_spectrum(w.lines.data(), n_lines, w.absorb.data(), trans);
-      for (int k = 0; k < sim::kNPixelPairs; ++k)
-        sim::stage_pixel_pair(c, index, truth[s], trans, k, flux + row, err + row);
-    }
+    simulate_range(c, start, begin, end, &scratch[worker], flux, err, clean, truth);
   });
 }
 
