@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -66,11 +68,16 @@ def test_bench_times_every_stage_and_the_onnxruntime_baseline(capsys):
     out = capsys.readouterr().out
     for stage in ("preprocess", "inference", "decode and flags", "end to end"):
         assert f"| {stage} |" in out
-    assert "ONNX Runtime, same model, input and threads" in out
+    assert "ONNX Runtime (CPUExecutionProvider), same model, input and threads" in out
 
 
-def test_bench_on_a_gpu_or_at_another_precision_is_a_clear_error(capsys):
-    assert main(["bench", "--device", "cuda:0", "--n", "4"]) == 2
-    assert "GPU inference engine is not built" in capsys.readouterr().err
+def test_bench_without_a_gpu_or_at_another_precision_is_a_clear_error(capsys):
+    if mgfast.cuda_device_count() == 0:
+        assert main(["bench", "--device", "cuda:0", "--n", "4"]) == 2
+        assert re.search("GPU inference engine|CUDA device", capsys.readouterr().err)
+    assert main(["bench", "--device", "cuda:x", "--n", "4"]) == 2
+    assert "backend" in capsys.readouterr().err
     assert main(["bench", "--precision", "int8", "--n", "4"]) == 2
+    assert "precision" in capsys.readouterr().err
+    assert main(["bench", "--precision", "fp16", "--n", "4"]) == 2  # fp16: the GPU engine only
     assert "precision" in capsys.readouterr().err

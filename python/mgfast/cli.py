@@ -142,12 +142,11 @@ def _detect(args: argparse.Namespace) -> int:
         raise ValueError(f"-o {out}: exists; pass --overwrite to replace it")
     if args.files_per_chunk < 1:
         raise ValueError("--files-per-chunk: must be at least 1")
-    device = args.device.split(":")[0]
-    if device not in ("cpu", "cuda"):
+    if args.device.split(":")[0] not in ("cpu", "cuda"):
         raise ValueError(f"--device {args.device}: expected cpu or cuda[:N]")
     det = Detector(
-        args.model, backend=device, method=args.method, threshold=args.threshold,
-        threads=args.threads,
+        args.model, backend=args.device, method=args.method, threshold=args.threshold,
+        threads=args.threads, precision=args.precision,
     )  # fmt: skip
     parts = out.with_name(out.name + ".parts")
 
@@ -248,7 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--model", help="model directory (default: the shipped model)")
     d.add_argument("--threshold", type=float, help="detection threshold (default: the model's)")
     d.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: all)")
-    d.add_argument("--device", default="cpu", help="cpu (cuda: not yet built)")
+    d.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]: the GPU engine")
+    d.add_argument("--precision", default="fp32", help="fp32 (default) or, on cuda, fp16")
     d.add_argument("--resume", action="store_true",
                    help="finish an interrupted run from OUTPUT.parts/")  # fmt: skip
     d.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")
@@ -275,12 +275,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "transfer, inference and decoding, with ONNX Runtime on the same model, input and "
         "threads as the baseline. Best of --repeat runs of each stage.",
     )  # fmt: skip
-    b.add_argument("--device", default="cpu", help="cpu (cuda: the GPU engine is not built)")
+    b.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     b.add_argument("--n", type=int, default=2048, help="spectra (default 2048)")
-    b.add_argument("--batch", type=int, default=64, help="spectra per engine chunk (default 64)")
+    b.add_argument(
+        "--batch", type=int, default=None,
+        help="spectra per engine chunk (default 64 on the CPU, 1024 on a GPU)",
+    )  # fmt: skip
     b.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: all)")
     b.add_argument("--model", help="model directory (default: the shipped model)")
-    b.add_argument("--precision", default="fp32", help="fp32 (the CPU engine's only one)")
+    b.add_argument("--precision", default="fp32", help="fp32, or on cuda fp16")
     b.add_argument("--repeat", type=int, default=2, help="runs per stage, the best counts")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--no-onnxruntime", action="store_true", help="skip the baseline")

@@ -211,9 +211,14 @@ class Detector:
     ----------
     model : path of a model directory (model.onnx + model.json), or the name of a shipped model
         ("default"; "multi", every absorber in a sightline); default: the shipped default model
-    backend : "auto" | "cpu" | "cuda" ("auto" is the CPU backend until the GPU engine lands)
+    backend : "auto" | "cpu" | "cuda" | "cuda:N". "cuda" runs the network with the GPU engine
+        (cuDNN + cuBLAS, mgfast.engine.GpuBackend); preprocessing and decoding stay on the CPU.
+        "auto" is the CPU backend until the GPU engine has been verified on a GPU
+        (docs/BENCHMARKS.md says what awaits one).
     method : "network" | "matched-filter"
-    batch_size, threads : passed to the backend
+    batch_size : spectra per backend call: default 16 on the CPU, 1024 on a GPU
+    threads : CPU threads (preprocessing; the CPU backend)
+    precision : "fp32" or, with backend "cuda", "fp16" (fp32 accumulation)
     threshold : detection threshold; default: the model's (model.json) or the filter's
     """
 
@@ -221,28 +226,41 @@ class Detector:
         self,
         model: str | Path | None = None,
         *,
-        backend: Literal["auto", "cpu", "cuda"] = "auto",
+        backend: str = "auto",
         method: Literal["network", "matched-filter"] = "network",
-        batch_size: int = 16,
+        batch_size: int | None = None,
         threads: int = 0,
         threshold: float | None = None,
+        precision: Literal["fp32", "fp16"] = "fp32",
     ) -> None:
+        from .engine import PRECISIONS, cuda_index
+
         if method not in ("network", "matched-filter"):
             raise ValueError(f"method: expected 'network' or 'matched-filter', got {method!r}")
-        if backend not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"backend: expected 'auto', 'cpu' or 'cuda', got {backend!r}")
-        if backend == "cuda":
-            raise RuntimeError(
-                "backend 'cuda': the GPU inference engine is not built yet; use backend='cpu' "
-                "(the CUDA preprocessing and simulator exist, network inference on GPU does not)"
+        on_gpu = isinstance(backend, str) and backend.startswith("cuda")
+        try:
+            if on_gpu:
+                cuda_index(backend)
+            elif backend not in ("auto", "cpu"):
+                raise ValueError
+        except ValueError:
+            raise ValueError(
+                f"backend: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {backend!r}"
+            ) from None
+        if precision not in PRECISIONS or (precision != "fp32" and not on_gpu):
+            raise ValueError(
+                f"precision: expected 'fp32' (any backend) or 'fp16' (backend 'cuda'), "
+                f"got {precision!r} with backend {backend!r}"
             )
+        if batch_size is None:
+            batch_size = 1024 if on_gpu else 16
         self.method = method
         self.threads = threads
         # What it takes to build this Detector again (in a dask worker, say).
         self.config: dict[str, object] = {
             "model": None if model is None else str(resolve_model(model).resolve()),
             "backend": backend, "method": method, "batch_size": batch_size, "threads": threads,
-            "threshold": threshold,
+            "threshold": threshold, "precision": precision,
         }  # fmt: skip
         self._backend = None
         self.model = None
@@ -251,7 +269,7 @@ class Detector:
 
             self.threshold = float(DEFAULT_THRESHOLD if threshold is None else threshold)
             return
-        from .engine import CpuBackend
+        from .engine import CpuBackend, GpuBackend
         from .model import load_model
 
         path = resolve_model(model)
@@ -261,7 +279,13 @@ class Detector:
                 "pass model='path/to/model' or method='matched-filter'"
             )
         self.model = load_model(path)
-        self._backend = CpuBackend(self.model, threads=threads, batch_size=batch_size)
+        if on_gpu:
+            self._backend = GpuBackend(
+                self.model, device=backend if ":" in backend else "cuda:0",
+                batch_size=batch_size, precision=precision,
+            )  # fmt: skip
+        else:
+            self._backend = CpuBackend(self.model, threads=threads, batch_size=batch_size)
         self.threshold = float(
             self.model.thresholds.get("default", 0.5) if threshold is None else threshold
         )

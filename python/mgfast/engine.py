@@ -1,12 +1,14 @@
 """Inference backends: the network of a loaded model run on spectra on the grid.
 
 Thin: validation here (each problem a ``ValueError`` naming the argument), the work in C++ with
-the GIL released. ``CpuBackend`` runs oneDNN in fp32.
+the GIL released. ``CpuBackend`` runs oneDNN in fp32; ``GpuBackend`` runs cuDNN and cuBLAS on an
+NVIDIA GPU in fp32 or fp16 (the module mgfast._gpu, built where the CUDA toolkit and cuDNN are).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -59,7 +61,48 @@ def _count(x: object, name: str, lo: int, hi: int) -> int:
     return int(x)
 
 
-class CpuBackend:
+class _Backend:
+    """What the backends share: a loaded model and its network (``_net``) in the C++ core."""
+
+    model: Model
+    _net: Any
+
+    @property
+    def batch_size(self) -> int:
+        return int(self._net.batch_size)
+
+    @property
+    def map_output(self) -> bool:
+        """Whether the network returns per-cell maps (mgfast_multi) rather than two numbers."""
+        return bool(self._net.map_output)
+
+    def infer(self, flux: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """Probability and λ2796 (Å) of each spectrum: two float32 arrays of shape (N,).
+
+        flux: (N, n_pix) or (n_pix,) floating-point, continuum-normalised and on mgfast.grid
+        (what mgfast.preprocess returns); every value must be finite.
+        """
+        if self.map_output:
+            raise ValueError(
+                f"{self.model.architecture} returns per-cell maps, not one (probability, λ2796) "
+                "per spectrum: use infer_map (or mgfast.Detector, which decodes them)"
+            )
+        x = _flux(flux, self.model.n_pix)
+        if x.shape[0] == 0:
+            return np.empty(0, np.float32), np.empty(0, np.float32)
+        prob, lam = self._net.infer(x)
+        return prob, lam
+
+    def infer_map(self, flux: npt.ArrayLike) -> np.ndarray:
+        """The network's output maps, float32 (N, cells, channels), for a network that ends in
+        a convolution (mgfast_multi: decode with mgfast.absorbers.decode_absorbers)."""
+        if not self.map_output:
+            raise ValueError(f"{self.model.architecture} returns (probability, λ2796): use infer")
+        x = _flux(flux, self.model.n_pix)
+        return self._net.infer_map(x)
+
+
+class CpuBackend(_Backend):
     """The model's network on the CPU with oneDNN (fp32, fused convolution + ReLU).
 
     Parameters
@@ -101,39 +144,114 @@ class CpuBackend:
     def threads(self) -> int:
         return int(self._net.threads)
 
-    @property
-    def batch_size(self) -> int:
-        return int(self._net.batch_size)
 
-    def infer(self, flux: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-        """Probability and λ2796 (Å) of each spectrum: two float32 arrays of shape (N,).
+PRECISIONS = ("fp32", "fp16")
 
-        flux: (N, n_pix) or (n_pix,) floating-point, continuum-normalised and on mgfast.grid
-        (what mgfast.preprocess returns); every value must be finite.
-        """
-        if self.map_output:
-            raise ValueError(
-                f"{self.model.architecture} returns per-cell maps, not one (probability, λ2796) "
-                "per spectrum: use infer_map (or mgfast.Detector, which decodes them)"
+
+def cuda_index(device: str) -> int:
+    """N of "cuda" (0) or "cuda:N"; anything else is a ValueError."""
+    if device == "cuda":
+        return 0
+    head, _, digits = device.partition(":")
+    if head != "cuda" or not digits.isdigit():
+        raise ValueError(f"device: expected 'cuda' or 'cuda:N', got {device!r}")
+    return int(digits)
+
+
+def gpu_engine_module() -> Any:
+    """mgfast._gpu, or a RuntimeError saying why this installation has no GPU engine."""
+    try:
+        from . import _gpu  # type: ignore[attr-defined]
+    except ImportError as e:
+        why = str(e)
+        if "No module named" in why:
+            why = (
+                "this mgfast was built without it (it needs the CUDA toolkit and cuDNN 9 at "
+                "build time: reinstall on a machine with both, or set CUDNN_ROOT)"
             )
-        x = _flux(flux, self.model.n_pix)
-        if x.shape[0] == 0:
-            return np.empty(0, np.float32), np.empty(0, np.float32)
-        prob, lam = self._net.infer(x)
-        return prob, lam
+        raise RuntimeError(f"the GPU inference engine is not available: {why}") from None
+    return _gpu
+
+
+class GpuBackend(_Backend):
+    """The model's network on an NVIDIA GPU: cuDNN convolutions, cuBLAS dense layers, custom
+    kernels for the one-channel first convolution, pooling, bias/ReLU and the heads.
+
+    Parameters
+    ----------
+    model : Model or path of a model directory
+    device : "cuda" or "cuda:N"
+    batch_size : int
+        Spectra per launch (the CUDA graphs' fixed shape; a last partial batch runs padded).
+    precision : "fp32" (no TF32) or "fp16" (half activations and weights, fp32 accumulation,
+        tensor cores)
+    slots : int
+        Depth of the ring of pinned host buffers and streams (3: the copy-in, compute and
+        copy-out of three batches overlap).
+    graphs : bool
+        Capture each slot's copy-in + network + copy-out as a CUDA graph (``graph_status`` says
+        whether capture worked; plain launches otherwise).
+    """
+
+    def __init__(
+        self,
+        model: Model | str | Path,
+        *,
+        device: str = "cuda:0",
+        batch_size: int = 1024,
+        precision: str = "fp32",
+        slots: int = 3,
+        graphs: bool = True,
+    ) -> None:
+        self.model = model if isinstance(model, Model) else load_model(model)
+        index = cuda_index(device)
+        batch_size = _count(batch_size, "batch_size", 1, 65536)
+        slots = _count(slots, "slots", 2, 8)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+        gpu = gpu_engine_module()
+        self.device = f"cuda:{index}"
+        self.precision = precision
+        self._net = gpu.GpuNetwork(
+            self.model.n_pix,
+            _core_layers(self.model.layers),
+            index,
+            batch_size,
+            precision == "fp16",
+            slots,
+            bool(graphs),
+        )
 
     @property
-    def map_output(self) -> bool:
-        """Whether the network returns per-cell maps (mgfast_multi) rather than two numbers."""
-        return bool(self._net.map_output)
+    def threads(self) -> int:
+        return 1  # one host thread feeds the ring
 
-    def infer_map(self, flux: npt.ArrayLike) -> np.ndarray:
-        """The network's output maps, float32 (N, cells, channels), for a network that ends in
-        a convolution (mgfast_multi: decode with mgfast.absorbers.decode_absorbers)."""
-        if not self.map_output:
-            raise ValueError(f"{self.model.architecture} returns (probability, λ2796): use infer")
+    @property
+    def graph_status(self) -> str:
+        return str(self._net.graph_status)
+
+    @property
+    def device_name(self) -> str:
+        return str(self._net.device_name)
+
+    def infer_device(self, flux: Any, out: Any) -> None:
+        """The network on spectra already on this GPU: ``flux`` (N, n_pix) float32 and ``out``
+        ((N, 2) probability and λ2796, or the (N, cells, channels) map) are C-contiguous device
+        arrays exposing ``__cuda_array_interface__`` (CuPy, PyTorch, pycuda, Numba); no host
+        round trip. The input must be finite (no check is made on the device)."""
+        self._net.infer_device(flux, out)
+
+    def profile(self, flux: npt.ArrayLike) -> dict[str, float]:
+        """Milliseconds spent copying in, computing and copying out, each stage timed alone
+        with CUDA events, over the batches of ``flux``."""
         x = _flux(flux, self.model.n_pix)
-        return self._net.infer_map(x)
+        t = self._net.profile(x)
+        return {
+            "host-to-device": t.h2d_ms,
+            "compute": t.compute_ms,
+            "device-to-host": t.d2h_ms,
+            "batches": t.batches,
+        }
 
 
 def _flux(flux: npt.ArrayLike, n_pix: int) -> np.ndarray:
@@ -165,4 +283,4 @@ def _flux(flux: npt.ArrayLike, n_pix: int) -> np.ndarray:
     return x
 
 
-__all__ = ["CpuBackend"]
+__all__ = ["PRECISIONS", "CpuBackend", "GpuBackend", "cuda_index", "gpu_engine_module"]

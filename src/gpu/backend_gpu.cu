@@ -1,0 +1,904 @@
+// The GPU inference backend (backend_gpu.hpp). Layout: activations channels-last, (batch,
+// length, channels), in T = float or __half. Each layer's producer writes its output already
+// padded with the zeros the next convolution needs, so every convolution runs unpadded:
+//   - a convolution with one input channel (the first: 0.4 % of the paper network's flops but
+//     half of its activations) is a direct kernel of its own with bias and ReLU fused;
+//   - other convolutions are cuDNN's (NHWC, cross-correlation, fp32 accumulation; tensor cores
+//     at fp16, plain FMA at fp32 so that no TF32 rounding creeps in), then one kernel adds the
+//     bias, applies the ReLU and writes the padded layout;
+//   - average pooling is a kernel (it writes the next convolution's padding, which cuDNN's
+//     pooling could not);
+//   - dense layers and the heads are cuBLAS GEMMs (fp32 output) with a bias/activation kernel;
+//   - mgfast_fcn's heatmap head is one block per spectrum.
+// Batches go through a ring of slots (pinned host buffers, device buffers, a stream, cuDNN and
+// cuBLAS handles bound to it, and a CUDA graph of copy-in + network + copy-out).
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "backend_gpu.hpp"
+#include "cuda_check.hpp"
+#include "grid.hpp"
+
+#define MGFAST_CUDNN_CHECK(call)                                               \
+  do {                                                                         \
+    const cudnnStatus_t mgfast_st_ = (call);                                   \
+    if (mgfast_st_ != CUDNN_STATUS_SUCCESS)                                    \
+      throw std::runtime_error(std::string("cuDNN error in ") + #call + ": " + \
+                               cudnnGetErrorString(mgfast_st_));               \
+  } while (0)
+
+#define MGFAST_CUBLAS_CHECK(call)                                                      \
+  do {                                                                                 \
+    const cublasStatus_t mgfast_st_ = (call);                                          \
+    if (mgfast_st_ != CUBLAS_STATUS_SUCCESS)                                           \
+      throw std::runtime_error(std::string("cuBLAS error in ") + #call + ": status " + \
+                               std::to_string(static_cast<int>(mgfast_st_)));          \
+  } while (0)
+
+namespace mgfast {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr std::size_t kWorkspaceBytes = std::size_t{256} << 20;  // cuDNN's, per slot
+
+int blocks(long long n) {
+  return static_cast<int>(std::min<long long>((n + kThreads - 1) / kThreads, 1LL << 20));
+}
+
+#define MGFAST_GPU_LOOP(i, n)                                                                \
+  for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
+       i += static_cast<long long>(blockDim.x) * gridDim.x)
+
+__device__ __forceinline__ float load(const float* p) { return *p; }
+__device__ __forceinline__ float load(const __half* p) { return __half2float(*p); }
+__device__ __forceinline__ void store(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn(v); }
+
+// The spectra (rows of n_in floats), through the optional affine map, into (rows, pl + n_in +
+// pr, 1) with zero padding.
+template <typename T>
+__global__ void input_kernel(const float* x, long long rows, int n_in, bool affine, float a,
+                             float b, int pl, int pr, T* dst) {
+  const int lp = pl + n_in + pr;
+  MGFAST_GPU_LOOP(i, rows * lp) {
+    const long long r = i / lp;
+    const int l = static_cast<int>(i - r * lp) - pl;
+    float v = 0.0f;
+    if (l >= 0 && l < n_in) {
+      v = x[r * n_in + l];
+      if (affine) v = a * v + b;
+    }
+    store(dst + i, v);
+  }
+}
+
+// Convolution of a one-channel input (rows, lp_in) with weights (c_out, k), bias and ReLU fused,
+// into (rows, pl + l_out + pr, c_out).
+template <typename T>
+__global__ void conv_one_channel_kernel(const T* src, long long rows, int lp_in, const float* w,
+                                        const float* bias, int k, int stride, int dilation,
+                                        int l_out, int c_out, bool relu, int pl, int pr, T* dst) {
+  const int lp = pl + l_out + pr;
+  MGFAST_GPU_LOOP(i, rows * lp * c_out) {
+    const int c = static_cast<int>(i % c_out);
+    const long long rl = i / c_out;
+    const long long r = rl / lp;
+    const int l = static_cast<int>(rl - r * lp) - pl;
+    float v = 0.0f;
+    if (l >= 0 && l < l_out) {
+      const T* s = src + r * lp_in + static_cast<long long>(l) * stride;
+      const float* wc = w + static_cast<long long>(c) * k;
+      float acc = bias[c];
+      for (int j = 0; j < k; ++j) acc += wc[j] * load(s + static_cast<long long>(j) * dilation);
+      v = relu ? fmaxf(acc, 0.0f) : acc;
+    }
+    store(dst + i, v);
+  }
+}
+
+// Bias (optional) and ReLU on (rows, len, c), into (rows, pl + len + pr, c).
+template <typename Tin, typename Tout>
+__global__ void epilogue_kernel(const Tin* src, long long rows, int len, int c, const float* bias,
+                                bool relu, int pl, int pr, Tout* dst) {
+  const int lp = pl + len + pr;
+  MGFAST_GPU_LOOP(i, rows * lp * c) {
+    const int ch = static_cast<int>(i % c);
+    const long long rl = i / c;
+    const long long r = rl / lp;
+    const int l = static_cast<int>(rl - r * lp) - pl;
+    float v = 0.0f;
+    if (l >= 0 && l < len) {
+      v = load(src + (r * len + l) * c + ch);
+      if (bias) v += bias[ch];
+      if (relu) v = fmaxf(v, 0.0f);
+    }
+    store(dst + i, v);
+  }
+}
+
+// Non-overlapping average over k positions: (rows, len, c) into (rows, pl + len / k + pr, c).
+template <typename T>
+__global__ void avgpool_kernel(const T* src, long long rows, int len, int c, int k, int pl, int pr,
+                               T* dst) {
+  const int l_out = len / k, lp = pl + l_out + pr;
+  MGFAST_GPU_LOOP(i, rows * lp * c) {
+    const int ch = static_cast<int>(i % c);
+    const long long rl = i / c;
+    const long long r = rl / lp;
+    const int l = static_cast<int>(rl - r * lp) - pl;
+    float v = 0.0f;
+    if (l >= 0 && l < l_out) {
+      const T* s = src + (r * len + static_cast<long long>(l) * k) * c + ch;
+      float acc = 0.0f;
+      for (int j = 0; j < k; ++j) acc += load(s + static_cast<long long>(j) * c);
+      v = acc / k;
+    }
+    store(dst + i, v);
+  }
+}
+
+__global__ void fill_kernel(float* p, long long n, float v) { MGFAST_GPU_LOOP(i, n) p[i] = v; }
+
+// Dense layer output (rows, f) in fp32 from the GEMM: bias, optional ReLU, into T.
+template <typename T>
+__global__ void dense_bias_kernel(const float* y, long long rows, int f, const float* bias,
+                                  bool relu, T* dst) {
+  MGFAST_GPU_LOOP(i, rows * f) {
+    float v = y[i] + bias[i % f];
+    store(dst + i, relu ? fmaxf(v, 0.0f) : v);
+  }
+}
+
+// The paper network's heads: (probability, λ2796) = (sigmoid(z0 + b0), relu(z1 + b1)).
+__global__ void heads_kernel(const float* y, long long rows, const float* bias, float* out) {
+  MGFAST_GPU_LOOP(r, rows) {
+    const float z0 = y[2 * r] + bias[0], z1 = y[2 * r + 1] + bias[1];
+    out[2 * r] = 1.0f / (1.0f + expf(-z0));
+    out[2 * r + 1] = fmaxf(z1, 0.0f);
+  }
+}
+
+// mgfast_fcn's heatmap head, one block per spectrum on features (len, c): per position a cell
+// logit and offset, a "no absorber" logit from the channels' max and mean, the softmax over
+// positions and "none"; (1 - weight of none, λ2796 at the best cell's pixel). As the CPU
+// backend's heatmap_decode, with float sums.
+template <typename T>
+__global__ void heatmap_kernel(const T* f, long long rows, int len, int c, const float* w,
+                               const float* b, int cell, float* out) {
+  extern __shared__ float logit[];  // len values, then c maxima and c means
+  float* mx = logit + len;
+  float* mean = mx + c;
+  __shared__ float none_logit;
+  __shared__ int best;
+  for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* fr = f + r * len * static_cast<long long>(c);
+    for (int l = threadIdx.x; l < len; l += blockDim.x) {
+      float s = b[0];
+      for (int k = 0; k < c; ++k) s += w[k] * load(fr + static_cast<long long>(l) * c + k);
+      logit[l] = s;
+    }
+    for (int k = threadIdx.x; k < c; k += blockDim.x) {
+      float m = -INFINITY, sum = 0.0f;
+      for (int l = 0; l < len; ++l) {
+        const float v = load(fr + static_cast<long long>(l) * c + k);
+        m = fmaxf(m, v);
+        sum += v;
+      }
+      mx[k] = m;
+      mean[k] = sum / len;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      float none = b[2];
+      for (int k = 0; k < c; ++k) none += w[2 * c + k] * mx[k] + w[3 * c + k] * mean[k];
+      int arg = 0;
+      for (int l = 1; l < len; ++l)
+        if (logit[l] > logit[arg]) arg = l;
+      none_logit = none;
+      best = arg;
+    }
+    __syncthreads();
+    // The softmax denominator, summed by the block.
+    const float m = fmaxf(logit[best], none_logit);
+    float part = 0.0f;
+    for (int l = threadIdx.x; l < len; l += blockDim.x) part += expf(logit[l] - m);
+    for (int o = 16; o > 0; o >>= 1) part += __shfl_down_sync(0xffffffffu, part, o);
+    __shared__ float warp_sums[32];
+    if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = part;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      float denom = expf(none_logit - m);
+      for (int i = 0; i < static_cast<int>((blockDim.x + 31) / 32); ++i) denom += warp_sums[i];
+      const T* vb = fr + static_cast<long long>(best) * c;
+      float off = b[1];
+      for (int k = 0; k < c; ++k) off += w[c + k] * load(vb + k);
+      off = fminf(fmaxf(off, 0.0f), cell - 1e-3f);
+      const double pix = fmin(fmax(static_cast<double>(cell) * best + off, 0.0), grid::kNPix - 1.0);
+      out[2 * r] = 1.0f - expf(none_logit - m) / denom;
+      out[2 * r + 1] = static_cast<float>(grid::wavelength_of_pixel(pix));
+    }
+    __syncthreads();
+  }
+}
+
+// One step of the network on a slot, all on the slot's stream.
+enum class Op { kInput, kConvOne, kConvDnn, kPool, kDense, kHeads, kHeatmap };
+
+struct Step {
+  Op op;
+  int layer = -1;            // index into the network's layers
+  int len_in = 0, c_in = 0;  // input (unpadded length) and channels
+  int len_out = 0, c_out = 0;
+  int pl = 0, pr = 0;  // padding the consumer of this step's output needs
+  bool last = false;   // writes the network's output (fp32) instead of an activation
+  // cuDNN convolutions.
+  cudnnTensorDescriptor_t x_desc = nullptr, y_desc = nullptr;
+  cudnnFilterDescriptor_t w_desc = nullptr;
+  cudnnConvolutionDescriptor_t conv_desc = nullptr;
+  cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+  std::size_t workspace = 0;
+  int in_pad = 0;  // the convolution's own input padding (pl + pr of its input)
+};
+
+template <typename T>
+struct DeviceArray {
+  T* p = nullptr;
+  std::size_t n = 0;
+  void allocate(std::size_t count) {
+    release();
+    if (count > 0) MGFAST_CUDA_CHECK(cudaMalloc(&p, count * sizeof(T)));
+    n = count;
+  }
+  void release() {
+    if (p) cudaFree(p);
+    p = nullptr;
+    n = 0;
+  }
+  ~DeviceArray() { release(); }
+};
+
+struct Slot {
+  cudaStream_t stream = nullptr;
+  cudnnHandle_t dnn = nullptr;
+  cublasHandle_t blas = nullptr;
+  float* host_in = nullptr;   // pinned
+  float* host_out = nullptr;  // pinned
+  DeviceArray<float> in, out, gemm;
+  DeviceArray<unsigned char> act[2], workspace, blas_workspace;
+  cudaGraphExec_t graph = nullptr;
+  cudaEvent_t done = nullptr;
+  // The batch in flight: where its results go.
+  bool busy = false;
+  std::int64_t first = 0;
+  std::int64_t count = 0;
+};
+
+}  // namespace
+
+struct GpuBackend::Impl {
+  net::Network net;
+  std::vector<net::Shape> shapes;
+  int device = 0;
+  int batch = 0;
+  bool half = false;
+  bool use_graphs = true;
+  std::string graph_status = "graphs";
+  std::vector<Step> steps;
+  std::vector<Slot> slots;
+  std::size_t out_per_spectrum = 2;  // floats
+  std::size_t act_bytes = 0;         // per activation buffer
+  std::size_t gemm_floats = 0;
+  // Weights on the device: per layer, in T for cuDNN and cuBLAS, in fp32 for the kernels.
+  std::vector<DeviceArray<unsigned char>> w_t;
+  std::vector<DeviceArray<float>> w_f, bias;
+  bool affine = false;
+  float affine_a = 1.0f, affine_b = 0.0f;
+  std::mutex mu;
+
+  std::size_t elem() const { return half ? sizeof(__half) : sizeof(float); }
+  cudnnDataType_t dnn_type() const { return half ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT; }
+  cudaDataType_t blas_type() const { return half ? CUDA_R_16F : CUDA_R_32F; }
+
+  void build();
+  void make_slot(Slot& s);
+  void choose_algorithms(Slot& s);
+  void capture(Slot& s);
+  void enqueue_network(Slot& s, const float* d_in, float* d_out);
+  template <typename T>
+  void enqueue_typed(Slot& s, const float* d_in, float* d_out);
+  void run_slot(Slot& s);
+  void finish(Slot& s, float* out, bool split, float* lam);
+  void run_host(const float* x, std::int64_t n, float* out, bool split, float* lam);
+  ~Impl();
+};
+
+namespace {
+
+void require_device_exists(int device) {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    throw std::runtime_error("cuda:" + std::to_string(device) + ": no usable CUDA device (" +
+                             cudaGetErrorString(e) + ")");
+  }
+  if (device < 0 || device >= count)
+    throw std::runtime_error("cuda:" + std::to_string(device) +
+                             " does not exist: this machine has " + std::to_string(count) +
+                             " CUDA device(s)");
+}
+
+// The padding a consumer step needs on its input: a convolution's own, else none.
+std::pair<int, int> consumer_pad(const net::Network& net, std::size_t next) {
+  if (next >= net.layers.size()) return {0, 0};
+  const net::Layer& l = net.layers[next];
+  if (l.kind == net::LayerKind::kConv1d) return {l.pad_l, l.pad_r};
+  return {0, 0};
+}
+
+}  // namespace
+
+void GpuBackend::Impl::build() {
+  shapes = net.shapes();  // validates the chain
+  const std::size_t nl = net.layers.size();
+  std::size_t first = 0;
+  if (nl > 0 && net.layers[0].kind == net::LayerKind::kAffine) {
+    affine = true;
+    affine_a = net.layers[0].weight[0];
+    affine_b = net.layers[0].bias[0];
+    first = 1;
+  }
+  // Input step: the spectra, padded for the first real layer.
+  {
+    Step s;
+    s.op = Op::kInput;
+    s.len_in = s.len_out = net.n_in;
+    s.c_in = s.c_out = 1;
+    std::tie(s.pl, s.pr) = consumer_pad(net, first);
+    steps.push_back(s);
+  }
+  std::size_t act_elems = std::size_t(net.n_in + steps[0].pl + steps[0].pr);
+  for (std::size_t i = first; i < nl; ++i) {
+    const net::Layer& l = net.layers[i];
+    const net::Shape in = shapes[i], out = shapes[i + 1];
+    Step s;
+    s.layer = static_cast<int>(i);
+    s.len_in = in.length;
+    s.c_in = in.channels;
+    s.len_out = out.length;
+    s.c_out = out.channels;
+    s.last = i + 1 == nl;
+    std::tie(s.pl, s.pr) = consumer_pad(net, i + 1);
+    switch (l.kind) {
+      case net::LayerKind::kConv1d:
+        s.op = l.c_in == 1 ? Op::kConvOne : Op::kConvDnn;
+        if (s.op == Op::kConvOne && s.last)
+          throw std::invalid_argument("network layer " + std::to_string(i) +
+                                      ": a one-channel convolution cannot return the map");
+        s.in_pad = l.pad_l + l.pad_r;
+        break;
+      case net::LayerKind::kAvgPool1d:
+        s.op = Op::kPool;
+        break;
+      case net::LayerKind::kFlatten:
+        continue;  // channels-last activations are already the flattened features
+      case net::LayerKind::kDense:
+        s.op = Op::kDense;
+        gemm_floats = std::max(gemm_floats, std::size_t(l.c_out));
+        break;
+      case net::LayerKind::kHeads:
+        s.op = Op::kHeads;
+        gemm_floats = std::max(gemm_floats, std::size_t(2));
+        break;
+      case net::LayerKind::kHeatmap:
+        s.op = Op::kHeatmap;
+        break;
+      case net::LayerKind::kAffine:
+        throw std::invalid_argument("network layer " + std::to_string(i) +
+                                    ": the affine map must come first");
+    }
+    act_elems = std::max(act_elems, std::size_t(s.len_out + s.pl + s.pr) * s.c_out);
+    act_elems =
+        std::max(act_elems, std::size_t(s.len_in) * s.c_in + std::size_t(s.in_pad) * s.c_in);
+    steps.push_back(s);
+  }
+  if (net.map_output()) {
+    const net::Shape o = shapes.back();
+    out_per_spectrum = std::size_t(o.channels) * o.length;
+  }
+  act_bytes = act_elems * std::size_t(batch) * elem();
+
+  // Weights. cuDNN's NHWC filters are (c_out, 1, k, c_in): transposed from ONNX's (c_out, c_in, k).
+  w_t.resize(nl);
+  w_f.resize(nl);
+  bias.resize(nl);
+  for (std::size_t i = first; i < nl; ++i) {
+    const net::Layer& l = net.layers[i];
+    std::vector<float> w = l.weight;
+    if (l.kind == net::LayerKind::kConv1d && l.c_in > 1) {
+      for (int o = 0; o < l.c_out; ++o)
+        for (int c = 0; c < l.c_in; ++c)
+          for (int k = 0; k < l.kernel; ++k)
+            w[(std::size_t(o) * l.kernel + k) * l.c_in + c] =
+                l.weight[(std::size_t(o) * l.c_in + c) * l.kernel + k];
+    }
+    if (!w.empty()) {
+      w_f[i].allocate(w.size());
+      MGFAST_CUDA_CHECK(
+          cudaMemcpy(w_f[i].p, w.data(), w.size() * sizeof(float), cudaMemcpyHostToDevice));
+      if (half) {
+        std::vector<__half> h(w.size());
+        for (std::size_t j = 0; j < w.size(); ++j) h[j] = __float2half_rn(w[j]);
+        w_t[i].allocate(h.size() * sizeof(__half));
+        MGFAST_CUDA_CHECK(
+            cudaMemcpy(w_t[i].p, h.data(), h.size() * sizeof(__half), cudaMemcpyHostToDevice));
+      } else {
+        w_t[i].allocate(w.size() * sizeof(float));
+        MGFAST_CUDA_CHECK(
+            cudaMemcpy(w_t[i].p, w.data(), w.size() * sizeof(float), cudaMemcpyHostToDevice));
+      }
+    }
+    if (!l.bias.empty()) {
+      bias[i].allocate(l.bias.size());
+      MGFAST_CUDA_CHECK(cudaMemcpy(bias[i].p, l.bias.data(), l.bias.size() * sizeof(float),
+                                   cudaMemcpyHostToDevice));
+    }
+  }
+
+  // cuDNN descriptors of the convolutions.
+  for (Step& s : steps) {
+    if (s.op != Op::kConvDnn) continue;
+    const net::Layer& l = net.layers[s.layer];
+    MGFAST_CUDNN_CHECK(cudnnCreateTensorDescriptor(&s.x_desc));
+    MGFAST_CUDNN_CHECK(cudnnCreateTensorDescriptor(&s.y_desc));
+    MGFAST_CUDNN_CHECK(cudnnCreateFilterDescriptor(&s.w_desc));
+    MGFAST_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&s.conv_desc));
+    MGFAST_CUDNN_CHECK(cudnnSetTensor4dDescriptor(s.x_desc, CUDNN_TENSOR_NHWC, dnn_type(), batch,
+                                                  l.c_in, 1, s.len_in + s.in_pad));
+    MGFAST_CUDNN_CHECK(cudnnSetFilter4dDescriptor(s.w_desc, dnn_type(), CUDNN_TENSOR_NHWC, l.c_out,
+                                                  l.c_in, 1, l.kernel));
+    MGFAST_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
+        s.conv_desc, 0, 0, 1, l.stride, 1, l.dilation, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    MGFAST_CUDNN_CHECK(
+        cudnnSetConvolutionMathType(s.conv_desc, half ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+    int n = 0, c = 0, h = 0, w = 0;
+    MGFAST_CUDNN_CHECK(
+        cudnnGetConvolution2dForwardOutputDim(s.conv_desc, s.x_desc, s.w_desc, &n, &c, &h, &w));
+    if (n != batch || c != l.c_out || h != 1 || w != s.len_out)
+      throw std::logic_error("cuDNN's output shape for layer " + std::to_string(s.layer) +
+                             " differs from the network's: " + std::to_string(w) + " vs " +
+                             std::to_string(s.len_out));
+    MGFAST_CUDNN_CHECK(cudnnSetTensor4dDescriptor(s.y_desc, CUDNN_TENSOR_NHWC, dnn_type(), batch,
+                                                  l.c_out, 1, s.len_out));
+  }
+}
+
+void GpuBackend::Impl::make_slot(Slot& s) {
+  MGFAST_CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
+  MGFAST_CUDA_CHECK(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+  MGFAST_CUDNN_CHECK(cudnnCreate(&s.dnn));
+  MGFAST_CUDNN_CHECK(cudnnSetStream(s.dnn, s.stream));
+  MGFAST_CUBLAS_CHECK(cublasCreate(&s.blas));
+  MGFAST_CUBLAS_CHECK(cublasSetStream(s.blas, s.stream));
+  // A workspace of its own, so that cuBLAS never allocates (which graph capture forbids).
+  s.blas_workspace.allocate(std::size_t{32} << 20);
+  MGFAST_CUBLAS_CHECK(cublasSetWorkspace(s.blas, s.blas_workspace.p, s.blas_workspace.n));
+  MGFAST_CUBLAS_CHECK(cublasSetMathMode(s.blas, CUBLAS_DEFAULT_MATH));  // no TF32 at fp32
+  const std::size_t b = std::size_t(batch);
+  MGFAST_CUDA_CHECK(cudaMallocHost(&s.host_in, b * net.n_in * sizeof(float)));
+  MGFAST_CUDA_CHECK(cudaMallocHost(&s.host_out, b * out_per_spectrum * sizeof(float)));
+  s.in.allocate(b * net.n_in);
+  s.out.allocate(b * out_per_spectrum);
+  s.gemm.allocate(std::max<std::size_t>(b * gemm_floats, 1));
+  s.act[0].allocate(act_bytes);
+  s.act[1].allocate(act_bytes);
+}
+
+// cuDNN's fastest algorithm per convolution, measured once on slot 0's buffers.
+void GpuBackend::Impl::choose_algorithms(Slot& s) {
+  std::size_t need = 0;
+  for (Step& st : steps) {
+    if (st.op != Op::kConvDnn) continue;
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int got = 0;
+    DeviceArray<unsigned char> ws;
+    ws.allocate(kWorkspaceBytes);
+    MGFAST_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
+        s.dnn, st.x_desc, s.act[0].p, st.w_desc, w_t[st.layer].p, st.conv_desc, st.y_desc,
+        s.act[1].p, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf, ws.p, ws.n));
+    bool found = false;
+    for (int i = 0; i < got && !found; ++i) {
+      if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > kWorkspaceBytes) continue;
+      // At fp32 keep to algorithms that do not round through TF32 or fp16.
+      if (!half && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH)
+        continue;
+      st.algo = perf[i].algo;
+      st.workspace = perf[i].memory;
+      MGFAST_CUDNN_CHECK(cudnnSetConvolutionMathType(st.conv_desc, perf[i].mathType));
+      found = true;
+    }
+    if (!found)
+      throw std::runtime_error("cuDNN found no algorithm for layer " + std::to_string(st.layer));
+    need = std::max(need, st.workspace);
+  }
+  for (Slot& t : slots) t.workspace.allocate(std::max<std::size_t>(need, 1));
+}
+
+template <typename T>
+void GpuBackend::Impl::enqueue_typed(Slot& s, const float* d_in, float* d_out) {
+  const long long rows = batch;
+  int cur = 0;  // activation buffer holding the current step's input
+  auto act = [&](int i) { return reinterpret_cast<T*>(s.act[i].p); };
+  const float one = 1.0f, zero = 0.0f;
+  for (const Step& st : steps) {
+    const int other = 1 - cur;
+    switch (st.op) {
+      case Op::kInput:
+        input_kernel<T><<<blocks(rows * (st.len_out + st.pl + st.pr)), kThreads, 0, s.stream>>>(
+            d_in, rows, net.n_in, affine, affine_a, affine_b, st.pl, st.pr, act(cur));
+        break;
+      case Op::kConvOne: {
+        const net::Layer& l = net.layers[st.layer];
+        const long long n = rows * (st.len_out + st.pl + st.pr) * st.c_out;
+        conv_one_channel_kernel<T><<<blocks(n), kThreads, 0, s.stream>>>(
+            act(cur), rows, st.len_in + st.in_pad, w_f[st.layer].p, bias[st.layer].p, l.kernel,
+            l.stride, l.dilation, st.len_out, st.c_out, l.relu, st.pl, st.pr, act(other));
+        cur = other;
+        break;
+      }
+      case Op::kConvDnn: {
+        const net::Layer& l = net.layers[st.layer];
+        MGFAST_CUDNN_CHECK(cudnnConvolutionForward(
+            s.dnn, &one, st.x_desc, act(cur), st.w_desc, w_t[st.layer].p, st.conv_desc, st.algo,
+            s.workspace.p, st.workspace, &zero, st.y_desc, act(other)));
+        const long long n = rows * (st.len_out + st.pl + st.pr) * st.c_out;
+        if (st.last) {
+          epilogue_kernel<T, float>
+              <<<blocks(rows * st.len_out * st.c_out), kThreads, 0, s.stream>>>(
+                  act(other), rows, st.len_out, st.c_out, bias[st.layer].p, l.relu, 0, 0, d_out);
+        } else {
+          epilogue_kernel<T, T><<<blocks(n), kThreads, 0, s.stream>>>(
+              act(other), rows, st.len_out, st.c_out, bias[st.layer].p, l.relu, st.pl, st.pr,
+              act(cur));
+        }
+        break;  // the result is back in `cur`
+      }
+      case Op::kPool: {
+        const net::Layer& l = net.layers[st.layer];
+        const long long n = rows * (st.len_out + st.pl + st.pr) * st.c_out;
+        avgpool_kernel<T><<<blocks(n), kThreads, 0, s.stream>>>(act(cur), rows, st.len_in, st.c_in,
+                                                                l.kernel, st.pl, st.pr, act(other));
+        cur = other;
+        break;
+      }
+      case Op::kDense:
+      case Op::kHeads: {
+        const net::Layer& l = net.layers[st.layer];
+        // y (rows, out) = x (rows, in) Wᵀ, in cuBLAS's column-major terms y' = W' x'.
+        MGFAST_CUBLAS_CHECK(cublasGemmEx(s.blas, CUBLAS_OP_T, CUBLAS_OP_N, l.c_out, batch, l.c_in,
+                                         &one, w_t[st.layer].p, blas_type(), l.c_in, act(cur),
+                                         blas_type(), l.c_in, &zero, s.gemm.p, CUDA_R_32F, l.c_out,
+                                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        if (st.op == Op::kHeads) {
+          heads_kernel<<<blocks(rows), kThreads, 0, s.stream>>>(s.gemm.p, rows, bias[st.layer].p,
+                                                                d_out);
+        } else {
+          dense_bias_kernel<T><<<blocks(rows * l.c_out), kThreads, 0, s.stream>>>(
+              s.gemm.p, rows, l.c_out, bias[st.layer].p, l.relu, act(other));
+          cur = other;
+        }
+        break;
+      }
+      case Op::kHeatmap: {
+        const net::Layer& l = net.layers[st.layer];
+        const std::size_t shared = (std::size_t(st.len_in) + 2 * st.c_in) * sizeof(float);
+        heatmap_kernel<T>
+            <<<static_cast<int>(std::min<long long>(rows, 65535)), kThreads, shared, s.stream>>>(
+                act(cur), rows, st.len_in, st.c_in, w_f[st.layer].p, bias[st.layer].p, l.kernel,
+                d_out);
+        break;
+      }
+    }
+    MGFAST_CUDA_CHECK(cudaGetLastError());
+  }
+}
+
+void GpuBackend::Impl::enqueue_network(Slot& s, const float* d_in, float* d_out) {
+  if (half)
+    enqueue_typed<__half>(s, d_in, d_out);
+  else
+    enqueue_typed<float>(s, d_in, d_out);
+}
+
+// Copy-in, network, copy-out of one full batch on the slot's stream.
+void GpuBackend::Impl::run_slot(Slot& s) {
+  const std::size_t b = std::size_t(batch);
+  if (s.graph) {
+    MGFAST_CUDA_CHECK(cudaGraphLaunch(s.graph, s.stream));
+  } else {
+    MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.in.p, s.host_in, b * net.n_in * sizeof(float),
+                                      cudaMemcpyHostToDevice, s.stream));
+    enqueue_network(s, s.in.p, s.out.p);
+    MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.host_out, s.out.p, b * out_per_spectrum * sizeof(float),
+                                      cudaMemcpyDeviceToHost, s.stream));
+  }
+  MGFAST_CUDA_CHECK(cudaEventRecord(s.done, s.stream));
+}
+
+void GpuBackend::Impl::capture(Slot& s) {
+  // One plain run first: modules load lazily, which must not happen inside a capture.
+  run_slot(s);
+  MGFAST_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+  cudaGraph_t g = nullptr;
+  std::string why;
+  const cudaError_t begin = cudaStreamBeginCapture(s.stream, cudaStreamCaptureModeThreadLocal);
+  if (begin != cudaSuccess) {
+    cudaGetLastError();
+    graph_status =
+        std::string("plain launches (graph capture failed: ") + cudaGetErrorString(begin) + ")";
+    use_graphs = false;
+    return;
+  }
+  try {
+    const std::size_t b = std::size_t(batch);
+    MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.in.p, s.host_in, b * net.n_in * sizeof(float),
+                                      cudaMemcpyHostToDevice, s.stream));
+    enqueue_network(s, s.in.p, s.out.p);
+    MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.host_out, s.out.p, b * out_per_spectrum * sizeof(float),
+                                      cudaMemcpyDeviceToHost, s.stream));
+  } catch (const std::exception& e) {
+    why = e.what();
+  }
+  const cudaError_t end = cudaStreamEndCapture(s.stream, &g);
+  if (why.empty() && end != cudaSuccess) why = cudaGetErrorString(end);
+  if (why.empty()) {
+    const cudaError_t inst = cudaGraphInstantiate(&s.graph, g, 0);
+    if (inst != cudaSuccess) {
+      why = std::string("instantiation: ") + cudaGetErrorString(inst);
+      s.graph = nullptr;
+    }
+  }
+  if (g) cudaGraphDestroy(g);
+  if (!why.empty()) {
+    cudaGetLastError();  // clear the (non-sticky) error the failed capture left
+    graph_status = "plain launches (graph capture failed: " + why + ")";
+    use_graphs = false;
+  }
+}
+
+// Results of a finished slot into the caller's arrays.
+void GpuBackend::Impl::finish(Slot& s, float* out, bool split, float* lam) {
+  MGFAST_CUDA_CHECK(cudaEventSynchronize(s.done));
+  if (split) {
+    for (std::int64_t i = 0; i < s.count; ++i) {
+      out[s.first + i] = s.host_out[2 * i];
+      lam[s.first + i] = s.host_out[2 * i + 1];
+    }
+  } else {
+    std::memcpy(out + s.first * std::int64_t(out_per_spectrum), s.host_out,
+                std::size_t(s.count) * out_per_spectrum * sizeof(float));
+  }
+  s.busy = false;
+}
+
+void GpuBackend::Impl::run_host(const float* x, std::int64_t n, float* out, bool split,
+                                float* lam) {
+  const std::int64_t b = batch;
+  std::size_t k = 0;
+  try {
+    for (std::int64_t first = 0; first < n; first += b, k = (k + 1) % slots.size()) {
+      Slot& s = slots[k];
+      if (s.busy) finish(s, out, split, lam);
+      const std::int64_t count = std::min(b, n - first);
+      std::memcpy(s.host_in, x + first * net.n_in, std::size_t(count) * net.n_in * sizeof(float));
+      if (count < b)  // a last partial batch runs padded with continuum
+        std::fill(s.host_in + count * net.n_in, s.host_in + b * net.n_in, 1.0f);
+      s.first = first;
+      s.count = count;
+      run_slot(s);
+      s.busy = true;
+    }
+    // Drain in submission order.
+    for (std::size_t j = 0; j < slots.size(); ++j) {
+      Slot& s = slots[(k + j) % slots.size()];
+      if (s.busy) finish(s, out, split, lam);
+    }
+  } catch (...) {
+    for (Slot& s : slots) {
+      cudaStreamSynchronize(s.stream);
+      s.busy = false;
+    }
+    throw;
+  }
+}
+
+GpuBackend::Impl::~Impl() {
+  for (Slot& s : slots) {
+    if (s.stream) cudaStreamSynchronize(s.stream);
+    if (s.graph) cudaGraphExecDestroy(s.graph);
+    if (s.blas) cublasDestroy(s.blas);
+    if (s.dnn) cudnnDestroy(s.dnn);
+    if (s.done) cudaEventDestroy(s.done);
+    if (s.stream) cudaStreamDestroy(s.stream);
+    if (s.host_in) cudaFreeHost(s.host_in);
+    if (s.host_out) cudaFreeHost(s.host_out);
+  }
+  for (Step& st : steps) {
+    if (st.x_desc) cudnnDestroyTensorDescriptor(st.x_desc);
+    if (st.y_desc) cudnnDestroyTensorDescriptor(st.y_desc);
+    if (st.w_desc) cudnnDestroyFilterDescriptor(st.w_desc);
+    if (st.conv_desc) cudnnDestroyConvolutionDescriptor(st.conv_desc);
+  }
+}
+
+GpuBackend::GpuBackend(net::Network network, int device, int batch_size, bool fp16, int slots,
+                       bool graphs)
+    : impl_(std::make_unique<Impl>()) {
+  if (batch_size < 1 || batch_size > (1 << 16))
+    throw std::invalid_argument("batch_size: must lie in [1, 65536]");
+  if (slots < 2 || slots > 8) throw std::invalid_argument("slots: must lie in [2, 8]");
+  network.shapes();  // a network the backends cannot run is named before any device is touched
+  require_device_exists(device);
+  Impl& m = *impl_;
+  m.net = std::move(network);
+  m.device = device;
+  m.batch = batch_size;
+  m.half = fp16;
+  m.use_graphs = graphs;
+  if (!graphs) m.graph_status = "plain launches (graphs off)";
+  MGFAST_CUDA_CHECK(cudaSetDevice(device));
+  m.build();
+  m.slots.resize(static_cast<std::size_t>(slots));
+  for (Slot& s : m.slots) m.make_slot(s);
+  m.choose_algorithms(m.slots[0]);
+  if (m.use_graphs)
+    for (Slot& s : m.slots)
+      if (m.use_graphs) m.capture(s);
+  if (!m.use_graphs)
+    for (Slot& s : m.slots)
+      if (s.graph) {
+        cudaGraphExecDestroy(s.graph);
+        s.graph = nullptr;
+      }
+  MGFAST_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+GpuBackend::~GpuBackend() = default;
+
+void GpuBackend::infer(const float* x, std::int64_t n, float* prob, float* lam) {
+  if (impl_->net.map_output()) throw std::logic_error("this network returns a map: use infer_map");
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  MGFAST_CUDA_CHECK(cudaSetDevice(impl_->device));
+  impl_->run_host(x, n, prob, true, lam);
+}
+
+void GpuBackend::infer_map(const float* x, std::int64_t n, float* out) {
+  if (!impl_->net.map_output())
+    throw std::logic_error("this network returns (probability, λ2796): use infer");
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  MGFAST_CUDA_CHECK(cudaSetDevice(impl_->device));
+  impl_->run_host(x, n, out, false, nullptr);
+}
+
+void GpuBackend::infer_device(const float* x, std::int64_t n, float* out) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mu);
+  MGFAST_CUDA_CHECK(cudaSetDevice(m.device));
+  cudaPointerAttributes attr{};
+  MGFAST_CUDA_CHECK(cudaPointerGetAttributes(&attr, x));
+  if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged)
+    throw std::invalid_argument("infer_device: the input is not device memory");
+  if (attr.device != m.device)
+    throw std::invalid_argument(
+        "infer_device: the input lives on cuda:" + std::to_string(attr.device) +
+        ", this backend on cuda:" + std::to_string(m.device));
+  Slot& s = m.slots[0];
+  // After the caller's work on the legacy default stream, before anything else on it.
+  cudaEvent_t ready = nullptr;
+  MGFAST_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+  MGFAST_CUDA_CHECK(cudaEventRecord(ready, cudaStreamLegacy));
+  MGFAST_CUDA_CHECK(cudaStreamWaitEvent(s.stream, ready, 0));
+  cudaEventDestroy(ready);
+  const std::int64_t b = m.batch;
+  for (std::int64_t first = 0; first < n; first += b) {
+    const std::int64_t count = std::min(b, n - first);
+    // Full batches are read in place; a last partial one through the slot's input buffer.
+    const float* in = x + first * m.net.n_in;
+    if (count < b) {
+      MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.in.p, in, std::size_t(count) * m.net.n_in * sizeof(float),
+                                        cudaMemcpyDeviceToDevice, s.stream));
+      const long long pad = (b - count) * static_cast<long long>(m.net.n_in);
+      fill_kernel<<<blocks(pad), kThreads, 0, s.stream>>>(s.in.p + count * m.net.n_in, pad, 1.0f);
+      MGFAST_CUDA_CHECK(cudaGetLastError());
+      in = s.in.p;
+    }
+    m.enqueue_network(s, in, s.out.p);
+    MGFAST_CUDA_CHECK(cudaMemcpyAsync(out + first * std::int64_t(m.out_per_spectrum), s.out.p,
+                                      std::size_t(count) * m.out_per_spectrum * sizeof(float),
+                                      cudaMemcpyDeviceToDevice, s.stream));
+  }
+  MGFAST_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+}
+
+GpuStageTimes GpuBackend::profile(const float* x, std::int64_t n) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mu);
+  MGFAST_CUDA_CHECK(cudaSetDevice(m.device));
+  Slot& s = m.slots[0];
+  cudaEvent_t e[4];
+  for (cudaEvent_t& ev : e) MGFAST_CUDA_CHECK(cudaEventCreate(&ev));
+  GpuStageTimes t;
+  const std::int64_t b = m.batch;
+  const std::size_t in_bytes = std::size_t(b) * m.net.n_in * sizeof(float);
+  const std::size_t out_bytes = std::size_t(b) * m.out_per_spectrum * sizeof(float);
+  try {
+    for (std::int64_t first = 0; first < n; first += b) {
+      const std::int64_t count = std::min(b, n - first);
+      std::memcpy(s.host_in, x + first * m.net.n_in, std::size_t(count) * m.net.n_in * 4);
+      if (count < b) std::fill(s.host_in + count * m.net.n_in, s.host_in + b * m.net.n_in, 1.0f);
+      MGFAST_CUDA_CHECK(cudaEventRecord(e[0], s.stream));
+      MGFAST_CUDA_CHECK(
+          cudaMemcpyAsync(s.in.p, s.host_in, in_bytes, cudaMemcpyHostToDevice, s.stream));
+      MGFAST_CUDA_CHECK(cudaEventRecord(e[1], s.stream));
+      m.enqueue_network(s, s.in.p, s.out.p);
+      MGFAST_CUDA_CHECK(cudaEventRecord(e[2], s.stream));
+      MGFAST_CUDA_CHECK(
+          cudaMemcpyAsync(s.host_out, s.out.p, out_bytes, cudaMemcpyDeviceToHost, s.stream));
+      MGFAST_CUDA_CHECK(cudaEventRecord(e[3], s.stream));
+      MGFAST_CUDA_CHECK(cudaEventSynchronize(e[3]));
+      float ms = 0.0f;
+      MGFAST_CUDA_CHECK(cudaEventElapsedTime(&ms, e[0], e[1]));
+      t.h2d_ms += ms;
+      MGFAST_CUDA_CHECK(cudaEventElapsedTime(&ms, e[1], e[2]));
+      t.compute_ms += ms;
+      MGFAST_CUDA_CHECK(cudaEventElapsedTime(&ms, e[2], e[3]));
+      t.d2h_ms += ms;
+      ++t.batches;
+    }
+  } catch (...) {
+    for (cudaEvent_t& ev : e) cudaEventDestroy(ev);
+    throw;
+  }
+  for (cudaEvent_t& ev : e) cudaEventDestroy(ev);
+  return t;
+}
+
+bool GpuBackend::map_output() const { return impl_->net.map_output(); }
+net::Shape GpuBackend::output_shape() const { return impl_->shapes.back(); }
+int GpuBackend::n_in() const { return impl_->net.n_in; }
+int GpuBackend::device() const { return impl_->device; }
+int GpuBackend::batch_size() const { return impl_->batch; }
+int GpuBackend::slots() const { return static_cast<int>(impl_->slots.size()); }
+bool GpuBackend::fp16() const { return impl_->half; }
+double GpuBackend::flops_per_sample() const { return impl_->net.flops_per_sample(); }
+std::string GpuBackend::graph_status() const { return impl_->graph_status; }
+
+std::string GpuBackend::device_name() const {
+  cudaDeviceProp p{};
+  MGFAST_CUDA_CHECK(cudaGetDeviceProperties(&p, impl_->device));
+  return p.name;
+}
+
+std::string GpuBackend::library_versions() {
+  const std::size_t v = cudnnGetVersion();
+  int blas = 0;
+  cublasGetProperty(MAJOR_VERSION, &blas);
+  int minor = 0;
+  cublasGetProperty(MINOR_VERSION, &minor);
+  return "cuDNN " + std::to_string(v / 10000) + "." + std::to_string((v / 100) % 100) + "." +
+         std::to_string(v % 100) + ", cuBLAS " + std::to_string(blas) + "." + std::to_string(minor);
+}
+
+}  // namespace mgfast

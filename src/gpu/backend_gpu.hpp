@@ -1,0 +1,74 @@
+// The GPU inference backend: a net::Network run with cuDNN (convolutions) and cuBLAS (dense
+// layers), in fp32 or in fp16 with fp32 accumulation, channels-last. Batches move through a ring
+// of pinned host buffers, each slot with its own CUDA stream, device buffers and (when capture
+// works) a CUDA graph of copy-in, network and copy-out, so that the host's copies into one slot
+// overlap the device's work on the others. No CUDA, cuDNN or cuBLAS types in this header.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "network.hpp"
+
+namespace mgfast {
+
+// Time spent per stage, summed over the batches of one profile() call (milliseconds), each stage
+// timed alone with CUDA events (the stages are serialised for the measurement).
+struct GpuStageTimes {
+  double h2d_ms = 0.0;      // pinned host -> device copies of the input
+  double compute_ms = 0.0;  // the network
+  double d2h_ms = 0.0;      // device -> pinned host copies of the output
+  std::int64_t batches = 0;
+};
+
+class GpuBackend {
+ public:
+  // device: CUDA device index. batch_size: spectra per launch (the graphs' fixed shape; a last
+  // partial batch runs padded). fp16: activations and weights in half precision with fp32
+  // accumulation (tensor cores); false: fp32 throughout (no TF32). slots: ring depth (>= 2;
+  // 3 lets copy-in, compute and copy-out of three batches overlap). graphs: capture each slot's
+  // work as a CUDA graph (falls back to plain launches, see graph_status(), if capture fails).
+  // Throws std::invalid_argument for a network the backend cannot run or bad sizes, and
+  // std::runtime_error naming the device for a missing device or a CUDA/cuDNN/cuBLAS failure.
+  GpuBackend(net::Network network, int device, int batch_size, bool fp16, int slots = 3,
+             bool graphs = true);
+  ~GpuBackend();
+  GpuBackend(const GpuBackend&) = delete;
+  GpuBackend& operator=(const GpuBackend&) = delete;
+
+  // Host memory in and out. x: (n, n_in) row-major; prob and lam: n values each. Calls on one
+  // object are serialised. Throws std::logic_error for a network that returns a map.
+  void infer(const float* x, std::int64_t n, float* prob, float* lam);
+  // A network that ends in a convolution: its map, (n, length, channels) row-major, into out.
+  void infer_map(const float* x, std::int64_t n, float* out);
+  // Device memory in and out (pointers on this backend's device, e.g. from CuPy or PyTorch):
+  // x (n, n_in) float32; out: (n, 2) interleaved (probability, λ2796), or the map. The work is
+  // ordered after everything already queued on the device's legacy default stream and finished
+  // when this returns.
+  void infer_device(const float* x, std::int64_t n, float* out);
+
+  // Runs the input (host memory) through the network batch by batch with every stage timed on
+  // its own; the results are discarded.
+  GpuStageTimes profile(const float* x, std::int64_t n);
+
+  bool map_output() const;
+  net::Shape output_shape() const;  // the map's (channels, length); (2, 1) for heads
+  int n_in() const;
+  int device() const;
+  int batch_size() const;
+  int slots() const;
+  bool fp16() const;
+  double flops_per_sample() const;
+  std::string device_name() const;
+  // "graphs": every slot runs a captured graph; otherwise why plain launches are used.
+  std::string graph_status() const;
+  // "cuDNN x.y.z, cuBLAS n" as loaded at run time.
+  static std::string library_versions();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mgfast

@@ -1,0 +1,144 @@
+"""The GPU inference engine (mgfast._gpu: cuDNN + cuBLAS) against the CPU engine, on every kind
+of network: the paper's (convolutions, pooling, dense layers, heads), mgfast_fcn (affine input,
+strided and dilated 'same' convolutions, heatmap head) and mgfast_multi (a map out). Run on a
+machine with an NVIDIA GPU; elsewhere only the clear errors are checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mgfast
+from mgfast import model as mm
+from mgfast.engine import CpuBackend, GpuBackend, gpu_engine_module
+
+try:
+    gpu_engine_module()
+    HAVE_ENGINE = True
+except RuntimeError:
+    HAVE_ENGINE = False
+HAVE_GPU = HAVE_ENGINE and mgfast.cuda_device_count() > 0
+needs_gpu = pytest.mark.skipif(not HAVE_GPU, reason="needs the GPU engine and a CUDA device")
+
+# The issue's tolerances: fp32 as the CPU against ONNX Runtime; fp16 looser.
+TOL = {"fp32": (1e-4, 0.05), "fp16": (1e-3, 0.5)}
+MODELS = Path(mgfast.__file__).parent / "models"
+
+
+def _spectra(n: int, seed: int = 1) -> np.ndarray:
+    f = mgfast.simulate(n, seed=seed).flux
+    f[::7] *= np.float32(1.3)  # continuum offsets: a random network's outputs spread
+    return f
+
+
+@pytest.fixture(scope="module")
+def paper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return mm.write_random_model(tmp_path_factory.mktemp("paper"), "bycycle2023", seed=7)
+
+
+def test_without_a_gpu_the_errors_say_why():
+    if HAVE_GPU:
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match=r"GPU inference engine|CUDA device"):
+        GpuBackend(MODELS / "default")
+    with pytest.raises(RuntimeError, match=r"GPU inference engine|CUDA device"):
+        mgfast.Detector(backend="cuda")
+
+
+def test_bad_gpu_options():
+    with pytest.raises(ValueError, match="device"):
+        GpuBackend(MODELS / "default", device="gpu0")
+    with pytest.raises(ValueError, match="precision"):
+        GpuBackend(MODELS / "default", precision="int8")
+    with pytest.raises(ValueError, match="batch_size"):
+        GpuBackend(MODELS / "default", batch_size=0)
+    with pytest.raises(ValueError, match="backend"):
+        mgfast.Detector(backend="cuda:x")
+    with pytest.raises(ValueError, match="precision"):
+        mgfast.Detector(backend="cpu", precision="fp16")
+
+
+@needs_gpu
+def test_a_device_that_does_not_exist():
+    with pytest.raises(RuntimeError, match="does not exist"):
+        GpuBackend(MODELS / "default", device=f"cuda:{mgfast.cuda_device_count()}")
+
+
+@needs_gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("graphs", [True, False])
+def test_paper_network_matches_the_cpu(paper_dir: Path, precision: str, graphs: bool):
+    x = _spectra(1000)
+    want_p, want_l = CpuBackend(paper_dir, threads=0).infer(x)
+    gpu = GpuBackend(paper_dir, batch_size=256, precision=precision, graphs=graphs)
+    p, lam = gpu.infer(x)  # 1000 = 3 full batches and a padded one, through the 3-slot ring
+    p_tol, l_tol = TOL[precision]
+    assert np.abs(p - want_p).max() <= p_tol
+    assert np.abs(lam - want_l).max() <= l_tol
+    if graphs:
+        assert gpu.graph_status == "graphs", gpu.graph_status
+
+
+@needs_gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_shipped_fcn_matches_the_cpu(precision: str):
+    x = mgfast.preprocess(*_realistic(2000)).flux
+    want_p, want_l = CpuBackend(MODELS / "default").infer(x)
+    p, lam = GpuBackend(MODELS / "default", batch_size=512, precision=precision).infer(x)
+    p_tol, l_tol = TOL[precision]
+    assert np.abs(p - want_p).max() <= p_tol
+    # λ is the best cell's: where two cells nearly tie, rounding may pick the other one.
+    same_cell = np.abs(lam - want_l) <= l_tol
+    assert same_cell.mean() >= 0.995
+    assert same_cell[want_p > 0.5].mean() >= 0.999
+
+
+@needs_gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_shipped_multi_maps_match_the_cpu(precision: str):
+    x = mgfast.preprocess(*_realistic(1000)).flux
+    want = CpuBackend(MODELS / "multi").infer_map(x)
+    got = GpuBackend(MODELS / "multi", batch_size=300, precision=precision).infer_map(x)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-3 if precision == "fp32" else 2e-2)
+
+
+@needs_gpu
+def test_detector_on_the_gpu_gives_the_cpu_catalogue():
+    flux, err = _realistic(600)
+    cpu = mgfast.Detector().detect(flux, err=err, normalised=False)
+    gpu = mgfast.Detector(backend="cuda").detect(flux, err=err, normalised=False)
+    assert np.abs(gpu.probability - cpu.probability).max() <= 1e-4
+    assert (gpu.detected == cpu.detected).mean() >= 0.998
+
+
+@needs_gpu
+def test_device_arrays_in_and_out():
+    cupy = pytest.importorskip("cupy")
+    x = mgfast.preprocess(*_realistic(700)).flux
+    gpu = GpuBackend(MODELS / "default", batch_size=256)
+    want_p, want_l = gpu.infer(x)
+    out = cupy.empty((len(x), 2), cupy.float32)
+    gpu.infer_device(cupy.asarray(x), out)
+    got = cupy.asnumpy(out)
+    np.testing.assert_array_equal(got[:, 0], want_p)
+    np.testing.assert_array_equal(got[:, 1], want_l)
+    with pytest.raises(ValueError, match="float32"):
+        gpu.infer_device(cupy.asarray(x, cupy.float64), out)
+    with pytest.raises(ValueError, match="__cuda_array_interface__"):
+        gpu.infer_device(x, out)
+
+
+@needs_gpu
+def test_profile_splits_the_stages():
+    x = mgfast.preprocess(*_realistic(512)).flux
+    t = GpuBackend(MODELS / "default", batch_size=256).profile(x)
+    assert t["batches"] == 2
+    assert t["compute"] > 0 and t["host-to-device"] > 0 and t["device-to-host"] > 0
+
+
+def _realistic(n: int) -> tuple[np.ndarray, None, np.ndarray]:
+    sim = mgfast.simulate(n, seed=3, realism=mgfast.Realism.survey())
+    return sim.flux, None, sim.err
