@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Everything mgfast checks on a lent GPU machine, in one call (the lease is short):
 #   1. build the package there with CUDA (sm_90), without oneDNN (not in that image);
-#   2. the CUDA tests (pytest -m cuda: every CPU-vs-CUDA comparison of the test suite);
+#   2. the CUDA tests (pytest -m cuda: every CPU-vs-CUDA comparison of the test suite), and the GPU
+#      inference engine's (tests/test_engine_gpu.py) and `mgfast bench --device cuda:0` for the
+#      paper's network (random weights), the shipped mgfast_fcn and mgfast_multi, fp32 and fp16;
 #   3. bench/gpu_kernels.py and bench/simulate_throughput.py: CUDA against the CPU, same run;
 #   4. train mgfast_fcn (from .gpu/init.keras when present) and the paper's network (from scratch,
 #      at its public code's rate, on idealised data made by the GPU simulator) side by side for
@@ -11,7 +13,7 @@
 # paper network's weights in 15 MB parts.
 #
 #   bash scripts/gpu_session.sh [TRAIN_S]      (carry .whl with keras, namex, optree; .gpu/init.keras)
-#   STAGES="tests kernels" bash scripts/gpu_session.sh    (a subset of: tests kernels numpy rates train eval)
+#   STAGES="tests kernels" bash scripts/gpu_session.sh    (a subset of: tests engine kernels numpy rates train eval)
 set -uo pipefail
 OUT=${OUT:-/tmp/mgfast-gpu-out}
 mkdir -p "$OUT"
@@ -19,7 +21,7 @@ exec > >(tee "$OUT/log.txt") 2>&1
 TRAIN_S=${1:-270}
 BENCH_N=${BENCH_N:-20000}
 EVAL_N=${EVAL_N:-10000}
-STAGES=${STAGES:-tests kernels numpy train eval}
+STAGES=${STAGES:-tests engine kernels numpy train eval}
 want() { [[ " $STAGES " == *" $1 "* ]]; }
 T0=$(date +%s)
 say() { echo "[$(($(date +%s) - T0)) s] $*"; }
@@ -55,6 +57,19 @@ python3 -c "import mgfast; print('mgfast', mgfast.__version__, 'devices', mgfast
 want tests && say "CUDA tests"
 want tests && timeout 240 python3 -m pytest tests -q -p no:cacheprovider -m cuda -rs 2>&1 | tail -25
 want tests && MGFAST_EXPECT_CUDA_BUILD=1 timeout 60 python3 -m pytest tests/test_build.py -q -p no:cacheprovider 2>&1 | tail -3
+
+if want engine; then
+  say "GPU inference engine: tests against ONNX Runtime, then mgfast bench"
+  python3 -c "import mgfast._gpu as g; print(g.library_versions())" || tail -30 "$OUT/build.log"
+  timeout 300 python3 -m pytest tests/test_engine_gpu.py -q -p no:cacheprovider -rs -x 2>&1 | tail -30
+  python3 -c "from mgfast import model as mm; mm.write_random_model('/tmp/paper-random', 'bycycle2023', seed=7)"
+  for m in /tmp/paper-random default multi; do
+    for prec in fp32 fp16; do
+      timeout 120 python3 -m mgfast bench --device cuda:0 --model "$m" --precision $prec --n "${ENGINE_N:-65536}" \
+        --batch "${ENGINE_BATCH:-2048}" --repeat 2 --no-onnxruntime 2>&1 | tee -a "$OUT/engine.md"
+    done
+  done
+fi
 
 want kernels && say "kernels: CUDA against CPU"
 want kernels && timeout 150 python3 bench/gpu_kernels.py --n "$BENCH_N" --repeat 3 | tee "$OUT/bench.md"

@@ -21,6 +21,13 @@ def _info(_: argparse.Namespace) -> int:
     print(f"  CUDA support built: {'yes' if _core.built_with_cuda else 'no'}")
     onednn = f"yes (oneDNN {_core.onednn_version()})" if _core.built_with_onednn else "no"
     print(f"  CPU inference engine: {onednn}")
+    from .engine import gpu_engine_module
+
+    try:
+        gpu = f"yes ({gpu_engine_module().library_versions()})"
+    except RuntimeError as e:
+        gpu = f"no: {e}"
+    print(f"  GPU inference engine: {gpu}")
     n = _core.cuda_device_count()
     for d in range(n):
         print(f"  cuda:{d}: {_core.cuda_device_name(d)}")
