@@ -438,3 +438,24 @@ def test_same_padding_follows_keras():
     assert mm.same_padding(3158, 5, 2, 1) == (1, 2)
     assert mm.same_padding(1579, 3, 1, 16) == (16, 16)
     assert mm.same_padding(6315, 7, 1, 1) == (3, 3)
+
+
+def test_bf16_cpu_engine_is_close_to_fp32():
+    """bf16 convolutions (fp32 accumulation): the shipped network's probabilities within 2e-2
+    and its cells (λ2796) the same; a CPU without bf16 kernels says so."""
+    if not _core.built_with_onednn:
+        pytest.skip("this mgfast was built without oneDNN")
+    default = Path(mgfast.__file__).parent / "models" / "default"
+    try:
+        bf16 = CpuBackend(default, threads=2, precision="bf16")
+    except ValueError as e:
+        assert "bf16" in str(e) and "AVX512-BF16" in str(e)
+        pytest.skip("this CPU has no bf16 kernels")
+    sim = mgfast.simulate(300, seed=9, with_absorber_fraction=0.5)
+    x = mgfast.preprocess(sim.flux, None, sim.err).flux
+    p32, l32 = CpuBackend(default, threads=2).infer(x)
+    p16, l16 = bf16.infer(x)
+    assert 0 < np.abs(p16 - p32).max() <= 2e-2  # bf16 really ran, and stayed close
+    assert np.mean(np.abs(l16 - l32) <= 0.05) >= 0.98
+    with pytest.raises(ValueError, match="precision"):
+        CpuBackend(default, precision="fp16")

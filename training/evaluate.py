@@ -2,6 +2,7 @@
 at fixed false-positive rates, and Figures 5-9 (docs/figures).
 
     KERAS_BACKEND=jax python training/evaluate.py --model runs/fcn/final.keras --arch mgfast_fcn \
+        [--mgfast-model DIR [--mgfast-precision bf16]] \
         [--matched-filter] [--n-per-snr 10000] [--realistic] [--figures docs/figures] \
         [--json out.json]
 
@@ -51,12 +52,12 @@ def keras_detector(path: str, arch: str) -> Detector:
     return run
 
 
-def package_detector(model_dir: str) -> Detector:
-    """An exported model run as users run it (mgfast.Detector, the CPU engine), scored by its
-    per-spectrum summary: for a multi-absorber model the most probable absorber (probability
-    and λ2796), the paper's 5358 Å label where none was found."""
+def package_detector(model_dir: str, precision: str = "fp32") -> Detector:
+    """An exported model run as users run it (mgfast.Detector, the CPU engine at `precision`),
+    scored by its per-spectrum summary: for a multi-absorber model the most probable absorber
+    (probability and λ2796), the paper's 5358 Å label where none was found."""
 
-    det = mgfast.Detector(model=model_dir, threshold=0.5)
+    det = mgfast.Detector(model=model_dir, threshold=0.5, precision=precision)
 
     def run(flux: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         prob, lam = [], []
@@ -257,6 +258,13 @@ def main() -> None:
         default=[],
         help="an exported model directory, run through mgfast.Detector (repeatable)",
     )
+    p.add_argument(
+        "--mgfast-precision",
+        action="append",
+        default=[],
+        help="the CPU engine's precision for the --mgfast-model of the same rank: fp32 "
+        "(default) or bf16",
+    )
     p.add_argument("--matched-filter", action="store_true")
     p.add_argument("--n-per-snr", type=int, default=10000)
     p.add_argument("--realistic", action="store_true")
@@ -274,9 +282,11 @@ def main() -> None:
         arch = args.arch[i]
         name = args.name[i] if i < len(args.name) else arch
         results.append(evaluate(name, keras_detector(path, arch), sim))
-    for path in args.mgfast_model:
+    for i, path in enumerate(args.mgfast_model):
         name = os.path.basename(os.path.normpath(path))
-        results.append(evaluate(f"{name} (mgfast.Detector)", package_detector(path), sim))
+        prec = args.mgfast_precision[i] if i < len(args.mgfast_precision) else "fp32"
+        label = f"{name} (mgfast.Detector{', ' + prec if prec != 'fp32' else ''})"
+        results.append(evaluate(label, package_detector(path, prec), sim))
     if args.matched_filter:
         results.append(evaluate("matched filter", matched_filter_detector(), sim))
     for r in results:

@@ -22,10 +22,9 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from .engine import CPU_PRECISIONS, GPU_PRECISIONS, PRECISIONS
 from .preprocess import preprocess
 from .simulate import Realism, simulate
-
-PRECISIONS = ("fp32", "fp16")
 
 
 @dataclass
@@ -136,10 +135,11 @@ def run(
     on_gpu = device.startswith("cuda")
     if not on_gpu and device != "cpu":
         raise ValueError(f"device: expected 'cpu' or 'cuda[:N]', got {device!r}")
-    if precision not in PRECISIONS or (precision != "fp32" and not on_gpu):
+    allowed = GPU_PRECISIONS if on_gpu else CPU_PRECISIONS
+    if precision not in allowed:
         raise ValueError(
-            f"precision: {precision!r} is not available on {device}: the CPU engine runs fp32, "
-            f"the GPU engine {PRECISIONS}"
+            f"precision: {precision!r} is not available on {device}: the CPU engine runs "
+            f"{CPU_PRECISIONS}, the GPU engine {GPU_PRECISIONS}"
         )
     if batch is None:
         batch = 1024 if on_gpu else 64

@@ -218,7 +218,8 @@ class Detector:
     method : "network" | "matched-filter"
     batch_size : spectra per backend call: default 16 on the CPU, 1024 on a GPU
     threads : CPU threads (preprocessing; the CPU backend)
-    precision : "fp32" or, with backend "cuda", "fp16" (fp32 accumulation)
+    precision : "fp32"; "bf16" on the CPU (CPUs with AVX512-BF16 or AMX), "fp16" on a GPU;
+        both accumulate in fp32
     threshold : detection threshold; default: the model's (model.json) or the filter's
     """
 
@@ -231,9 +232,9 @@ class Detector:
         batch_size: int | None = None,
         threads: int = 0,
         threshold: float | None = None,
-        precision: Literal["fp32", "fp16"] = "fp32",
+        precision: Literal["fp32", "bf16", "fp16"] = "fp32",
     ) -> None:
-        from .engine import PRECISIONS, cuda_index
+        from .engine import CPU_PRECISIONS, GPU_PRECISIONS, cuda_index
 
         if method not in ("network", "matched-filter"):
             raise ValueError(f"method: expected 'network' or 'matched-filter', got {method!r}")
@@ -247,10 +248,10 @@ class Detector:
             raise ValueError(
                 f"backend: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {backend!r}"
             ) from None
-        if precision not in PRECISIONS or (precision != "fp32" and not on_gpu):
+        allowed = GPU_PRECISIONS if on_gpu else CPU_PRECISIONS
+        if precision not in allowed:
             raise ValueError(
-                f"precision: expected 'fp32' (any backend) or 'fp16' (backend 'cuda'), "
-                f"got {precision!r} with backend {backend!r}"
+                f"precision: expected one of {allowed} with backend {backend!r}, got {precision!r}"
             )
         if batch_size is None:
             batch_size = 1024 if on_gpu else 16
@@ -285,7 +286,9 @@ class Detector:
                 batch_size=batch_size, precision=precision,
             )  # fmt: skip
         else:
-            self._backend = CpuBackend(self.model, threads=threads, batch_size=batch_size)
+            self._backend = CpuBackend(
+                self.model, threads=threads, batch_size=batch_size, precision=precision
+            )
         self.threshold = float(
             self.model.thresholds.get("default", 0.5) if threshold is None else threshold
         )

@@ -118,6 +118,8 @@ class CpuBackend(_Backend):
     fast_conv : bool
         Even-kernel convolutions by the 2-parallel fast FIR algorithm: 3/4 of the flops, equal
         to the direct convolution within fp32 rounding. False: every convolution direct.
+    precision : "fp32" or "bf16" (convolutions and pooling on bf16 activations and weights with
+        fp32 accumulation, on CPUs with AVX512-BF16 or AMX; docs/BENCHMARKS.md has its accuracy)
     """
 
     def __init__(
@@ -127,17 +129,26 @@ class CpuBackend(_Backend):
         threads: int = 0,
         batch_size: int = 16,
         fast_conv: bool = True,
+        precision: str = "fp32",
     ) -> None:
         self.model = model if isinstance(model, Model) else load_model(model)
         threads = _count(threads, "threads", 0, 4096)
         batch_size = _count(batch_size, "batch_size", 1, _MAX_BATCH)
+        if precision not in CPU_PRECISIONS:
+            raise ValueError(f"precision: expected one of {CPU_PRECISIONS}, got {precision!r}")
+        self.precision = precision
         if not _core.built_with_onednn:
             raise RuntimeError(
                 "this mgfast was built without oneDNN, so it has no CPU backend: reinstall with "
                 "`pip install .` (the build installs onednn-devel-cpu-gomp)"
             )
         self._net = _core.CpuNetwork(
-            self.model.n_pix, _core_layers(self.model.layers), threads, batch_size, bool(fast_conv)
+            self.model.n_pix,
+            _core_layers(self.model.layers),
+            threads,
+            batch_size,
+            bool(fast_conv),
+            precision == "bf16",
         )
 
     @property
@@ -145,7 +156,9 @@ class CpuBackend(_Backend):
         return int(self._net.threads)
 
 
-PRECISIONS = ("fp32", "fp16")
+CPU_PRECISIONS = ("fp32", "bf16")
+GPU_PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def cuda_index(device: str) -> int:
@@ -207,8 +220,8 @@ class GpuBackend(_Backend):
         index = cuda_index(device)
         batch_size = _count(batch_size, "batch_size", 1, 65536)
         slots = _count(slots, "slots", 2, 8)
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+        if precision not in GPU_PRECISIONS:
+            raise ValueError(f"precision: expected one of {GPU_PRECISIONS}, got {precision!r}")
         gpu = gpu_engine_module()
         self.device = f"cuda:{index}"
         self.precision = precision
@@ -283,4 +296,12 @@ def _flux(flux: npt.ArrayLike, n_pix: int) -> np.ndarray:
     return x
 
 
-__all__ = ["PRECISIONS", "CpuBackend", "GpuBackend", "cuda_index", "gpu_engine_module"]
+__all__ = [
+    "CPU_PRECISIONS",
+    "GPU_PRECISIONS",
+    "PRECISIONS",
+    "CpuBackend",
+    "GpuBackend",
+    "cuda_index",
+    "gpu_engine_module",
+]

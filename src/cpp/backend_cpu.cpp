@@ -204,6 +204,7 @@ struct Shared {
   net::Network net;
   std::vector<net::Shape> shapes;
   bool fast_conv = true;
+  bool bf16 = false;  // convolutions and pooling in bf16 (fp32 accumulation); the rest fp32
   dnnl::engine eng{dnnl::engine::kind::cpu, 0};
 
   // Weights and biases reordered to the layouts primitives chose (a batch size of its own may
@@ -214,13 +215,13 @@ struct Shared {
 
   bool has_head() const {
     const net::Layer& l = net.layers[0];
-    return net.layers.size() > 2 && l.kind == net::LayerKind::kConv1d && l.stride == 1 &&
+    return !bf16 && net.layers.size() > 2 && l.kind == net::LayerKind::kConv1d && l.stride == 1 &&
            l.dilation == 1 && l.pad_l == 0 && l.pad_r == 0 &&
            net.layers[1].kind == net::LayerKind::kAvgPool1d;
   }
   bool use_ffa(const net::Layer& l) const {
-    return fast_conv && l.kind == net::LayerKind::kConv1d && l.kernel % 2 == 0 && l.kernel >= 4 &&
-           l.stride == 1 && l.dilation == 1 && l.pad_l == 0 && l.pad_r == 0;
+    return fast_conv && !bf16 && l.kind == net::LayerKind::kConv1d && l.kernel % 2 == 0 &&
+           l.kernel >= 4 && l.stride == 1 && l.dilation == 1 && l.pad_l == 0 && l.pad_r == 0;
   }
 
   // The layer's parameter `which` in layout md, reordered from the user layout at first use.
@@ -271,8 +272,9 @@ struct Shared {
                                                     Geometry g = {}, bool any_layout = false) {
     const tag t = any_layout ? tag::any : tag::nwc;
     const int out_len = (len + g.pad_l + g.pad_r - g.dilation * (kernel - 1) - 1) / g.stride + 1;
-    const memory::desc src({n, c_in, len}, kF32, t), w({c_out, c_in, kernel}, kF32, tag::any),
-        dst({n, c_out, out_len}, kF32, t);
+    const auto dt = bf16 ? memory::data_type::bf16 : kF32;
+    const memory::desc src({n, c_in, len}, dt, t), w({c_out, c_in, kernel}, dt, tag::any),
+        dst({n, c_out, out_len}, dt, t);
     const auto prop = dnnl::prop_kind::forward_inference;
     const auto alg = dnnl::algorithm::convolution_direct;
     // oneDNN counts dilation from 0 (no gap), Keras and ONNX from 1.
@@ -283,8 +285,12 @@ struct Shared {
                                                          strides, dil, pl, pr, make_attr(relu))
              : dnnl::convolution_forward::primitive_desc(eng, prop, alg, src, w, dst, strides, dil,
                                                          pl, pr, make_attr(relu));
-    if (!any_layout && std::string(pd.impl_info_str()).rfind("ref", 0) == 0)
-      return conv_pd(n, c_in, len, c_out, kernel, relu, bias, g, true);
+    const bool ref = std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
+    if (!any_layout && ref) return conv_pd(n, c_in, len, c_out, kernel, relu, bias, g, true);
+    if (bf16 && ref)
+      throw std::invalid_argument(
+          "precision bf16: this CPU has no bf16 convolution kernels in oneDNN (they need "
+          "AVX512-BF16 or AMX); use fp32");
     return pd;
   }
 };
@@ -530,8 +536,8 @@ struct Worker {
           // Valid pooling has no padding, so exclude/include padding are the same average.
           dnnl::pooling_forward::primitive_desc pd(
               eng, dnnl::prop_kind::forward_inference, dnnl::algorithm::pooling_avg_exclude_padding,
-              cur, memory::desc({n, out.channels, out.length}, kF32, tag::any), {l.kernel},
-              {l.kernel}, {0}, {0}, {0}, make_attr(false));
+              cur, memory::desc({n, out.channels, out.length}, cur.get_data_type(), tag::any),
+              {l.kernel}, {l.kernel}, {0}, {0}, {0}, make_attr(false));
           push(dnnl::pooling_forward(pd), pd.dst_desc(), pd.scratchpad_desc());
           break;
         }
@@ -623,7 +629,7 @@ struct CpuBackend::Impl {
   std::mutex mu;
 };
 
-CpuBackend::CpuBackend(net::Network network, int threads, int batch_size, bool fast_conv)
+CpuBackend::CpuBackend(net::Network network, int threads, int batch_size, bool fast_conv, bool bf16)
     : impl_(std::make_unique<Impl>()) {
   if (batch_size < 1) throw std::invalid_argument("batch_size: must be at least 1");
   if (threads < 0) throw std::invalid_argument("threads: must be 0 (all) or positive");
@@ -631,6 +637,7 @@ CpuBackend::CpuBackend(net::Network network, int threads, int batch_size, bool f
   m.sh.shapes = network.shapes();
   m.sh.net = std::move(network);
   m.sh.fast_conv = fast_conv;
+  m.sh.bf16 = bf16;
   m.sh.params.resize(Shared::kParams * m.sh.net.layers.size());
   m.threads = resolve_threads(threads);
   m.batch = batch_size;
@@ -698,7 +705,7 @@ std::string onednn_version() {
 
 struct CpuBackend::Impl {};
 
-CpuBackend::CpuBackend(net::Network, int, int, bool) {
+CpuBackend::CpuBackend(net::Network, int, int, bool, bool) {
   throw std::runtime_error(
       "this mgfast was built without oneDNN, so it has no CPU inference backend: reinstall with "
       "`pip install .` (the build installs onednn-devel-cpu-gomp), or build with "

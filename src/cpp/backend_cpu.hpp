@@ -22,9 +22,13 @@ class CpuBackend {
   // batch_size: at most this many spectra per chunk; primitives are built once per chunk size.
   // fast_conv: even-kernel convolutions by the 2-parallel fast FIR algorithm (3/4 of the flops,
   // same result within fp32 rounding); false runs every convolution directly.
-  // Throws std::invalid_argument for a network the backend cannot run and std::runtime_error
-  // when built without oneDNN.
-  CpuBackend(net::Network network, int threads, int batch_size, bool fast_conv = true);
+  // bf16: convolutions and pooling with bf16 activations and weights (fp32 accumulation, fp32
+  // bias, dense layers and heads), on CPUs with AVX512-BF16 or AMX; fast_conv and the fused
+  // first layer are fp32-only and not used then.
+  // Throws std::invalid_argument for a network the backend cannot run (or bf16 on a CPU without
+  // bf16 kernels) and std::runtime_error when built without oneDNN.
+  CpuBackend(net::Network network, int threads, int batch_size, bool fast_conv = true,
+             bool bf16 = false);
   ~CpuBackend();
   CpuBackend(const CpuBackend&) = delete;
   CpuBackend& operator=(const CpuBackend&) = delete;

@@ -22,13 +22,14 @@ void bind_engine(py::module_& m) {
 
   py::class_<CpuBackend>(m, "CpuNetwork")
       .def(py::init([](int n_in, const py::list& layers, int threads, int batch_size,
-                       bool fast_conv) {
+                       bool fast_conv, bool bf16) {
              net::Network net = network_of(n_in, layers);
              py::gil_scoped_release release;  // JIT-compiling the primitives takes a while
-             return std::make_unique<CpuBackend>(std::move(net), threads, batch_size, fast_conv);
+             return std::make_unique<CpuBackend>(std::move(net), threads, batch_size, fast_conv,
+                                                 bf16);
            }),
            py::arg("n_in"), py::arg("layers"), py::arg("threads"), py::arg("batch_size"),
-           py::arg("fast_conv") = true)
+           py::arg("fast_conv") = true, py::arg("bf16") = false)
       .def(
           "infer",
           [](CpuBackend& self, const carray<float>& x) {
