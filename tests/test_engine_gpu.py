@@ -52,6 +52,50 @@ def paper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return mm.write_random_model(tmp_path_factory.mktemp("paper"), "bycycle2023", seed=7)
 
 
+@pytest.mark.parametrize("name", ["bycycle2023", "default", "multi", "tiny"])
+def test_the_gpu_plan_emulated_on_the_cpu_matches_the_cpu_engine(
+    name: str, paper_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    """The GPU engine's plan (padding written by each producer, unpadded convolutions, cuDNN's
+    filter order, cuBLAS's GEMM arguments, the flatten, the heads and heatmap decoding) and its
+    element arithmetic, run on the CPU in fp32 against the oneDNN engine: checks everything of
+    the GPU engine except the libraries' and the device's own behaviour, on any machine. The
+    shipped networks bring the strided, dilated, asymmetric 'same' convolutions and the maps."""
+    from mgfast import _core
+    from mgfast.engine import CpuBackend, _core_layers
+
+    if not _core.built_with_onednn:
+        pytest.skip("the CPU engine (oneDNN) is the reference here")
+    if name == "tiny":  # odd and even kernels, pooling after some, a smaller flatten
+        spec = (
+            mm.ConvSpec(8, 5),
+            mm.PoolSpec(3),
+            mm.ConvSpec(16, 6),
+            mm.ConvSpec(16, 4),
+            mm.PoolSpec(4),
+            mm.FlattenSpec(),
+            mm.DenseSpec(32),
+            mm.HeadsSpec(),
+        )
+        monkeypatch.setitem(mm.ARCHITECTURES, "tiny", spec)
+        path = mm.write_random_model(tmp_path / "tiny", "tiny", seed=3)
+    else:
+        path = paper_dir if name == "bycycle2023" else MODELS / name
+    model = mm.load_model(path)
+    sim = mgfast.simulate(40, seed=4, with_absorber_fraction=0.5, realism=mgfast.Realism.survey())
+    x = mgfast.preprocess(sim.flux, None, sim.err).flux
+    x[::5] *= np.float32(1.2)
+    got = _core.emulate_gpu_plan(model.n_pix, _core_layers(model.layers), x)
+    cpu = CpuBackend(model, threads=1, fast_conv=False)
+    if cpu.map_output:
+        want = cpu.infer_map(x).reshape(len(x), -1)
+        np.testing.assert_allclose(got, want, atol=2e-4)
+    else:
+        want_p, want_l = cpu.infer(x)
+        assert np.abs(got[:, 0] - want_p).max() <= 1e-4
+        assert np.mean(np.abs(got[:, 1] - want_l) <= 0.05) >= 0.97
+
+
 def test_without_a_gpu_the_errors_say_why():
     if HAVE_GPU:
         pytest.skip("a GPU is present")

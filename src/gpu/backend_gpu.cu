@@ -28,6 +28,7 @@
 
 #include "backend_gpu.hpp"
 #include "cuda_check.hpp"
+#include "gpu_plan.hpp"
 #include "grid.hpp"
 
 #define MGFAST_CUDNN_CHECK(call)                                               \
@@ -61,119 +62,59 @@ int blocks(long long n) {
   for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<long long>(blockDim.x) * gridDim.x)
 
-__device__ __forceinline__ float load(const float* p) { return *p; }
-__device__ __forceinline__ float load(const __half* p) { return __half2float(*p); }
 __device__ __forceinline__ void store(float* p, float v) { *p = v; }
 __device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn(v); }
 
-// The spectra (rows of n_in floats), through the optional affine map, into (rows, pl + n_in +
-// pr, 1) with zero padding.
+// The kernels: one thread per output element, the arithmetic from gpu_plan.hpp (which the host
+// emulation, gpu_emulator.cpp, runs too).
 template <typename T>
 __global__ void input_kernel(const float* x, long long rows, int n_in, bool affine, float a,
                              float b, int pl, int pr, T* dst) {
-  const int lp = pl + n_in + pr;
-  MGFAST_GPU_LOOP(i, rows * lp) {
-    const long long r = i / lp;
-    const int l = static_cast<int>(i - r * lp) - pl;
-    float v = 0.0f;
-    if (l >= 0 && l < n_in) {
-      v = x[r * n_in + l];
-      if (affine) v = a * v + b;
-    }
-    store(dst + i, v);
+  MGFAST_GPU_LOOP(i, rows * (pl + n_in + pr)) {
+    store(dst + i, gpu::input_at(i, x, n_in, affine, a, b, pl, pr));
   }
 }
 
-// Convolution of a one-channel input (rows, lp_in) with weights (c_out, k), bias and ReLU fused,
-// into (rows, pl + l_out + pr, c_out).
 template <typename T>
 __global__ void conv_one_channel_kernel(const T* src, long long rows, int lp_in, const float* w,
                                         const float* bias, int k, int stride, int dilation,
                                         int l_out, int c_out, bool relu, int pl, int pr, T* dst) {
-  const int lp = pl + l_out + pr;
-  MGFAST_GPU_LOOP(i, rows * lp * c_out) {
-    const int c = static_cast<int>(i % c_out);
-    const long long rl = i / c_out;
-    const long long r = rl / lp;
-    const int l = static_cast<int>(rl - r * lp) - pl;
-    float v = 0.0f;
-    if (l >= 0 && l < l_out) {
-      const T* s = src + r * lp_in + static_cast<long long>(l) * stride;
-      const float* wc = w + static_cast<long long>(c) * k;
-      float acc = bias[c];
-      for (int j = 0; j < k; ++j) acc += wc[j] * load(s + static_cast<long long>(j) * dilation);
-      v = relu ? fmaxf(acc, 0.0f) : acc;
-    }
-    store(dst + i, v);
+  MGFAST_GPU_LOOP(i, rows * (pl + l_out + pr) * c_out) {
+    store(dst + i, gpu::conv_one_at(i, src, lp_in, w, bias, k, stride, dilation, l_out, c_out, relu,
+                                    pl, pr));
   }
 }
 
-// Bias (optional) and ReLU on (rows, len, c), into (rows, pl + len + pr, c).
 template <typename Tin, typename Tout>
 __global__ void epilogue_kernel(const Tin* src, long long rows, int len, int c, const float* bias,
                                 bool relu, int pl, int pr, Tout* dst) {
-  const int lp = pl + len + pr;
-  MGFAST_GPU_LOOP(i, rows * lp * c) {
-    const int ch = static_cast<int>(i % c);
-    const long long rl = i / c;
-    const long long r = rl / lp;
-    const int l = static_cast<int>(rl - r * lp) - pl;
-    float v = 0.0f;
-    if (l >= 0 && l < len) {
-      v = load(src + (r * len + l) * c + ch);
-      if (bias) v += bias[ch];
-      if (relu) v = fmaxf(v, 0.0f);
-    }
-    store(dst + i, v);
+  MGFAST_GPU_LOOP(i, rows * (pl + len + pr) * c) {
+    store(dst + i, gpu::epilogue_at(i, src, len, c, bias, relu, pl, pr));
   }
 }
 
-// Non-overlapping average over k positions: (rows, len, c) into (rows, pl + len / k + pr, c).
 template <typename T>
 __global__ void avgpool_kernel(const T* src, long long rows, int len, int c, int k, int pl, int pr,
                                T* dst) {
-  const int l_out = len / k, lp = pl + l_out + pr;
-  MGFAST_GPU_LOOP(i, rows * lp * c) {
-    const int ch = static_cast<int>(i % c);
-    const long long rl = i / c;
-    const long long r = rl / lp;
-    const int l = static_cast<int>(rl - r * lp) - pl;
-    float v = 0.0f;
-    if (l >= 0 && l < l_out) {
-      const T* s = src + (r * len + static_cast<long long>(l) * k) * c + ch;
-      float acc = 0.0f;
-      for (int j = 0; j < k; ++j) acc += load(s + static_cast<long long>(j) * c);
-      v = acc / k;
-    }
-    store(dst + i, v);
+  MGFAST_GPU_LOOP(i, rows * (pl + len / k + pr) * c) {
+    store(dst + i, gpu::avgpool_at(i, src, len, c, k, pl, pr));
   }
 }
 
 __global__ void fill_kernel(float* p, long long n, float v) { MGFAST_GPU_LOOP(i, n) p[i] = v; }
 
-// Dense layer output (rows, f) in fp32 from the GEMM: bias, optional ReLU, into T.
 template <typename T>
 __global__ void dense_bias_kernel(const float* y, long long rows, int f, const float* bias,
                                   bool relu, T* dst) {
-  MGFAST_GPU_LOOP(i, rows * f) {
-    float v = y[i] + bias[i % f];
-    store(dst + i, relu ? fmaxf(v, 0.0f) : v);
-  }
+  MGFAST_GPU_LOOP(i, rows * f) { store(dst + i, gpu::dense_bias_at(i, y, f, bias, relu)); }
 }
 
-// The paper network's heads: (probability, λ2796) = (sigmoid(z0 + b0), relu(z1 + b1)).
 __global__ void heads_kernel(const float* y, long long rows, const float* bias, float* out) {
-  MGFAST_GPU_LOOP(r, rows) {
-    const float z0 = y[2 * r] + bias[0], z1 = y[2 * r + 1] + bias[1];
-    out[2 * r] = 1.0f / (1.0f + expf(-z0));
-    out[2 * r + 1] = fmaxf(z1, 0.0f);
-  }
+  MGFAST_GPU_LOOP(r, rows) { gpu::heads_at(r, y, bias, out); }
 }
 
-// mgfast_fcn's heatmap head, one block per spectrum on features (len, c): per position a cell
-// logit and offset, a "no absorber" logit from the channels' max and mean, the softmax over
-// positions and "none"; (1 - weight of none, λ2796 at the best cell's pixel). As the CPU
-// backend's heatmap_decode, with float sums.
+// mgfast_fcn's heatmap head, one block per spectrum on features (len, c): the positions' logits
+// and the channels' max and mean in parallel, the softmax denominator by a block reduction.
 template <typename T>
 __global__ void heatmap_kernel(const T* f, long long rows, int len, int c, const float* w,
                                const float* b, int cell, float* out) {
@@ -182,17 +123,15 @@ __global__ void heatmap_kernel(const T* f, long long rows, int len, int c, const
   float* mean = mx + c;
   __shared__ float none_logit;
   __shared__ int best;
+  __shared__ float warp_sums[32];
   for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* fr = f + r * len * static_cast<long long>(c);
-    for (int l = threadIdx.x; l < len; l += blockDim.x) {
-      float s = b[0];
-      for (int k = 0; k < c; ++k) s += w[k] * load(fr + static_cast<long long>(l) * c + k);
-      logit[l] = s;
-    }
+    for (int l = threadIdx.x; l < len; l += blockDim.x)
+      logit[l] = gpu::heatmap_logit(fr + static_cast<long long>(l) * c, c, w, b);
     for (int k = threadIdx.x; k < c; k += blockDim.x) {
       float m = -INFINITY, sum = 0.0f;
       for (int l = 0; l < len; ++l) {
-        const float v = load(fr + static_cast<long long>(l) * c + k);
+        const float v = gpu::to_float(fr[static_cast<long long>(l) * c + k]);
         m = fmaxf(m, v);
         sum += v;
       }
@@ -210,46 +149,31 @@ __global__ void heatmap_kernel(const T* f, long long rows, int len, int c, const
       best = arg;
     }
     __syncthreads();
-    // The softmax denominator, summed by the block.
     const float m = fmaxf(logit[best], none_logit);
     float part = 0.0f;
     for (int l = threadIdx.x; l < len; l += blockDim.x) part += expf(logit[l] - m);
     for (int o = 16; o > 0; o >>= 1) part += __shfl_down_sync(0xffffffffu, part, o);
-    __shared__ float warp_sums[32];
     if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = part;
     __syncthreads();
     if (threadIdx.x == 0) {
       float denom = expf(none_logit - m);
       for (int i = 0; i < static_cast<int>((blockDim.x + 31) / 32); ++i) denom += warp_sums[i];
-      const T* vb = fr + static_cast<long long>(best) * c;
-      float off = b[1];
-      for (int k = 0; k < c; ++k) off += w[c + k] * load(vb + k);
-      off = fminf(fmaxf(off, 0.0f), cell - 1e-3f);
-      const double pix = fmin(fmax(static_cast<double>(cell) * best + off, 0.0), grid::kNPix - 1.0);
-      out[2 * r] = 1.0f - expf(none_logit - m) / denom;
-      out[2 * r + 1] = static_cast<float>(grid::wavelength_of_pixel(pix));
+      gpu::heatmap_decode_best(fr + static_cast<long long>(best) * c, c, w, b, cell, best,
+                               none_logit, m, denom, out + 2 * r);
     }
     __syncthreads();
   }
 }
 
-// One step of the network on a slot, all on the slot's stream.
-enum class Op { kInput, kConvOne, kConvDnn, kPool, kDense, kHeads, kHeatmap };
+using gpu::Op;
 
-struct Step {
-  Op op;
-  int layer = -1;            // index into the network's layers
-  int len_in = 0, c_in = 0;  // input (unpadded length) and channels
-  int len_out = 0, c_out = 0;
-  int pl = 0, pr = 0;  // padding the consumer of this step's output needs
-  bool last = false;   // writes the network's output (fp32) instead of an activation
-  // cuDNN convolutions.
+// A step of the plan and, for a cuDNN convolution, its descriptors and chosen algorithm.
+struct Step : gpu::PlanStep {
   cudnnTensorDescriptor_t x_desc = nullptr, y_desc = nullptr;
   cudnnFilterDescriptor_t w_desc = nullptr;
   cudnnConvolutionDescriptor_t conv_desc = nullptr;
   cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
   std::size_t workspace = 0;
-  int in_pad = 0;  // the convolution's own input padding (pl + pr of its input)
 };
 
 template <typename T>
@@ -340,100 +264,31 @@ void require_device_exists(int device) {
                              " CUDA device(s)");
 }
 
-// The padding a consumer step needs on its input: a convolution's own, else none.
-std::pair<int, int> consumer_pad(const net::Network& net, std::size_t next) {
-  if (next >= net.layers.size()) return {0, 0};
-  const net::Layer& l = net.layers[next];
-  if (l.kind == net::LayerKind::kConv1d) return {l.pad_l, l.pad_r};
-  return {0, 0};
-}
-
 }  // namespace
 
 void GpuBackend::Impl::build() {
   shapes = net.shapes();  // validates the chain
-  const std::size_t nl = net.layers.size();
-  std::size_t first = 0;
-  if (nl > 0 && net.layers[0].kind == net::LayerKind::kAffine) {
-    affine = true;
-    affine_a = net.layers[0].weight[0];
-    affine_b = net.layers[0].bias[0];
-    first = 1;
-  }
-  // Input step: the spectra, padded for the first real layer.
-  {
+  const gpu::Plan plan = gpu::plan_network(net);
+  for (const gpu::PlanStep& p : plan.steps) {
     Step s;
-    s.op = Op::kInput;
-    s.len_in = s.len_out = net.n_in;
-    s.c_in = s.c_out = 1;
-    std::tie(s.pl, s.pr) = consumer_pad(net, first);
+    static_cast<gpu::PlanStep&>(s) = p;
     steps.push_back(s);
   }
-  std::size_t act_elems = std::size_t(net.n_in + steps[0].pl + steps[0].pr);
-  for (std::size_t i = first; i < nl; ++i) {
-    const net::Layer& l = net.layers[i];
-    const net::Shape in = shapes[i], out = shapes[i + 1];
-    Step s;
-    s.layer = static_cast<int>(i);
-    s.len_in = in.length;
-    s.c_in = in.channels;
-    s.len_out = out.length;
-    s.c_out = out.channels;
-    s.last = i + 1 == nl;
-    std::tie(s.pl, s.pr) = consumer_pad(net, i + 1);
-    switch (l.kind) {
-      case net::LayerKind::kConv1d:
-        s.op = l.c_in == 1 ? Op::kConvOne : Op::kConvDnn;
-        if (s.op == Op::kConvOne && s.last)
-          throw std::invalid_argument("network layer " + std::to_string(i) +
-                                      ": a one-channel convolution cannot return the map");
-        s.in_pad = l.pad_l + l.pad_r;
-        break;
-      case net::LayerKind::kAvgPool1d:
-        s.op = Op::kPool;
-        break;
-      case net::LayerKind::kFlatten:
-        continue;  // channels-last activations are already the flattened features
-      case net::LayerKind::kDense:
-        s.op = Op::kDense;
-        gemm_floats = std::max(gemm_floats, std::size_t(l.c_out));
-        break;
-      case net::LayerKind::kHeads:
-        s.op = Op::kHeads;
-        gemm_floats = std::max(gemm_floats, std::size_t(2));
-        break;
-      case net::LayerKind::kHeatmap:
-        s.op = Op::kHeatmap;
-        break;
-      case net::LayerKind::kAffine:
-        throw std::invalid_argument("network layer " + std::to_string(i) +
-                                    ": the affine map must come first");
-    }
-    act_elems = std::max(act_elems, std::size_t(s.len_out + s.pl + s.pr) * s.c_out);
-    act_elems =
-        std::max(act_elems, std::size_t(s.len_in) * s.c_in + std::size_t(s.in_pad) * s.c_in);
-    steps.push_back(s);
-  }
-  if (net.map_output()) {
-    const net::Shape o = shapes.back();
-    out_per_spectrum = std::size_t(o.channels) * o.length;
-  }
-  act_bytes = act_elems * std::size_t(batch) * elem();
+  affine = plan.affine;
+  affine_a = plan.affine_a;
+  affine_b = plan.affine_b;
+  gemm_floats = plan.gemm_floats;
+  out_per_spectrum = plan.out_per_spectrum;
+  act_bytes = plan.act_elems * std::size_t(batch) * elem();
 
-  // Weights. cuDNN's NHWC filters are (c_out, 1, k, c_in): transposed from ONNX's (c_out, c_in, k).
+  // Weights: cuDNN's NHWC filters (c_out, 1, k, c_in); the rest as stored.
+  const std::size_t nl = net.layers.size();
   w_t.resize(nl);
   w_f.resize(nl);
   bias.resize(nl);
-  for (std::size_t i = first; i < nl; ++i) {
+  for (std::size_t i = plan.affine ? 1 : 0; i < nl; ++i) {
     const net::Layer& l = net.layers[i];
-    std::vector<float> w = l.weight;
-    if (l.kind == net::LayerKind::kConv1d && l.c_in > 1) {
-      for (int o = 0; o < l.c_out; ++o)
-        for (int c = 0; c < l.c_in; ++c)
-          for (int k = 0; k < l.kernel; ++k)
-            w[(std::size_t(o) * l.kernel + k) * l.c_in + c] =
-                l.weight[(std::size_t(o) * l.c_in + c) * l.kernel + k];
-    }
+    const std::vector<float> w = gpu::filter_nhwc(l);
     if (!w.empty()) {
       w_f[i].allocate(w.size());
       MGFAST_CUDA_CHECK(

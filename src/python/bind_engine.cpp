@@ -4,14 +4,17 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "backend_cpu.hpp"
 #include "bind.hpp"
 #include "bind_network.hpp"
+#include "gpu_emulator.hpp"
 #include "network.hpp"
 
 namespace mgfast::bind {
@@ -19,6 +22,25 @@ namespace mgfast::bind {
 void bind_engine(py::module_& m) {
   m.attr("built_with_onednn") = onednn_available();
   m.def("onednn_version", &onednn_version);
+
+  // The GPU engine's plan and arithmetic run on the CPU (tests on machines without a GPU).
+  m.def(
+      "emulate_gpu_plan",
+      [](int n_in, const py::list& layers, const carray<float>& x) {
+        const net::Network net = network_of(n_in, layers);
+        if (x.ndim() != 2 || x.shape(1) != n_in)
+          throw std::invalid_argument("flux: expected shape (N, " + std::to_string(n_in) + ")");
+        std::vector<float> out;
+        {
+          py::gil_scoped_release release;
+          out = gpu::emulate(net, x.data(), x.shape(0));
+        }
+        const py::ssize_t n = x.shape(0);
+        py::array_t<float> a({n, py::ssize_t(n > 0 ? out.size() / n : 0)});
+        std::copy(out.begin(), out.end(), a.mutable_data());
+        return a;
+      },
+      py::arg("n_in"), py::arg("layers"), py::arg("flux"));
 
   py::class_<CpuBackend>(m, "CpuNetwork")
       .def(py::init([](int n_in, const py::list& layers, int threads, int batch_size,

@@ -1,0 +1,243 @@
+// The GPU inference engine's plan of a network and the per-element arithmetic of its kernels,
+// shared by the CUDA engine (src/gpu/backend_gpu.cu) and a host emulation of it
+// (gpu_emulator.cpp) that runs the same plan and the same element functions on the CPU, with
+// plain loops in place of cuDNN's convolution and cuBLAS's GEMM. The emulation is what tests the
+// plan's padding, layouts, weight order and decoding on machines without a GPU.
+//
+// Layout: activations channels-last, (batch, length, channels). Each step's producer writes its
+// output already padded with the zeros the next convolution needs, so convolutions run
+// unpadded.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "grid.hpp"
+#include "hd.hpp"
+#include "network.hpp"
+
+#if defined(__CUDACC__)
+#include <cuda_fp16.h>
+#endif
+
+namespace mgfast::gpu {
+
+enum class Op { kInput, kConvOne, kConvDnn, kPool, kDense, kHeads, kHeatmap };
+
+struct PlanStep {
+  Op op = Op::kInput;
+  int layer = -1;            // index into the network's layers
+  int len_in = 0, c_in = 0;  // input (unpadded length) and channels
+  int len_out = 0, c_out = 0;
+  int pl = 0, pr = 0;  // padding the consumer of this step's output needs
+  int in_pad = 0;      // a convolution's own input padding (pad_l + pad_r)
+  bool last = false;   // writes the network's output (fp32) instead of an activation
+};
+
+struct Plan {
+  std::vector<PlanStep> steps;
+  bool affine = false;  // a first affine layer, folded into the input step
+  float affine_a = 1.0f, affine_b = 0.0f;
+  std::size_t act_elems = 0;         // per spectrum, per activation buffer (two ping-pong)
+  std::size_t gemm_floats = 0;       // per spectrum: the widest dense output
+  std::size_t out_per_spectrum = 2;  // floats: (probability, λ2796) or the map
+};
+
+// The padding a consumer layer needs on its input: a convolution's own, else none.
+inline std::pair<int, int> consumer_pad(const net::Network& net, std::size_t next) {
+  if (next >= net.layers.size()) return {0, 0};
+  const net::Layer& l = net.layers[next];
+  if (l.kind == net::LayerKind::kConv1d) return {l.pad_l, l.pad_r};
+  return {0, 0};
+}
+
+// The steps of a network (validated by net.shapes(); throws std::invalid_argument otherwise).
+inline Plan plan_network(const net::Network& net) {
+  const std::vector<net::Shape> shapes = net.shapes();
+  Plan p;
+  const std::size_t nl = net.layers.size();
+  std::size_t first = 0;
+  if (nl > 0 && net.layers[0].kind == net::LayerKind::kAffine) {
+    p.affine = true;
+    p.affine_a = net.layers[0].weight[0];
+    p.affine_b = net.layers[0].bias[0];
+    first = 1;
+  }
+  PlanStep in;
+  in.op = Op::kInput;
+  in.len_in = in.len_out = net.n_in;
+  in.c_in = in.c_out = 1;
+  std::tie(in.pl, in.pr) = consumer_pad(net, first);
+  p.steps.push_back(in);
+  p.act_elems = std::size_t(net.n_in + in.pl + in.pr);
+  for (std::size_t i = first; i < nl; ++i) {
+    const net::Layer& l = net.layers[i];
+    PlanStep s;
+    s.layer = static_cast<int>(i);
+    s.len_in = shapes[i].length;
+    s.c_in = shapes[i].channels;
+    s.len_out = shapes[i + 1].length;
+    s.c_out = shapes[i + 1].channels;
+    s.last = i + 1 == nl;
+    std::tie(s.pl, s.pr) = consumer_pad(net, i + 1);
+    switch (l.kind) {
+      case net::LayerKind::kConv1d:
+        s.op = l.c_in == 1 ? Op::kConvOne : Op::kConvDnn;
+        if (s.op == Op::kConvOne && s.last)
+          throw std::invalid_argument("network layer " + std::to_string(i) +
+                                      ": a one-channel convolution cannot return the map");
+        s.in_pad = l.pad_l + l.pad_r;
+        break;
+      case net::LayerKind::kAvgPool1d:
+        s.op = Op::kPool;
+        break;
+      case net::LayerKind::kFlatten:
+        continue;  // channels-last activations are already the flattened features
+      case net::LayerKind::kDense:
+        s.op = Op::kDense;
+        p.gemm_floats = std::max(p.gemm_floats, std::size_t(l.c_out));
+        break;
+      case net::LayerKind::kHeads:
+        s.op = Op::kHeads;
+        p.gemm_floats = std::max(p.gemm_floats, std::size_t(2));
+        break;
+      case net::LayerKind::kHeatmap:
+        s.op = Op::kHeatmap;
+        break;
+      case net::LayerKind::kAffine:
+        throw std::invalid_argument("network layer " + std::to_string(i) +
+                                    ": the affine map must come first");
+    }
+    p.act_elems = std::max(p.act_elems, std::size_t(s.len_out + s.pl + s.pr) * s.c_out);
+    p.act_elems = std::max(p.act_elems, std::size_t(s.len_in + s.in_pad) * s.c_in);
+    p.steps.push_back(s);
+  }
+  if (net.map_output()) {
+    const net::Shape o = shapes.back();
+    p.out_per_spectrum = std::size_t(o.channels) * o.length;
+  }
+  return p;
+}
+
+// A convolution's weights in cuDNN's NHWC filter order (c_out, 1, k, c_in), from ONNX's
+// (c_out, c_in, k); one-channel convolutions keep (c_out, k).
+inline std::vector<float> filter_nhwc(const net::Layer& l) {
+  if (l.kind != net::LayerKind::kConv1d || l.c_in == 1) return l.weight;
+  std::vector<float> w(l.weight.size());
+  for (int o = 0; o < l.c_out; ++o)
+    for (int c = 0; c < l.c_in; ++c)
+      for (int k = 0; k < l.kernel; ++k)
+        w[(std::size_t(o) * l.kernel + k) * l.c_in + c] =
+            l.weight[(std::size_t(o) * l.c_in + c) * l.kernel + k];
+  return w;
+}
+
+// ---- element arithmetic of the kernels (index i runs over the output's elements) ----------
+
+MGFAST_HD float to_float(float v) { return v; }
+#if defined(__CUDACC__)
+__host__ __device__ inline float to_float(__half v) { return __half2float(v); }
+#endif
+
+// Element i of the input step's output (rows, pl + n_in + pr, 1).
+MGFAST_HD float input_at(long long i, const float* x, int n_in, bool affine, float a, float b,
+                         int pl, int pr) {
+  const int lp = pl + n_in + pr;
+  const long long r = i / lp;
+  const int l = static_cast<int>(i - r * lp) - pl;
+  if (l < 0 || l >= n_in) return 0.0f;
+  const float v = x[r * n_in + l];
+  return affine ? a * v + b : v;
+}
+
+// Element i of a one-channel convolution's output (rows, pl + l_out + pr, c_out), bias and ReLU
+// fused, from its padded input (rows, lp_in) and weights (c_out, k).
+template <class T>
+MGFAST_HD float conv_one_at(long long i, const T* src, int lp_in, const float* w, const float* bias,
+                            int k, int stride, int dilation, int l_out, int c_out, bool relu,
+                            int pl, int pr) {
+  const int lp = pl + l_out + pr;
+  const int c = static_cast<int>(i % c_out);
+  const long long rl = i / c_out;
+  const long long r = rl / lp;
+  const int l = static_cast<int>(rl - r * lp) - pl;
+  if (l < 0 || l >= l_out) return 0.0f;
+  const T* s = src + r * lp_in + static_cast<long long>(l) * stride;
+  const float* wc = w + static_cast<long long>(c) * k;
+  float acc = bias[c];
+  for (int j = 0; j < k; ++j) acc += wc[j] * to_float(s[static_cast<long long>(j) * dilation]);
+  return relu ? (acc > 0.0f ? acc : 0.0f) : acc;
+}
+
+// Element i of (rows, pl + len + pr, c) from (rows, len, c): bias (optional) and ReLU.
+template <class T>
+MGFAST_HD float epilogue_at(long long i, const T* raw, int len, int c, const float* bias, bool relu,
+                            int pl, int pr) {
+  const int lp = pl + len + pr;
+  const int ch = static_cast<int>(i % c);
+  const long long rl = i / c;
+  const long long r = rl / lp;
+  const int l = static_cast<int>(rl - r * lp) - pl;
+  if (l < 0 || l >= len) return 0.0f;
+  float v = to_float(raw[(r * len + l) * c + ch]);
+  if (bias) v += bias[ch];
+  return relu ? (v > 0.0f ? v : 0.0f) : v;
+}
+
+// Element i of a non-overlapping average over k positions: (rows, len, c) into
+// (rows, pl + len / k + pr, c).
+template <class T>
+MGFAST_HD float avgpool_at(long long i, const T* src, int len, int c, int k, int pl, int pr) {
+  const int l_out = len / k, lp = pl + l_out + pr;
+  const int ch = static_cast<int>(i % c);
+  const long long rl = i / c;
+  const long long r = rl / lp;
+  const int l = static_cast<int>(rl - r * lp) - pl;
+  if (l < 0 || l >= l_out) return 0.0f;
+  const T* s = src + (r * len + static_cast<long long>(l) * k) * c + ch;
+  float acc = 0.0f;
+  for (int j = 0; j < k; ++j) acc += to_float(s[static_cast<long long>(j) * c]);
+  return acc / k;
+}
+
+// Element i of a dense layer's output (rows, f) from the GEMM's fp32 (rows, f).
+MGFAST_HD float dense_bias_at(long long i, const float* y, int f, const float* bias, bool relu) {
+  const float v = y[i] + bias[i % f];
+  return relu ? (v > 0.0f ? v : 0.0f) : v;
+}
+
+// The paper network's heads of spectrum r: (sigmoid(z0 + b0), relu(z1 + b1)).
+MGFAST_HD void heads_at(long long r, const float* y, const float* bias, float* out) {
+  const float z0 = y[2 * r] + bias[0], z1 = y[2 * r + 1] + bias[1];
+  out[2 * r] = 1.0f / (1.0f + expf(-z0));
+  out[2 * r + 1] = z1 > 0.0f ? z1 : 0.0f;
+}
+
+// mgfast_fcn's heatmap head, the parts every thread layout shares: the cell logit of one
+// position, and the decoding of the best cell into (probability, λ2796) given the "none" logit
+// and the softmax denominator over positions and "none" (all relative to their maximum m).
+template <class T>
+MGFAST_HD float heatmap_logit(const T* v, int c, const float* w, const float* b) {
+  float s = b[0];
+  for (int k = 0; k < c; ++k) s += w[k] * to_float(v[k]);
+  return s;
+}
+
+template <class T>
+MGFAST_HD void heatmap_decode_best(const T* vb, int c, const float* w, const float* b, int cell,
+                                   int best, float none, float m, float denom, float* out2) {
+  float off = b[1];
+  for (int k = 0; k < c; ++k) off += w[c + k] * to_float(vb[k]);
+  off = fminf(fmaxf(off, 0.0f), static_cast<float>(cell) - 1e-3f);
+  const double pix = fmin(fmax(static_cast<double>(cell) * best + off, 0.0), grid::kNPix - 1.0);
+  out2[0] = 1.0f - expf(none - m) / denom;
+  out2[1] = static_cast<float>(grid::wavelength_of_pixel(pix));
+}
+
+}  // namespace mgfast::gpu
