@@ -188,3 +188,44 @@ def test_sigma_scales_make_the_stated_errors_cover_68_percent():
     assert k["lambda2796"] == pytest.approx(2.0, rel=0.08)
     assert k["ew2796"] == pytest.approx(0.5, rel=0.08)
     assert k["ew2803"] == pytest.approx(1.0, rel=0.08)
+
+
+def test_dual_network_is_the_single_network_plus_a_map_head(tmp_path):
+    """mgfast_dual: one pass gives the mgfast_fcn summary (bit for bit that network's, whose
+    trunk and heads it carries) and the multi-absorber map (as ONNX Runtime computes it); the
+    Detector reports the summary with the summary's threshold and the absorbers with theirs."""
+    import onnxruntime as ort
+
+    from mgfast.engine import CpuBackend
+    from mgfast.model import random_weights
+
+    if not mgfast._core.built_with_onednn:
+        pytest.skip("this mgfast was built without oneDNN")
+    fcn_weights = random_weights("mgfast_fcn", seed=8)
+    for (a, b), (c, d) in zip(random_weights("mgfast_dual", seed=8)[:11], fcn_weights, strict=True):
+        assert np.array_equal(a, c) and np.array_equal(b, d)
+    dual = load_model(write_random_model(tmp_path / "dual", "mgfast_dual", seed=8))
+    fcn = load_model(write_random_model(tmp_path / "fcn", "mgfast_fcn", seed=8))
+    sim = mgfast.simulate(30, seed=6, with_absorber_fraction=0.7, max_absorbers=3)
+    x = mgfast.preprocess(sim.flux, None, sim.err).flux
+    p, lam, maps = CpuBackend(dual, threads=2, batch_size=8).infer_dual(x)
+    want_p, want_l = CpuBackend(fcn, threads=2, batch_size=8).infer(x)
+    np.testing.assert_array_equal(p, want_p)
+    np.testing.assert_array_equal(lam, want_l)
+    s = ort.InferenceSession(str(dual.onnx_path), providers=["CPUExecutionProvider"])
+    want_maps = s.run(["cell_maps"], {"flux": x})[0]
+    np.testing.assert_allclose(maps, want_maps, atol=1e-4)
+    np.testing.assert_array_equal(CpuBackend(dual, threads=1).infer_map(x), maps)
+
+    det = mgfast.Detector(model=tmp_path / "dual", threshold=0.3)
+    res = det.detect(x)
+    assert res.threshold == 0.3 and res.absorber_threshold == 0.5
+    np.testing.assert_array_equal(res.probability, want_p)
+    assert res.absorbers is not None
+    for i in range(len(x)):
+        mine = res.absorbers.spectrum == i
+        assert res.n_absorbers[i] == np.sum(res.absorbers.probability[mine] >= 0.5)
+    res.write(tmp_path / "cat.csv")
+    assert (tmp_path / "cat.absorbers.csv").exists()
+    with pytest.raises(ValueError, match="summary"):
+        CpuBackend(load_model(write_random_model(tmp_path / "m", "mgfast_multi"))).infer_dual(x)

@@ -52,7 +52,7 @@ def paper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return mm.write_random_model(tmp_path_factory.mktemp("paper"), "bycycle2023", seed=7)
 
 
-@pytest.mark.parametrize("name", ["bycycle2023", "default", "multi", "tiny"])
+@pytest.mark.parametrize("name", ["bycycle2023", "default", "multi", "tiny", "dual"])
 def test_the_gpu_plan_emulated_on_the_cpu_matches_the_cpu_engine(
     name: str, paper_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ):
@@ -79,6 +79,8 @@ def test_the_gpu_plan_emulated_on_the_cpu_matches_the_cpu_engine(
         )
         monkeypatch.setitem(mm.ARCHITECTURES, "tiny", spec)
         path = mm.write_random_model(tmp_path / "tiny", "tiny", seed=3)
+    elif name == "dual":  # a summary head beside the map head on one trunk (random weights)
+        path = mm.write_random_model(tmp_path / "dual", "mgfast_dual", seed=4)
     else:
         path = paper_dir if name == "bycycle2023" else MODELS / name
     model = mm.load_model(path)
@@ -87,7 +89,13 @@ def test_the_gpu_plan_emulated_on_the_cpu_matches_the_cpu_engine(
     x[::5] *= np.float32(1.2)
     got = _core.emulate_gpu_plan(model.n_pix, _core_layers(model.layers), x)
     cpu = CpuBackend(model, threads=1, fast_conv=False)
-    if cpu.map_output:
+    if cpu.has_summary:
+        want_p, want_l, want_maps = cpu.infer_dual(x)
+        summary, got = got
+        assert np.abs(summary[:, 0] - want_p).max() <= 1e-4
+        assert np.mean(np.abs(summary[:, 1] - want_l) <= 0.05) >= 0.97
+        np.testing.assert_allclose(got, want_maps.reshape(len(x), -1), atol=2e-4)
+    elif cpu.map_output:
         want = cpu.infer_map(x).reshape(len(x), -1)
         np.testing.assert_allclose(got, want, atol=2e-4)
     else:
@@ -161,6 +169,22 @@ def test_shipped_multi_maps_match_the_cpu(precision: str):
     got = GpuBackend(MODELS / "multi", batch_size=300, precision=precision).infer_map(x)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, atol=1e-3 if precision == "fp32" else 2e-2)
+
+
+@needs_gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_dual_network_matches_onnx_runtime(precision: str, tmp_path: Path):
+    ort = pytest.importorskip("onnxruntime")
+    path = mm.write_random_model(tmp_path / "dual", "mgfast_dual", seed=4)
+    x = mgfast.preprocess(*_realistic(700)).flux
+    sess = ort.InferenceSession(str(path / "model.onnx"), providers=["CPUExecutionProvider"])
+    outs = sess.run([*mm.FCN_OUTPUTS, mm.MULTI_OUTPUT], {mm.INPUT_NAME: x})
+    want_p, want_l = mm.decode_heatmap(*outs[:3])
+    p, lam, maps = GpuBackend(path, batch_size=256, precision=precision).infer_dual(x)
+    p_tol, l_tol = TOL[precision]
+    assert np.abs(p - want_p).max() <= p_tol
+    assert np.mean(np.abs(lam - want_l) <= l_tol) >= 0.995
+    np.testing.assert_allclose(maps, outs[3], atol=1e-3 if precision == "fp32" else 2e-2)
 
 
 @needs_gpu

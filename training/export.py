@@ -3,6 +3,13 @@ against the Keras outputs with ONNX Runtime.
 
     KERAS_BACKEND=jax python training/export.py runs/fcn/final.keras --arch mgfast_fcn \\
         --out python/mgfast/models/default [--metrics eval.json] [--youden 0.7] [--tensorrt]
+    KERAS_BACKEND=jax python training/export.py runs/dual/final.keras --arch mgfast_dual \\
+        --summary-keras runs/fcn/final.keras --summary-thresholds python/mgfast/models/default \\
+        --out python/mgfast/models/dual --calibrate 1000
+
+mgfast_dual is mgfast_multi's head, trained on a frozen mgfast_fcn trunk (train.py
+--freeze-trunk), joined to that mgfast_fcn's own heads: the export checks that the two Keras
+models share the trunk exactly, and takes the summary's thresholds from the mgfast_fcn model.
 
 The ONNX graph is written from the weights by mgfast.model.build_onnx (explicit dynamic batch,
 opset 17, standard operators only: TensorRT-ready). --tensorrt builds a TensorRT engine beside it
@@ -24,7 +31,7 @@ from data import model_input
 from decode import decode
 
 import mgfast
-from mgfast.model import build_onnx, load_model, save_model
+from mgfast.model import FCN_CONVS, MULTI_OUTPUT, build_onnx, load_model, save_model
 
 
 def keras_weights(net, arch: str) -> list[tuple[np.ndarray, np.ndarray]]:  # type: ignore[no-untyped-def]
@@ -59,7 +66,7 @@ def multi_candidates(net, sim):  # type: ignore[no-untyped-def]
     return found, col >= 0
 
 
-def check_multi(net, d) -> None:  # type: ignore[no-untyped-def]
+def check_multi(net, d, summary_net=None) -> None:  # type: ignore[no-untyped-def]
     """Keras, ONNX Runtime and the CPU engine on the same spectra: the maps, and the decoded
     absorbers."""
     import onnxruntime as ort
@@ -71,8 +78,16 @@ def check_multi(net, d) -> None:  # type: ignore[no-untyped-def]
     logits, maps = (np.asarray(o) for o in net.predict(x, batch_size=256, verbose=0))
     keras_maps = np.concatenate([logits[..., None], maps], axis=2)
     sess = ort.InferenceSession(str(d / "model.onnx"), providers=["CPUExecutionProvider"])
-    o = sess.run(None, {"flux": x})[0]
-    e = mgfast.CpuBackend(load_model(d), threads=0).infer_map(x)
+    o = sess.run([MULTI_OUTPUT], {"flux": x})[0]
+    engine = mgfast.CpuBackend(load_model(d), threads=0)
+    e = engine.infer_map(x)
+    if summary_net is not None:  # mgfast_dual: its summary is the mgfast_fcn's own
+        kp, kl = decode("mgfast_fcn", [np.asarray(v) for v in summary_net.predict(x, verbose=0)])
+        ep, el, _ = engine.infer_dual(x)
+        dp, dl = float(np.abs(ep - kp).max()), float(np.abs(el - kl).max())
+        print(f"summary, engine vs the mgfast_fcn Keras model: probability {dp:.2e}, λ {dl:.3f} Å")
+        if dp > 1e-4:
+            raise SystemExit("export check failed: the summary differs from mgfast_fcn's")
     raw, eng = float(np.abs(o - keras_maps).max()), float(np.abs(e - keras_maps).max())
     a = decode_absorbers(logits, maps)
     b = decode_absorbers(e[..., 0], e[..., 1:])
@@ -100,6 +115,12 @@ def main() -> None:
     p.add_argument("--default-threshold", type=float, default=0.5)
     p.add_argument("--run", default=None, help="training run directory (config.json, log.csv)")
     p.add_argument("--tensorrt", action="store_true")
+    p.add_argument("--summary-keras", default=None, help="mgfast_dual: the mgfast_fcn .keras")
+    p.add_argument(
+        "--summary-thresholds",
+        default=None,
+        help="mgfast_dual: the exported mgfast_fcn model directory whose thresholds to keep",
+    )
     args = p.parse_args()
 
     import keras
@@ -108,11 +129,24 @@ def main() -> None:
     if args.keras_model.endswith(".weights.h5"):  # a checkpoint of train.py
         from models import ARCHITECTURES
 
-        net = ARCHITECTURES[args.arch]()
+        net = ARCHITECTURES["mgfast_multi" if args.arch == "mgfast_dual" else args.arch]()
         net.load_weights(args.keras_model)
     else:
         net = keras.saving.load_model(args.keras_model, compile=False)
-    onnx_model = build_onnx(args.arch, keras_weights(net, args.arch))
+    summary_net = None
+    if args.arch == "mgfast_dual":
+        if not (args.summary_keras and args.summary_thresholds):
+            raise SystemExit("--arch mgfast_dual needs --summary-keras and --summary-thresholds")
+        summary_net = keras.saving.load_model(args.summary_keras, compile=False)
+        fcn_w = keras_weights(summary_net, "mgfast_fcn")
+        multi_w = keras_weights(net, "mgfast_multi")
+        n_trunk = len(FCN_CONVS)
+        for i, ((a, b), (c, e)) in enumerate(zip(fcn_w[:n_trunk], multi_w[:n_trunk], strict=True)):
+            if not (np.array_equal(a, c) and np.array_equal(b, e)):
+                raise SystemExit(f"the two models' trunks differ at convolution {i}")
+        onnx_model = build_onnx(args.arch, fcn_w + multi_w[n_trunk:])
+    else:
+        onnx_model = build_onnx(args.arch, keras_weights(net, args.arch))
     training = {"keras_model": os.path.basename(args.keras_model)}
     if args.run:
         training["runs"] = []
@@ -132,8 +166,14 @@ def main() -> None:
         with open(args.metrics) as f:
             metrics = json.load(f)
     thresholds = {"default": args.default_threshold, "paper": 0.5}
+    if args.arch == "mgfast_dual":  # the summary's, and the absorbers' own
+        thresholds = dict(load_model(args.summary_thresholds).thresholds) | {"absorber": 0.5}
+        training["summary"] = {
+            "keras_model": os.path.basename(args.summary_keras),
+            "thresholds_from": os.path.normpath(args.summary_thresholds),
+        }
     calibration, sigma_scale = None, None
-    if args.calibrate and args.arch == "mgfast_multi":
+    if args.calibrate and args.arch in ("mgfast_multi", "mgfast_dual"):
         from data import fixed_set
 
         from mgfast.absorbers import (
@@ -197,8 +237,8 @@ def main() -> None:
     )
 
     # The check: Keras, ONNX Runtime and mgfast's CPU engine on the same spectra.
-    if args.arch == "mgfast_multi":
-        check_multi(net, d)
+    if args.arch in ("mgfast_multi", "mgfast_dual"):
+        check_multi(net, d, summary_net)
         print(f"wrote {d} ({os.path.getsize(d / 'model.onnx') / 1e6:.2f} MB)")
         return
     sim = mgfast.simulate(512, seed=99, with_absorber_fraction=0.5)

@@ -57,9 +57,26 @@ def multi_regression_loss(y_true, y_pred):  # type: ignore[no-untyped-def]
     return ops.sum(has * nll) / ops.maximum(ops.sum(has), 1.0)
 
 
-def training_model(arch: str, lr_schedule) -> tuple[keras.Model, keras.Model]:  # type: ignore[no-untyped-def]
-    """The inference model and the model that is trained (same weights, losses attached)."""
+TRUNK_CONVS = 8  # the Conv1D layers of models.fcn_trunk, shared by mgfast_fcn and mgfast_multi
+
+
+def trunk_convs(net: keras.Model) -> list:
+    return [x for x in net.layers if isinstance(x, keras.layers.Conv1D)][:TRUNK_CONVS]
+
+
+def state_exists(out: Path) -> bool:
+    return (out / "state.json").exists()
+
+
+def training_model(  # type: ignore[no-untyped-def]
+    arch: str, lr_schedule, freeze_trunk: bool = False
+) -> tuple[keras.Model, keras.Model]:
+    """The inference model and the model that is trained (same weights, losses attached).
+    freeze_trunk: the trunk's convolutions are not trained (a head on a given trunk)."""
     net = ARCHITECTURES[arch]()
+    if freeze_trunk:
+        for layer in trunk_convs(net):
+            layer.trainable = False
     opt = keras.optimizers.Adam(learning_rate=lr_schedule, epsilon=1e-7)
     if arch == "mgfast_fcn":
         cells, offsets, none = net.outputs
@@ -161,6 +178,12 @@ def main() -> None:
     )
     p.add_argument("--realistic-fraction", type=float, default=0.5)
     p.add_argument(
+        "--freeze-trunk",
+        action="store_true",
+        help="keep the trunk from --init-trunk fixed: train the head only (mgfast_multi's head on "
+        "the shipped mgfast_fcn's trunk makes the mgfast_dual network, docs/TRAINING.md)",
+    )
+    p.add_argument(
         "--init-trunk",
         default=None,
         help="mgfast_multi: start its trunk (the first eight convolutions) from this mgfast_fcn",
@@ -204,7 +227,9 @@ def main() -> None:
         )
     else:
         lr = paper_schedule(args.lr, args.paper_epoch_steps)
-    net, train = training_model(args.arch, lr)
+    if args.freeze_trunk and not (args.init_trunk or state_exists(out)):
+        sys.exit("--freeze-trunk needs --init-trunk (the trunk to keep)")
+    net, train = training_model(args.arch, lr, freeze_trunk=args.freeze_trunk)
     state_path, ckpt = out / "state.json", out / "ckpt.weights.h5"
     step = 0
     if state_path.exists():
@@ -218,16 +243,16 @@ def main() -> None:
             v.assign(opt_vars[k])
         step = state["step"]
         print(f"resuming {args.arch} at step {step}", flush=True)
-    elif args.init:
-        net.set_weights(keras.saving.load_model(args.init, compile=False).get_weights())
-        print(f"starting from the weights of {args.init}", flush=True)
-    elif args.init_trunk:
-        src = keras.saving.load_model(args.init_trunk, compile=False)
-        convs = [x for x in src.layers if isinstance(x, keras.layers.Conv1D)][:8]
-        mine = [x for x in net.layers if isinstance(x, keras.layers.Conv1D)][:8]
-        for a, b in zip(convs, mine, strict=True):
-            b.set_weights(a.get_weights())
-        print(f"trunk from {args.init_trunk}", flush=True)
+    else:
+        if args.init:
+            net.set_weights(keras.saving.load_model(args.init, compile=False).get_weights())
+            print(f"starting from the weights of {args.init}", flush=True)
+        if args.init_trunk:  # after --init: the trunk of one model, the head of another
+            src = keras.saving.load_model(args.init_trunk, compile=False)
+            for a, b in zip(trunk_convs(src), trunk_convs(net), strict=True):
+                b.set_weights(a.get_weights())
+            frozen = " (frozen)" if args.freeze_trunk else ""
+            print(f"trunk from {args.init_trunk}{frozen}", flush=True)
     config = {
         **vars(args),
         "flops_per_spectrum": flops_per_spectrum(net),

@@ -74,11 +74,13 @@ class Detections:
     threshold: float
     method: str
     model_sha256: str | None = None
-    # A multi-absorber model (mgfast_multi): every absorber found, one row each (mgfast.absorbers;
-    # `spectrum` indexes the rows above); the per-spectrum columns then summarise them: the most
-    # probable absorber's probability and λ2796, and n_absorbers above the threshold.
+    # A multi-absorber model: every absorber found, one row each (mgfast.absorbers; `spectrum`
+    # indexes the rows above), and n_absorbers above absorber_threshold. The per-spectrum columns
+    # are mgfast_dual's summary head (the single-absorber network on the same trunk), or for
+    # mgfast_multi the most probable absorber's probability and λ2796.
     absorbers: Absorbers | None = None
     n_absorbers: np.ndarray | None = None
+    absorber_threshold: float | None = None
 
     def __len__(self) -> int:
         return int(self.probability.size)
@@ -95,12 +97,15 @@ class Detections:
         } | ({} if self.n_absorbers is None else {"n_absorbers": self.n_absorbers})
 
     def meta(self) -> dict[str, object]:
-        return {
+        m: dict[str, object] = {
             "mgfast_version": _core.__version__,
             "method": self.method,
             "threshold": self.threshold,
             "model_sha256": self.model_sha256 or "",
         }
+        if self.absorber_threshold is not None:
+            m["absorber_threshold"] = self.absorber_threshold
+        return m
 
     def to_table(self):  # type: ignore[no-untyped-def]
         """An astropy Table with the run's metadata in ``meta`` (astropy must be installed)."""
@@ -113,7 +118,8 @@ class Detections:
         if self.absorbers is None:
             return None
         a = self.absorbers
-        return a.columns() | {"detected": a.probability >= self.threshold}
+        t = self.threshold if self.absorber_threshold is None else self.absorber_threshold
+        return a.columns() | {"detected": a.probability >= t}
 
     def write(self, path: str | Path) -> None:
         """Write the detections: .csv, .h5/.hdf5, or .fits (astropy). With a multi-absorber
@@ -292,6 +298,12 @@ class Detector:
         self.threshold = float(
             self.model.thresholds.get("default", 0.5) if threshold is None else threshold
         )
+        # mgfast_dual: its summary and its absorbers have thresholds of their own
+        self.absorber_threshold = (
+            float(self.model.thresholds.get("absorber", 0.5))
+            if self._backend.has_summary
+            else self.threshold
+        )
 
     @property
     def multi_absorber(self) -> bool:
@@ -331,18 +343,25 @@ class Detector:
             sha = None
         elif self._backend is not None and self._backend.map_output:
             assert self.model is not None
+            if self._backend.has_summary:  # mgfast_dual: the summary head's own numbers
+                prob, lam32, maps = self._backend.infer_dual(x)
+            else:
+                maps = self._backend.infer_map(x)
             absorbers = decode_absorbers(
-                *_split_maps(self._backend.infer_map(x)),
+                *_split_maps(maps),
                 calibration=self.model.calibration,
                 sigma_scale=self.model.sigma_scale,
             )
-            # the summary: the most probable absorber's probability and λ2796
-            n_abs, best = absorbers.per_spectrum(len(x), self.threshold)
-            found = best >= 0
-            score = np.zeros(len(x), np.float32)
-            score[found] = absorbers.probability[best[found]]
-            lam = np.full(len(x), np.nan)
-            lam[found] = absorbers.lambda2796[best[found]]
+            if self._backend.has_summary:
+                n_abs, _ = absorbers.per_spectrum(len(x), self.absorber_threshold)
+                score, lam = prob, lam32.astype(np.float64)
+            else:  # the summary: the most probable absorber's probability and λ2796
+                n_abs, best = absorbers.per_spectrum(len(x), self.absorber_threshold)
+                found = best >= 0
+                score = np.zeros(len(x), np.float32)
+                score[found] = absorbers.probability[best[found]]
+                lam = np.full(len(x), np.nan)
+                lam[found] = absorbers.lambda2796[best[found]]
             sha = self.model.sha256
         else:
             assert self._backend is not None and self.model is not None
@@ -364,6 +383,7 @@ class Detector:
             detected=detected, flags=flags, masked_fraction=masked.astype(np.float32), snr=snr,
             threshold=self.threshold, method=self.method, model_sha256=sha,
             absorbers=absorbers, n_absorbers=n_abs,
+            absorber_threshold=self.absorber_threshold if absorbers is not None else None,
         )  # fmt: skip
         if single:
             return Detections(**{

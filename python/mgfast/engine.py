@@ -17,6 +17,7 @@ from . import _core
 from .model import (
     Affine,
     AvgPool1d,
+    Branch,
     Conv1d,
     Dense,
     Flatten,
@@ -42,6 +43,8 @@ def _core_layers(layers: tuple[Layer, ...]) -> list[tuple]:
             out.append(("affine", 0, False, one * layer.scale, one * layer.offset))
         elif isinstance(layer, Heatmap):
             out.append(("heatmap", layer.cell, False, layer.weight, layer.bias))
+        elif isinstance(layer, Branch):
+            out.append(("branch", 0, False, None, None))
         elif isinstance(layer, AvgPool1d):
             out.append(("avgpool1d", layer.kernel, False, None, None))
         elif isinstance(layer, Flatten):
@@ -100,6 +103,20 @@ class _Backend:
             raise ValueError(f"{self.model.architecture} returns (probability, λ2796): use infer")
         x = _flux(flux, self.model.n_pix)
         return self._net.infer_map(x)
+
+    @property
+    def has_summary(self) -> bool:
+        """Whether the network (mgfast_dual) also returns a per-spectrum summary."""
+        return bool(self._net.has_summary)
+
+    def infer_dual(self, flux: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """mgfast_dual in one pass: its summary head's probability and λ2796 (N,) each, and its
+        map (N, cells, channels)."""
+        if not self.has_summary:
+            raise ValueError(f"{self.model.architecture} has no summary head: use infer_map")
+        x = _flux(flux, self.model.n_pix)
+        summary, maps = self._net.infer_dual(x)
+        return summary[:, 0].copy(), summary[:, 1].copy(), maps
 
 
 class CpuBackend(_Backend):

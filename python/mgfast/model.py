@@ -90,7 +90,11 @@ ARCHITECTURES: dict[str, tuple[LayerSpec, ...]] = {
     "mgfast_fcn": (),
     # every absorber in a sightline: MULTI_CONVS and a 1x1 map head, built by _fcn_onnx too.
     "mgfast_multi": (),
+    # both on one trunk: mgfast_fcn (the sightline's summary, its heatmap head) and
+    # mgfast_multi's head (every absorber) on mgfast_fcn's trunk; built by _fcn_onnx.
+    "mgfast_dual": (),
 }
+FCN_ARCHITECTURES = ("mgfast_fcn", "mgfast_multi", "mgfast_dual")
 
 
 # --- Layers with weights, as the backends take them. -----------------------------------------
@@ -188,7 +192,14 @@ class Heatmap:
     cell: int
 
 
-Layer = Conv1d | AvgPool1d | Flatten | Dense | Heads | Affine | Heatmap
+@dataclass(frozen=True)
+class Branch:
+    """Right after a Heatmap: the layers that follow read the heatmap's input (the trunk's
+    features), and the network returns both the heatmap's (probability, λ2796), its summary,
+    and the map its last layer makes (mgfast_dual)."""
+
+
+Layer = Conv1d | AvgPool1d | Flatten | Dense | Heads | Affine | Heatmap | Branch
 
 # mgfast_fcn (training/models.py): (filters, kernel, stride, dilation) of its convolutions, all
 # with 'same' padding and ReLU, then the heatmap head on 4-pixel cells.
@@ -209,7 +220,8 @@ MULTI_OUTPUT = "cell_maps"
 
 
 def trunk_convs(architecture: str) -> tuple[tuple[int, int, int, int], ...]:
-    """(filters, kernel, stride, dilation) of a fully convolutional architecture's trunk."""
+    """(filters, kernel, stride, dilation) of a fully convolutional architecture's trunk (for
+    mgfast_dual the shared one: its map head's own convolution is MULTI_CONVS[-1])."""
     return MULTI_CONVS if architecture == "mgfast_multi" else FCN_CONVS
 
 
@@ -282,7 +294,7 @@ def build_onnx(
 
     specs = _architecture(architecture)
     n_pix = grid.N_PIX if n_pix is None else n_pix
-    if architecture in ("mgfast_fcn", "mgfast_multi"):
+    if architecture in FCN_ARCHITECTURES:
         return _fcn_onnx(weights, n_pix, architecture)
     shapes = _shapes(specs, n_pix)
     nodes: list[Any] = []
@@ -407,6 +419,10 @@ def random_weights(
     """
     specs = _architecture(architecture)
     rng = np.random.default_rng(seed)
+    if architecture == "mgfast_dual":  # the fcn's trunk and heads, then the multi's head
+        fcn = random_weights("mgfast_fcn", seed, n_pix)
+        multi = random_weights("mgfast_multi", seed + 1, n_pix)
+        return fcn + multi[len(FCN_CONVS) :]
     if architecture in ("mgfast_fcn", "mgfast_multi"):
         out = []
         c = 1
@@ -489,20 +505,7 @@ def save_model(
         "architecture": architecture,
         "grid": grid_metadata(),
         "input": {"name": INPUT_NAME, "normalisation": {"kind": "none"}},
-        "outputs": (
-            {
-                "cell_logits": f"logit per {FCN_CELL}-pixel cell",
-                "cell_offsets": "λ2796 pixel within the cell",
-                "none_logit": "logit of 'no absorber', softmaxed with the cell logits",
-            }
-            if architecture == "mgfast_fcn"
-            else {
-                MULTI_OUTPUT: f"(N, cells, {MULTI_MAPS}) per {FCN_CELL}-pixel cell: logit, "
-                "offset, ln b(offset), ln EW2796, ln σ, ln EW2803, ln σ (mgfast.absorbers)"
-            }
-            if architecture == "mgfast_multi"
-            else {"probability": "sigmoid, 0-1", "lambda2796": "observed-frame Å"}
-        ),
+        "outputs": _output_descriptions(architecture),
         "thresholds": dict(thresholds or {"default": 0.5}),
         "trained": trained,
         "training": dict(training or {}),
@@ -520,6 +523,25 @@ def save_model(
             meta["calibration"]["sigma_scale"] = {k: float(v) for k, v in sigma_scale.items()}
     (d / "model.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     return d
+
+
+def _output_descriptions(architecture: str) -> dict[str, str]:
+    fcn = {
+        "cell_logits": f"logit per {FCN_CELL}-pixel cell",
+        "cell_offsets": "λ2796 pixel within the cell",
+        "none_logit": "logit of 'no absorber', softmaxed with the cell logits",
+    }
+    multi = {
+        MULTI_OUTPUT: f"(N, cells, {MULTI_MAPS}) per {FCN_CELL}-pixel cell: logit, "
+        "offset, ln b(offset), ln EW2796, ln σ, ln EW2803, ln σ (mgfast.absorbers)"
+    }
+    if architecture == "mgfast_fcn":
+        return fcn
+    if architecture == "mgfast_multi":
+        return multi
+    if architecture == "mgfast_dual":
+        return fcn | multi
+    return {"probability": "sigmoid, 0-1", "lambda2796": "observed-frame Å"}
 
 
 def write_random_model(
@@ -647,7 +669,7 @@ def load_model(path: str | Path) -> Model:
             f"{onnx_path}: SHA-256 {digest} does not match model.json's "
             f"{meta.get('onnx_sha256')!r}: the file is truncated, corrupt or not this model's"
         )
-    if arch in ("mgfast_fcn", "mgfast_multi"):
+    if arch in FCN_ARCHITECTURES:
         layers = _read_fcn_onnx(onnx_path, arch)
     else:
         layers = _read_onnx(onnx_path, arch)
@@ -936,12 +958,14 @@ def _fcn_onnx(
       Dense kernel (2C, 1); outputs the raw heads cell_logits and cell_offsets (N, cells) and
       none_logit (N, 1), decoded by mgfast (the backend, decode.py);
     - mgfast_multi: the cell-logit (1, C, 1) and cell-maps (1, C, 6) Conv1D kernels, written as
-      one 1x1 convolution; output cell_maps (N, cells, 7), decoded by mgfast.absorbers."""
+      one 1x1 convolution; output cell_maps (N, cells, 7), decoded by mgfast.absorbers;
+    - mgfast_dual: mgfast_fcn's trunk and three heads, then mgfast_multi's head convolution
+      (MULTI_CONVS[-1]), cell-logit and cell-maps kernels on the same trunk; both outputs."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     convs = trunk_convs(arch)
-    n_head = 2 if arch == "mgfast_multi" else 3
+    n_head = {"mgfast_multi": 2, "mgfast_fcn": 3, "mgfast_dual": 6}[arch]
     w = list(weights)
     if len(w) != len(convs) + n_head:
         raise ValueError(f"weights: {arch} has {len(convs) + n_head} weighted layers, got {len(w)}")
@@ -956,13 +980,9 @@ def _fcn_onnx(
         nodes.append(helper.make_node(op, inputs, [out or name], name=name, **attrs))
         return out or name
 
-    x = node(
-        "Unsqueeze", [INPUT_NAME, const("unsqueeze_axes", np.array([1], np.int64))], "channels"
-    )
-    x = node("Mul", [x, const("affine/scale", np.array(-1.0, np.float32))], "affine/mul")
-    x = node("Add", [x, const("affine/offset", np.array(1.0, np.float32))], "affine/add")
-    n, c = n_pix, 1
-    for i, ((filters, k, stride, dil), (kw, kb)) in enumerate(zip(convs, w, strict=False)):
+    def conv(i: int, x: str, spec: tuple[int, int, int, int], kw: np.ndarray, kb: np.ndarray,
+             n: int, c: int) -> tuple[str, int, int]:  # fmt: skip
+        filters, k, stride, dil = spec
         _check_keras(kw, kb, (k, c, filters), f"conv{i}")
         pl, pr = same_padding(n, k, stride, dil)
         kernel = np.ascontiguousarray(np.transpose(kw, (2, 1, 0)), dtype=np.float32)
@@ -975,25 +995,20 @@ def _fcn_onnx(
             dilations=[dil],
             pads=[pl, pr],
         )
-        x = node("Relu", [x], f"conv{i}/relu")
-        n, c = -(-n // stride), filters
-    if arch == "mgfast_multi":
-        (lw, lb), (mw, mb) = w[len(convs) :]
-        _check_keras(lw, lb, (1, c, 1), "cell_logit")
-        _check_keras(mw, mb, (1, c, MULTI_MAPS - 1), "cell_maps")
-        kernel = np.transpose(np.concatenate([lw, mw], axis=2), (2, 1, 0)).astype(np.float32)
-        y = node(
-            "Conv",
-            [x, const("head/kernel", kernel), const("head/bias", np.concatenate([lb, mb]))],
-            "head",
-            kernel_shape=[1],
-        )
-        node("Transpose", [y], "head/transpose", out=MULTI_OUTPUT, perm=[0, 2, 1])
-        outputs = [
-            helper.make_tensor_value_info(MULTI_OUTPUT, TensorProto.FLOAT, ["N", n, MULTI_MAPS])
-        ]
-    else:
-        (cw, cb), (ow, ob), (nw, nb) = w[len(convs) :]
+        return node("Relu", [x], f"conv{i}/relu"), -(-n // stride), filters
+
+    x = node(
+        "Unsqueeze", [INPUT_NAME, const("unsqueeze_axes", np.array([1], np.int64))], "channels"
+    )
+    x = node("Mul", [x, const("affine/scale", np.array(-1.0, np.float32))], "affine/mul")
+    x = node("Add", [x, const("affine/offset", np.array(1.0, np.float32))], "affine/add")
+    n, c = n_pix, 1
+    for i, (spec, (kw, kb)) in enumerate(zip(convs, w, strict=False)):
+        x, n, c = conv(i, x, spec, kw, kb, n, c)
+    heads = w[len(convs) :]
+    outputs = []
+    if arch in ("mgfast_fcn", "mgfast_dual"):
+        (cw, cb), (ow, ob), (nw, nb) = heads[:3]
         _check_keras(cw, cb, (1, c, 1), "cell_logit")
         _check_keras(ow, ob, (1, c, 1), "cell_offset")
         _check_keras(nw, nb, (2 * c, 1), "none_logit")
@@ -1019,11 +1034,29 @@ def _fcn_onnx(
         pooled = node("Flatten", [pooled], "pooled/flatten", axis=1)
         y = node("MatMul", [pooled, const("none/kernel", nw)], "none/matmul")
         node("Add", [y, const("none/bias", nb)], "none/add", out=FCN_OUTPUTS[2])
-        outputs = [
+        outputs += [
             helper.make_tensor_value_info(FCN_OUTPUTS[0], TensorProto.FLOAT, ["N", n]),
             helper.make_tensor_value_info(FCN_OUTPUTS[1], TensorProto.FLOAT, ["N", n]),
             helper.make_tensor_value_info(FCN_OUTPUTS[2], TensorProto.FLOAT, ["N", 1]),
         ]
+    if arch in ("mgfast_multi", "mgfast_dual"):
+        if arch == "mgfast_dual":  # the map head's own convolution, on the shared trunk
+            (kw, kb) = heads[3]
+            x, n, c = conv(len(convs), x, MULTI_CONVS[-1], kw, kb, n, c)
+        (lw, lb), (mw, mb) = heads[-2:]
+        _check_keras(lw, lb, (1, c, 1), "cell_logit")
+        _check_keras(mw, mb, (1, c, MULTI_MAPS - 1), "cell_maps")
+        kernel = np.transpose(np.concatenate([lw, mw], axis=2), (2, 1, 0)).astype(np.float32)
+        y = node(
+            "Conv",
+            [x, const("head/kernel", kernel), const("head/bias", np.concatenate([lb, mb]))],
+            "head",
+            kernel_shape=[1],
+        )
+        node("Transpose", [y], "head/transpose", out=MULTI_OUTPUT, perm=[0, 2, 1])
+        outputs.append(
+            helper.make_tensor_value_info(MULTI_OUTPUT, TensorProto.FLOAT, ["N", n, MULTI_MAPS])
+        )
     graph = helper.make_graph(
         nodes,
         arch,
@@ -1056,7 +1089,11 @@ def _read_fcn_onnx(path: Path, arch: str = "mgfast_fcn") -> list[Layer]:
     consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     nodes = {nd.name: nd for nd in g.node}
     outs = sorted(o.name for o in g.output)
-    expected = [MULTI_OUTPUT] if arch == "mgfast_multi" else sorted(FCN_OUTPUTS)
+    expected = sorted(
+        {"mgfast_multi": [MULTI_OUTPUT], "mgfast_fcn": list(FCN_OUTPUTS)}.get(
+            arch, [*FCN_OUTPUTS, MULTI_OUTPUT]
+        )
+    )
     if outs != expected:
         raise ValueError(f"{path}: outputs {outs}, expected {expected}")
 
@@ -1065,14 +1102,8 @@ def _read_fcn_onnx(path: Path, arch: str = "mgfast_fcn") -> list[Layer]:
             raise ValueError(f"{path}: {name} missing: not an {arch} graph")
         return np.ascontiguousarray(consts[name], dtype=np.float32)
 
-    layers: list[Layer] = [
-        Affine(
-            float(get("affine/scale").reshape(-1)[0]), float(get("affine/offset").reshape(-1)[0])
-        )
-    ]
-    n = grid.N_PIX
-    convs = trunk_convs(arch)
-    for i, (filters, k, stride, dil) in enumerate(convs):
+    def conv(i: int, spec: tuple[int, int, int, int]) -> Conv1d:
+        filters, k, stride, dil = spec
         nd = nodes.get(f"conv{i}")
         if nd is None:
             raise ValueError(f"{path}: node conv{i} missing: not an {arch} graph")
@@ -1086,19 +1117,30 @@ def _read_fcn_onnx(path: Path, arch: str = "mgfast_fcn") -> list[Layer]:
         ):
             raise ValueError(f"{path}: conv{i} does not match {arch}")
         pl, pr = (int(v) for v in a.get("pads", [0, 0]))
-        layers.append(Conv1d(kernel, get(f"conv{i}/bias"), True, stride, dil, pl, pr))
-        n = layers[-1].out_length(n)
+        return Conv1d(kernel, get(f"conv{i}/bias"), True, stride, dil, pl, pr)
+
+    layers: list[Layer] = [
+        Affine(
+            float(get("affine/scale").reshape(-1)[0]), float(get("affine/offset").reshape(-1)[0])
+        )
+    ]
+    convs = trunk_convs(arch)
+    layers += [conv(i, spec) for i, spec in enumerate(convs)]
     c = convs[-1][0]
-    if arch == "mgfast_multi":
+    if arch in ("mgfast_fcn", "mgfast_dual"):
+        cw, ow = get("cell/kernel").reshape(c), get("offset/kernel").reshape(c)
+        nw = get("none/kernel").reshape(2 * c)
+        bias = np.concatenate([get("cell/bias"), get("offset/bias"), get("none/bias")]).reshape(3)
+        layers.append(Heatmap(np.concatenate([cw, ow, nw]).astype(np.float32), bias, FCN_CELL))
+    if arch == "mgfast_dual":
+        layers.append(Branch())
+        layers.append(conv(len(convs), MULTI_CONVS[-1]))
+        c = MULTI_CONVS[-1][0]
+    if arch in ("mgfast_multi", "mgfast_dual"):
         kernel = get("head/kernel")
         if kernel.shape != (MULTI_MAPS, c, 1):
             raise ValueError(f"{path}: head kernel {kernel.shape}, expected {(MULTI_MAPS, c, 1)}")
         layers.append(Conv1d(kernel, get("head/bias").reshape(MULTI_MAPS), False))
-        return layers
-    cw, ow = get("cell/kernel").reshape(c), get("offset/kernel").reshape(c)
-    nw = get("none/kernel").reshape(2 * c)
-    bias = np.concatenate([get("cell/bias"), get("offset/bias"), get("none/bias")]).reshape(3)
-    layers.append(Heatmap(np.concatenate([cw, ow, nw]).astype(np.float32), bias, FCN_CELL))
     return layers
 
 

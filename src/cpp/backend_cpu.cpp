@@ -341,6 +341,7 @@ struct Worker {
   Buffer act[2];            // activations ping-pong between these
   Buffer phases, partials;  // fast FIR temporaries: E, O, S and A, B, D
   Buffer scratch;           // one scratchpad for all steps of a plan (they run one after another)
+  Buffer summary;           // a branched network's heatmap output (n, 2)
 
   explicit Worker(Shared& s) : sh(s) { has_head = sh.has_head() && build_head(); }
 
@@ -385,7 +386,8 @@ struct Worker {
     const net::Network& net = sh.net;
     const dnnl::engine& eng = sh.eng;
     std::vector<std::function<Step()>> makers;
-    std::size_t need[2] = {0, 0}, need_sp = 64, need_phases = 0, need_partials = 0;
+    std::size_t need[2] = {0, 0}, need_sp = 64, need_phases = 0, need_partials = 0,
+                need_summary = 0;
     Plan plan;
     const int first = has_head ? 2 : 0;
     const memory::desc user_in({n, 1, net.n_in}, kF32, tag::nwc);
@@ -518,9 +520,22 @@ struct Worker {
         }
         case net::LayerKind::kHeatmap: {
           layout(memory::desc({n, in.channels, in.length}, kF32, tag::nwc));
-          const int from = cur_buf, to = cur_buf == 0 ? 1 : 0;
-          need[to] = std::max(need[to], std::size_t(n) * 2 * sizeof(float));
           const int li = int(i), c = in.channels, len = in.length;
+          const int from = cur_buf;
+          if (i + 1 < net.layers.size() && net.layers[i + 1].kind == net::LayerKind::kBranch) {
+            // A summary beside the map: into a buffer of its own, the features left in place
+            // for the layers after the branch.
+            need_summary = std::max(need_summary, std::size_t(n) * 2 * sizeof(float));
+            makers.push_back([=, this] {
+              const float* f = act[from].data();
+              float* z = summary.data();
+              const net::Layer& h = sh.net.layers[li];
+              return Step{{}, {}, [=, &h] { heatmap_decode(f, n, len, c, h, z); }};
+            });
+            break;
+          }
+          const int to = cur_buf == 0 ? 1 : 0;
+          need[to] = std::max(need[to], std::size_t(n) * 2 * sizeof(float));
           makers.push_back([=, this] {
             const float* f = act[from].data();
             float* z = act[to].data();
@@ -541,6 +556,8 @@ struct Worker {
           push(dnnl::pooling_forward(pd), pd.dst_desc(), pd.scratchpad_desc());
           break;
         }
+        case net::LayerKind::kBranch:
+          break;  // the heatmap above left its input where the next layer reads it
         case net::LayerKind::kFlatten:
           // In channels-last (nwc) layout a spectrum's features already lie in Keras' flatten
           // order, l * C + c: the flatten is a change of view, not of data.
@@ -577,6 +594,7 @@ struct Worker {
     moved = scratch.reserve(need_sp) || moved;
     moved = phases.reserve(need_phases) || moved;
     moved = partials.reserve(need_partials) || moved;
+    moved = summary.reserve(need_summary) || moved;
     if (moved) plans.clear();
     for (auto& make : makers) plan.steps.push_back(make());
     plan.out_buf = cur_buf;
@@ -591,7 +609,8 @@ struct Worker {
   }
 
   // n spectra (at most a chunk), on this thread only: (probability, λ2796) into prob and lam,
-  // or for a network that returns a map, the map into prob (n × length × channels).
+  // or for a network that returns a map, the map into prob (n × length × channels) and, for a
+  // branched one, its summary into lam (n × 2: probability, λ2796).
   void run(const float* x, std::int64_t n, float* prob, float* lam) {
     const std::int64_t n_in = sh.net.n_in;
     Plan& p = plan(n);  // before the head: building a plan may move act[0]
@@ -610,6 +629,7 @@ struct Worker {
     if (sh.net.map_output()) {
       const net::Shape o = sh.shapes.back();
       std::copy(z, z + n * std::int64_t(o.channels) * o.length, prob);
+      if (lam && sh.net.has_summary()) std::copy(summary.data(), summary.data() + 2 * n, lam);
       return;
     }
     for (std::int64_t i = 0; i < n; ++i) {
@@ -661,14 +681,16 @@ void run_chunks(Impl& m, const float* x, std::int64_t n, float* prob, float* lam
   if (n <= 0) return;
   const std::int64_t per = std::min<std::int64_t>(m.batch, (n + m.threads - 1) / m.threads);
   const std::int64_t n_in = m.sh.net.n_in;
-  parallel_for(
-      (n + per - 1) / per, m.threads, 1, [&](std::int64_t begin, std::int64_t end, int worker) {
-        OmpThreads one(1);
-        for (std::int64_t c = begin; c < end; ++c) {
-          const std::int64_t s0 = c * per, nb = std::min(per, n - s0);
-          m.workers[worker]->run(x + s0 * n_in, nb, prob + s0 * out_per, lam ? lam + s0 : nullptr);
-        }
-      });
+  parallel_for((n + per - 1) / per, m.threads, 1,
+               [&](std::int64_t begin, std::int64_t end, int worker) {
+                 OmpThreads one(1);
+                 for (std::int64_t c = begin; c < end; ++c) {
+                   const std::int64_t s0 = c * per, nb = std::min(per, n - s0);
+                   const std::int64_t lam_per = m.sh.net.has_summary() ? 2 : 1;
+                   m.workers[worker]->run(x + s0 * n_in, nb, prob + s0 * out_per,
+                                          lam ? lam + s0 * lam_per : nullptr);
+                 }
+               });
 }
 
 }  // namespace
@@ -679,12 +701,16 @@ void CpuBackend::infer(const float* x, std::int64_t n, float* prob, float* lam) 
   run_chunks(*impl_, x, n, prob, lam, 1);
 }
 
-void CpuBackend::infer_map(const float* x, std::int64_t n, float* out) {
+void CpuBackend::infer_map(const float* x, std::int64_t n, float* out, float* summary) {
   if (!impl_->sh.net.map_output())
     throw std::logic_error("this network returns probability and λ2796: call infer");
+  if (summary && !impl_->sh.net.has_summary())
+    throw std::logic_error("this network has no summary head");
   const net::Shape o = impl_->sh.shapes.back();
-  run_chunks(*impl_, x, n, out, nullptr, std::int64_t(o.channels) * o.length);
+  run_chunks(*impl_, x, n, out, summary, std::int64_t(o.channels) * o.length);
 }
+
+bool CpuBackend::has_summary() const { return impl_->sh.net.has_summary(); }
 
 bool CpuBackend::map_output() const { return impl_->sh.net.map_output(); }
 net::Shape CpuBackend::output_shape() const { return impl_->sh.shapes.back(); }
@@ -713,7 +739,8 @@ CpuBackend::CpuBackend(net::Network, int, int, bool, bool) {
 }
 CpuBackend::~CpuBackend() = default;
 void CpuBackend::infer(const float*, std::int64_t, float*, float*) {}
-void CpuBackend::infer_map(const float*, std::int64_t, float*) {}
+void CpuBackend::infer_map(const float*, std::int64_t, float*, float*) {}
+bool CpuBackend::has_summary() const { return false; }
 bool CpuBackend::map_output() const { return false; }
 net::Shape CpuBackend::output_shape() const { return {}; }
 int CpuBackend::n_in() const { return 0; }

@@ -36,10 +36,12 @@ class CpuBackend {
   // x: (n, n_in) row-major; prob and lam: n values each. Calls on one object are serialised.
   // Throws std::logic_error for a network that returns a map.
   void infer(const float* x, std::int64_t n, float* prob, float* lam);
-  // A network that ends in a convolution: its map, (n, length, channels) row-major, into out.
-  // Throws std::logic_error for a network with heads.
-  void infer_map(const float* x, std::int64_t n, float* out);
+  // A network that ends in a convolution: its map, (n, length, channels) row-major, into out,
+  // and for a branched network (mgfast_dual) its heatmap head's (probability, λ2796) into
+  // summary (n × 2) when given. Throws std::logic_error for a network with heads.
+  void infer_map(const float* x, std::int64_t n, float* out, float* summary = nullptr);
   bool map_output() const;
+  bool has_summary() const;
   net::Shape output_shape() const;  // the map's (channels, length); (2, 1) for heads
 
   int n_in() const;

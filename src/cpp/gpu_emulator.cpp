@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "gpu_plan.hpp"
 
@@ -66,12 +67,14 @@ void heatmap_row(const float* f, int len, int c, const float* w, const float* b,
 
 }  // namespace
 
-std::vector<float> emulate(const net::Network& net, const float* x, std::int64_t n) {
+std::vector<float> emulate(const net::Network& net, const float* x, std::int64_t n,
+                           std::vector<float>* summary) {
   const Plan plan = plan_network(net);
   std::vector<float> act[2] = {std::vector<float>(std::size_t(n) * plan.act_elems),
                                std::vector<float>(std::size_t(n) * plan.act_elems)};
   std::vector<float> gemm(std::size_t(n) * std::max<std::size_t>(plan.gemm_floats, 1));
   std::vector<float> out(std::size_t(n) * plan.out_per_spectrum);
+  std::vector<float> sum(plan.has_summary ? std::size_t(n) * 2 : 0);
   int cur = 0;
   for (const PlanStep& st : plan.steps) {
     const int other = 1 - cur;
@@ -131,13 +134,21 @@ std::vector<float> emulate(const net::Network& net, const float* x, std::int64_t
       }
       case Op::kHeatmap: {
         const net::Layer& l = net.layers[st.layer];
+        float* dst = st.summary ? sum.data() : out.data();
         for (long long r = 0; r < n; ++r)
           heatmap_row(act[cur].data() + r * st.len_in * std::int64_t(st.c_in), st.len_in, st.c_in,
-                      l.weight.data(), l.bias.data(), l.kernel, out.data() + 2 * r);
+                      l.weight.data(), l.bias.data(), l.kernel, dst + 2 * r);
         break;
       }
+      case Op::kPad:
+        for (long long i = 0; i < padded; ++i)
+          act[other][i] =
+              epilogue_at(i, act[cur].data(), st.len_out, st.c_out, nullptr, false, st.pl, st.pr);
+        cur = other;
+        break;
     }
   }
+  if (summary) *summary = std::move(sum);
   return out;
 }
 

@@ -11,7 +11,9 @@
 
 namespace mgfast::gpu {
 
-// n spectra x (n, n_in) through the network: n × 2 (probability, λ2796) or n × the map's size.
-std::vector<float> emulate(const net::Network& net, const float* x, std::int64_t n);
+// n spectra x (n, n_in) through the network: n × 2 (probability, λ2796) or n × the map's size;
+// a branched network's summary (n × 2) into *summary when given.
+std::vector<float> emulate(const net::Network& net, const float* x, std::int64_t n,
+                           std::vector<float>* summary = nullptr);
 
 }  // namespace mgfast::gpu

@@ -28,16 +28,19 @@
 
 namespace mgfast::gpu {
 
-enum class Op { kInput, kConvOne, kConvDnn, kPool, kDense, kHeads, kHeatmap };
+// kPad: after a branched network's heatmap, its input copied into the padding the branch's first
+// convolution needs (the trunk's output has two consumers).
+enum class Op { kInput, kConvOne, kConvDnn, kPool, kDense, kHeads, kHeatmap, kPad };
 
 struct PlanStep {
   Op op = Op::kInput;
   int layer = -1;            // index into the network's layers
   int len_in = 0, c_in = 0;  // input (unpadded length) and channels
   int len_out = 0, c_out = 0;
-  int pl = 0, pr = 0;  // padding the consumer of this step's output needs
-  int in_pad = 0;      // a convolution's own input padding (pad_l + pad_r)
-  bool last = false;   // writes the network's output (fp32) instead of an activation
+  int pl = 0, pr = 0;    // padding the consumer of this step's output needs
+  int in_pad = 0;        // a convolution's own input padding (pad_l + pad_r)
+  bool last = false;     // writes the network's output (fp32) instead of an activation
+  bool summary = false;  // a heatmap whose output is the summary beside a branch's map
 };
 
 struct Plan {
@@ -47,6 +50,7 @@ struct Plan {
   std::size_t act_elems = 0;         // per spectrum, per activation buffer (two ping-pong)
   std::size_t gemm_floats = 0;       // per spectrum: the widest dense output
   std::size_t out_per_spectrum = 2;  // floats: (probability, λ2796) or the map
+  bool has_summary = false;          // a branched network: also (probability, λ2796)
 };
 
 // The padding a consumer layer needs on its input: a convolution's own, else none.
@@ -109,6 +113,15 @@ inline Plan plan_network(const net::Network& net) {
         break;
       case net::LayerKind::kHeatmap:
         s.op = Op::kHeatmap;
+        s.summary = i + 1 < nl && net.layers[i + 1].kind == net::LayerKind::kBranch;
+        p.has_summary = p.has_summary || s.summary;
+        break;
+      case net::LayerKind::kBranch:
+        // The heatmap's input again (it is still the current activation), padded for the
+        // layer after the branch.
+        s.op = Op::kPad;
+        s.len_in = s.len_out = shapes[i + 1].length;
+        s.c_in = s.c_out = shapes[i + 1].channels;
         break;
       case net::LayerKind::kAffine:
         throw std::invalid_argument("network layer " + std::to_string(i) +

@@ -21,6 +21,9 @@ enum class LayerKind {
                // the channels' max and mean over positions (weight row 2: C max, then C mean);
                // kernel = pixels per position. Decoded in the backend: probability = 1 - softmax
                // weight of "none"; λ2796 at pixel kernel * argmax + offset.
+  kBranch,     // right after a heatmap head: the layers after it read the heatmap's input, and
+               // the network returns both the heatmap's (probability, λ2796), its summary, and
+               // the map the last layer makes (mgfast_dual: one trunk, two heads)
 };
 
 struct Layer {
@@ -56,7 +59,8 @@ struct Network {
     for (std::size_t i = 0; i < layers.size(); ++i) {
       const Layer& l = layers[i];
       const std::string where = "network layer " + std::to_string(i) + ": ";
-      const bool last = i + 1 == layers.size();
+      const bool branch_next = i + 1 < layers.size() && layers[i + 1].kind == LayerKind::kBranch;
+      const bool last = i + 1 == layers.size() || (l.kind == LayerKind::kHeatmap && branch_next);
       switch (l.kind) {
         case LayerKind::kConv1d: {
           if (flat) throw std::invalid_argument(where + "convolution after the flatten");
@@ -87,6 +91,13 @@ struct Network {
           if (flat || l.kernel < 1 || l.kernel > s.length)
             throw std::invalid_argument(where + "pooling does not fit its input");
           s = {s.channels, s.length / l.kernel};
+          break;
+        case LayerKind::kBranch:
+          if (i == 0 || layers[i - 1].kind != LayerKind::kHeatmap || i + 1 == layers.size())
+            throw std::invalid_argument(where +
+                                        "a branch must follow the heatmap head and "
+                                        "lead to more layers");
+          s = out[i - 1];  // the heatmap's input
           break;
         case LayerKind::kFlatten:
           if (flat) throw std::invalid_argument(where + "a second flatten");
@@ -124,6 +135,12 @@ struct Network {
   // A network that ends in a convolution returns its output map, (length, channels) per
   // spectrum in channels-last order (mgfast_multi's per-cell maps); the others two numbers.
   bool map_output() const { return !layers.empty() && layers.back().kind == LayerKind::kConv1d; }
+  // A network with a branch also returns its heatmap head's (probability, λ2796) per spectrum.
+  bool has_summary() const {
+    for (const Layer& l : layers)
+      if (l.kind == LayerKind::kBranch) return true;
+    return false;
+  }
   Shape output_shape() const { return shapes().back(); }
 
   // Multiply-adds × 2 of the convolutions and dense layers, per spectrum.

@@ -222,6 +222,7 @@ struct GpuBackend::Impl {
   std::vector<Step> steps;
   std::vector<Slot> slots;
   std::size_t out_per_spectrum = 2;  // floats
+  bool has_summary = false;          // a branched network: (probability, λ2796) after the maps
   std::size_t act_bytes = 0;         // per activation buffer
   std::size_t gemm_floats = 0;
   // Weights on the device: per layer, in T for cuDNN and cuBLAS, in fp32 for the kernels.
@@ -232,6 +233,11 @@ struct GpuBackend::Impl {
   std::mutex mu;
 
   std::size_t elem() const { return half ? sizeof(__half) : sizeof(float); }
+  // Output floats of one batch: the maps (or the pairs) of all its spectra, then, for a branched
+  // network, their summaries.
+  std::size_t out_floats() const {
+    return std::size_t(batch) * (out_per_spectrum + (has_summary ? 2 : 0));
+  }
   cudnnDataType_t dnn_type() const { return half ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT; }
   cudaDataType_t blas_type() const { return half ? CUDA_R_16F : CUDA_R_32F; }
 
@@ -279,6 +285,7 @@ void GpuBackend::Impl::build() {
   affine_b = plan.affine_b;
   gemm_floats = plan.gemm_floats;
   out_per_spectrum = plan.out_per_spectrum;
+  has_summary = plan.has_summary;
   act_bytes = plan.act_elems * std::size_t(batch) * elem();
 
   // Weights: cuDNN's NHWC filters (c_out, 1, k, c_in); the rest as stored.
@@ -353,9 +360,9 @@ void GpuBackend::Impl::make_slot(Slot& s) {
   MGFAST_CUBLAS_CHECK(cublasSetMathMode(s.blas, CUBLAS_DEFAULT_MATH));  // no TF32 at fp32
   const std::size_t b = std::size_t(batch);
   MGFAST_CUDA_CHECK(cudaMallocHost(&s.host_in, b * net.n_in * sizeof(float)));
-  MGFAST_CUDA_CHECK(cudaMallocHost(&s.host_out, b * out_per_spectrum * sizeof(float)));
+  MGFAST_CUDA_CHECK(cudaMallocHost(&s.host_out, out_floats() * sizeof(float)));
   s.in.allocate(b * net.n_in);
-  s.out.allocate(b * out_per_spectrum);
+  s.out.allocate(out_floats());
   s.gemm.allocate(std::max<std::size_t>(b * gemm_floats, 1));
   s.act[0].allocate(act_bytes);
   s.act[1].allocate(act_bytes);
@@ -462,7 +469,14 @@ void GpuBackend::Impl::enqueue_typed(Slot& s, const float* d_in, float* d_out) {
         heatmap_kernel<T>
             <<<static_cast<int>(std::min<long long>(rows, 65535)), kThreads, shared, s.stream>>>(
                 act(cur), rows, st.len_in, st.c_in, w_f[st.layer].p, bias[st.layer].p, l.kernel,
-                d_out);
+                st.summary ? d_out + rows * out_per_spectrum : d_out);
+        break;  // a summary leaves the features in `cur` for the branch
+      }
+      case Op::kPad: {
+        const long long n = rows * (st.len_out + st.pl + st.pr) * st.c_out;
+        epilogue_kernel<T, T><<<blocks(n), kThreads, 0, s.stream>>>(
+            act(cur), rows, st.len_out, st.c_out, nullptr, false, st.pl, st.pr, act(other));
+        cur = other;
         break;
       }
     }
@@ -486,7 +500,7 @@ void GpuBackend::Impl::run_slot(Slot& s) {
     MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.in.p, s.host_in, b * net.n_in * sizeof(float),
                                       cudaMemcpyHostToDevice, s.stream));
     enqueue_network(s, s.in.p, s.out.p);
-    MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.host_out, s.out.p, b * out_per_spectrum * sizeof(float),
+    MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.host_out, s.out.p, out_floats() * sizeof(float),
                                       cudaMemcpyDeviceToHost, s.stream));
   }
   MGFAST_CUDA_CHECK(cudaEventRecord(s.done, s.stream));
@@ -511,7 +525,7 @@ void GpuBackend::Impl::capture(Slot& s) {
     MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.in.p, s.host_in, b * net.n_in * sizeof(float),
                                       cudaMemcpyHostToDevice, s.stream));
     enqueue_network(s, s.in.p, s.out.p);
-    MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.host_out, s.out.p, b * out_per_spectrum * sizeof(float),
+    MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.host_out, s.out.p, out_floats() * sizeof(float),
                                       cudaMemcpyDeviceToHost, s.stream));
   } catch (const std::exception& e) {
     why = e.what();
@@ -536,6 +550,10 @@ void GpuBackend::Impl::capture(Slot& s) {
 // Results of a finished slot into the caller's arrays.
 void GpuBackend::Impl::finish(Slot& s, float* out, bool split, float* lam) {
   MGFAST_CUDA_CHECK(cudaEventSynchronize(s.done));
+  if (has_summary && lam) {  // the summaries follow the batch's maps
+    const float* sum = s.host_out + std::size_t(batch) * out_per_spectrum;
+    std::memcpy(lam + 2 * s.first, sum, std::size_t(s.count) * 2 * sizeof(float));
+  }
   if (split) {
     for (std::int64_t i = 0; i < s.count; ++i) {
       out[s.first + i] = s.host_out[2 * i];
@@ -639,16 +657,21 @@ void GpuBackend::infer(const float* x, std::int64_t n, float* prob, float* lam) 
   impl_->run_host(x, n, prob, true, lam);
 }
 
-void GpuBackend::infer_map(const float* x, std::int64_t n, float* out) {
+void GpuBackend::infer_map(const float* x, std::int64_t n, float* out, float* summary) {
   if (!impl_->net.map_output())
     throw std::logic_error("this network returns (probability, λ2796): use infer");
+  if (summary && !impl_->has_summary) throw std::logic_error("this network has no summary head");
   std::lock_guard<std::mutex> lock(impl_->mu);
   MGFAST_CUDA_CHECK(cudaSetDevice(impl_->device));
-  impl_->run_host(x, n, out, false, nullptr);
+  impl_->run_host(x, n, out, false, summary);
 }
+
+bool GpuBackend::has_summary() const { return impl_->has_summary; }
 
 void GpuBackend::infer_device(const float* x, std::int64_t n, float* out) {
   Impl& m = *impl_;
+  if (m.has_summary)
+    throw std::invalid_argument("infer_device: not for a network with a summary head (yet)");
   std::lock_guard<std::mutex> lock(m.mu);
   MGFAST_CUDA_CHECK(cudaSetDevice(m.device));
   cudaPointerAttributes attr{};
@@ -697,7 +720,7 @@ GpuStageTimes GpuBackend::profile(const float* x, std::int64_t n) {
   GpuStageTimes t;
   const std::int64_t b = m.batch;
   const std::size_t in_bytes = std::size_t(b) * m.net.n_in * sizeof(float);
-  const std::size_t out_bytes = std::size_t(b) * m.out_per_spectrum * sizeof(float);
+  const std::size_t out_bytes = m.out_floats() * sizeof(float);
   try {
     for (std::int64_t first = 0; first < n; first += b) {
       const std::int64_t count = std::min(b, n - first);

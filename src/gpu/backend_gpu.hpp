@@ -40,8 +40,10 @@ class GpuBackend {
   // Host memory in and out. x: (n, n_in) row-major; prob and lam: n values each. Calls on one
   // object are serialised. Throws std::logic_error for a network that returns a map.
   void infer(const float* x, std::int64_t n, float* prob, float* lam);
-  // A network that ends in a convolution: its map, (n, length, channels) row-major, into out.
-  void infer_map(const float* x, std::int64_t n, float* out);
+  // A network that ends in a convolution: its map, (n, length, channels) row-major, into out,
+  // and for a branched network its heatmap head's (probability, λ2796) into summary (n × 2).
+  void infer_map(const float* x, std::int64_t n, float* out, float* summary = nullptr);
+  bool has_summary() const;
   // Device memory in and out (pointers on this backend's device, e.g. from CuPy or PyTorch):
   // x (n, n_in) float32; out: (n, 2) interleaved (probability, λ2796), or the map. The work is
   // ordered after everything already queued on the device's legacy default stream and finished

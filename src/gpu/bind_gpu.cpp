@@ -107,6 +107,24 @@ PYBIND11_MODULE(_gpu, m) {
           },
           py::arg("flux"))
       .def(
+          "infer_dual",
+          [](GpuBackend& self, const carray<float>& x) {
+            check_input(self, x.ndim(), x.ndim() == 2 ? x.shape(1) : 0);
+            if (!self.has_summary())
+              throw std::invalid_argument("this network has no summary head: use infer_map");
+            const mgfast::net::Shape o = self.output_shape();
+            const py::ssize_t n = x.shape(0);
+            py::array_t<float> out({n, py::ssize_t(o.length), py::ssize_t(o.channels)});
+            py::array_t<float> summary({n, py::ssize_t(2)});
+            {
+              py::gil_scoped_release release;
+              self.infer_map(x.data(), n, out.mutable_data(), summary.mutable_data());
+            }
+            return py::make_tuple(summary, out);
+          },
+          py::arg("flux"))
+      .def_property_readonly("has_summary", &GpuBackend::has_summary)
+      .def(
           "infer_device",
           [](GpuBackend& self, const py::object& flux, const py::object& out) {
             const auto [x, xs] = cuda_array(flux, "flux");

@@ -30,15 +30,18 @@ void bind_engine(py::module_& m) {
         const net::Network net = network_of(n_in, layers);
         if (x.ndim() != 2 || x.shape(1) != n_in)
           throw std::invalid_argument("flux: expected shape (N, " + std::to_string(n_in) + ")");
-        std::vector<float> out;
+        std::vector<float> out, summary;
         {
           py::gil_scoped_release release;
-          out = gpu::emulate(net, x.data(), x.shape(0));
+          out = gpu::emulate(net, x.data(), x.shape(0), &summary);
         }
         const py::ssize_t n = x.shape(0);
         py::array_t<float> a({n, py::ssize_t(n > 0 ? out.size() / n : 0)});
         std::copy(out.begin(), out.end(), a.mutable_data());
-        return a;
+        if (!net.has_summary()) return py::object(a);
+        py::array_t<float> s({n, py::ssize_t(2)});
+        std::copy(summary.begin(), summary.end(), s.mutable_data());
+        return py::object(py::make_tuple(s, a));
       },
       py::arg("n_in"), py::arg("layers"), py::arg("flux"));
 
@@ -82,6 +85,26 @@ void bind_engine(py::module_& m) {
             return out;
           },
           py::arg("flux"))
+      .def(
+          "infer_dual",
+          [](CpuBackend& self, const carray<float>& x) {
+            if (x.ndim() != 2 || x.shape(1) != self.n_in())
+              throw std::invalid_argument("flux: expected shape (N, " +
+                                          std::to_string(self.n_in()) + ")");
+            if (!self.has_summary())
+              throw std::invalid_argument("this network has no summary head: use infer_map");
+            const net::Shape o = self.output_shape();
+            const py::ssize_t n = x.shape(0);
+            py::array_t<float> out({n, py::ssize_t(o.length), py::ssize_t(o.channels)});
+            py::array_t<float> summary({n, py::ssize_t(2)});
+            {
+              py::gil_scoped_release release;
+              self.infer_map(x.data(), n, out.mutable_data(), summary.mutable_data());
+            }
+            return py::make_tuple(summary, out);
+          },
+          py::arg("flux"))
+      .def_property_readonly("has_summary", &CpuBackend::has_summary)
       .def_property_readonly("map_output", &CpuBackend::map_output)
       .def_property_readonly("n_in", &CpuBackend::n_in)
       .def_property_readonly("threads", &CpuBackend::threads)

@@ -53,6 +53,8 @@ inline net::Layer layer_of(const py::handle& item, std::size_t index) {
     l.c_out = kind == "heatmap" ? 2 : 1;
   } else if (kind == "flatten") {
     l.kind = net::LayerKind::kFlatten;
+  } else if (kind == "branch") {
+    l.kind = net::LayerKind::kBranch;
   } else if (kind == "conv1d" || kind == "dense" || kind == "heads") {
     const bool conv = kind == "conv1d";
     l.kind = conv              ? net::LayerKind::kConv1d
