@@ -28,19 +28,38 @@ class DeviceBuffer {
   ~DeviceBuffer() { release(); }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  // Movable, so that containers of them can grow; the moved-from buffer owns nothing.
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), size_(o.size_) {
+    o.ptr_ = nullptr;
+    o.size_ = 0;
+  }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) {
+      release();
+      ptr_ = o.ptr_;
+      size_ = o.size_;
+      o.ptr_ = nullptr;
+      o.size_ = 0;
+    }
+    return *this;
+  }
 
   void allocate(std::size_t n) {
     release();
     if (n > 0) MGFAST_CUDA_CHECK(cudaMalloc(&ptr_, n * sizeof(T)));
+    size_ = n;
   }
   T* get() const { return ptr_; }
+  std::size_t size() const { return size_; }  // elements
 
  private:
   void release() {
     if (ptr_ != nullptr) cudaFree(ptr_);  // nothing useful to do with an error while unwinding
     ptr_ = nullptr;
+    size_ = 0;
   }
   T* ptr_ = nullptr;
+  std::size_t size_ = 0;
 };
 
 // Makes `device` current and restores the caller's device afterwards, so that calling us does not

@@ -27,7 +27,9 @@
 #include <vector>
 
 #include "backend_gpu.hpp"
+#include "cuda_api.hpp"
 #include "cuda_check.hpp"
+#include "device_util.cuh"
 #include "gpu_plan.hpp"
 #include "grid.hpp"
 
@@ -51,16 +53,13 @@ namespace mgfast {
 
 namespace {
 
-constexpr int kThreads = 256;
+using cuda::blocks_for;
+using cuda::DeviceBuffer;
+using cuda::kBlock;
+
 constexpr std::size_t kWorkspaceBytes = std::size_t{256} << 20;  // cuDNN's, per slot
 
-int blocks(long long n) {
-  return static_cast<int>(std::min<long long>((n + kThreads - 1) / kThreads, 1LL << 20));
-}
-
-#define MGFAST_GPU_LOOP(i, n)                                                                \
-  for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
-       i += static_cast<long long>(blockDim.x) * gridDim.x)
+int blocks(long long n) { return blocks_for(n, kBlock); }
 
 __device__ __forceinline__ void store(float* p, float v) { *p = v; }
 __device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn(v); }
@@ -70,7 +69,7 @@ __device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn
 template <typename T>
 __global__ void input_kernel(const float* x, long long rows, int n_in, bool affine, float a,
                              float b, int pl, int pr, T* dst) {
-  MGFAST_GPU_LOOP(i, rows * (pl + n_in + pr)) {
+  MGFAST_GRID_STRIDE(i, rows * (pl + n_in + pr)) {
     store(dst + i, gpu::input_at(i, x, n_in, affine, a, b, pl, pr));
   }
 }
@@ -79,7 +78,7 @@ template <typename T>
 __global__ void conv_one_channel_kernel(const T* src, long long rows, int lp_in, const float* w,
                                         const float* bias, int k, int stride, int dilation,
                                         int l_out, int c_out, bool relu, int pl, int pr, T* dst) {
-  MGFAST_GPU_LOOP(i, rows * (pl + l_out + pr) * c_out) {
+  MGFAST_GRID_STRIDE(i, rows * (pl + l_out + pr) * c_out) {
     store(dst + i, gpu::conv_one_at(i, src, lp_in, w, bias, k, stride, dilation, l_out, c_out, relu,
                                     pl, pr));
   }
@@ -88,7 +87,7 @@ __global__ void conv_one_channel_kernel(const T* src, long long rows, int lp_in,
 template <typename Tin, typename Tout>
 __global__ void epilogue_kernel(const Tin* src, long long rows, int len, int c, const float* bias,
                                 bool relu, int pl, int pr, Tout* dst) {
-  MGFAST_GPU_LOOP(i, rows * (pl + len + pr) * c) {
+  MGFAST_GRID_STRIDE(i, rows * (pl + len + pr) * c) {
     store(dst + i, gpu::epilogue_at(i, src, len, c, bias, relu, pl, pr));
   }
 }
@@ -96,21 +95,21 @@ __global__ void epilogue_kernel(const Tin* src, long long rows, int len, int c, 
 template <typename T>
 __global__ void avgpool_kernel(const T* src, long long rows, int len, int c, int k, int pl, int pr,
                                T* dst) {
-  MGFAST_GPU_LOOP(i, rows * (pl + len / k + pr) * c) {
+  MGFAST_GRID_STRIDE(i, rows * (pl + len / k + pr) * c) {
     store(dst + i, gpu::avgpool_at(i, src, len, c, k, pl, pr));
   }
 }
 
-__global__ void fill_kernel(float* p, long long n, float v) { MGFAST_GPU_LOOP(i, n) p[i] = v; }
+__global__ void fill_kernel(float* p, long long n, float v) { MGFAST_GRID_STRIDE(i, n) p[i] = v; }
 
 template <typename T>
 __global__ void dense_bias_kernel(const float* y, long long rows, int f, const float* bias,
                                   bool relu, T* dst) {
-  MGFAST_GPU_LOOP(i, rows * f) { store(dst + i, gpu::dense_bias_at(i, y, f, bias, relu)); }
+  MGFAST_GRID_STRIDE(i, rows * f) { store(dst + i, gpu::dense_bias_at(i, y, f, bias, relu)); }
 }
 
 __global__ void heads_kernel(const float* y, long long rows, const float* bias, float* out) {
-  MGFAST_GPU_LOOP(r, rows) { gpu::heads_at(r, y, bias, out); }
+  MGFAST_GRID_STRIDE(r, rows) { gpu::heads_at(r, y, bias, out); }
 }
 
 // mgfast_fcn's heatmap head, one block per spectrum on features (len, c): the positions' logits
@@ -176,31 +175,14 @@ struct Step : gpu::PlanStep {
   std::size_t workspace = 0;
 };
 
-template <typename T>
-struct DeviceArray {
-  T* p = nullptr;
-  std::size_t n = 0;
-  void allocate(std::size_t count) {
-    release();
-    if (count > 0) MGFAST_CUDA_CHECK(cudaMalloc(&p, count * sizeof(T)));
-    n = count;
-  }
-  void release() {
-    if (p) cudaFree(p);
-    p = nullptr;
-    n = 0;
-  }
-  ~DeviceArray() { release(); }
-};
-
 struct Slot {
   cudaStream_t stream = nullptr;
   cudnnHandle_t dnn = nullptr;
   cublasHandle_t blas = nullptr;
   float* host_in = nullptr;   // pinned
   float* host_out = nullptr;  // pinned
-  DeviceArray<float> in, out, gemm;
-  DeviceArray<unsigned char> act[2], workspace, blas_workspace;
+  DeviceBuffer<float> in, out, gemm;
+  DeviceBuffer<unsigned char> act[2], workspace, blas_workspace;
   cudaGraphExec_t graph = nullptr;
   cudaEvent_t done = nullptr;
   // The batch in flight: where its results go.
@@ -219,25 +201,21 @@ struct GpuBackend::Impl {
   bool half = false;
   bool use_graphs = true;
   std::string graph_status = "graphs";
-  std::vector<Step> steps;
+  gpu::Plan plan;           // the steps, sizes and the folded input map (gpu_plan.hpp)
+  std::vector<Step> steps;  // plan.steps with their cuDNN descriptors
   std::vector<Slot> slots;
-  std::size_t out_per_spectrum = 2;  // floats
-  bool has_summary = false;          // a branched network: (probability, λ2796) after the maps
-  std::size_t act_bytes = 0;         // per activation buffer
-  std::size_t gemm_floats = 0;
   // Weights on the device: per layer, in T for cuDNN and cuBLAS, in fp32 for the kernels.
-  std::vector<DeviceArray<unsigned char>> w_t;
-  std::vector<DeviceArray<float>> w_f, bias;
-  bool affine = false;
-  float affine_a = 1.0f, affine_b = 0.0f;
+  std::vector<DeviceBuffer<unsigned char>> w_t;
+  std::vector<DeviceBuffer<float>> w_f, bias;
   std::mutex mu;
 
   std::size_t elem() const { return half ? sizeof(__half) : sizeof(float); }
   // Output floats of one batch: the maps (or the pairs) of all its spectra, then, for a branched
   // network, their summaries.
   std::size_t out_floats() const {
-    return std::size_t(batch) * (out_per_spectrum + (has_summary ? 2 : 0));
+    return std::size_t(batch) * (plan.out_per_spectrum + (plan.has_summary ? 2 : 0));
   }
+  std::size_t act_bytes() const { return plan.act_elems * std::size_t(batch) * elem(); }
   cudnnDataType_t dnn_type() const { return half ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT; }
   cudaDataType_t blas_type() const { return half ? CUDA_R_16F : CUDA_R_32F; }
 
@@ -254,39 +232,14 @@ struct GpuBackend::Impl {
   ~Impl();
 };
 
-namespace {
-
-void require_device_exists(int device) {
-  int count = 0;
-  const cudaError_t e = cudaGetDeviceCount(&count);
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    throw std::runtime_error("cuda:" + std::to_string(device) + ": no usable CUDA device (" +
-                             cudaGetErrorString(e) + ")");
-  }
-  if (device < 0 || device >= count)
-    throw std::runtime_error("cuda:" + std::to_string(device) +
-                             " does not exist: this machine has " + std::to_string(count) +
-                             " CUDA device(s)");
-}
-
-}  // namespace
-
 void GpuBackend::Impl::build() {
   shapes = net.shapes();  // validates the chain
-  const gpu::Plan plan = gpu::plan_network(net);
+  plan = gpu::plan_network(net);
   for (const gpu::PlanStep& p : plan.steps) {
     Step s;
     static_cast<gpu::PlanStep&>(s) = p;
     steps.push_back(s);
   }
-  affine = plan.affine;
-  affine_a = plan.affine_a;
-  affine_b = plan.affine_b;
-  gemm_floats = plan.gemm_floats;
-  out_per_spectrum = plan.out_per_spectrum;
-  has_summary = plan.has_summary;
-  act_bytes = plan.act_elems * std::size_t(batch) * elem();
 
   // Weights: cuDNN's NHWC filters (c_out, 1, k, c_in); the rest as stored.
   const std::size_t nl = net.layers.size();
@@ -299,22 +252,22 @@ void GpuBackend::Impl::build() {
     if (!w.empty()) {
       w_f[i].allocate(w.size());
       MGFAST_CUDA_CHECK(
-          cudaMemcpy(w_f[i].p, w.data(), w.size() * sizeof(float), cudaMemcpyHostToDevice));
+          cudaMemcpy(w_f[i].get(), w.data(), w.size() * sizeof(float), cudaMemcpyHostToDevice));
       if (half) {
         std::vector<__half> h(w.size());
         for (std::size_t j = 0; j < w.size(); ++j) h[j] = __float2half_rn(w[j]);
         w_t[i].allocate(h.size() * sizeof(__half));
         MGFAST_CUDA_CHECK(
-            cudaMemcpy(w_t[i].p, h.data(), h.size() * sizeof(__half), cudaMemcpyHostToDevice));
+            cudaMemcpy(w_t[i].get(), h.data(), h.size() * sizeof(__half), cudaMemcpyHostToDevice));
       } else {
         w_t[i].allocate(w.size() * sizeof(float));
         MGFAST_CUDA_CHECK(
-            cudaMemcpy(w_t[i].p, w.data(), w.size() * sizeof(float), cudaMemcpyHostToDevice));
+            cudaMemcpy(w_t[i].get(), w.data(), w.size() * sizeof(float), cudaMemcpyHostToDevice));
       }
     }
     if (!l.bias.empty()) {
       bias[i].allocate(l.bias.size());
-      MGFAST_CUDA_CHECK(cudaMemcpy(bias[i].p, l.bias.data(), l.bias.size() * sizeof(float),
+      MGFAST_CUDA_CHECK(cudaMemcpy(bias[i].get(), l.bias.data(), l.bias.size() * sizeof(float),
                                    cudaMemcpyHostToDevice));
     }
   }
@@ -356,16 +309,16 @@ void GpuBackend::Impl::make_slot(Slot& s) {
   MGFAST_CUBLAS_CHECK(cublasSetStream(s.blas, s.stream));
   // A workspace of its own, so that cuBLAS never allocates (which graph capture forbids).
   s.blas_workspace.allocate(std::size_t{32} << 20);
-  MGFAST_CUBLAS_CHECK(cublasSetWorkspace(s.blas, s.blas_workspace.p, s.blas_workspace.n));
+  MGFAST_CUBLAS_CHECK(cublasSetWorkspace(s.blas, s.blas_workspace.get(), s.blas_workspace.size()));
   MGFAST_CUBLAS_CHECK(cublasSetMathMode(s.blas, CUBLAS_DEFAULT_MATH));  // no TF32 at fp32
   const std::size_t b = std::size_t(batch);
   MGFAST_CUDA_CHECK(cudaMallocHost(&s.host_in, b * net.n_in * sizeof(float)));
   MGFAST_CUDA_CHECK(cudaMallocHost(&s.host_out, out_floats() * sizeof(float)));
   s.in.allocate(b * net.n_in);
   s.out.allocate(out_floats());
-  s.gemm.allocate(std::max<std::size_t>(b * gemm_floats, 1));
-  s.act[0].allocate(act_bytes);
-  s.act[1].allocate(act_bytes);
+  s.gemm.allocate(std::max<std::size_t>(b * plan.gemm_floats, 1));
+  s.act[0].allocate(act_bytes());
+  s.act[1].allocate(act_bytes());
 }
 
 // cuDNN's fastest algorithm per convolution, measured once on slot 0's buffers.
@@ -375,11 +328,11 @@ void GpuBackend::Impl::choose_algorithms(Slot& s) {
     if (st.op != Op::kConvDnn) continue;
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int got = 0;
-    DeviceArray<unsigned char> ws;
+    DeviceBuffer<unsigned char> ws;
     ws.allocate(kWorkspaceBytes);
     MGFAST_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
-        s.dnn, st.x_desc, s.act[0].p, st.w_desc, w_t[st.layer].p, st.conv_desc, st.y_desc,
-        s.act[1].p, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf, ws.p, ws.n));
+        s.dnn, st.x_desc, s.act[0].get(), st.w_desc, w_t[st.layer].get(), st.conv_desc, st.y_desc,
+        s.act[1].get(), CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf, ws.get(), ws.size()));
     bool found = false;
     for (int i = 0; i < got && !found; ++i) {
       if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > kWorkspaceBytes) continue;
@@ -402,46 +355,46 @@ template <typename T>
 void GpuBackend::Impl::enqueue_typed(Slot& s, const float* d_in, float* d_out) {
   const long long rows = batch;
   int cur = 0;  // activation buffer holding the current step's input
-  auto act = [&](int i) { return reinterpret_cast<T*>(s.act[i].p); };
+  auto act = [&](int i) { return reinterpret_cast<T*>(s.act[i].get()); };
   const float one = 1.0f, zero = 0.0f;
   for (const Step& st : steps) {
     const int other = 1 - cur;
     switch (st.op) {
       case Op::kInput:
-        input_kernel<T><<<blocks(rows * (st.len_out + st.pl + st.pr)), kThreads, 0, s.stream>>>(
-            d_in, rows, net.n_in, affine, affine_a, affine_b, st.pl, st.pr, act(cur));
+        input_kernel<T><<<blocks(rows * (st.len_out + st.pl + st.pr)), kBlock, 0, s.stream>>>(
+            d_in, rows, net.n_in, plan.affine, plan.affine_a, plan.affine_b, st.pl, st.pr,
+            act(cur));
         break;
       case Op::kConvOne: {
         const net::Layer& l = net.layers[st.layer];
         const long long n = rows * (st.len_out + st.pl + st.pr) * st.c_out;
-        conv_one_channel_kernel<T><<<blocks(n), kThreads, 0, s.stream>>>(
-            act(cur), rows, st.len_in + st.in_pad, w_f[st.layer].p, bias[st.layer].p, l.kernel,
-            l.stride, l.dilation, st.len_out, st.c_out, l.relu, st.pl, st.pr, act(other));
+        conv_one_channel_kernel<T><<<blocks(n), kBlock, 0, s.stream>>>(
+            act(cur), rows, st.len_in + st.in_pad, w_f[st.layer].get(), bias[st.layer].get(),
+            l.kernel, l.stride, l.dilation, st.len_out, st.c_out, l.relu, st.pl, st.pr, act(other));
         cur = other;
         break;
       }
       case Op::kConvDnn: {
         const net::Layer& l = net.layers[st.layer];
         MGFAST_CUDNN_CHECK(cudnnConvolutionForward(
-            s.dnn, &one, st.x_desc, act(cur), st.w_desc, w_t[st.layer].p, st.conv_desc, st.algo,
-            s.workspace.p, st.workspace, &zero, st.y_desc, act(other)));
+            s.dnn, &one, st.x_desc, act(cur), st.w_desc, w_t[st.layer].get(), st.conv_desc, st.algo,
+            s.workspace.get(), st.workspace, &zero, st.y_desc, act(other)));
         const long long n = rows * (st.len_out + st.pl + st.pr) * st.c_out;
         if (st.last) {
-          epilogue_kernel<T, float>
-              <<<blocks(rows * st.len_out * st.c_out), kThreads, 0, s.stream>>>(
-                  act(other), rows, st.len_out, st.c_out, bias[st.layer].p, l.relu, 0, 0, d_out);
+          epilogue_kernel<T, float><<<blocks(rows * st.len_out * st.c_out), kBlock, 0, s.stream>>>(
+              act(other), rows, st.len_out, st.c_out, bias[st.layer].get(), l.relu, 0, 0, d_out);
         } else {
-          epilogue_kernel<T, T><<<blocks(n), kThreads, 0, s.stream>>>(
-              act(other), rows, st.len_out, st.c_out, bias[st.layer].p, l.relu, st.pl, st.pr,
-              act(cur));
+          epilogue_kernel<T, T><<<blocks(n), kBlock, 0, s.stream>>>(act(other), rows, st.len_out,
+                                                                    st.c_out, bias[st.layer].get(),
+                                                                    l.relu, st.pl, st.pr, act(cur));
         }
         break;  // the result is back in `cur`
       }
       case Op::kPool: {
         const net::Layer& l = net.layers[st.layer];
         const long long n = rows * (st.len_out + st.pl + st.pr) * st.c_out;
-        avgpool_kernel<T><<<blocks(n), kThreads, 0, s.stream>>>(act(cur), rows, st.len_in, st.c_in,
-                                                                l.kernel, st.pl, st.pr, act(other));
+        avgpool_kernel<T><<<blocks(n), kBlock, 0, s.stream>>>(act(cur), rows, st.len_in, st.c_in,
+                                                              l.kernel, st.pl, st.pr, act(other));
         cur = other;
         break;
       }
@@ -450,15 +403,15 @@ void GpuBackend::Impl::enqueue_typed(Slot& s, const float* d_in, float* d_out) {
         const net::Layer& l = net.layers[st.layer];
         // y (rows, out) = x (rows, in) Wᵀ, in cuBLAS's column-major terms y' = W' x'.
         MGFAST_CUBLAS_CHECK(cublasGemmEx(s.blas, CUBLAS_OP_T, CUBLAS_OP_N, l.c_out, batch, l.c_in,
-                                         &one, w_t[st.layer].p, blas_type(), l.c_in, act(cur),
-                                         blas_type(), l.c_in, &zero, s.gemm.p, CUDA_R_32F, l.c_out,
-                                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                                         &one, w_t[st.layer].get(), blas_type(), l.c_in, act(cur),
+                                         blas_type(), l.c_in, &zero, s.gemm.get(), CUDA_R_32F,
+                                         l.c_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         if (st.op == Op::kHeads) {
-          heads_kernel<<<blocks(rows), kThreads, 0, s.stream>>>(s.gemm.p, rows, bias[st.layer].p,
-                                                                d_out);
+          heads_kernel<<<blocks(rows), kBlock, 0, s.stream>>>(s.gemm.get(), rows,
+                                                              bias[st.layer].get(), d_out);
         } else {
-          dense_bias_kernel<T><<<blocks(rows * l.c_out), kThreads, 0, s.stream>>>(
-              s.gemm.p, rows, l.c_out, bias[st.layer].p, l.relu, act(other));
+          dense_bias_kernel<T><<<blocks(rows * l.c_out), kBlock, 0, s.stream>>>(
+              s.gemm.get(), rows, l.c_out, bias[st.layer].get(), l.relu, act(other));
           cur = other;
         }
         break;
@@ -467,14 +420,14 @@ void GpuBackend::Impl::enqueue_typed(Slot& s, const float* d_in, float* d_out) {
         const net::Layer& l = net.layers[st.layer];
         const std::size_t shared = (std::size_t(st.len_in) + 2 * st.c_in) * sizeof(float);
         heatmap_kernel<T>
-            <<<static_cast<int>(std::min<long long>(rows, 65535)), kThreads, shared, s.stream>>>(
-                act(cur), rows, st.len_in, st.c_in, w_f[st.layer].p, bias[st.layer].p, l.kernel,
-                st.summary ? d_out + rows * out_per_spectrum : d_out);
+            <<<static_cast<int>(std::min<long long>(rows, 65535)), kBlock, shared, s.stream>>>(
+                act(cur), rows, st.len_in, st.c_in, w_f[st.layer].get(), bias[st.layer].get(),
+                l.kernel, st.summary ? d_out + rows * plan.out_per_spectrum : d_out);
         break;  // a summary leaves the features in `cur` for the branch
       }
       case Op::kPad: {
         const long long n = rows * (st.len_out + st.pl + st.pr) * st.c_out;
-        epilogue_kernel<T, T><<<blocks(n), kThreads, 0, s.stream>>>(
+        epilogue_kernel<T, T><<<blocks(n), kBlock, 0, s.stream>>>(
             act(cur), rows, st.len_out, st.c_out, nullptr, false, st.pl, st.pr, act(other));
         cur = other;
         break;
@@ -497,10 +450,10 @@ void GpuBackend::Impl::run_slot(Slot& s) {
   if (s.graph) {
     MGFAST_CUDA_CHECK(cudaGraphLaunch(s.graph, s.stream));
   } else {
-    MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.in.p, s.host_in, b * net.n_in * sizeof(float),
+    MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.in.get(), s.host_in, b * net.n_in * sizeof(float),
                                       cudaMemcpyHostToDevice, s.stream));
-    enqueue_network(s, s.in.p, s.out.p);
-    MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.host_out, s.out.p, out_floats() * sizeof(float),
+    enqueue_network(s, s.in.get(), s.out.get());
+    MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.host_out, s.out.get(), out_floats() * sizeof(float),
                                       cudaMemcpyDeviceToHost, s.stream));
   }
   MGFAST_CUDA_CHECK(cudaEventRecord(s.done, s.stream));
@@ -522,10 +475,10 @@ void GpuBackend::Impl::capture(Slot& s) {
   }
   try {
     const std::size_t b = std::size_t(batch);
-    MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.in.p, s.host_in, b * net.n_in * sizeof(float),
+    MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.in.get(), s.host_in, b * net.n_in * sizeof(float),
                                       cudaMemcpyHostToDevice, s.stream));
-    enqueue_network(s, s.in.p, s.out.p);
-    MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.host_out, s.out.p, out_floats() * sizeof(float),
+    enqueue_network(s, s.in.get(), s.out.get());
+    MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.host_out, s.out.get(), out_floats() * sizeof(float),
                                       cudaMemcpyDeviceToHost, s.stream));
   } catch (const std::exception& e) {
     why = e.what();
@@ -550,8 +503,8 @@ void GpuBackend::Impl::capture(Slot& s) {
 // Results of a finished slot into the caller's arrays.
 void GpuBackend::Impl::finish(Slot& s, float* out, bool split, float* lam) {
   MGFAST_CUDA_CHECK(cudaEventSynchronize(s.done));
-  if (has_summary && lam) {  // the summaries follow the batch's maps
-    const float* sum = s.host_out + std::size_t(batch) * out_per_spectrum;
+  if (plan.has_summary && lam) {  // the summaries follow the batch's maps
+    const float* sum = s.host_out + std::size_t(batch) * plan.out_per_spectrum;
     std::memcpy(lam + 2 * s.first, sum, std::size_t(s.count) * 2 * sizeof(float));
   }
   if (split) {
@@ -560,8 +513,8 @@ void GpuBackend::Impl::finish(Slot& s, float* out, bool split, float* lam) {
       lam[s.first + i] = s.host_out[2 * i + 1];
     }
   } else {
-    std::memcpy(out + s.first * std::int64_t(out_per_spectrum), s.host_out,
-                std::size_t(s.count) * out_per_spectrum * sizeof(float));
+    std::memcpy(out + s.first * std::int64_t(plan.out_per_spectrum), s.host_out,
+                std::size_t(s.count) * plan.out_per_spectrum * sizeof(float));
   }
   s.busy = false;
 }
@@ -623,7 +576,7 @@ GpuBackend::GpuBackend(net::Network network, int device, int batch_size, bool fp
     throw std::invalid_argument("batch_size: must lie in [1, 65536]");
   if (slots < 2 || slots > 8) throw std::invalid_argument("slots: must lie in [2, 8]");
   network.shapes();  // a network the backends cannot run is named before any device is touched
-  require_device_exists(device);
+  cuda::require_device(device);
   Impl& m = *impl_;
   m.net = std::move(network);
   m.device = device;
@@ -660,17 +613,18 @@ void GpuBackend::infer(const float* x, std::int64_t n, float* prob, float* lam) 
 void GpuBackend::infer_map(const float* x, std::int64_t n, float* out, float* summary) {
   if (!impl_->net.map_output())
     throw std::logic_error("this network returns (probability, λ2796): use infer");
-  if (summary && !impl_->has_summary) throw std::logic_error("this network has no summary head");
+  if (summary && !impl_->plan.has_summary)
+    throw std::logic_error("this network has no summary head");
   std::lock_guard<std::mutex> lock(impl_->mu);
   MGFAST_CUDA_CHECK(cudaSetDevice(impl_->device));
   impl_->run_host(x, n, out, false, summary);
 }
 
-bool GpuBackend::has_summary() const { return impl_->has_summary; }
+bool GpuBackend::has_summary() const { return impl_->plan.has_summary; }
 
 void GpuBackend::infer_device(const float* x, std::int64_t n, float* out) {
   Impl& m = *impl_;
-  if (m.has_summary)
+  if (m.plan.has_summary)
     throw std::invalid_argument("infer_device: not for a network with a summary head (yet)");
   std::lock_guard<std::mutex> lock(m.mu);
   MGFAST_CUDA_CHECK(cudaSetDevice(m.device));
@@ -695,16 +649,18 @@ void GpuBackend::infer_device(const float* x, std::int64_t n, float* out) {
     // Full batches are read in place; a last partial one through the slot's input buffer.
     const float* in = x + first * m.net.n_in;
     if (count < b) {
-      MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.in.p, in, std::size_t(count) * m.net.n_in * sizeof(float),
+      MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.in.get(), in,
+                                        std::size_t(count) * m.net.n_in * sizeof(float),
                                         cudaMemcpyDeviceToDevice, s.stream));
       const long long pad = (b - count) * static_cast<long long>(m.net.n_in);
-      fill_kernel<<<blocks(pad), kThreads, 0, s.stream>>>(s.in.p + count * m.net.n_in, pad, 1.0f);
+      fill_kernel<<<blocks(pad), kBlock, 0, s.stream>>>(s.in.get() + count * m.net.n_in, pad, 1.0f);
       MGFAST_CUDA_CHECK(cudaGetLastError());
-      in = s.in.p;
+      in = s.in.get();
     }
-    m.enqueue_network(s, in, s.out.p);
-    MGFAST_CUDA_CHECK(cudaMemcpyAsync(out + first * std::int64_t(m.out_per_spectrum), s.out.p,
-                                      std::size_t(count) * m.out_per_spectrum * sizeof(float),
+    m.enqueue_network(s, in, s.out.get());
+    MGFAST_CUDA_CHECK(cudaMemcpyAsync(out + first * std::int64_t(m.plan.out_per_spectrum),
+                                      s.out.get(),
+                                      std::size_t(count) * m.plan.out_per_spectrum * sizeof(float),
                                       cudaMemcpyDeviceToDevice, s.stream));
   }
   MGFAST_CUDA_CHECK(cudaStreamSynchronize(s.stream));
@@ -728,12 +684,12 @@ GpuStageTimes GpuBackend::profile(const float* x, std::int64_t n) {
       if (count < b) std::fill(s.host_in + count * m.net.n_in, s.host_in + b * m.net.n_in, 1.0f);
       MGFAST_CUDA_CHECK(cudaEventRecord(e[0], s.stream));
       MGFAST_CUDA_CHECK(
-          cudaMemcpyAsync(s.in.p, s.host_in, in_bytes, cudaMemcpyHostToDevice, s.stream));
+          cudaMemcpyAsync(s.in.get(), s.host_in, in_bytes, cudaMemcpyHostToDevice, s.stream));
       MGFAST_CUDA_CHECK(cudaEventRecord(e[1], s.stream));
-      m.enqueue_network(s, s.in.p, s.out.p);
+      m.enqueue_network(s, s.in.get(), s.out.get());
       MGFAST_CUDA_CHECK(cudaEventRecord(e[2], s.stream));
       MGFAST_CUDA_CHECK(
-          cudaMemcpyAsync(s.host_out, s.out.p, out_bytes, cudaMemcpyDeviceToHost, s.stream));
+          cudaMemcpyAsync(s.host_out, s.out.get(), out_bytes, cudaMemcpyDeviceToHost, s.stream));
       MGFAST_CUDA_CHECK(cudaEventRecord(e[3], s.stream));
       MGFAST_CUDA_CHECK(cudaEventSynchronize(e[3]));
       float ms = 0.0f;
@@ -763,11 +719,7 @@ bool GpuBackend::fp16() const { return impl_->half; }
 double GpuBackend::flops_per_sample() const { return impl_->net.flops_per_sample(); }
 std::string GpuBackend::graph_status() const { return impl_->graph_status; }
 
-std::string GpuBackend::device_name() const {
-  cudaDeviceProp p{};
-  MGFAST_CUDA_CHECK(cudaGetDeviceProperties(&p, impl_->device));
-  return p.name;
-}
+std::string GpuBackend::device_name() const { return cuda::device_name(impl_->device); }
 
 std::string GpuBackend::library_versions() {
   const std::size_t v = cudnnGetVersion();
