@@ -18,15 +18,11 @@ namespace mgfast::bind {
 
 namespace {
 
-void check_input(const GpuBackend& self, py::ssize_t ndim, py::ssize_t cols) {
-  if (ndim != 2 || cols != self.n_in())
-    throw std::invalid_argument("flux: expected shape (N, " + std::to_string(self.n_in()) + ")");
-}
-
 // A device pointer from the __cuda_array_interface__ of a CuPy array, PyTorch tensor, pycuda
-// array or Numba array: (pointer, shape), for a C-contiguous float32 array.
+// array or Numba array: (pointer, shape), for a C-contiguous float32 array (writable when it is
+// to be `written`).
 std::pair<std::uintptr_t, std::vector<py::ssize_t>> cuda_array(const py::object& a,
-                                                               const char* what) {
+                                                               const char* what, bool written) {
   if (!py::hasattr(a, "__cuda_array_interface__"))
     throw std::invalid_argument(std::string(what) +
                                 ": expected a GPU array exposing "
@@ -47,7 +43,7 @@ std::pair<std::uintptr_t, std::vector<py::ssize_t>> cuda_array(const py::object&
     }
   }
   const py::tuple data = iface["data"];
-  if (data[1].cast<bool>() && std::string(what) != "flux")
+  if (written && data[1].cast<bool>())
     throw std::invalid_argument(std::string(what) + ": is read-only");
   return {data[0].cast<std::uintptr_t>(), shape};
 }
@@ -70,66 +66,23 @@ PYBIND11_MODULE(_gpu, m) {
       .def_readonly("d2h_ms", &GpuStageTimes::d2h_ms)
       .def_readonly("batches", &GpuStageTimes::batches);
 
-  py::class_<GpuBackend>(m, "GpuNetwork")
-      .def(py::init([](int n_in, const py::list& layers, int device, int batch_size, bool fp16,
-                       int slots, bool graphs) {
-             mgfast::net::Network net = network_of(n_in, layers);
-             py::gil_scoped_release release;  // cuDNN's algorithm search takes a while
-             return std::make_unique<GpuBackend>(std::move(net), device, batch_size, fp16, slots,
-                                                 graphs);
-           }),
-           py::arg("n_in"), py::arg("layers"), py::arg("device"), py::arg("batch_size"),
-           py::arg("fp16"), py::arg("slots") = 3, py::arg("graphs") = true)
-      .def(
-          "infer",
-          [](GpuBackend& self, const carray<float>& x) {
-            check_input(self, x.ndim(), x.ndim() == 2 ? x.shape(1) : 0);
-            const py::ssize_t n = x.shape(0);
-            py::array_t<float> prob(n), lam(n);
-            {
-              py::gil_scoped_release release;
-              self.infer(x.data(), n, prob.mutable_data(), lam.mutable_data());
-            }
-            return py::make_tuple(prob, lam);
-          },
-          py::arg("flux"))
-      .def(
-          "infer_map",
-          [](GpuBackend& self, const carray<float>& x) {
-            check_input(self, x.ndim(), x.ndim() == 2 ? x.shape(1) : 0);
-            const mgfast::net::Shape o = self.output_shape();
-            py::array_t<float> out({x.shape(0), py::ssize_t(o.length), py::ssize_t(o.channels)});
-            {
-              py::gil_scoped_release release;
-              self.infer_map(x.data(), x.shape(0), out.mutable_data());
-            }
-            return out;
-          },
-          py::arg("flux"))
-      .def(
-          "infer_dual",
-          [](GpuBackend& self, const carray<float>& x) {
-            check_input(self, x.ndim(), x.ndim() == 2 ? x.shape(1) : 0);
-            if (!self.has_summary())
-              throw std::invalid_argument("this network has no summary head: use infer_map");
-            const mgfast::net::Shape o = self.output_shape();
-            const py::ssize_t n = x.shape(0);
-            py::array_t<float> out({n, py::ssize_t(o.length), py::ssize_t(o.channels)});
-            py::array_t<float> summary({n, py::ssize_t(2)});
-            {
-              py::gil_scoped_release release;
-              self.infer_map(x.data(), n, out.mutable_data(), summary.mutable_data());
-            }
-            return py::make_tuple(summary, out);
-          },
-          py::arg("flux"))
-      .def_property_readonly("has_summary", &GpuBackend::has_summary)
+  py::class_<GpuBackend> gpu(m, "GpuNetwork");
+  def_engine_calls<GpuBackend>(gpu);
+  gpu.def(py::init([](int n_in, const py::list& layers, int device, int batch_size, bool fp16,
+                      int slots, bool graphs) {
+            mgfast::net::Network net = network_of(n_in, layers);
+            py::gil_scoped_release release;  // cuDNN's algorithm search takes a while
+            return std::make_unique<GpuBackend>(std::move(net), device, batch_size, fp16, slots,
+                                                graphs);
+          }),
+          py::arg("n_in"), py::arg("layers"), py::arg("device"), py::arg("batch_size"),
+          py::arg("fp16"), py::arg("slots") = 3, py::arg("graphs") = true)
       .def(
           "infer_device",
           [](GpuBackend& self, const py::object& flux, const py::object& out) {
-            const auto [x, xs] = cuda_array(flux, "flux");
-            const auto [y, ys] = cuda_array(out, "out");
-            check_input(self, py::ssize_t(xs.size()), xs.size() == 2 ? xs[1] : 0);
+            const auto [x, xs] = cuda_array(flux, "flux", false);
+            const auto [y, ys] = cuda_array(out, "out", true);
+            check_flux(self, py::ssize_t(xs.size()), xs.size() == 2 ? xs[1] : 0);
             const mgfast::net::Shape o = self.output_shape();
             const std::vector<py::ssize_t> want =
                 self.map_output() ? std::vector<py::ssize_t>{xs[0], o.length, o.channels}
@@ -147,18 +100,14 @@ PYBIND11_MODULE(_gpu, m) {
       .def(
           "profile",
           [](GpuBackend& self, const carray<float>& x) {
-            check_input(self, x.ndim(), x.ndim() == 2 ? x.shape(1) : 0);
+            check_flux(self, x);
             py::gil_scoped_release release;
             return self.profile(x.data(), x.shape(0));
           },
           py::arg("flux"))
-      .def_property_readonly("map_output", &GpuBackend::map_output)
-      .def_property_readonly("n_in", &GpuBackend::n_in)
       .def_property_readonly("device", &GpuBackend::device)
       .def_property_readonly("device_name", &GpuBackend::device_name)
-      .def_property_readonly("batch_size", &GpuBackend::batch_size)
       .def_property_readonly("slots", &GpuBackend::slots)
       .def_property_readonly("fp16", &GpuBackend::fp16)
-      .def_property_readonly("graph_status", &GpuBackend::graph_status)
-      .def_property_readonly("flops_per_spectrum", &GpuBackend::flops_per_sample);
+      .def_property_readonly("graph_status", &GpuBackend::graph_status);
 }

@@ -45,71 +45,18 @@ void bind_engine(py::module_& m) {
       },
       py::arg("n_in"), py::arg("layers"), py::arg("flux"));
 
-  py::class_<CpuBackend>(m, "CpuNetwork")
-      .def(py::init([](int n_in, const py::list& layers, int threads, int batch_size,
-                       bool fast_conv, bool bf16) {
-             net::Network net = network_of(n_in, layers);
-             py::gil_scoped_release release;  // JIT-compiling the primitives takes a while
-             return std::make_unique<CpuBackend>(std::move(net), threads, batch_size, fast_conv,
-                                                 bf16);
-           }),
-           py::arg("n_in"), py::arg("layers"), py::arg("threads"), py::arg("batch_size"),
-           py::arg("fast_conv") = true, py::arg("bf16") = false)
-      .def(
-          "infer",
-          [](CpuBackend& self, const carray<float>& x) {
-            if (x.ndim() != 2 || x.shape(1) != self.n_in())
-              throw std::invalid_argument("flux: expected shape (N, " +
-                                          std::to_string(self.n_in()) + ")");
-            const py::ssize_t n = x.shape(0);
-            py::array_t<float> prob(n), lam(n);
-            {
-              py::gil_scoped_release release;
-              self.infer(x.data(), n, prob.mutable_data(), lam.mutable_data());
-            }
-            return py::make_tuple(prob, lam);
-          },
-          py::arg("flux"))
-      .def(
-          "infer_map",
-          [](CpuBackend& self, const carray<float>& x) {
-            if (x.ndim() != 2 || x.shape(1) != self.n_in())
-              throw std::invalid_argument("flux: expected shape (N, " +
-                                          std::to_string(self.n_in()) + ")");
-            const net::Shape o = self.output_shape();
-            py::array_t<float> out({x.shape(0), py::ssize_t(o.length), py::ssize_t(o.channels)});
-            {
-              py::gil_scoped_release release;
-              self.infer_map(x.data(), x.shape(0), out.mutable_data());
-            }
-            return out;
-          },
-          py::arg("flux"))
-      .def(
-          "infer_dual",
-          [](CpuBackend& self, const carray<float>& x) {
-            if (x.ndim() != 2 || x.shape(1) != self.n_in())
-              throw std::invalid_argument("flux: expected shape (N, " +
-                                          std::to_string(self.n_in()) + ")");
-            if (!self.has_summary())
-              throw std::invalid_argument("this network has no summary head: use infer_map");
-            const net::Shape o = self.output_shape();
-            const py::ssize_t n = x.shape(0);
-            py::array_t<float> out({n, py::ssize_t(o.length), py::ssize_t(o.channels)});
-            py::array_t<float> summary({n, py::ssize_t(2)});
-            {
-              py::gil_scoped_release release;
-              self.infer_map(x.data(), n, out.mutable_data(), summary.mutable_data());
-            }
-            return py::make_tuple(summary, out);
-          },
-          py::arg("flux"))
-      .def_property_readonly("has_summary", &CpuBackend::has_summary)
-      .def_property_readonly("map_output", &CpuBackend::map_output)
-      .def_property_readonly("n_in", &CpuBackend::n_in)
-      .def_property_readonly("threads", &CpuBackend::threads)
-      .def_property_readonly("batch_size", &CpuBackend::batch_size)
-      .def_property_readonly("flops_per_spectrum", &CpuBackend::flops_per_sample);
+  py::class_<CpuBackend> cpu(m, "CpuNetwork");
+  cpu.def(py::init([](int n_in, const py::list& layers, int threads, int batch_size, bool fast_conv,
+                      bool bf16) {
+            net::Network net = network_of(n_in, layers);
+            py::gil_scoped_release release;  // JIT-compiling the primitives takes a while
+            return std::make_unique<CpuBackend>(std::move(net), threads, batch_size, fast_conv,
+                                                bf16);
+          }),
+          py::arg("n_in"), py::arg("layers"), py::arg("threads"), py::arg("batch_size"),
+          py::arg("fast_conv") = true, py::arg("bf16") = false)
+      .def_property_readonly("threads", &CpuBackend::threads);
+  def_engine_calls<CpuBackend>(cpu);
 }
 
 }  // namespace mgfast::bind

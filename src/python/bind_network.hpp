@@ -83,4 +83,67 @@ inline net::Network network_of(int n_in, const py::list& layers) {
   return net;
 }
 
+// The calls both engines' bindings make (CpuBackend and GpuBackend have the same methods), on
+// spectra (N, n_in) with the GIL released while the engine works.
+template <class Engine>
+void check_flux(const Engine& e, py::ssize_t ndim, py::ssize_t cols) {
+  if (ndim != 2 || cols != e.n_in())
+    throw std::invalid_argument("flux: expected shape (N, " + std::to_string(e.n_in()) + ")");
+}
+
+template <class Engine>
+void check_flux(const Engine& e, const carray<float>& x) {
+  check_flux(e, x.ndim(), x.ndim() == 2 ? x.shape(1) : 0);
+}
+
+// (probability, λ2796), each (N,).
+template <class Engine>
+py::tuple infer_arrays(Engine& e, const carray<float>& x) {
+  check_flux(e, x);
+  const py::ssize_t n = x.shape(0);
+  py::array_t<float> prob(n), lam(n);
+  {
+    py::gil_scoped_release release;
+    e.infer(x.data(), n, prob.mutable_data(), lam.mutable_data());
+  }
+  return py::make_tuple(prob, lam);
+}
+
+// The map (N, length, channels) and, with `dual`, the summary (N, 2) before it.
+template <class Engine>
+py::object infer_map_arrays(Engine& e, const carray<float>& x, bool dual) {
+  check_flux(e, x);
+  if (dual && !e.has_summary())
+    throw std::invalid_argument("this network has no summary head: use infer_map");
+  const net::Shape o = e.output_shape();
+  const py::ssize_t n = x.shape(0);
+  py::array_t<float> out({n, py::ssize_t(o.length), py::ssize_t(o.channels)});
+  py::array_t<float> summary({dual ? n : py::ssize_t(0), py::ssize_t(2)});
+  {
+    py::gil_scoped_release release;
+    e.infer_map(x.data(), n, out.mutable_data(), dual ? summary.mutable_data() : nullptr);
+  }
+  if (!dual) return std::move(out);
+  return py::make_tuple(summary, out);
+}
+
+// infer, infer_map, infer_dual and the properties both engines' classes carry.
+template <class Engine, class Class>
+void def_engine_calls(Class& c) {
+  c.def("infer", &infer_arrays<Engine>, py::arg("flux"))
+      .def(
+          "infer_map",
+          [](Engine& e, const carray<float>& x) { return infer_map_arrays(e, x, false); },
+          py::arg("flux"))
+      .def(
+          "infer_dual",
+          [](Engine& e, const carray<float>& x) { return infer_map_arrays(e, x, true); },
+          py::arg("flux"))
+      .def_property_readonly("has_summary", &Engine::has_summary)
+      .def_property_readonly("map_output", &Engine::map_output)
+      .def_property_readonly("n_in", &Engine::n_in)
+      .def_property_readonly("batch_size", &Engine::batch_size)
+      .def_property_readonly("flops_per_spectrum", &Engine::flops_per_sample);
+}
+
 }  // namespace mgfast::bind
