@@ -19,6 +19,8 @@ from mgfast import _core
 from mgfast import model as mm
 from mgfast.engine import CpuBackend
 
+from conftest import engine_spectra
+
 ort = pytest.importorskip("onnxruntime")
 # PyPI has oneDNN 3.2 for Linux x86-64 only: there a build without it is a failure, not a skip.
 ONEDNN_EXPECTED = sys.platform == "linux" and platform.machine() == "x86_64"
@@ -85,14 +87,6 @@ def _ort(session, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p[:, 0], lam[:, 0]
 
 
-def _spectra(n: int, seed: int = 1) -> np.ndarray:
-    # The simulator's paper-like spectra (SNR 3-50, 80 % with an absorber), plus a few with
-    # continuum offsets so that the random network's outputs spread.
-    f = mgfast.simulate(n, seed=seed).flux
-    f[::7] *= np.float32(1.3)
-    return f
-
-
 def _keras_forward(specs, weights, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """What Keras computes, in float64: (N, length, channels) activations throughout."""
     h = x.astype(np.float64)[:, :, None]
@@ -150,7 +144,7 @@ def test_random_model_has_the_papers_size_and_metadata(paper_dir: Path, paper: m
 def test_onnx_graph_computes_what_keras_computes(tmp_path: Path, tiny: str):
     weights = mm.random_weights(tiny, seed=3)
     d = mm.save_model(tmp_path, mm.build_onnx(tiny, weights), tiny, trained=False)
-    x = _spectra(6)
+    x = engine_spectra(6)
     p_ref, lam_ref = _keras_forward(TINY, weights, x)
     p, lam = _ort(_session(d / "model.onnx"), x)
     np.testing.assert_allclose(p, p_ref, atol=1e-5)
@@ -177,7 +171,7 @@ def test_conv2d_export_loads_to_the_same_layers(tmp_path: Path, tiny: str):
         assert type(la) is type(lb)
         if hasattr(la, "weight"):
             assert np.array_equal(la.weight, lb.weight) and np.array_equal(la.bias, lb.bias)
-    x = _spectra(4)
+    x = engine_spectra(4)
     for got, want in zip(
         _ort(_session(b.onnx_path), x), _ort(_session(a.onnx_path), x), strict=True
     ):
@@ -282,7 +276,7 @@ def test_onednn_backend_was_built():
 
 @needs_onednn
 def test_matches_onnx_runtime(backend: CpuBackend, session):
-    x = _spectra(N_COMPARE)
+    x = engine_spectra(N_COMPARE)
     p, lam = backend.infer(x)  # 300 = 9 full batches of 32 and a partial one of 12
     p_ref, lam_ref = _ort(session, x)
     assert p.shape == lam.shape == (N_COMPARE,) and p.dtype == lam.dtype == np.float32
@@ -296,7 +290,7 @@ def test_matches_onnx_runtime(backend: CpuBackend, session):
 @pytest.mark.parametrize("fast_conv", [True, False])
 def test_tiny_architecture_matches_keras(tiny_dir: Path, tiny: str, fast_conv: bool):
     m = mm.load_model(tiny_dir)
-    x = _spectra(10)
+    x = engine_spectra(10)
     p, lam = CpuBackend(m, threads=2, batch_size=4, fast_conv=fast_conv).infer(x)
     p_ref, lam_ref = _keras_forward(TINY, mm.random_weights(tiny, seed=5), x)
     np.testing.assert_allclose(p, p_ref, atol=PROB_TOL)
@@ -306,7 +300,7 @@ def test_tiny_architecture_matches_keras(tiny_dir: Path, tiny: str, fast_conv: b
 @needs_onednn
 def test_fast_and_direct_convolutions_agree(paper: mm.Model):
     # The fast FIR path only adds and subtracts: within fp32 rounding of the direct one.
-    x = _spectra(40, seed=6)
+    x = engine_spectra(40, seed=6)
     fast = CpuBackend(paper, threads=2, batch_size=16).infer(x)
     direct = CpuBackend(paper, threads=2, batch_size=16, fast_conv=False).infer(x)
     assert np.abs(fast[0] - direct[0]).max() <= 1e-5
@@ -317,7 +311,7 @@ def test_fast_and_direct_convolutions_agree(paper: mm.Model):
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 21])
 def test_partial_batches(paper: mm.Model, session, n: int):
     b = CpuBackend(paper, threads=2, batch_size=8)
-    x = _spectra(n, seed=10 + n)
+    x = engine_spectra(n, seed=10 + n)
     p, lam = b.infer(x)
     p_ref, lam_ref = _ort(session, x)
     assert p.shape == (n,)
@@ -328,7 +322,7 @@ def test_partial_batches(paper: mm.Model, session, n: int):
 @needs_onednn
 @pytest.mark.parametrize("fast_conv", [True, False])
 def test_thread_counts_give_identical_outputs(paper: mm.Model, fast_conv: bool):
-    x = _spectra(20, seed=2)
+    x = engine_spectra(20, seed=2)
     one = CpuBackend(paper, threads=1, batch_size=8, fast_conv=fast_conv).infer(x)
     for threads in (2, 3):
         other = CpuBackend(paper, threads=threads, batch_size=8, fast_conv=fast_conv).infer(x)
@@ -337,7 +331,7 @@ def test_thread_counts_give_identical_outputs(paper: mm.Model, fast_conv: bool):
 
 @needs_onednn
 def test_concurrent_calls_on_one_backend(backend: CpuBackend):
-    xs = [_spectra(12, seed=s) for s in (3, 4)]
+    xs = [engine_spectra(12, seed=s) for s in (3, 4)]
     want = [backend.infer(x) for x in xs]
     got: list = [None, None]
 
@@ -355,7 +349,7 @@ def test_concurrent_calls_on_one_backend(backend: CpuBackend):
 
 @needs_onednn
 def test_one_spectrum_and_none(backend: CpuBackend, session):
-    x = _spectra(1, seed=5)
+    x = engine_spectra(1, seed=5)
     p, lam = backend.infer(x[0])
     assert p.shape == (1,) and abs(p[0] - _ort(session, x)[0][0]) <= PROB_TOL
     p, lam = backend.infer(np.empty((0, mgfast.grid.N_PIX), np.float32))

@@ -15,6 +15,8 @@ import mgfast
 from mgfast import model as mm
 from mgfast.engine import GpuBackend, gpu_engine_module
 
+from conftest import engine_spectra
+
 try:
     gpu_engine_module()
     HAVE_ENGINE = True
@@ -39,12 +41,6 @@ def _reference(model_dir: Path, x: np.ndarray):
         return mm.decode_heatmap(*sess.run(list(mm.FCN_OUTPUTS), {mm.INPUT_NAME: x}))
     p, lam = sess.run(["probability", "lambda2796"], {mm.INPUT_NAME: x})
     return p[:, 0], lam[:, 0]
-
-
-def _spectra(n: int, seed: int = 1) -> np.ndarray:
-    f = mgfast.simulate(n, seed=seed).flux
-    f[::7] *= np.float32(1.3)  # continuum offsets: a random network's outputs spread
-    return f
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +135,7 @@ def test_a_device_that_does_not_exist():
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 @pytest.mark.parametrize("graphs", [True, False])
 def test_paper_network_matches_the_cpu(paper_dir: Path, precision: str, graphs: bool):
-    x = _spectra(1000)
+    x = engine_spectra(1000)
     want_p, want_l = _reference(paper_dir, x)
     gpu = GpuBackend(paper_dir, batch_size=256, precision=precision, graphs=graphs)
     p, lam = gpu.infer(x)  # 1000 = 3 full batches and a padded one, through the 3-slot ring
