@@ -4,8 +4,8 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 
+#include "fastmath.hpp"
 #include "grid.hpp"
 #include "hd.hpp"
 
@@ -89,24 +89,13 @@ MGFAST_HD bool usable_without_errors(float v) { return is_finite(v) && v != 1.0f
 // found by bisection on integers: exact, without sorting or scratch memory (which GPU threads
 // lack).
 MGFAST_HD std::uint32_t order_key(float v) {
-  std::uint32_t b;
-#if defined(__CUDA_ARCH__)
-  b = __float_as_uint(v);
-#else
-  std::memcpy(&b, &v, sizeof b);
-#endif
+  const std::uint32_t b = static_cast<std::uint32_t>(fastmath::to_bits(v));
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
 MGFAST_HD float key_value(std::uint32_t key) {
   const std::uint32_t b = (key & 0x80000000u) ? (key & 0x7FFFFFFFu) : ~key;
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(b);
-#else
-  float v;
-  std::memcpy(&v, &b, sizeof v);
-  return v;
-#endif
+  return fastmath::from_bits(static_cast<std::int32_t>(b));
 }
 
 // The k-th smallest (from 0) of the values value(i, v) marks valid, i in [0, n).
