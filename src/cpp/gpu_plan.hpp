@@ -158,14 +158,27 @@ MGFAST_HD float to_float(float v) { return v; }
 __host__ __device__ inline float to_float(__half v) { return __half2float(v); }
 #endif
 
+// Where element i of a padded channels-last output (rows, pl + len + pr, c) lies: its row, its
+// position in the unpadded length (outside [0, len) in the padding) and its channel.
+struct PaddedIndex {
+  long long row;
+  int pos;
+  int ch;
+};
+
+MGFAST_HD PaddedIndex padded_index(long long i, int len, int c, int pl, int pr) {
+  const int lp = pl + len + pr;
+  const long long rl = i / c;
+  const long long r = rl / lp;
+  return {r, static_cast<int>(rl - r * lp) - pl, static_cast<int>(i - rl * c)};
+}
+
 // Element i of the input step's output (rows, pl + n_in + pr, 1).
 MGFAST_HD float input_at(long long i, const float* x, int n_in, bool affine, float a, float b,
                          int pl, int pr) {
-  const int lp = pl + n_in + pr;
-  const long long r = i / lp;
-  const int l = static_cast<int>(i - r * lp) - pl;
-  if (l < 0 || l >= n_in) return 0.0f;
-  const float v = x[r * n_in + l];
+  const PaddedIndex e = padded_index(i, n_in, 1, pl, pr);
+  if (e.pos < 0 || e.pos >= n_in) return 0.0f;
+  const float v = x[e.row * n_in + e.pos];
   return affine ? a * v + b : v;
 }
 
@@ -175,15 +188,11 @@ template <class T>
 MGFAST_HD float conv_one_at(long long i, const T* src, int lp_in, const float* w, const float* bias,
                             int k, int stride, int dilation, int l_out, int c_out, bool relu,
                             int pl, int pr) {
-  const int lp = pl + l_out + pr;
-  const int c = static_cast<int>(i % c_out);
-  const long long rl = i / c_out;
-  const long long r = rl / lp;
-  const int l = static_cast<int>(rl - r * lp) - pl;
-  if (l < 0 || l >= l_out) return 0.0f;
-  const T* s = src + r * lp_in + static_cast<long long>(l) * stride;
-  const float* wc = w + static_cast<long long>(c) * k;
-  float acc = bias[c];
+  const PaddedIndex e = padded_index(i, l_out, c_out, pl, pr);
+  if (e.pos < 0 || e.pos >= l_out) return 0.0f;
+  const T* s = src + e.row * lp_in + static_cast<long long>(e.pos) * stride;
+  const float* wc = w + static_cast<long long>(e.ch) * k;
+  float acc = bias[e.ch];
   for (int j = 0; j < k; ++j) acc += wc[j] * to_float(s[static_cast<long long>(j) * dilation]);
   return relu ? (acc > 0.0f ? acc : 0.0f) : acc;
 }
@@ -192,14 +201,10 @@ MGFAST_HD float conv_one_at(long long i, const T* src, int lp_in, const float* w
 template <class T>
 MGFAST_HD float epilogue_at(long long i, const T* raw, int len, int c, const float* bias, bool relu,
                             int pl, int pr) {
-  const int lp = pl + len + pr;
-  const int ch = static_cast<int>(i % c);
-  const long long rl = i / c;
-  const long long r = rl / lp;
-  const int l = static_cast<int>(rl - r * lp) - pl;
-  if (l < 0 || l >= len) return 0.0f;
-  float v = to_float(raw[(r * len + l) * c + ch]);
-  if (bias) v += bias[ch];
+  const PaddedIndex e = padded_index(i, len, c, pl, pr);
+  if (e.pos < 0 || e.pos >= len) return 0.0f;
+  float v = to_float(raw[(e.row * len + e.pos) * c + e.ch]);
+  if (bias) v += bias[e.ch];
   return relu ? (v > 0.0f ? v : 0.0f) : v;
 }
 
@@ -207,13 +212,10 @@ MGFAST_HD float epilogue_at(long long i, const T* raw, int len, int c, const flo
 // (rows, pl + len / k + pr, c).
 template <class T>
 MGFAST_HD float avgpool_at(long long i, const T* src, int len, int c, int k, int pl, int pr) {
-  const int l_out = len / k, lp = pl + l_out + pr;
-  const int ch = static_cast<int>(i % c);
-  const long long rl = i / c;
-  const long long r = rl / lp;
-  const int l = static_cast<int>(rl - r * lp) - pl;
-  if (l < 0 || l >= l_out) return 0.0f;
-  const T* s = src + (r * len + static_cast<long long>(l) * k) * c + ch;
+  const int l_out = len / k;
+  const PaddedIndex e = padded_index(i, l_out, c, pl, pr);
+  if (e.pos < 0 || e.pos >= l_out) return 0.0f;
+  const T* s = src + (e.row * len + static_cast<long long>(e.pos) * k) * c + e.ch;
   float acc = 0.0f;
   for (int j = 0; j < k; ++j) acc += to_float(s[static_cast<long long>(j) * c]);
   return acc / k;
