@@ -64,10 +64,6 @@ def trunk_convs(net: keras.Model) -> list:
     return [x for x in net.layers if isinstance(x, keras.layers.Conv1D)][:TRUNK_CONVS]
 
 
-def state_exists(out: Path) -> bool:
-    return (out / "state.json").exists()
-
-
 def training_model(  # type: ignore[no-untyped-def]
     arch: str, lr_schedule, freeze_trunk: bool = False
 ) -> tuple[keras.Model, keras.Model]:
@@ -227,10 +223,10 @@ def main() -> None:
         )
     else:
         lr = paper_schedule(args.lr, args.paper_epoch_steps)
-    if args.freeze_trunk and not (args.init_trunk or state_exists(out)):
+    state_path, ckpt = out / "state.json", out / "ckpt.weights.h5"
+    if args.freeze_trunk and not (args.init_trunk or state_path.exists()):
         sys.exit("--freeze-trunk needs --init-trunk (the trunk to keep)")
     net, train = training_model(args.arch, lr, freeze_trunk=args.freeze_trunk)
-    state_path, ckpt = out / "state.json", out / "ckpt.weights.h5"
     step = 0
     if state_path.exists():
         state = json.loads(state_path.read_text())
