@@ -175,27 +175,25 @@ def run(
         precision=precision,
     )
     # decoding and the catalogue columns: what detect() spends beyond the two stages
-    res.seconds = {
-        "read (in memory)": 0.0,
-        "preprocess": t_pre,
-        "host-to-device": 0.0,
-        "inference": t_inf,
-        "decode and flags": max(t_all - t_pre - t_inf, 0.0),
-    }
+    decode = max(t_all - t_pre - t_inf, 0.0)
     if on_gpu:
         # Each stage alone (serialised, CUDA events; the best of `repeat` profiles).
         prof = min((backend.profile(x) for _ in range(repeat)), key=lambda t: t["compute"])
         res.device_name = backend.device_name
         res.pipelined_seconds = t_inf
         res.end_to_end_seconds = t_all
-        res.seconds = {
-            "read (in memory)": 0.0,
-            "preprocess": t_pre,
-            "host-to-device": prof["host-to-device"] / 1e3,
-            "inference": prof["compute"] / 1e3,
-            "device-to-host": prof["device-to-host"] / 1e3,
-            "decode and flags": max(t_all - t_pre - t_inf, 0.0),
-        }
+        transfers = {"host-to-device": prof["host-to-device"] / 1e3}
+        t_net, after = prof["compute"] / 1e3, {"device-to-host": prof["device-to-host"] / 1e3}
+    else:
+        transfers, t_net, after = {"host-to-device": 0.0}, t_inf, {}
+    res.seconds = {
+        "read (in memory)": 0.0,
+        "preprocess": t_pre,
+        **transfers,
+        "inference": t_net,
+        **after,
+        "decode and flags": decode,
+    }
     if onnxruntime:
         try:
             import onnxruntime as ort
