@@ -22,10 +22,9 @@ struct Scratch {
 };
 
 // Simulates spectra begin .. end - 1 of a call (indices start + s). On x86-64 with GCC it is
-// compiled twice, for any x86-64 and for AVX2 + FMA (x86-64-v3), and the loader picks one by the
-// CPU: the vectorised loops (fastmath.hpp) run twice as wide on the second. FMA contraction there
-// moves results by a few float ulps, so spectra agree across CPUs to about 1e-6, and exactly on
-// one machine for any batch size or thread count.
+// compiled twice, for any x86-64 and for x86-64-v3 (AVX2), and the loader picks one by the CPU:
+// the vectorised loops (fastmath.hpp) run twice as wide on the second. The core is compiled with
+// floating-point contraction off, so both give bit-identical spectra (docs/simulator.md).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("default", "arch=x86-64-v3"), flatten))
 #endif
