@@ -106,7 +106,7 @@ def test_the_shipped_model_loads_and_detects():
 
 
 def test_detection_flags_low_snr_near_edge_near_masked():
-    from mgfast.detector import _quality
+    from mgfast.detector import _median_snr, _quality
     from mgfast.flags import EDGE_PIXELS, DetectionFlag
 
     w = grid.wavelength()
@@ -120,19 +120,21 @@ def test_detection_flags_low_snr_near_edge_near_masked():
     at = green.start + 2000
     flux[4, at + 3] = np.nan  # a bad pixel 3 pixels from λ2796
     pre = mgfast.preprocess(flux, err=err)
-    snr, flags = _quality(pre, lam)
+    snr = _median_snr(pre.ivar)
+    flags = _quality(snr, pre.pixmask, lam)
     np.testing.assert_allclose(snr[[0, 2, 3, 4]], 20.0, rtol=1e-5)
     assert snr[1] == pytest.approx(2.0)
     assert [bool(f & DetectionFlag.LOW_SNR) for f in flags] == [False, True, False, False, False]
     assert [bool(f & DetectionFlag.NEAR_EDGE) for f in flags] == [False, False, True, False, False]
     assert [bool(f & DetectionFlag.NEAR_MASKED) for f in flags] == [False] * 4 + [True]
     no_err = mgfast.preprocess(flux[:1])
-    snr, flags = _quality(no_err, lam[:1])
+    snr = _median_snr(no_err.ivar)
+    flags = _quality(snr, no_err.pixmask, lam[:1])
     assert np.isnan(snr[0]) and not flags[0] & DetectionFlag.LOW_SNR
     # λ2803 on the red arm's last pixel: NEAR_EDGE though λ2796 is well inside
     red = grid.ARMS[2]
     lam_red = np.array([w[red.stop - 1] * 2796.3543 / 2803.5315 - 0.5])
-    _, flags = _quality(mgfast.preprocess(flux[:1], err=err[:1]), lam_red)
+    flags = _quality(np.array([20.0], np.float32), mgfast.preprocess(flux[:1]).pixmask, lam_red)
     assert flags[0] & DetectionFlag.NEAR_EDGE
 
 

@@ -215,6 +215,43 @@ def test_device_arrays_in_and_out():
 
 
 @needs_gpu
+@pytest.mark.parametrize("model", ["default", "multi"])
+def test_detect_on_device_arrays_matches_the_host_path(model: str):
+    """Detector.detect on CuPy arrays (preprocessing, SNR and network on the device, no host
+    copy of the spectra) against the same Detector on host arrays (preprocessing on the CPU):
+    same flags, masked pixels and SNR, probabilities within fp32 noise; a partial last batch,
+    bad pixels, a mask and an empty spectrum included."""
+    cupy = pytest.importorskip("cupy")
+    sim = mgfast.simulate(700, seed=5, realism=mgfast.Realism.survey(), max_absorbers=3)
+    flux, err = sim.flux.copy(), sim.err.copy()
+    flux[3] = np.nan  # no usable pixel
+    mask = np.zeros(flux.shape, np.uint32)
+    mask[5, 100:400] = 4
+    det = mgfast.Detector(model=model, backend="cuda", batch_size=256)
+    host = det.detect(flux, err=err, mask=mask)
+    dev = det.detect(cupy.asarray(flux), err=cupy.asarray(err), mask=cupy.asarray(mask))
+    np.testing.assert_array_equal(dev.flags, host.flags)
+    np.testing.assert_array_equal(dev.masked_fraction, host.masked_fraction)
+    np.testing.assert_allclose(dev.snr, host.snr, rtol=1e-6)
+    assert np.abs(dev.probability - host.probability).max() <= 1e-4
+    ok = np.isfinite(host.wavelength)
+    np.testing.assert_array_equal(np.isfinite(dev.wavelength), ok)
+    assert np.abs(dev.wavelength[ok] - host.wavelength[ok]).max() <= 0.05
+    if host.absorbers is not None:
+        assert abs(len(dev.absorbers) - len(host.absorbers)) <= 2
+    one = det.detect(cupy.asarray(flux[0]), err=cupy.asarray(err[0]))
+    assert one.probability == pytest.approx(host.probability[0], abs=1e-4)
+    with pytest.raises(ValueError, match="err: must be a GPU array"):
+        det.detect(cupy.asarray(flux), err=err)
+    with pytest.raises(ValueError, match="already be on mgfast"):
+        det.detect(cupy.asarray(flux), wave=mgfast.grid.wavelength())
+    with pytest.raises(ValueError, match="uint32"):
+        det.detect(cupy.asarray(flux), mask=cupy.asarray(mask, cupy.uint8))
+    with pytest.raises(ValueError, match="GPU backend"):
+        mgfast.Detector(method="matched-filter").detect(cupy.asarray(flux))
+
+
+@needs_gpu
 def test_profile_splits_the_stages():
     x = mgfast.preprocess(*_realistic(512)).flux
     t = GpuBackend(MODELS / "default", batch_size=256).profile(x)

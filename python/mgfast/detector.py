@@ -30,7 +30,7 @@ from . import _core, grid
 from .absorbers import Absorbers, decode_absorbers
 from .atomic import MGII_2796, MGII_2803
 from .flags import EDGE_PIXELS, LOW_SNR_LIMIT, DetectionFlag, SpectrumFlag
-from .preprocess import Preprocessed, preprocess
+from .preprocess import preprocess
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -323,50 +323,27 @@ class Detector:
         normalised: bool = True,
     ) -> Detections:
         """Detect MgII in spectra: (N, n) or one spectrum of n pixels; any wavelength grid when
-        ``wave`` is given (then preprocessed onto mgfast.grid), the grid itself otherwise."""
-        single = np.ndim(flux) == 1
-        pre = preprocess(
-            flux, wave, err, ivar=ivar, mask=mask, resolution=resolution, normalised=normalised,
-            allow_empty=True, threads=self.threads,
-        )  # fmt: skip
-        x = np.atleast_2d(pre.flux)
-        flags = np.atleast_1d(pre.flags)
-        absorbers: Absorbers | None = None
-        n_abs: np.ndarray | None = None
-        if self.method == "matched-filter":
-            from .matched_filter import match
+        ``wave`` is given (then preprocessed onto mgfast.grid), the grid itself otherwise.
 
-            r = match(x, np.atleast_2d(pre.ivar) if np.any(pre.ivar) else None,
-                      threshold=self.threshold, threads=self.threads)  # fmt: skip
-            score = np.asarray(r.significance, np.float32)
-            lam = np.asarray(r.lambda2796, np.float64)
-            sha = None
-        elif self._backend is not None and self._backend.map_output:
-            assert self.model is not None
-            if self._backend.has_summary:  # mgfast_dual: the summary head's own numbers
-                prob, lam32, maps = self._backend.infer_dual(x)
-            else:
-                maps = self._backend.infer_map(x)
-            absorbers = decode_absorbers(
-                *_split_maps(maps),
-                calibration=self.model.calibration,
-                sigma_scale=self.model.sigma_scale,
+        With a GPU backend, spectra already on the GPU (CuPy, PyTorch, ... arrays exposing
+        ``__cuda_array_interface__``; float32, on the grid; err/ivar float32 and mask uint32
+        likewise on the GPU) are preprocessed and run there without a copy to the host: only
+        the results come back (GpuBackend.detect_device)."""
+        single = np.ndim(flux) == 1
+        if _on_gpu(flux):
+            flags, n_masked, snr, pixmask, out = self._device_stages(
+                flux, wave, err, ivar, mask, resolution, normalised
             )
-            if self._backend.has_summary:
-                n_abs, _ = absorbers.per_spectrum(len(x), self.absorber_threshold)
-                score, lam = prob, lam32.astype(np.float64)
-            else:  # the summary: the most probable absorber's probability and λ2796
-                n_abs, best = absorbers.per_spectrum(len(x), self.absorber_threshold)
-                found = best >= 0
-                score = np.zeros(len(x), np.float32)
-                score[found] = absorbers.probability[best[found]]
-                lam = np.full(len(x), np.nan)
-                lam[found] = absorbers.lambda2796[best[found]]
-            sha = self.model.sha256
         else:
-            assert self._backend is not None and self.model is not None
-            prob, lam32 = self._backend.infer(x)
-            score, lam, sha = prob, lam32.astype(np.float64), self.model.sha256
+            pre = preprocess(
+                flux, wave, err, ivar=ivar, mask=mask, resolution=resolution,
+                normalised=normalised, allow_empty=True, threads=self.threads,
+            )  # fmt: skip
+            flags, n_masked = np.atleast_1d(pre.flags), np.atleast_2d(pre.n_masked)
+            ivar2, pixmask = np.atleast_2d(pre.ivar), np.atleast_2d(pre.pixmask)
+            snr = _median_snr(ivar2)
+            out = self._host_outputs(np.atleast_2d(pre.flux), ivar2)
+        score, lam, sha, absorbers, n_abs = self._decode(out, len(flags))
         empty = (flags & int(SpectrumFlag.ALL_MASKED)) != 0
         if absorbers is not None:  # nothing is found in a spectrum without a usable pixel
             absorbers = absorbers.select(~empty[absorbers.spectrum])
@@ -375,9 +352,8 @@ class Detector:
         detected = score >= self.threshold
         # λ2796 only where it points into the arms; a "no absorber" label is not a wavelength.
         lam = np.where(np.isfinite(grid.pixel_of(lam)) & ~empty, lam, np.nan)
-        snr, quality = _quality(pre, lam)
-        flags = flags | quality
-        masked = np.atleast_2d(pre.n_masked).sum(axis=1) / grid.N_PIX
+        flags = flags | _quality(snr, pixmask, lam)
+        masked = n_masked.sum(axis=1) / grid.N_PIX
         res = Detections(
             probability=score, wavelength=lam, redshift=lam / MGII_2796.wavelength - 1.0,
             detected=detected, flags=flags, masked_fraction=masked.astype(np.float32), snr=snr,
@@ -390,6 +366,80 @@ class Detector:
                 k: (v[0] if isinstance(v, np.ndarray) else v) for k, v in res.__dict__.items()
             })  # fmt: skip
         return res
+
+    def _host_outputs(self, x: np.ndarray, ivar: np.ndarray) -> tuple:
+        """The method on preprocessed host spectra: ("score", score, λ2796) from the matched
+        filter, ("pairs", probability, λ2796), or ("maps", maps, summary or None)."""
+        if self.method == "matched-filter":
+            from .matched_filter import match
+
+            r = match(x, ivar if np.any(ivar) else None, threshold=self.threshold,
+                      threads=self.threads)  # fmt: skip
+            return "score", np.asarray(r.significance, np.float32), r.lambda2796
+        assert self._backend is not None
+        if not self._backend.map_output:
+            return ("pairs", *self._backend.infer(x))
+        if self._backend.has_summary:  # mgfast_dual: the summary head's own numbers
+            prob, lam32, maps = self._backend.infer_dual(x)
+            return "maps", maps, np.stack([prob, lam32], axis=1)
+        return "maps", self._backend.infer_map(x), None
+
+    def _device_stages(
+        self, flux: Any, wave: Any, err: Any, ivar: Any, mask: Any, resolution: Any,
+        normalised: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple]:  # fmt: skip
+        """detect() on spectra in GPU memory: flags, n_masked, snr, pixmask and the outputs, all
+        made on the device."""
+        if self._backend is None or not hasattr(self._backend, "detect_device"):
+            raise ValueError(
+                "flux: a GPU array needs a GPU backend (Detector(backend='cuda')) and the "
+                "network method; pass a host (NumPy) array otherwise"
+            )
+        if wave is not None or resolution is not None:
+            raise ValueError(
+                "flux: GPU arrays must already be on mgfast.grid (no wave, no resolution); "
+                "spectra on other grids go through the host path (pass NumPy arrays)"
+            )
+        for name, a in (("err", err), ("ivar", ivar), ("mask", mask)):
+            if a is not None and not _on_gpu(a):
+                raise ValueError(f"{name}: must be a GPU array like flux (or None)")
+        if np.ndim(flux) == 1:  # one spectrum
+            flux, err, ivar, mask = (None if a is None else a.reshape(1, -1)
+                                     for a in (flux, err, ivar, mask))  # fmt: skip
+        r = self._backend.detect_device(flux, err, ivar, mask, normalised=normalised)
+        out = r["out"]
+        kind = ("maps", out, r.get("summary")) if self._backend.map_output else (
+            "pairs", out[:, 0].copy(), out[:, 1].copy())  # fmt: skip
+        return r["flags"], r["n_masked"], r["snr"], r["pixmask"], kind
+
+    def _decode(
+        self, out: tuple, n: int
+    ) -> tuple[np.ndarray, np.ndarray, str | None, Absorbers | None, np.ndarray | None]:
+        """Per-spectrum score and λ2796 (float64), the model's hash, and for a map model the
+        absorbers and their count per spectrum."""
+        kind = out[0]
+        if kind == "score":
+            return out[1], np.asarray(out[2], np.float64), None, None, None
+        assert self.model is not None
+        if kind == "pairs":
+            return out[1], out[2].astype(np.float64), self.model.sha256, None, None
+        maps, summary = out[1], out[2]
+        absorbers = decode_absorbers(
+            *_split_maps(maps),
+            calibration=self.model.calibration,
+            sigma_scale=self.model.sigma_scale,
+        )
+        if summary is not None:  # mgfast_dual
+            n_abs, _ = absorbers.per_spectrum(n, self.absorber_threshold)
+            score, lam = summary[:, 0], summary[:, 1].astype(np.float64)
+        else:  # the summary: the most probable absorber's probability and λ2796
+            n_abs, best = absorbers.per_spectrum(n, self.absorber_threshold)
+            found = best >= 0
+            score = np.zeros(n, np.float32)
+            score[found] = absorbers.probability[best[found]]
+            lam = np.full(n, np.nan)
+            lam[found] = absorbers.lambda2796[best[found]]
+        return score, lam, self.model.sha256, absorbers, n_abs
 
     def detect_stream(
         self,
@@ -504,13 +554,21 @@ class Detector:
         )  # fmt: skip
 
 
-def _quality(pre: Preprocessed, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Median SNR per usable pixel, and the DetectionFlag bits, of preprocessed spectra (2D)."""
-    ivar = np.atleast_2d(pre.ivar)
-    pixmask = np.atleast_2d(pre.pixmask)
+def _on_gpu(a: Any) -> bool:
+    """Whether ``a`` lives in GPU memory (CuPy, PyTorch CUDA tensors, pycuda, Numba, ...)."""
+    return hasattr(a, "__cuda_array_interface__")
+
+
+def _median_snr(ivar: np.ndarray) -> np.ndarray:
+    """Median sqrt(ivar) over the pixels with ivar > 0 per row, NaN where there are none (the
+    GPU engine computes the same on the device: cuda::enqueue_median_snr)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # rows without errors: NaN
-        snr = np.nanmedian(np.where(ivar > 0, np.sqrt(ivar), np.nan), axis=1).astype(np.float32)
+        return np.nanmedian(np.where(ivar > 0, np.sqrt(ivar), np.nan), axis=1).astype(np.float32)
+
+
+def _quality(snr: np.ndarray, pixmask: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """The DetectionFlag bits of spectra (2D pixmask) given their SNR and λ2796."""
     flags = np.where(snr < LOW_SNR_LIMIT, int(DetectionFlag.LOW_SNR), 0).astype(np.uint32)
     rows = np.flatnonzero(np.isfinite(lam))
     if rows.size:
@@ -527,7 +585,7 @@ def _quality(pre: Preprocessed, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray
             near_mask |= ok & (pixmask[rows[:, None], window] != 0).any(axis=1)
         flags[rows] |= np.where(near_edge, int(DetectionFlag.NEAR_EDGE), 0).astype(np.uint32)
         flags[rows] |= np.where(near_mask, int(DetectionFlag.NEAR_MASKED), 0).astype(np.uint32)
-    return snr, flags
+    return flags
 
 
 __all__ = ["Detections", "Detector", "default_model_path", "resolve_model", "shipped_models"]

@@ -27,6 +27,7 @@ from .model import (
     Model,
     load_model,
 )
+from .preprocess import MIN_ARM_GOOD, MIN_PIXEL_GOOD, ContinuumOptions
 
 _MAX_BATCH = 4096
 
@@ -270,6 +271,36 @@ class GpuBackend(_Backend):
         arrays exposing ``__cuda_array_interface__`` (CuPy, PyTorch, pycuda, Numba); no host
         round trip. The input must be finite (no check is made on the device)."""
         self._net.infer_device(flux, out)
+
+    def detect_device(
+        self,
+        flux: Any,
+        err: Any = None,
+        ivar: Any = None,
+        mask: Any = None,
+        *,
+        normalised: bool = True,
+        bad_bits: int = 0xFFFFFFFF,
+        continuum: ContinuumOptions | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Spectra on the grid already on this GPU (C-contiguous (N, N_PIX) device arrays with
+        ``__cuda_array_interface__``: float32 flux, err or ivar, uint32 mask) through
+        preprocessing (mgfast.preprocess's stages, the same kernels), the per-spectrum SNR and
+        the network, all on the device, batch by batch. Only results come back, as host arrays:
+        "out" (the network's (N, 2) or (N, cells, channels)), "summary" (N, 2) for mgfast_dual,
+        "flags", "n_masked", "snr" and the uint8 "pixmask" (for the detection flags). The
+        spectra themselves never visit the host. mgfast.Detector.detect calls this for GPU
+        arrays."""
+        if err is not None and ivar is not None:
+            raise ValueError("err, ivar: give one or the other, not both")
+        c = continuum or ContinuumOptions()
+        out = self._net.detect_device(
+            flux, err if ivar is None else ivar, mask, ivar is not None,
+            int(bad_bits) & 0xFFFFFFFF, not normalised, MIN_PIXEL_GOOD, MIN_ARM_GOOD,
+            float(c.knot_spacing), float(c.penalty), float(c.clip_low), float(c.clip_high),
+            int(c.grow), int(c.max_iter), float(c.sigma_floor),
+        )  # fmt: skip
+        return dict(out)
 
     def profile(self, flux: npt.ArrayLike) -> dict[str, float]:
         """Milliseconds spent copying in, computing and copying out, each stage timed alone

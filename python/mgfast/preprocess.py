@@ -15,6 +15,10 @@ import numpy.typing as npt
 from . import _core, grid
 from .flags import ARM_MISSING, SpectrumFlag
 
+# preprocess()'s defaults: the share of an output pixel, and of an arm, that must be good
+MIN_PIXEL_GOOD = 0.5
+MIN_ARM_GOOD = 0.5
+
 
 @dataclass(frozen=True)
 class ContinuumOptions:
@@ -97,8 +101,8 @@ def preprocess(
     missing_arm: Literal["flag", "raise"] = "flag",
     allow_empty: bool = False,
     continuum: ContinuumOptions | None = None,
-    min_pixel_good: float = 0.5,
-    min_arm_good: float = 0.5,
+    min_pixel_good: float = MIN_PIXEL_GOOD,
+    min_arm_good: float = MIN_ARM_GOOD,
     return_continuum: bool = False,
     device: str = "cpu",
     threads: int = 0,

@@ -3,8 +3,10 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cub/block/block_radix_sort.cuh>
 #include <stdexcept>
 #include <string>
 
@@ -12,6 +14,7 @@
 #include "cuda_check.hpp"
 #include "device_util.cuh"
 #include "pipeline.hpp"
+#include "preprocess_device.cuh"
 
 namespace mgfast::cuda {
 
@@ -99,7 +102,72 @@ __global__ void summary_kernel(Batch b, const std::uint8_t* mask, const std::uin
   }
 }
 
+// One block per spectrum: its sqrt(ivar) (+inf where ivar <= 0) sorted in the block, then the
+// middle one or the mean of the middle two among the finite ones.
+constexpr int kSnrThreads = 256;
+constexpr int kSnrItems = (grid::kNPix + kSnrThreads - 1) / kSnrThreads;
+
+__global__ void __launch_bounds__(kSnrThreads)
+    median_snr_kernel(const float* ivar, int n_spec, float* snr) {
+  using Sort = cub::BlockRadixSort<float, kSnrThreads, kSnrItems>;
+  __shared__ typename Sort::TempStorage temp;
+  __shared__ float middle[2];
+  __shared__ int total;
+  for (int s = blockIdx.x; s < n_spec; s += gridDim.x) {
+    const float* row = ivar + static_cast<long long>(s) * grid::kNPix;
+    float key[kSnrItems];
+    int valid = 0;
+    for (int k = 0; k < kSnrItems; ++k) {
+      const int p = threadIdx.x * kSnrItems + k;  // blocked: thread t holds items t*K .. t*K+K-1
+      const float v = p < grid::kNPix ? row[p] : 0.0f;
+      valid += v > 0.0f ? 1 : 0;
+      key[k] = v > 0.0f ? sqrtf(v) : INFINITY;
+    }
+    if (threadIdx.x == 0) total = 0;
+    __syncthreads();
+    if (valid) atomicAdd(&total, valid);
+    Sort(temp).Sort(key);
+    __syncthreads();
+    const int count = total;
+    const int lo = (count - 1) / 2, hi = count / 2;
+    for (int k = 0; k < kSnrItems; ++k) {
+      const int idx = threadIdx.x * kSnrItems + k;
+      if (idx == lo) middle[0] = key[k];
+      if (idx == hi) middle[1] = key[k];
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) snr[s] = count == 0 ? NAN : (middle[0] + middle[1]) * 0.5f;
+    __syncthreads();  // middle and total are reused by the block's next spectrum
+  }
+}
+
 }  // namespace
+
+void enqueue_preprocess(const Batch& db, const Options& o, const double* edge, const double* lnedge,
+                        bool per_wave, const PreprocessScratch& scratch, const Output& out,
+                        cudaStream_t stream) {
+  const std::size_t c = static_cast<std::size_t>(db.n_spec);
+  const long long n_in_px = static_cast<long long>(c) * db.n_in;
+  const long long n_out_px = static_cast<long long>(c * grid::kNPix);
+  float* cont = out.continuum ? out.continuum : scratch.cont;
+  MGFAST_LAUNCH(input_kernel, n_in_px, kBlock, stream, db, scratch.good, scratch.var);
+  MGFAST_LAUNCH(rebin_kernel, n_out_px, kBlock, stream, db, o, edge, lnedge, per_wave, scratch.var,
+                scratch.good, out.flux, out.ivar, out.pixmask);
+  MGFAST_LAUNCH(fill_one_kernel, n_out_px, kBlock, stream, n_out_px, cont);
+  MGFAST_LAUNCH(arm_kernel, static_cast<long long>(c * grid::kNumArms), kSmallBlock, stream, o,
+                db.err != nullptr, db.n_spec, out.flux, out.ivar, out.pixmask, cont, scratch.work,
+                scratch.arm_flags);
+  MGFAST_LAUNCH(fill_kernel, n_out_px, kBlock, stream, db.n_spec, out.flux, out.ivar, out.pixmask);
+  MGFAST_LAUNCH(summary_kernel, static_cast<long long>(c), kBlock, stream, db, out.pixmask,
+                scratch.arm_flags, out.n_masked, out.flags);
+}
+
+void enqueue_median_snr(const float* ivar, int n_spec, float* snr, cudaStream_t stream) {
+  if (n_spec <= 0) return;
+  const int grid_blocks = static_cast<int>(std::min<long long>(n_spec, kMaxBlocks));
+  median_snr_kernel<<<grid_blocks, kSnrThreads, 0, stream>>>(ivar, n_spec, snr);
+  MGFAST_CUDA_CHECK(cudaGetLastError());
+}
 
 void preprocess(const Batch& hb, const Options& o, Output& ho, int device) {
   require_device(device);
@@ -207,21 +275,19 @@ void preprocess(const Batch& hb, const Options& o, Output& ho, int device) {
     }
     db.wave = hb.on_grid ? nullptr : d_wave.get();
 
-    const long long n_in_px = static_cast<long long>(c * in);
-    const long long n_out_px = static_cast<long long>(c * npix);
-    MGFAST_LAUNCH(input_kernel, n_in_px, kBlock, stream, db, d_good.get(), d_var.get());
-
-    MGFAST_LAUNCH(rebin_kernel, n_out_px, kBlock, stream, db, o, d_edge.get(), d_lnedge.get(),
-                  per_wave, d_var.get(), d_good.get(), d_out_flux.get(), d_out_ivar.get(),
-                  d_pixmask.get());
-    MGFAST_LAUNCH(fill_one_kernel, n_out_px, kBlock, stream, n_out_px, d_cont.get());
-    MGFAST_LAUNCH(arm_kernel, static_cast<long long>(c * grid::kNumArms), kSmallBlock, stream, o,
-                  hb.err != nullptr, count, d_out_flux.get(), d_out_ivar.get(), d_pixmask.get(),
-                  d_cont.get(), d_work.get(), d_arm_flags.get());
-    MGFAST_LAUNCH(fill_kernel, n_out_px, kBlock, stream, count, d_out_flux.get(), d_out_ivar.get(),
-                  d_pixmask.get());
-    MGFAST_LAUNCH(summary_kernel, static_cast<long long>(count), kBlock, stream, db,
-                  d_pixmask.get(), d_arm_flags.get(), d_n_masked.get(), d_flags.get());
+    Output dout;
+    dout.flux = d_out_flux.get();
+    dout.ivar = d_out_ivar.get();
+    dout.pixmask = d_pixmask.get();
+    dout.flags = d_flags.get();
+    dout.n_masked = d_n_masked.get();
+    dout.continuum = d_cont.get();
+    PreprocessScratch scratch;
+    scratch.good = d_good.get();
+    scratch.var = d_var.get();
+    scratch.work = d_work.get();
+    scratch.arm_flags = d_arm_flags.get();
+    enqueue_preprocess(db, o, d_edge.get(), d_lnedge.get(), per_wave, scratch, dout, stream);
 
     download(ho.flux + out_off, d_out_flux.get(), c * npix, stream);
     download(ho.ivar + out_off, d_out_ivar.get(), c * npix, stream);

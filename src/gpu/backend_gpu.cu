@@ -32,6 +32,7 @@
 #include "device_util.cuh"
 #include "gpu_plan.hpp"
 #include "grid.hpp"
+#include "preprocess_device.cuh"
 
 #define MGFAST_CUDNN_CHECK(call)                                               \
   do {                                                                         \
@@ -193,6 +194,55 @@ struct Slot {
 
 }  // namespace
 
+namespace {
+
+// Device memory of detect_device: the preprocessing outputs other than the flux (which goes
+// straight into a slot's network input) and its scratch, for one batch.
+struct DetectBuffers {
+  DeviceBuffer<float> ivar, cont, snr;
+  DeviceBuffer<std::uint8_t> pixmask, good, work;
+  DeviceBuffer<double> var;
+  DeviceBuffer<std::uint32_t> flags, arm_flags;
+  DeviceBuffer<std::int32_t> n_masked;
+
+  void allocate(std::size_t b) {
+    const std::size_t px = b * grid::kNPix;
+    ivar.allocate(px);
+    cont.allocate(px);
+    snr.allocate(b);
+    pixmask.allocate(px);
+    good.allocate(px);
+    work.allocate(2 * px);
+    var.allocate(px);
+    flags.allocate(b);
+    arm_flags.allocate(b * grid::kNumArms);
+    n_masked.allocate(b * grid::kNumArms);
+  }
+};
+
+// Throws std::invalid_argument unless p is memory on `device` (what names it in the message).
+void require_on_device(const void* p, int device, const std::string& what) {
+  cudaPointerAttributes attr{};
+  MGFAST_CUDA_CHECK(cudaPointerGetAttributes(&attr, p));
+  if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged)
+    throw std::invalid_argument(what + ": not device memory");
+  if (attr.device != device)
+    throw std::invalid_argument(what + ": lives on cuda:" + std::to_string(attr.device) +
+                                ", this backend on cuda:" + std::to_string(device));
+}
+
+// Makes `stream` wait for the work already queued on the legacy default stream (where CuPy and
+// PyTorch put theirs unless told otherwise).
+void after_legacy_stream(cudaStream_t stream) {
+  cudaEvent_t ready = nullptr;
+  MGFAST_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+  MGFAST_CUDA_CHECK(cudaEventRecord(ready, cudaStreamLegacy));
+  MGFAST_CUDA_CHECK(cudaStreamWaitEvent(stream, ready, 0));
+  cudaEventDestroy(ready);
+}
+
+}  // namespace
+
 struct GpuBackend::Impl {
   net::Network net;
   std::vector<net::Shape> shapes;
@@ -207,6 +257,7 @@ struct GpuBackend::Impl {
   // Weights on the device: per layer, in T for cuDNN and cuBLAS, in fp32 for the kernels.
   std::vector<DeviceBuffer<unsigned char>> w_t;
   std::vector<DeviceBuffer<float>> w_f, bias;
+  DetectBuffers detect;  // allocated by the first detect_device
   std::mutex mu;
 
   std::size_t elem() const { return half ? sizeof(__half) : sizeof(float); }
@@ -628,21 +679,9 @@ void GpuBackend::infer_device(const float* x, std::int64_t n, float* out) {
     throw std::invalid_argument("infer_device: not for a network with a summary head (yet)");
   std::lock_guard<std::mutex> lock(m.mu);
   MGFAST_CUDA_CHECK(cudaSetDevice(m.device));
-  cudaPointerAttributes attr{};
-  MGFAST_CUDA_CHECK(cudaPointerGetAttributes(&attr, x));
-  if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged)
-    throw std::invalid_argument("infer_device: the input is not device memory");
-  if (attr.device != m.device)
-    throw std::invalid_argument(
-        "infer_device: the input lives on cuda:" + std::to_string(attr.device) +
-        ", this backend on cuda:" + std::to_string(m.device));
+  require_on_device(x, m.device, "infer_device: the input");
   Slot& s = m.slots[0];
-  // After the caller's work on the legacy default stream, before anything else on it.
-  cudaEvent_t ready = nullptr;
-  MGFAST_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
-  MGFAST_CUDA_CHECK(cudaEventRecord(ready, cudaStreamLegacy));
-  MGFAST_CUDA_CHECK(cudaStreamWaitEvent(s.stream, ready, 0));
-  cudaEventDestroy(ready);
+  after_legacy_stream(s.stream);
   const std::int64_t b = m.batch;
   for (std::int64_t first = 0; first < n; first += b) {
     const std::int64_t count = std::min(b, n - first);
@@ -664,6 +703,78 @@ void GpuBackend::infer_device(const float* x, std::int64_t n, float* out) {
                                       cudaMemcpyDeviceToDevice, s.stream));
   }
   MGFAST_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+}
+
+void GpuBackend::detect_device(const pipeline::Batch& batch, const pipeline::Options& o,
+                               const DeviceDetectOutput& out) {
+  Impl& m = *impl_;
+  if (!batch.on_grid || batch.n_in != grid::kNPix || batch.wave || batch.r_in)
+    throw std::invalid_argument("detect_device: the spectra must be on the grid (" +
+                                std::to_string(grid::kNPix) + " pixels, no wave, no resolution)");
+  if (m.net.n_in != grid::kNPix)
+    throw std::invalid_argument("detect_device: the network reads " + std::to_string(m.net.n_in) +
+                                " pixels, not the grid's " + std::to_string(grid::kNPix));
+  if (m.plan.has_summary && !out.summary)
+    throw std::invalid_argument("detect_device: this network has a summary head: pass summary");
+  if (batch.n_spec <= 0) return;
+  std::lock_guard<std::mutex> lock(m.mu);
+  MGFAST_CUDA_CHECK(cudaSetDevice(m.device));
+  require_on_device(batch.flux, m.device, "flux");
+  if (batch.err) require_on_device(batch.err, m.device, batch.err_is_ivar ? "ivar" : "err");
+  if (batch.mask) require_on_device(batch.mask, m.device, "mask");
+  const std::int64_t b = m.batch;
+  const std::size_t npix = grid::kNPix, arms = grid::kNumArms;
+  DetectBuffers& d = m.detect;
+  if (d.snr.size() == 0) d.allocate(std::size_t(b));
+  Slot& s = m.slots[0];
+  after_legacy_stream(s.stream);
+  cuda::PreprocessScratch scratch;
+  scratch.good = d.good.get();
+  scratch.var = d.var.get();
+  scratch.work = d.work.get();
+  scratch.cont = d.cont.get();
+  scratch.arm_flags = d.arm_flags.get();
+  pipeline::Output pre;
+  pre.flux = s.in.get();  // the network's input
+  pre.ivar = d.ivar.get();
+  pre.pixmask = d.pixmask.get();
+  pre.flags = d.flags.get();
+  pre.n_masked = d.n_masked.get();
+  const std::size_t per = m.plan.out_per_spectrum;
+  auto to_host = [&](void* dst, const void* src, std::size_t bytes) {
+    MGFAST_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s.stream));
+  };
+  try {
+    for (std::int64_t first = 0; first < batch.n_spec; first += b) {
+      const std::int64_t count = std::min<std::int64_t>(b, batch.n_spec - first);
+      const std::size_t c = std::size_t(count), row0 = std::size_t(first);
+      pipeline::Batch db = batch;
+      db.n_spec = static_cast<int>(count);
+      db.flux = batch.flux + row0 * npix;
+      if (batch.err) db.err = batch.err + row0 * npix;
+      if (batch.mask) db.mask = batch.mask + row0 * npix;
+      cuda::enqueue_preprocess(db, o, nullptr, nullptr, false, scratch, pre, s.stream);
+      if (count < b) {  // a last partial batch runs padded with continuum
+        const long long pad = (b - count) * static_cast<long long>(npix);
+        fill_kernel<<<blocks(pad), kBlock, 0, s.stream>>>(s.in.get() + c * npix, pad, 1.0f);
+        MGFAST_CUDA_CHECK(cudaGetLastError());
+      }
+      cuda::enqueue_median_snr(d.ivar.get(), static_cast<int>(count), d.snr.get(), s.stream);
+      m.enqueue_network(s, s.in.get(), s.out.get());
+      to_host(out.out + row0 * per, s.out.get(), c * per * sizeof(float));
+      if (m.plan.has_summary)  // the summaries follow the batch's maps
+        to_host(out.summary + 2 * row0, s.out.get() + std::size_t(b) * per, c * 2 * sizeof(float));
+      to_host(out.flags + row0, d.flags.get(), c * sizeof(std::uint32_t));
+      to_host(out.n_masked + row0 * arms, d.n_masked.get(), c * arms * sizeof(std::int32_t));
+      to_host(out.snr + row0, d.snr.get(), c * sizeof(float));
+      to_host(out.pixmask + row0 * npix, d.pixmask.get(), c * npix);
+      // The next batch reuses the buffers; waiting here also reports any kernel fault.
+      MGFAST_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+    }
+  } catch (...) {
+    cudaStreamSynchronize(s.stream);
+    throw;
+  }
 }
 
 GpuStageTimes GpuBackend::profile(const float* x, std::int64_t n) {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "network.hpp"
+#include "pipeline.hpp"
 
 namespace mgfast {
 
@@ -20,6 +21,16 @@ struct GpuStageTimes {
   double compute_ms = 0.0;  // the network
   double d2h_ms = 0.0;      // device -> pinned host copies of the output
   std::int64_t batches = 0;
+};
+
+// Where detect_device puts its results: host memory, n rows each.
+struct DeviceDetectOutput {
+  float* out = nullptr;              // (n, map length, channels) or (n, 2) probability, λ2796
+  float* summary = nullptr;          // (n, 2) for a branched network; may be null otherwise
+  std::uint32_t* flags = nullptr;    // (n,) preprocessing flags (mgfast.SpectrumFlag)
+  std::int32_t* n_masked = nullptr;  // (n, kNumArms)
+  float* snr = nullptr;              // (n,) median sqrt(ivar) over pixels with ivar > 0, or NaN
+  std::uint8_t* pixmask = nullptr;   // (n, kNPix) per-pixel flags, for the detection flags
 };
 
 class GpuBackend {
@@ -49,6 +60,15 @@ class GpuBackend {
   // ordered after everything already queued on the device's legacy default stream and finished
   // when this returns.
   void infer_device(const float* x, std::int64_t n, float* out);
+
+  // Spectra on the grid already in this backend's device memory (batch: device pointers, on_grid,
+  // no r_in): preprocessing, the per-spectrum SNR and the network on the device, batch by batch,
+  // with only the results (and the uint8 pixel mask) copied to the host; the spectra never are.
+  // Ordered after the work already queued on the device's legacy default stream. Throws
+  // std::invalid_argument for off-grid input, a network that does not read the grid, or pointers
+  // that are not memory on this device.
+  void detect_device(const pipeline::Batch& batch, const pipeline::Options& o,
+                     const DeviceDetectOutput& out);
 
   // Runs the input (host memory) through the network batch by batch with every stage timed on
   // its own; the results are discarded.

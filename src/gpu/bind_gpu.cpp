@@ -22,20 +22,22 @@ namespace {
 // array or Numba array: (pointer, shape), for a C-contiguous float32 array (writable when it is
 // to be `written`).
 std::pair<std::uintptr_t, std::vector<py::ssize_t>> cuda_array(const py::object& a,
-                                                               const char* what, bool written) {
+                                                               const char* what, bool written,
+                                                               const std::string& want = "<f4") {
   if (!py::hasattr(a, "__cuda_array_interface__"))
     throw std::invalid_argument(std::string(what) +
                                 ": expected a GPU array exposing "
                                 "__cuda_array_interface__ (CuPy, PyTorch, pycuda, Numba)");
   const py::dict iface = a.attr("__cuda_array_interface__");
   const std::string typestr = iface["typestr"].cast<std::string>();
-  if (typestr != "<f4")
-    throw std::invalid_argument(std::string(what) + ": expected float32, got typestr '" + typestr +
-                                "'");
+  if (typestr != want)
+    throw std::invalid_argument(std::string(what) + ": expected " +
+                                (want == "<f4" ? "float32" : "uint32") + ", got typestr '" +
+                                typestr + "'");
   const auto shape = iface["shape"].cast<std::vector<py::ssize_t>>();
   if (iface.contains("strides") && !iface["strides"].is_none()) {
     const auto strides = iface["strides"].cast<std::vector<py::ssize_t>>();
-    py::ssize_t expect = 4;
+    py::ssize_t expect = 4;  // float32 and uint32 alike
     for (std::size_t i = shape.size(); i-- > 0;) {
       if (shape[i] > 1 && strides[i] != expect)
         throw std::invalid_argument(std::string(what) + ": must be C-contiguous");
@@ -46,6 +48,66 @@ std::pair<std::uintptr_t, std::vector<py::ssize_t>> cuda_array(const py::object&
   if (written && data[1].cast<bool>())
     throw std::invalid_argument(std::string(what) + ": is read-only");
   return {data[0].cast<std::uintptr_t>(), shape};
+}
+
+// GpuBackend::detect_device on device arrays: (flux, err or ivar, mask) of shape (n, kNPix), the
+// last two optional (None); returns host arrays.
+py::dict detect_device(mgfast::GpuBackend& self, const py::object& flux, const py::object& err,
+                       const py::object& mask, bool err_is_ivar, std::uint32_t bad_bits,
+                       const mgfast::pipeline::Options& o) {
+  namespace grid = mgfast::grid;
+  const auto [x, xs] = cuda_array(flux, "flux", false);
+  if (xs.size() != 2 || xs[1] != grid::kNPix)
+    throw std::invalid_argument("flux: GPU arrays must be (n, " + std::to_string(grid::kNPix) +
+                                "): spectra on the grid (preprocess others on the host)");
+  mgfast::pipeline::Batch b;
+  b.n_spec = as_int(xs[0], "flux");
+  b.n_in = grid::kNPix;
+  b.on_grid = true;
+  b.flux = reinterpret_cast<const float*>(x);
+  const char* err_name = err_is_ivar ? "ivar" : "err";
+  if (!err.is_none()) {
+    const auto [e, es] = cuda_array(err, err_name, false);
+    if (es != xs)
+      throw std::invalid_argument(std::string(err_name) + ": shape differs from flux's");
+    b.err = reinterpret_cast<const float*>(e);
+    b.err_is_ivar = err_is_ivar;
+  }
+  if (!mask.is_none()) {
+    const auto [k, ks] = cuda_array(mask, "mask", false, "<u4");
+    if (ks != xs) throw std::invalid_argument("mask: shape differs from flux's");
+    b.mask = reinterpret_cast<const std::uint32_t*>(k);
+    b.bad_bits = bad_bits;
+  }
+  const py::ssize_t n = xs[0];
+  const mgfast::net::Shape os = self.output_shape();
+  py::array_t<float> out =
+      self.map_output() ? py::array_t<float>({n, py::ssize_t(os.length), py::ssize_t(os.channels)})
+                        : py::array_t<float>({n, py::ssize_t{2}});
+  py::array_t<float> summary({self.has_summary() ? n : py::ssize_t{0}, py::ssize_t{2}});
+  py::array_t<std::uint32_t> flags(n);
+  py::array_t<std::int32_t> n_masked({n, py::ssize_t{grid::kNumArms}});
+  py::array_t<float> snr(n);
+  py::array_t<std::uint8_t> pixmask({n, py::ssize_t{grid::kNPix}});
+  mgfast::DeviceDetectOutput d;
+  d.out = out.mutable_data();
+  d.summary = self.has_summary() ? summary.mutable_data() : nullptr;
+  d.flags = flags.mutable_data();
+  d.n_masked = n_masked.mutable_data();
+  d.snr = snr.mutable_data();
+  d.pixmask = pixmask.mutable_data();
+  {
+    py::gil_scoped_release release;
+    self.detect_device(b, o, d);
+  }
+  py::dict r;
+  r["out"] = out;
+  if (self.has_summary()) r["summary"] = summary;
+  r["flags"] = flags;
+  r["n_masked"] = n_masked;
+  r["snr"] = snr;
+  r["pixmask"] = pixmask;
+  return r;
 }
 
 }  // namespace
@@ -97,6 +159,21 @@ PYBIND11_MODULE(_gpu, m) {
                               reinterpret_cast<float*>(y));
           },
           py::arg("flux"), py::arg("out"))
+      .def(
+          "detect_device",
+          [](GpuBackend& self, const py::object& flux, const py::object& err,
+             const py::object& mask, bool err_is_ivar, std::uint32_t bad_bits, bool normalise,
+             double min_pixel_good, double min_arm_good, double knot_spacing, double penalty,
+             double clip_low, double clip_high, int grow, int max_iter, double sigma_floor) {
+            return detect_device(
+                self, flux, err, mask, err_is_ivar, bad_bits,
+                preprocess_options(normalise, min_pixel_good, min_arm_good, knot_spacing, penalty,
+                                   clip_low, clip_high, grow, max_iter, sigma_floor));
+          },
+          py::arg("flux"), py::arg("err"), py::arg("mask"), py::arg("err_is_ivar"),
+          py::arg("bad_bits"), py::arg("normalise"), py::arg("min_pixel_good"),
+          py::arg("min_arm_good"), py::arg("knot_spacing"), py::arg("penalty"), py::arg("clip_low"),
+          py::arg("clip_high"), py::arg("grow"), py::arg("max_iter"), py::arg("sigma_floor"))
       .def(
           "profile",
           [](GpuBackend& self, const carray<float>& x) {

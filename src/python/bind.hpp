@@ -9,6 +9,10 @@
 #include <stdexcept>
 #include <string>
 
+#include "continuum.hpp"
+#include "grid.hpp"
+#include "pipeline.hpp"
+
 namespace mgfast::bind {
 
 namespace py = pybind11;
@@ -50,6 +54,29 @@ void on_device(const std::string& device, Cpu&& cpu, Gpu&& gpu) {
 inline int as_int(py::ssize_t v, const char* what) {
   if (v > INT32_MAX) throw std::invalid_argument(std::string(what) + ": too many elements");
   return static_cast<int>(v);
+}
+
+// The preprocessing options of mgfast.preprocess (its ContinuumOptions), checked.
+inline pipeline::Options preprocess_options(bool normalise, double min_pixel_good,
+                                            double min_arm_good, double knot_spacing,
+                                            double penalty, double clip_low, double clip_high,
+                                            int grow, int max_iter, double sigma_floor) {
+  if (!(knot_spacing >= 4.0) ||
+      continuum::n_basis(grid::kArmNPix[2], knot_spacing) > continuum::kMaxBasis)
+    throw std::invalid_argument("knot_spacing: must be at least 9 pixels (and at least 4)");
+  if (max_iter < 1) throw std::invalid_argument("max_iter: must be at least 1");
+  pipeline::Options o;
+  o.normalise = normalise;
+  o.min_pixel_good = min_pixel_good;
+  o.min_arm_good = min_arm_good;
+  o.continuum.knot_spacing = knot_spacing;
+  o.continuum.penalty = penalty;
+  o.continuum.clip_low = clip_low;
+  o.continuum.clip_high = clip_high;
+  o.continuum.grow = grow;
+  o.continuum.max_iter = max_iter;
+  o.continuum.sigma_floor = sigma_floor;
+  return o;
 }
 
 void bind_simulate(py::module_& m);

@@ -79,21 +79,9 @@ py::dict preprocess(const carray<float>& flux, const std::optional<carray<double
       throw std::invalid_argument("resolution: expected one value per spectrum");
     b.r_in = resolution->data();
   }
-  pipeline::Options o;
-  o.normalise = normalise;
-  o.min_pixel_good = min_pixel_good;
-  o.min_arm_good = min_arm_good;
-  o.continuum.knot_spacing = knot_spacing;
-  o.continuum.penalty = penalty;
-  o.continuum.clip_low = clip_low;
-  o.continuum.clip_high = clip_high;
-  o.continuum.grow = grow;
-  o.continuum.max_iter = max_iter;
-  o.continuum.sigma_floor = sigma_floor;
-  if (!(knot_spacing >= 4.0) ||
-      continuum::n_basis(grid::kArmNPix[2], knot_spacing) > continuum::kMaxBasis)
-    throw std::invalid_argument("knot_spacing: must be at least 9 pixels (and at least 4)");
-  if (max_iter < 1) throw std::invalid_argument("max_iter: must be at least 1");
+  const pipeline::Options o =
+      bind::preprocess_options(normalise, min_pixel_good, min_arm_good, knot_spacing, penalty,
+                               clip_low, clip_high, grow, max_iter, sigma_floor);
 
   const py::ssize_t n = flux.shape(0);
   py::array_t<float> out_flux({n, py::ssize_t{grid::kNPix}});
