@@ -67,6 +67,19 @@ def multi_targets(sim: Simulation) -> tuple[np.ndarray, np.ndarray]:
     return cells, reg
 
 
+def joint_targets(sim: Simulation, summary: bool = True) -> tuple[np.ndarray, ...]:
+    """mgfast_joint: fcn_targets then multi_targets. Without ``summary`` (multi-absorber
+    batches, which mgfast_fcn's one-absorber heatmap cannot describe) the summary's class is -1
+    and its cell -1: both summary losses skip those spectra."""
+    if summary:
+        cls, off = fcn_targets(sim)
+    else:
+        n = sim.flux.shape[0]
+        cls = np.full(n, -1, np.int32)
+        off = np.stack([np.full(n, -1.0, np.float32), np.zeros(n, np.float32)], axis=1)
+    return (cls, off, *multi_targets(sim))
+
+
 def paper_targets(sim: Simulation) -> tuple[np.ndarray, np.ndarray]:
     t = sim.truth
     return t.has_absorber.astype(np.float32)[:, None], t.lambda2796.astype(np.float32)[:, None]
@@ -82,7 +95,7 @@ def batches(
     producers: int = 1,
     device: str = "cpu",
     group: int = 1,
-) -> Iterator[tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]]:
+) -> Iterator[tuple[np.ndarray, tuple[np.ndarray, ...]]]:
     """Endless training batches from step ``start_step`` (resumable: batch k is always the same),
     made while the network trains by ``producers`` background threads (each simulating with
     ``threads`` threads, on ``device``) and handed out in step order. Each producer makes
@@ -92,7 +105,11 @@ def batches(
     If the device fails (a CUDA error), the producers say so once and go on on the CPU: the
     spectra are the same numbers either way (tests/test_simulate.py checks CPU against CUDA).
     """
-    targets = {"mgfast_fcn": fcn_targets, "mgfast_multi": multi_targets}.get(arch, paper_targets)
+    targets = {
+        "mgfast_fcn": fcn_targets,
+        "mgfast_multi": multi_targets,
+        "mgfast_joint": lambda sim: joint_targets(sim, summary=cfg.max_absorbers == 1),
+    }.get(arch, paper_targets)
     queues: list[queue.Queue] = [queue.Queue(maxsize=prefetch) for _ in range(producers)]
     where = {"device": device}
 
@@ -122,7 +139,7 @@ def batches(
         out = []
         for k in range(len(steps)):
             sl = slice(k * batch_size, (k + 1) * batch_size)
-            out.append((x[sl], (y[0][sl], y[1][sl])))
+            out.append((x[sl], tuple(t[sl] for t in y)))
         return out
 
     def make(first: int) -> list:

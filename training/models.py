@@ -90,7 +90,76 @@ def mgfast_multi(n_pix: int = N_PIX, width: int = 32) -> keras.Model:
     return keras.Model(inp, [logits, maps], name="mgfast_multi")
 
 
-ARCHITECTURES = {"bycycle2023": bycycle2023, "mgfast_fcn": mgfast_fcn, "mgfast_multi": mgfast_multi}
+def mgfast_joint(n_pix: int = N_PIX, width: int = 32) -> keras.Model:
+    """mgfast_fcn and mgfast_multi on one trunk, for training the trunk with both heads' losses
+    (train.py --arch mgfast_joint): outputs mgfast_fcn's (cells, offsets, none) then
+    mgfast_multi's (logits, maps). It is exported as mgfast_dual after split_joint."""
+    inp, x = fcn_trunk(n_pix, width)
+    cells = layers.Flatten(name="cells")(layers.Conv1D(1, 1, name="cell_logit")(x))
+    offset = layers.Flatten(name="offsets")(layers.Conv1D(1, 1, name="cell_offset")(x))
+    pooled = layers.Concatenate()(
+        [layers.GlobalMaxPooling1D()(x), layers.GlobalAveragePooling1D()(x)]
+    )
+    none = layers.Dense(1, name="none_logit")(pooled)
+    h = layers.Conv1D(width, 3, padding="same", activation="relu", name="head_conv")(x)
+    logits = layers.Flatten(name="logits")(layers.Conv1D(1, 1, name="multi_cell_logit")(h))
+    maps = layers.Conv1D(len(MULTI_CHANNELS), 1, name="cell_maps")(h)
+    return keras.Model(inp, [cells, offset, none, logits, maps], name="mgfast_joint")
+
+
+# mgfast_joint's layers that are not named as in mgfast_fcn / mgfast_multi
+_JOINT_NAMES = {"multi_cell_logit": ("mgfast_multi", "cell_logit")}
+
+
+def _weighted(net: keras.Model) -> list:
+    return [layer for layer in net.layers if layer.get_weights()]
+
+
+def split_joint(joint: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """(mgfast_fcn, mgfast_multi) holding mgfast_joint's weights: one trunk, each its heads."""
+    n_pix = joint.input.shape[1]
+    width = joint.get_layer("head_conv").filters
+    trunk = [x for x in joint.layers if isinstance(x, layers.Conv1D)][:8]
+    out = []
+    for arch, build in (("mgfast_fcn", mgfast_fcn), ("mgfast_multi", mgfast_multi)):
+        net = build(n_pix, width)
+        convs = [x for x in net.layers if isinstance(x, layers.Conv1D)][:8]
+        for a, b in zip(trunk, convs, strict=True):
+            b.set_weights(a.get_weights())
+        for layer in _weighted(net)[8:]:
+            name = next((k for k, v in _JOINT_NAMES.items() if v == (arch, layer.name)), layer.name)
+            layer.set_weights(joint.get_layer(name).get_weights())
+        out.append(net)
+    return out[0], out[1]
+
+
+def join(fcn: keras.Model, multi: keras.Model) -> keras.Model:
+    """mgfast_joint from an mgfast_fcn (trunk and summary heads) and an mgfast_multi (its head;
+    its trunk is not used)."""
+    joint = mgfast_joint(fcn.input.shape[1], multi.get_layer("head_conv").filters)
+    trunk = [x for x in fcn.layers if isinstance(x, layers.Conv1D)][:8]
+    convs = [x for x in joint.layers if isinstance(x, layers.Conv1D)][:8]
+    for a, b in zip(trunk, convs, strict=True):
+        b.set_weights(a.get_weights())
+    for layer in _weighted(joint)[8:]:
+        arch, name = _JOINT_NAMES.get(
+            layer.name,
+            (
+                "mgfast_multi" if layer.name in ("head_conv", "cell_maps") else "mgfast_fcn",
+                layer.name,
+            ),
+        )
+        src = multi if arch == "mgfast_multi" else fcn
+        layer.set_weights(src.get_layer(name).get_weights())
+    return joint
+
+
+ARCHITECTURES = {
+    "bycycle2023": bycycle2023,
+    "mgfast_fcn": mgfast_fcn,
+    "mgfast_multi": mgfast_multi,
+    "mgfast_joint": mgfast_joint,
+}
 
 
 def flops_per_spectrum(model: keras.Model) -> float:

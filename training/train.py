@@ -38,6 +38,15 @@ def offset_l1(y_true, y_pred):  # type: ignore[no-untyped-def]
     return ops.sum(has * ops.abs(pred - y_true[:, 1])) / ops.maximum(ops.sum(has), 1.0)
 
 
+def summary_class_loss(y_true, y_pred):  # type: ignore[no-untyped-def]
+    """mgfast_fcn's softmax cross-entropy over cells + "none", mean over the spectra whose class
+    is not -1 (mgfast_joint's multi-absorber spectra carry -1: no one-absorber target)."""
+    cls = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+    has = ops.cast(cls >= 0, "float32")
+    ce = keras.losses.sparse_categorical_crossentropy(ops.maximum(cls, 0), y_pred, from_logits=True)
+    return ops.sum(has * ce) / ops.maximum(ops.sum(has), 1.0)
+
+
 def multi_cell_loss(y_true, y_pred):  # type: ignore[no-untyped-def]
     """Binary cross-entropy summed over the cells of a spectrum (absorbers are rare cells)."""
     bce = ops.binary_crossentropy(y_true, y_pred, from_logits=True)
@@ -65,16 +74,26 @@ def trunk_convs(net: keras.Model) -> list:
 
 
 def training_model(  # type: ignore[no-untyped-def]
-    arch: str, lr_schedule, freeze_trunk: bool = False
+    arch: str, lr_schedule, freeze_trunk: bool = False, summary_weight: float = 1.0
 ) -> tuple[keras.Model, keras.Model]:
     """The inference model and the model that is trained (same weights, losses attached).
-    freeze_trunk: the trunk's convolutions are not trained (a head on a given trunk)."""
+    freeze_trunk: the trunk's convolutions are not trained (a head on a given trunk).
+    summary_weight: mgfast_joint, the weight of the summary's two losses (the maps' are 1)."""
     net = ARCHITECTURES[arch]()
     if freeze_trunk:
         for layer in trunk_convs(net):
             layer.trainable = False
     opt = keras.optimizers.Adam(learning_rate=lr_schedule, epsilon=1e-7)
-    if arch == "mgfast_fcn":
+    if arch == "mgfast_joint":
+        cells, offsets, none, logits, maps = net.outputs
+        summary = keras.layers.Concatenate(name="summary_logits")([cells, none])
+        train = keras.Model(net.input, [summary, offsets, logits, maps])
+        train.compile(
+            optimizer=opt,
+            loss=[summary_class_loss, offset_l1, multi_cell_loss, multi_regression_loss],
+            loss_weights=[summary_weight, summary_weight, 1.0, 1.0],
+        )
+    elif arch == "mgfast_fcn":
         cells, offsets, none = net.outputs
         logits = keras.layers.Concatenate(name="logits")([cells, none])
         train = keras.Model(net.input, [logits, offsets])
@@ -128,8 +147,33 @@ def time_lr(arch: str, peak: float, done: float) -> float:
     return peak * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * frac)))
 
 
-def quick_metrics(arch: str, net: keras.Model, val) -> dict:  # type: ignore[no-untyped-def]
+def ew_error(found, sim) -> float:  # type: ignore[no-untyped-def]
+    """Median |relative error| of EW2796 over the found absorbers matched to a true one."""
+    from mgfast.absorbers import match
+
+    col, _ = match(found.spectrum, found.lambda2796, sim.truth.abs_lambda2796)
+    ok = col >= 0
+    if not ok.any():
+        return float("nan")
+    true = sim.truth.abs_ew2796[found.spectrum[ok], col[ok]]
+    return float(np.median(np.abs(found.ew2796[ok] / true - 1.0)))
+
+
+def quick_metrics(arch: str, net: keras.Model, val, val_multi=None) -> dict:  # type: ignore[no-untyped-def]
     x = model_input(val)
+    if arch == "mgfast_joint":  # the summary on val, and the absorbers' EW on val_multi
+        from mgfast.absorbers import decode_absorbers
+
+        prob, lam = decode("mgfast_fcn", net.predict(x, batch_size=256, verbose=0)[:3])
+        t = val.truth
+        pred = prob >= 0.5
+        out = net.predict(model_input(val_multi), batch_size=256, verbose=0)
+        found = decode_absorbers(out[3], out[4])
+        return {
+            "val_accuracy": float((pred == t.has_absorber).mean()),
+            "val_mae": float(np.abs(lam[pred] - t.lambda2796[pred]).mean()),
+            "val_ew": ew_error(found.select(found.score >= 0.5), val_multi),
+        }
     if arch == "mgfast_multi":  # per absorber, at raw score 0.5: completeness and purity
         from mgfast.absorbers import decode_absorbers, match
 
@@ -184,6 +228,13 @@ def main() -> None:
         default=None,
         help="mgfast_multi: start its trunk (the first eight convolutions) from this mgfast_fcn",
     )
+    p.add_argument(
+        "--summary-weight",
+        type=float,
+        default=1.0,
+        help="mgfast_joint: weight of the summary heads' losses against the maps' (which "
+        "otherwise pull the shared trunk away from what the summary needs)",
+    )
     p.add_argument("--max-absorbers", type=int, default=None, help="default: 4 for mgfast_multi")
     p.add_argument("--ckpt-every", type=int, default=500)
     p.add_argument("--eval-every", type=int, default=1000)
@@ -226,7 +277,9 @@ def main() -> None:
     state_path, ckpt = out / "state.json", out / "ckpt.weights.h5"
     if args.freeze_trunk and not (args.init_trunk or state_path.exists()):
         sys.exit("--freeze-trunk needs --init-trunk (the trunk to keep)")
-    net, train = training_model(args.arch, lr, freeze_trunk=args.freeze_trunk)
+    net, train = training_model(
+        args.arch, lr, freeze_trunk=args.freeze_trunk, summary_weight=args.summary_weight
+    )
     step = 0
     if state_path.exists():
         state = json.loads(state_path.read_text())
@@ -240,7 +293,17 @@ def main() -> None:
         step = state["step"]
         print(f"resuming {args.arch} at step {step}", flush=True)
     else:
-        if args.init:
+        if args.init and args.arch == "mgfast_joint" and "," in args.init:
+            from models import join
+
+            fcn_path, multi_path = args.init.split(",")
+            net.set_weights(
+                join(
+                    *(keras.saving.load_model(q, compile=False) for q in (fcn_path, multi_path))
+                ).get_weights()
+            )
+            print(f"starting from the trunk and heads of {fcn_path} + head of {multi_path}")
+        elif args.init:
             net.set_weights(keras.saving.load_model(args.init, compile=False).get_weights())
             print(f"starting from the weights of {args.init}", flush=True)
         if args.init_trunk:  # after --init: the trunk of one model, the head of another
@@ -257,21 +320,45 @@ def main() -> None:
     }
     (out / "config.json").write_text(json.dumps(config, indent=1))
 
-    max_abs = args.max_absorbers or (4 if args.arch == "mgfast_multi" else 1)
-    cfg = DataConfig(
-        seed=args.seed, realistic_fraction=args.realistic_fraction, max_absorbers=max_abs
+    joint = args.arch == "mgfast_joint"
+    max_abs = args.max_absorbers or (4 if args.arch in ("mgfast_multi", "mgfast_joint") else 1)
+    # mgfast_joint: half of each batch one-absorber spectra (both heads' losses), half
+    # multi-absorber ones (mgfast_multi's losses only), from two generators.
+    kinds = (
+        [(1, args.batch // 2, 0), (max_abs, args.batch - args.batch // 2, 7)]
+        if joint
+        else [(max_abs, args.batch, 0)]
     )
-    val = fixed_set(args.val_per_snr, seed=args.seed + 1, max_absorbers=max_abs)  # idealised
-    gen = batches(
-        cfg,
-        args.batch,
-        step,
-        args.arch,
-        threads=args.data_threads,
-        producers=args.producers,
-        device=args.data_device,
-        group=args.data_group,
+    val = fixed_set(args.val_per_snr, seed=args.seed + 1, max_absorbers=1 if joint else max_abs)
+    val_multi = (
+        fixed_set(args.val_per_snr, seed=args.seed + 2, max_absorbers=max_abs) if joint else None
     )
+    gens = [
+        batches(
+            DataConfig(
+                seed=args.seed + dseed,
+                realistic_fraction=args.realistic_fraction,
+                max_absorbers=m,
+            ),
+            size,
+            step,
+            args.arch,
+            threads=args.data_threads,
+            producers=args.producers,
+            device=args.data_device,
+            group=args.data_group,
+        )
+        for m, size, dseed in kinds
+    ]
+
+    def next_batch() -> tuple:
+        parts = [next(g) for g in gens]
+        if len(parts) == 1:
+            return parts[0]
+        x = np.concatenate([p[0] for p in parts])
+        y = tuple(np.concatenate(ts) for ts in zip(*(p[1] for p in parts), strict=True))
+        return x, y
+
     log = open(out / "log.csv", "a")
     if step == 0:
         log.write("step,seconds,spectra_seen,loss,val_accuracy,val_mae\n")
@@ -288,7 +375,7 @@ def main() -> None:
 
     done = 0.0  # fraction of the time budget spent (timed runs)
     while step < args.steps and done < 1.0:
-        x, y = next(gen)
+        x, y = next_batch()
         if timed:
             done = (time.time() - t0) / args.max_seconds
             train.optimizer.learning_rate.assign(time_lr(args.arch, args.lr, done))
@@ -304,7 +391,7 @@ def main() -> None:
         # timed runs also report once a minute (their step count is not known in advance)
         if step % args.eval_every == 0 or last or (timed and time.time() - last_eval >= 60):
             last_eval = time.time()
-            m = quick_metrics(args.arch, net, val)
+            m = quick_metrics(args.arch, net, val, val_multi)
             dt = time.time() - t0
             rate = (step * args.batch - seen0) / dt
             log.write(
@@ -314,12 +401,15 @@ def main() -> None:
             log.flush()
             print(
                 f"step {step}/{args.steps} loss {np.mean(losses):.4f} val acc "
-                f"{m['val_accuracy']:.4f} mae {m['val_mae']:.2f} Å ({rate:.0f} spectra/s, "
+                f"{m['val_accuracy']:.4f} mae {m['val_mae']:.2f} Å"
+                + (f" EW err {m['val_ew']:.4f}" if "val_ew" in m else "")
+                + f" ({rate:.0f} spectra/s, "
                 f"lr {float(train.optimizer.learning_rate):.2e})",
                 flush=True,
             )
             losses = []
-    gen.close()  # stops the batch producers
+    for g in gens:
+        g.close()  # stops the batch producers
     net.save(out / "final.keras")
     print(f"done: {out / 'final.keras'}")
 
