@@ -98,6 +98,32 @@ def check_multi(net, d, summary_net=None) -> None:  # type: ignore[no-untyped-de
         raise SystemExit("export check failed")
 
 
+THRESHOLDS_TEXT = (
+    "chosen on {n} spectra per SNR, seed 4041: youden on idealised, fpr1_realistic (the default) "
+    "on Realism.survey()"
+)
+
+
+def choose_thresholds(net, arch: str, n: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """A one-absorber network's thresholds on fresh validation sets of n spectra per SNR (seed
+    4041, not the test sets): Youden's J on idealised spectra, 1 % false positives on realistic
+    ones, the latter the default."""
+    from data import fixed_set
+    from metrics import threshold_at_fpr, youden
+
+    out = {}
+    for realistic in (False, True):
+        val = fixed_set(n, seed=4041, realistic=realistic)
+        prob, _ = decode(arch, net.predict(model_input(val), batch_size=256, verbose=0))
+        has = val.truth.has_absorber
+        if realistic:
+            out["fpr1_realistic"] = threshold_at_fpr(prob, has, 0.01)
+        else:
+            out["youden"] = youden(prob, has)[0]
+    out["default"] = float(min(out["fpr1_realistic"], 0.999))
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("keras_model")
@@ -129,15 +155,34 @@ def main() -> None:
     if args.keras_model.endswith(".weights.h5"):  # a checkpoint of train.py
         from models import ARCHITECTURES
 
-        net = ARCHITECTURES["mgfast_multi" if args.arch == "mgfast_dual" else args.arch]()
-        net.load_weights(args.keras_model)
+        state = os.path.join(os.path.dirname(args.keras_model), "state.json")
+        trained = json.load(open(state))["arch"] if os.path.exists(state) else None
+        if trained not in ARCHITECTURES:  # no run state beside it: what --arch implies
+            trained = "mgfast_multi" if args.arch == "mgfast_dual" else args.arch
+        from train import training_model
+
+        net, train = training_model(trained, 0.0)  # the checkpoint holds the training model
+        train.load_weights(args.keras_model)
     else:
         net = keras.saving.load_model(args.keras_model, compile=False)
     summary_net = None
-    if args.arch == "mgfast_dual":
+    joint = net.name == "mgfast_joint"  # one trunk trained with both heads (train.py)
+    if joint:
+        from models import split_joint
+
+        if args.arch != "mgfast_dual":
+            raise SystemExit("an mgfast_joint model is exported with --arch mgfast_dual")
+        if not args.calibrate:
+            raise SystemExit(
+                "--arch mgfast_dual from mgfast_joint needs --calibrate (its summary's "
+                "thresholds are its own)"
+            )
+        summary_net, net = split_joint(net)
+    if args.arch == "mgfast_dual" and not joint:
         if not (args.summary_keras and args.summary_thresholds):
             raise SystemExit("--arch mgfast_dual needs --summary-keras and --summary-thresholds")
         summary_net = keras.saving.load_model(args.summary_keras, compile=False)
+    if args.arch == "mgfast_dual":
         fcn_w = keras_weights(summary_net, "mgfast_fcn")
         multi_w = keras_weights(net, "mgfast_multi")
         n_trunk = len(FCN_CONVS)
@@ -166,7 +211,12 @@ def main() -> None:
         with open(args.metrics) as f:
             metrics = json.load(f)
     thresholds = {"default": args.default_threshold, "paper": 0.5}
-    if args.arch == "mgfast_dual":  # the summary's, and the absorbers' own
+    if joint:  # the summary's, chosen as for mgfast_fcn, and the absorbers' own
+        thresholds |= choose_thresholds(summary_net, "mgfast_fcn", args.calibrate)
+        thresholds["absorber"] = 0.5
+        training["summary"] = {"trained": "with the map head (mgfast_joint)",
+                               "thresholds": THRESHOLDS_TEXT.format(n=args.calibrate)}  # fmt: skip
+    elif args.arch == "mgfast_dual":  # the summary's, and the absorbers' own
         thresholds = dict(load_model(args.summary_thresholds).thresholds) | {"absorber": 0.5}
         training["summary"] = {
             "keras_model": os.path.basename(args.summary_keras),
@@ -207,22 +257,8 @@ def main() -> None:
             "absorbers, idealised and Realism.survey()), real = within 5 Å of a true λ2796"
         )
     elif args.calibrate:
-        from data import fixed_set
-        from metrics import threshold_at_fpr, youden
-
-        for realistic in (False, True):
-            val = fixed_set(args.calibrate, seed=4041, realistic=realistic)
-            prob, _ = decode(args.arch, net.predict(model_input(val), batch_size=256, verbose=0))
-            has = val.truth.has_absorber
-            if realistic:
-                thresholds["fpr1_realistic"] = threshold_at_fpr(prob, has, 0.01)
-            else:
-                thresholds["youden"] = youden(prob, has)[0]
-        thresholds["default"] = float(min(thresholds["fpr1_realistic"], 0.999))
-        training["thresholds"] = (
-            f"chosen on {args.calibrate} spectra per SNR, seed 4041: youden "
-            "on idealised, fpr1_realistic (the default) on Realism.survey()"
-        )
+        thresholds |= choose_thresholds(net, args.arch, args.calibrate)
+        training["thresholds"] = THRESHOLDS_TEXT.format(n=args.calibrate)
     thresholds = {k: float(v) for k, v in thresholds.items()}
     d = save_model(
         args.out,
