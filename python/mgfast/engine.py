@@ -258,6 +258,10 @@ class GpuBackend(_Backend):
         return 1  # one host thread feeds the ring
 
     @property
+    def device_index(self) -> int:
+        return int(self._net.device)
+
+    @property
     def graph_status(self) -> str:
         return str(self._net.graph_status)
 
