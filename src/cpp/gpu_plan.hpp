@@ -30,7 +30,9 @@ namespace mgfast::gpu {
 
 // kPad: after a branched network's heatmap, its input copied into the padding the branch's first
 // convolution needs (the trunk's output has two consumers).
-enum class Op { kInput, kConvOne, kConvDnn, kPool, kDense, kHeads, kHeatmap, kPad };
+// kConvOnePool: a one-channel convolution and the average pooling after it in one step (the
+// convolution's full output, the largest activation of the paper's network, is never stored).
+enum class Op { kInput, kConvOne, kConvOnePool, kConvDnn, kPool, kDense, kHeads, kHeatmap, kPad };
 
 struct PlanStep {
   Op op = Op::kInput;
@@ -39,6 +41,7 @@ struct PlanStep {
   int len_out = 0, c_out = 0;
   int pl = 0, pr = 0;    // padding the consumer of this step's output needs
   int in_pad = 0;        // a convolution's own input padding (pad_l + pad_r)
+  int pool = 1;          // kConvOnePool: the pooling's window (len_out is the pooled length)
   bool last = false;     // writes the network's output (fp32) instead of an activation
   bool summary = false;  // a heatmap whose output is the summary beside a branch's map
 };
@@ -93,10 +96,19 @@ inline Plan plan_network(const net::Network& net) {
     switch (l.kind) {
       case net::LayerKind::kConv1d:
         s.op = l.c_in == 1 ? Op::kConvOne : Op::kConvDnn;
-        if (s.op == Op::kConvOne && s.last)
-          throw std::invalid_argument("network layer " + std::to_string(i) +
-                                      ": a one-channel convolution cannot return the map");
         s.in_pad = l.pad_l + l.pad_r;
+        if (s.op == Op::kConvOne && i + 1 < nl &&
+            net.layers[i + 1].kind == net::LayerKind::kAvgPool1d) {
+          s.op = Op::kConvOnePool;
+          s.pool = net.layers[i + 1].kernel;
+          s.len_out = shapes[i + 2].length;
+          s.last = i + 2 == nl;
+          std::tie(s.pl, s.pr) = consumer_pad(net, i + 2);
+          ++i;  // the pooling is done
+        }
+        if (s.op != Op::kConvDnn && s.last)
+          throw std::invalid_argument("network layer " + std::to_string(s.layer) +
+                                      ": a one-channel convolution cannot return the map");
         break;
       case net::LayerKind::kAvgPool1d:
         s.op = Op::kPool;
@@ -182,6 +194,18 @@ MGFAST_HD float input_at(long long i, const float* x, int n_in, bool affine, flo
   return affine ? a * v + b : v;
 }
 
+// A one-channel convolution at output position pos of channel ch, bias and ReLU applied, from
+// its padded input row and weights (c_out, k).
+template <class T>
+MGFAST_HD float conv_one_value(const T* row, int pos, int ch, const float* w, const float* bias,
+                               int k, int stride, int dilation, bool relu) {
+  const T* s = row + static_cast<long long>(pos) * stride;
+  const float* wc = w + static_cast<long long>(ch) * k;
+  float acc = bias[ch];
+  for (int j = 0; j < k; ++j) acc += wc[j] * to_float(s[static_cast<long long>(j) * dilation]);
+  return relu ? (acc > 0.0f ? acc : 0.0f) : acc;
+}
+
 // Element i of a one-channel convolution's output (rows, pl + l_out + pr, c_out), bias and ReLU
 // fused, from its padded input (rows, lp_in) and weights (c_out, k).
 template <class T>
@@ -190,11 +214,23 @@ MGFAST_HD float conv_one_at(long long i, const T* src, int lp_in, const float* w
                             int pl, int pr) {
   const PaddedIndex e = padded_index(i, l_out, c_out, pl, pr);
   if (e.pos < 0 || e.pos >= l_out) return 0.0f;
-  const T* s = src + e.row * lp_in + static_cast<long long>(e.pos) * stride;
-  const float* wc = w + static_cast<long long>(e.ch) * k;
-  float acc = bias[e.ch];
-  for (int j = 0; j < k; ++j) acc += wc[j] * to_float(s[static_cast<long long>(j) * dilation]);
-  return relu ? (acc > 0.0f ? acc : 0.0f) : acc;
+  return conv_one_value(src + e.row * lp_in, e.pos, e.ch, w, bias, k, stride, dilation, relu);
+}
+
+// Element i of a one-channel convolution followed by a non-overlapping average over `pool`
+// positions, (rows, pl + l_out + pr, c_out) with l_out the pooled length: the same sums in the
+// same order as conv_one_at then avgpool_at (identical in fp32; no fp16 rounding in between).
+template <class T>
+MGFAST_HD float conv_one_pool_at(long long i, const T* src, int lp_in, const float* w,
+                                 const float* bias, int k, int stride, int dilation, int pool,
+                                 int l_out, int c_out, bool relu, int pl, int pr) {
+  const PaddedIndex e = padded_index(i, l_out, c_out, pl, pr);
+  if (e.pos < 0 || e.pos >= l_out) return 0.0f;
+  const T* row = src + e.row * lp_in;
+  float acc = 0.0f;
+  for (int q = 0; q < pool; ++q)
+    acc += conv_one_value(row, e.pos * pool + q, e.ch, w, bias, k, stride, dilation, relu);
+  return acc / pool;
 }
 
 // Element i of (rows, pl + len + pr, c) from (rows, len, c): bias (optional) and ReLU.
