@@ -226,6 +226,30 @@ def test_fuzzed_tables_never_crash(tmp_path_factory, mf, wave, flux, err, fmt):
     check_outcome(p, process_file(mf, str(p), fmt, False))
 
 
+def test_a_non_ascii_header_card_loses_neither_the_next_file_nor_the_catalogue(
+    tmp_path, template, mf
+):
+    """cfitsio keeps error messages on a process-wide stack; a header card that is not ASCII
+    left undecodable bytes there, and fitsio's next (expected, internal) error, the end of the HDU
+    list met when the catalogue is written, raised UnicodeDecodeError: the run lost its output."""
+    bad = bytearray(template)
+    at = bad.index(b"XTENSION= 'BINTABLE'")
+    bad[at + 17 : at + 24] = b"K\x92\xf0\x16!\xca'"  # the card's value: 'BINTAK' and non-ASCII
+    (tmp_path / "bad.fits").write_bytes(bytes(bad))
+    (tmp_path / "good.fits").write_bytes(template)
+    cat = mf.detect_files([tmp_path / "bad.fits", tmp_path / "good.fits"])
+    assert len(cat) == 1 and [e.file for e in cat.errors] == [str(tmp_path / "bad.fits")]
+    for k in range(2):  # after each, a corrupt file has just been read
+        process_file(mf, str(tmp_path / "bad.fits"), None, False)
+        out = tmp_path / f"cat{k}.fits"
+        cat.write(out)
+        back = read_catalog(out)
+        assert len(back) == 1 and len(back.errors) == 1
+    process_file(mf, str(tmp_path / "bad.fits"), None, False)
+    cols, reason = process_file(mf, str(tmp_path / "good.fits"), None, False)
+    assert reason is None and len(cols["probability"]) == 1
+
+
 def test_all_nan_flux_is_a_flagged_row_nan_wavelengths_an_error(tmp_path, mf):
     w = mgfast.grid.wavelength()
     nan = np.full(w.size, np.nan, np.float32)

@@ -242,6 +242,12 @@ def _structured(cols: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _write_fits(cat: Catalog, path: Path) -> None:
+    from .io.fitsutil import past_stale_cfitsio_errors
+
+    past_stale_cfitsio_errors(lambda: _write_fits_once(cat, path))
+
+
+def _write_fits_once(cat: Catalog, path: Path) -> None:
     import fitsio
 
     m = cat.meta
@@ -319,6 +325,12 @@ def _errors(file: np.ndarray, reason: np.ndarray) -> tuple[FileError, ...]:
 
 
 def _read_fits(path: Path) -> Catalog:
+    from .io.fitsutil import past_stale_cfitsio_errors
+
+    return past_stale_cfitsio_errors(lambda: _read_fits_once(path))
+
+
+def _read_fits_once(path: Path) -> Catalog:
     import fitsio
 
     with fitsio.FITS(str(path)) as f:

@@ -4,8 +4,9 @@ units and UCDs, and read a column only after checking the HDU's data lies inside
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -22,10 +23,27 @@ def fitsio_module() -> Any:
     return fitsio
 
 
+T = TypeVar("T")
+
+
+def past_stale_cfitsio_errors(fn: Callable[[], T]) -> T:
+    """fn(), made once more if it fails with UnicodeDecodeError. cfitsio keeps its error messages
+    on a process-wide stack, and a corrupt file (a header card that is not ASCII, say) can leave
+    bytes there that fitsio cannot decode: fitsio's next error report, even one it expects and
+    handles itself (the end of the HDU list, met whenever a file is written), then raises
+    UnicodeDecodeError, in whatever file comes next. That failed report empties the stack, so
+    the second call sees only its own errors. Without this, one corrupt input could make a run
+    lose its catalogue or report a good file as unreadable."""
+    try:
+        return fn()
+    except UnicodeDecodeError:
+        return fn()
+
+
 def open_fits(path: str) -> Any:
     fitsio = fitsio_module()
     try:
-        return fitsio.FITS(path, "r")
+        return past_stale_cfitsio_errors(lambda: fitsio.FITS(path, "r"))
     except OSError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ReadError(f"{path}: not a readable FITS file ({one_line(first)})") from None
