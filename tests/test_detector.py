@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -103,6 +105,29 @@ def test_the_shipped_model_loads_and_detects():
     assert res.detected[:20].all()
     assert np.max(np.abs(res.wavelength[:20] - lam)) < 0.5
     assert res.detected[20:].sum() <= 1
+
+
+def test_median_snr_is_numpys_nanmedian_of_sqrt_ivar():
+    from mgfast.detector import _median_snr
+
+    rng = np.random.default_rng(4)
+    ivar = rng.uniform(0.1, 400.0, (40, grid.N_PIX)).astype(np.float32)
+    ivar[rng.random(ivar.shape) < 0.3] = 0.0
+    ivar[1] = 0.0  # no errors: NaN
+    ivar[2, :] = 0.0
+    ivar[2, 17] = 25.0  # one usable pixel
+    ivar[3, :] = 0.0
+    ivar[3, [5, 9]] = [4.0, 16.0]  # two: their mean, 3
+    ivar[4, ::2] = np.nan  # NaN is not usable
+    ivar[5, :11] = -1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = np.nanmedian(np.where(ivar > 0, np.sqrt(ivar), np.nan), axis=1).astype(np.float32)
+    for threads in (1, 2):
+        got = _median_snr(ivar, threads)
+        np.testing.assert_array_equal(got, want)
+    assert np.isnan(got[1]) and got[2] == 5.0 and got[3] == 3.0
+    assert _median_snr(np.zeros((0, 5), np.float32)).shape == (0,)
 
 
 def test_detection_flags_low_snr_near_edge_near_masked():

@@ -43,6 +43,7 @@ def preprocess(
     device: str,
     threads: int,
 ) -> dict[str, np.ndarray]: ...
+def median_snr(ivar: np.ndarray, threads: int = 0) -> np.ndarray: ...
 def lsf_degrade(
     wave: np.ndarray,
     flux: np.ndarray,

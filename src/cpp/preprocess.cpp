@@ -2,7 +2,9 @@
 // stages of one spectrum in turn with its own scratch rows.
 #include "preprocess.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -46,6 +48,33 @@ struct Scratch {
 };
 
 }  // namespace
+
+void median_snr_cpu(const float* ivar, std::int64_t n_spec, int n_pix, float* snr, int threads) {
+  parallel_for(n_spec, threads, 64, [&](std::int64_t begin, std::int64_t end, int) {
+    std::vector<float> v(static_cast<std::size_t>(n_pix));
+    for (std::int64_t s = begin; s < end; ++s) {
+      const float* row = ivar + s * n_pix;
+      std::size_t n = 0;
+      for (int p = 0; p < n_pix; ++p) {  // branch-free compaction of the usable pixels
+        v[n] = row[p];
+        n += row[p] > 0.0f ? 1 : 0;
+      }
+      if (n == 0) {
+        snr[s] = std::numeric_limits<float>::quiet_NaN();
+        continue;
+      }
+      // Selected on ivar (sqrt is monotonic), the square roots taken of the middle ones only.
+      const auto hi = v.begin() + static_cast<std::ptrdiff_t>(n / 2);
+      std::nth_element(v.begin(), hi, v.begin() + static_cast<std::ptrdiff_t>(n));
+      float mid = std::sqrt(*hi);
+      if (n % 2 == 0) {  // the largest of the lower half is the other middle value
+        const float lo = std::sqrt(*std::max_element(v.begin(), hi));
+        mid = (lo + mid) * 0.5f;
+      }
+      snr[s] = mid;
+    }
+  });
+}
 
 void validate_batch(const Batch& b) {
   if (b.n_spec < 0) throw std::invalid_argument("flux: negative number of spectra");

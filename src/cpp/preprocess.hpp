@@ -13,6 +13,11 @@ void validate_batch(const pipeline::Batch& b);
 
 // Runs the whole pipeline on the CPU with `threads` threads (0: all). Outputs must be allocated
 // (n_spec x kNPix, etc.; continuum may be null).
+// snr[s] = the median of sqrt(ivar) over the pixels of row s (n_pix of them) with ivar > 0, the
+// mean of the middle two for an even count (float32), NaN where there are none: numpy's
+// nanmedian of the same, and cuda::enqueue_median_snr's result on a GPU.
+void median_snr_cpu(const float* ivar, std::int64_t n_spec, int n_pix, float* snr, int threads);
+
 void preprocess_cpu(const pipeline::Batch& b, const pipeline::Options& o, pipeline::Output& out,
                     int threads);
 

@@ -208,6 +208,20 @@ PYBIND11_MODULE(_core, m) {
         py::arg("knot_spacing"), py::arg("penalty"), py::arg("clip_low"), py::arg("clip_high"),
         py::arg("grow"), py::arg("max_iter"), py::arg("sigma_floor"), py::arg("return_continuum"),
         py::arg("device"), py::arg("threads"));
+  m.def(
+      "median_snr",
+      [](const carray<float>& ivar, int threads) {
+        if (ivar.ndim() != 2) throw std::invalid_argument("ivar: expected a 2-D array");
+        py::array_t<float> out(ivar.shape(0));
+        const int n_pix = as_int(ivar.shape(1), "ivar");
+        float* o = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          median_snr_cpu(ivar.data(), ivar.shape(0), n_pix, o, threads);
+        }
+        return out;
+      },
+      py::arg("ivar"), py::arg("threads") = 0);
   m.def("lsf_degrade", &lsf_degrade, py::arg("wave"), py::arg("flux"), py::arg("err"),
         py::arg("resolution"), py::arg("r_out"), py::arg("threads"));
   bind::bind_simulate(m);
