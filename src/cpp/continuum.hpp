@@ -37,16 +37,20 @@ MGFAST_HD int n_basis(int n, double knot_spacing) {
   return nseg + 3;
 }
 
-// Uniform cubic B-spline basis at x (pixels): segment index and the 4 non-zero values.
-MGFAST_HD int bspline_basis(double x, double h, int nseg, double b[4]) {
-  int s = static_cast<int>(x / h);
+// Uniform cubic B-spline basis at x (pixels), given 1 / (knot spacing h): segment index and the 4
+// non-zero values.
+MGFAST_HD int bspline_basis(double x, double inv_h, int nseg, double b[4]) {
+  const double xs = x * inv_h;
+  int s = static_cast<int>(xs);
   if (s > nseg - 1) s = nseg - 1;
   if (s < 0) s = 0;
-  const double t = x / h - s, u = 1.0 - t;
-  b[0] = u * u * u / 6.0;
-  b[1] = (3.0 * t * t * t - 6.0 * t * t + 4.0) / 6.0;
-  b[2] = (-3.0 * t * t * t + 3.0 * t * t + 3.0 * t + 1.0) / 6.0;
-  b[3] = t * t * t / 6.0;
+  const double t = xs - s, u = 1.0 - t;
+  constexpr double k6 = 1.0 / 6.0;  // a product, not a division, per value
+  const double t2 = t * t, t3 = t2 * t;
+  b[0] = u * u * u * k6;
+  b[1] = (3.0 * t3 - 6.0 * t2 + 4.0) * k6;
+  b[2] = (-3.0 * t3 + 3.0 * t2 + 3.0 * t + 1.0) * k6;
+  b[3] = t3 * k6;
   return s;
 }
 
@@ -72,12 +76,18 @@ MGFAST_HD bool solve_band4(int m, double (*band)[4], double* rhs) {
   return true;
 }
 
-// Clipping scale of pixel i: its error (or the arm's scatter) with the floor added in quadrature.
-MGFAST_HD double clip_scale(const float* ivar, int i, double global_sigma, double cont,
-                            const Params& p) {
-  const double s2 = ivar ? 1.0 / static_cast<double>(ivar[i]) : global_sigma * global_sigma;
+// Whether residual d = flux - continuum lies beyond k clipping scales, the scale being the
+// pixel's error (or the arm's scatter, global_var, without errors) with sigma_floor * cont added in
+// quadrature: d^2 > k^2 (1 / ivar + f^2), written without a division or a square root (a pixel
+// with ivar 0 is never beyond).
+MGFAST_HD bool beyond(double d, double k2, const float* ivar, int i, double global_var, double cont,
+                      const Params& p) {
   const double f = p.sigma_floor * cont;
-  return sqrt(s2 + f * f);
+  if (ivar) {
+    const double iv = ivar[i];
+    return d * d * iv > k2 * (1.0 + f * f * iv);
+  }
+  return d * d > k2 * (global_var + f * f);
 }
 
 // (10 / SNR)^2 of an arm, the factor that scales the penalty. The SNR is that of a typical pixel,
@@ -128,11 +138,12 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
   const int m = n_basis(n, p.knot_spacing);
   if (m > kMaxBasis || n < 8) return false;
   const int nseg = m - 3;
-  const double h = (n - 1) / static_cast<double>(nseg);
+  const double inv_h = nseg / static_cast<double>(n - 1);
   double band[kMaxBasis][4];
   double coef[kMaxBasis];
   int min_keep = static_cast<int>(p.min_fraction * n);
   if (min_keep < 8) min_keep = 8;
+  const double low2 = p.clip_low * p.clip_low, high2 = p.clip_high * p.clip_high;
 
   for (int i = 0; i < n; ++i) work[i] = good[i] ? kUse : 0;
   const double noise_scale = penalty_noise_scale(n, flux, ivar, good);
@@ -142,16 +153,34 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
       band[k][0] = band[k][1] = band[k][2] = band[k][3] = 0.0;
       coef[k] = 0.0;
     }
+    // Normal equations. Pixels come in order, so one segment's sums are kept in registers (named
+    // scalars: an array would live in memory) and added to the band when the segment changes.
     int used = 0;
     double b[4];
-    for (int i = 0; i < n; ++i) {
-      if (!(work[i] & kUse)) continue;
-      ++used;
-      const int s = bspline_basis(i, h, nseg, b);
-      for (int a = 0; a < 4; ++a) {
-        coef[s + a] += b[a] * flux[i];
-        for (int c = a; c < 4; ++c) band[s + a][c - a] += b[a] * b[c];
+    int seg = -1;
+    double s00 = 0, s01 = 0, s02 = 0, s03 = 0, s11 = 0, s12 = 0, s13 = 0, s22 = 0, s23 = 0, s33 = 0,
+           r0 = 0, r1 = 0, r2 = 0, r3 = 0;
+    for (int i = 0; i <= n; ++i) {
+      const bool end = i == n;
+      if (!end && !(work[i] & kUse)) continue;
+      const int s = end ? -2 : bspline_basis(i, inv_h, nseg, b);
+      if (s != seg) {
+        if (seg >= 0) {
+          band[seg][0] += s00, band[seg][1] += s01, band[seg][2] += s02, band[seg][3] += s03;
+          band[seg + 1][0] += s11, band[seg + 1][1] += s12, band[seg + 1][2] += s13;
+          band[seg + 2][0] += s22, band[seg + 2][1] += s23, band[seg + 3][0] += s33;
+          coef[seg] += r0, coef[seg + 1] += r1, coef[seg + 2] += r2, coef[seg + 3] += r3;
+        }
+        s00 = s01 = s02 = s03 = s11 = s12 = s13 = s22 = s23 = s33 = r0 = r1 = r2 = r3 = 0.0;
+        seg = s;
       }
+      if (end) break;
+      ++used;
+      const double f = flux[i];
+      s00 += b[0] * b[0], s01 += b[0] * b[1], s02 += b[0] * b[2], s03 += b[0] * b[3];
+      s11 += b[1] * b[1], s12 += b[1] * b[2], s13 += b[1] * b[3];
+      s22 += b[2] * b[2], s23 += b[2] * b[3], s33 += b[3] * b[3];
+      r0 += b[0] * f, r1 += b[1] * f, r2 += b[2] * f, r3 += b[3] * f;
     }
     if (used < min_keep) return false;
     // Second-difference penalty, scaled so that its strength depends neither on how many pixels
@@ -167,21 +196,21 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
 
     double ss = 0.0;
     for (int i = 0; i < n; ++i) {
-      const int s = bspline_basis(i, h, nseg, b);
+      const int s = bspline_basis(i, inv_h, nseg, b);
       const double c =
           b[0] * coef[s] + b[1] * coef[s + 1] + b[2] * coef[s + 2] + b[3] * coef[s + 3];
       cont[i] = static_cast<float>(c);
-      if (work[i] & kUse) ss += (flux[i] - c) * (flux[i] - c);
+      const double d = flux[i] - c;
+      ss += (work[i] & kUse) ? d * d : 0.0;
     }
-    const double global_sigma = sqrt(ss / used);
+    const double global_var = ss / used;
 
     // New rejection from all good pixels (not cumulative, so a pixel wrongly clipped early,
     // e.g. on an emission-line peak the fit had not yet reached, comes back).
     for (int i = 0; i < n; ++i) {
-      work[i] &= kUse;
-      if (!good[i]) continue;
-      const double r = (flux[i] - cont[i]) / clip_scale(ivar, i, global_sigma, cont[i], p);
-      if (r < -p.clip_low) work[i] |= kLow;
+      const double d = flux[i] - cont[i];
+      const bool low = good[i] && d < 0.0 && beyond(d, low2, ivar, i, global_var, cont[i], p);
+      work[i] = static_cast<std::uint8_t>((work[i] & kUse) | (low ? kLow : 0));
     }
     // Grow each rejected absorption pixel by p.grow pixels either side (bit 4 marks "near a
     // low pixel on the right", found in a backward sweep; the forward sweep adds the left).
@@ -195,11 +224,9 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
     int prev_low = -p.grow - 1;
     for (int i = 0; i < n; ++i) {
       if (work[i] & kLow) prev_low = i;
-      bool use = good[i] != 0 && !(work[i] & kNear) && i - prev_low > p.grow;
-      if (use) {
-        if ((flux[i] - cont[i]) / clip_scale(ivar, i, global_sigma, cont[i], p) > p.clip_high)
-          use = false;
-      }
+      const double d = flux[i] - cont[i];
+      const bool use = good[i] != 0 && !(work[i] & kNear) && i - prev_low > p.grow &&
+                       !(d > 0.0 && beyond(d, high2, ivar, i, global_var, cont[i], p));
       if (use != ((work[i] & kUse) != 0)) changed = true;
       work[i] = use ? kUse : 0;
     }
