@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 
-from data import N_CELLS, DataConfig, batches, multi_targets
+from data import N_CELLS, DataConfig, batches, fcn_targets, joint_targets, multi_targets
 
 import mgfast
 from mgfast import grid
@@ -46,3 +46,26 @@ def test_multi_targets_mark_every_absorber():
         assert reg[i, c, 1] == pytest.approx(pix - 4 * c, abs=1e-4)
         assert reg[i, c, 2] == pytest.approx(np.log(t.abs_ew2796[i, k]), abs=1e-5)
         assert reg[i, c, 3] == pytest.approx(np.log(t.abs_ew2803[i, k]), abs=1e-5)
+
+
+def test_joint_targets_give_the_summary_nothing_to_learn_from_multi_absorber_spectra():
+    """mgfast_joint: one-absorber batches carry both heads' targets; multi-absorber batches the
+    maps' and class/cell -1, which the summary's losses skip."""
+    one = mgfast.simulate(20, seed=3, with_absorber_fraction=0.5)
+    cls, off, cells, reg = joint_targets(one)
+    want_cls, want_off = fcn_targets(one)
+    np.testing.assert_array_equal(cls, want_cls)
+    np.testing.assert_array_equal(off, want_off)
+    np.testing.assert_array_equal(cells, multi_targets(one)[0])
+    many = mgfast.simulate(20, seed=4, max_absorbers=4, with_absorber_fraction=0.9)
+    cls, off, cells, reg = joint_targets(many, summary=False)
+    assert (cls == -1).all() and (off[:, 0] == -1).all()
+    np.testing.assert_array_equal(reg, multi_targets(many)[1])
+    for summary, g in ((True, DataConfig(seed=2)), (False, DataConfig(seed=2, max_absorbers=4))):
+        gen = batches(g, 6, 0, "mgfast_joint")
+        try:
+            x, y = next(gen)
+        finally:
+            gen.close()
+        assert x.shape == (6, grid.N_PIX) and len(y) == 4
+        assert (y[0] >= 0).all() == summary and (y[0] == -1).all() != summary

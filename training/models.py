@@ -107,50 +107,48 @@ def mgfast_joint(n_pix: int = N_PIX, width: int = 32) -> keras.Model:
     return keras.Model(inp, [cells, offset, none, logits, maps], name="mgfast_joint")
 
 
-# mgfast_joint's layers that are not named as in mgfast_fcn / mgfast_multi
-_JOINT_NAMES = {"multi_cell_logit": ("mgfast_multi", "cell_logit")}
+# mgfast_joint's head layers: where each lives in mgfast_fcn or mgfast_multi
+JOINT_HEADS = {
+    "cell_logit": ("mgfast_fcn", "cell_logit"),
+    "cell_offset": ("mgfast_fcn", "cell_offset"),
+    "none_logit": ("mgfast_fcn", "none_logit"),
+    "head_conv": ("mgfast_multi", "head_conv"),
+    "multi_cell_logit": ("mgfast_multi", "cell_logit"),
+    "cell_maps": ("mgfast_multi", "cell_maps"),
+}
+TRUNK_CONVS = 8  # the Conv1D layers of fcn_trunk, first in every network built on it
 
 
-def _weighted(net: keras.Model) -> list:
-    return [layer for layer in net.layers if layer.get_weights()]
+def trunk_convs(net: keras.Model) -> list:
+    return [x for x in net.layers if isinstance(x, layers.Conv1D)][:TRUNK_CONVS]
+
+
+def copy_trunk(src: keras.Model, dst: keras.Model) -> None:
+    for a, b in zip(trunk_convs(src), trunk_convs(dst), strict=True):
+        b.set_weights(a.get_weights())
 
 
 def split_joint(joint: keras.Model) -> tuple[keras.Model, keras.Model]:
     """(mgfast_fcn, mgfast_multi) holding mgfast_joint's weights: one trunk, each its heads."""
-    n_pix = joint.input.shape[1]
     width = joint.get_layer("head_conv").filters
-    trunk = [x for x in joint.layers if isinstance(x, layers.Conv1D)][:8]
-    out = []
-    for arch, build in (("mgfast_fcn", mgfast_fcn), ("mgfast_multi", mgfast_multi)):
-        net = build(n_pix, width)
-        convs = [x for x in net.layers if isinstance(x, layers.Conv1D)][:8]
-        for a, b in zip(trunk, convs, strict=True):
-            b.set_weights(a.get_weights())
-        for layer in _weighted(net)[8:]:
-            name = next((k for k, v in _JOINT_NAMES.items() if v == (arch, layer.name)), layer.name)
-            layer.set_weights(joint.get_layer(name).get_weights())
-        out.append(net)
-    return out[0], out[1]
+    nets = {
+        a: ARCHITECTURES[a](joint.input.shape[1], width) for a in ("mgfast_fcn", "mgfast_multi")
+    }
+    for net in nets.values():
+        copy_trunk(joint, net)
+    for name, (arch, there) in JOINT_HEADS.items():
+        nets[arch].get_layer(there).set_weights(joint.get_layer(name).get_weights())
+    return nets["mgfast_fcn"], nets["mgfast_multi"]
 
 
 def join(fcn: keras.Model, multi: keras.Model) -> keras.Model:
     """mgfast_joint from an mgfast_fcn (trunk and summary heads) and an mgfast_multi (its head;
     its trunk is not used)."""
     joint = mgfast_joint(fcn.input.shape[1], multi.get_layer("head_conv").filters)
-    trunk = [x for x in fcn.layers if isinstance(x, layers.Conv1D)][:8]
-    convs = [x for x in joint.layers if isinstance(x, layers.Conv1D)][:8]
-    for a, b in zip(trunk, convs, strict=True):
-        b.set_weights(a.get_weights())
-    for layer in _weighted(joint)[8:]:
-        arch, name = _JOINT_NAMES.get(
-            layer.name,
-            (
-                "mgfast_multi" if layer.name in ("head_conv", "cell_maps") else "mgfast_fcn",
-                layer.name,
-            ),
-        )
-        src = multi if arch == "mgfast_multi" else fcn
-        layer.set_weights(src.get_layer(name).get_weights())
+    copy_trunk(fcn, joint)
+    nets = {"mgfast_fcn": fcn, "mgfast_multi": multi}
+    for name, (arch, there) in JOINT_HEADS.items():
+        joint.get_layer(name).set_weights(nets[arch].get_layer(there).get_weights())
     return joint
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from data import DataConfig, batches, fixed_set, model_input
 from decode import decode
 from keras import ops
-from models import ARCHITECTURES, flops_per_spectrum
+from models import ARCHITECTURES, copy_trunk, flops_per_spectrum, trunk_convs
 
 import mgfast
 
@@ -64,13 +64,6 @@ def multi_regression_loss(y_true, y_pred):  # type: ignore[no-untyped-def]
         z = (y_true[..., t] - y_pred[..., k]) * ops.exp(-ls)
         nll = nll + 0.5 * z * z + ls
     return ops.sum(has * nll) / ops.maximum(ops.sum(has), 1.0)
-
-
-TRUNK_CONVS = 8  # the Conv1D layers of models.fcn_trunk, shared by mgfast_fcn and mgfast_multi
-
-
-def trunk_convs(net: keras.Model) -> list:
-    return [x for x in net.layers if isinstance(x, keras.layers.Conv1D)][:TRUNK_CONVS]
 
 
 def training_model(  # type: ignore[no-untyped-def]
@@ -307,9 +300,7 @@ def main() -> None:
             net.set_weights(keras.saving.load_model(args.init, compile=False).get_weights())
             print(f"starting from the weights of {args.init}", flush=True)
         if args.init_trunk:  # after --init: the trunk of one model, the head of another
-            src = keras.saving.load_model(args.init_trunk, compile=False)
-            for a, b in zip(trunk_convs(src), trunk_convs(net), strict=True):
-                b.set_weights(a.get_weights())
+            copy_trunk(keras.saving.load_model(args.init_trunk, compile=False), net)
             frozen = " (frozen)" if args.freeze_trunk else ""
             print(f"trunk from {args.init_trunk}{frozen}", flush=True)
     config = {
