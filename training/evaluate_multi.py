@@ -214,7 +214,7 @@ def report(name: str, r: dict) -> None:
         print(f"| FeII/MgI beside MgII | {m['n']} | {m['reported_as_mgii']:.2%} |")
 
 
-def figures(results: dict, out: str) -> None:
+def figures(results: dict, out: str, name: str = "multi_calibration_maps.png") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -244,7 +244,7 @@ def figures(results: dict, out: str) -> None:
         fig.colorbar(im, ax=ax[k])
     fig.tight_layout()
     os.makedirs(out, exist_ok=True)
-    fig.savefig(os.path.join(out, "multi_calibration_maps.png"), dpi=110)
+    fig.savefig(os.path.join(out, name), dpi=110)
 
 
 def main() -> None:
@@ -253,6 +253,7 @@ def main() -> None:
     p.add_argument("--n-per-snr", type=int, default=3000)
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--figures", default=None)
+    p.add_argument("--figure-name", default="multi_calibration_maps.png")
     p.add_argument("--json", default=None)
     a = p.parse_args()
     det = mgfast.Detector(model=a.model, threshold=a.threshold)
@@ -267,7 +268,7 @@ def main() -> None:
     print("\nFalse detections per spectrum without an absorber (idealised, all SNR): "
           + ", ".join(f"{k}: {v:.4f}" for k, v in sp.items()))  # fmt: skip
     if a.figures:
-        figures({k: v for k, v in results.items() if k != "spikes"}, a.figures)
+        figures({k: v for k, v in results.items() if k != "spikes"}, a.figures, a.figure_name)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)
