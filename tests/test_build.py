@@ -24,6 +24,11 @@ def test_version_comes_from_pyproject():
 )
 def test_cuda_parts_were_compiled():
     assert _core.built_with_cuda
+    # the GPU inference engine too (cuDNN and cuBLAS come with the toolkit on these machines):
+    # it cannot run here, but it must build and load
+    from mgfast.engine import gpu_engine_module
+
+    assert "cuDNN" in gpu_engine_module().library_versions()
 
 
 def test_device_queries_never_throw():
