@@ -89,17 +89,8 @@ std::vector<float> emulate(const net::Network& net, const float* x, std::int64_t
         const net::Layer& l = net.layers[st.layer];
         for (long long i = 0; i < padded; ++i)
           act[other][i] = conv_one_at(i, act[cur].data(), st.len_in + st.in_pad, l.weight.data(),
-                                      l.bias.data(), l.kernel, l.stride, l.dilation, st.len_out,
-                                      st.c_out, l.relu, st.pl, st.pr);
-        cur = other;
-        break;
-      }
-      case Op::kConvOnePool: {
-        const net::Layer& l = net.layers[st.layer];
-        for (long long i = 0; i < padded; ++i)
-          act[other][i] = conv_one_pool_at(
-              i, act[cur].data(), st.len_in + st.in_pad, l.weight.data(), l.bias.data(), l.kernel,
-              l.stride, l.dilation, st.pool, st.len_out, st.c_out, l.relu, st.pl, st.pr);
+                                      l.bias.data(), l.kernel, l.stride, l.dilation, st.pool,
+                                      st.len_out, st.c_out, l.relu, st.pl, st.pr);
         cur = other;
         break;
       }

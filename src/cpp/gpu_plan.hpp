@@ -30,9 +30,10 @@ namespace mgfast::gpu {
 
 // kPad: after a branched network's heatmap, its input copied into the padding the branch's first
 // convolution needs (the trunk's output has two consumers).
-// kConvOnePool: a one-channel convolution and the average pooling after it in one step (the
-// convolution's full output, the largest activation of the paper's network, is never stored).
-enum class Op { kInput, kConvOne, kConvOnePool, kConvDnn, kPool, kDense, kHeads, kHeatmap, kPad };
+// kConvOne: a one-channel convolution, and the average pooling after it when there is one, in
+// one step (the convolution's full output, the largest activation of the paper's network, is
+// then never stored).
+enum class Op { kInput, kConvOne, kConvDnn, kPool, kDense, kHeads, kHeatmap, kPad };
 
 struct PlanStep {
   Op op = Op::kInput;
@@ -41,7 +42,7 @@ struct PlanStep {
   int len_out = 0, c_out = 0;
   int pl = 0, pr = 0;    // padding the consumer of this step's output needs
   int in_pad = 0;        // a convolution's own input padding (pad_l + pad_r)
-  int pool = 1;          // kConvOnePool: the pooling's window (len_out is the pooled length)
+  int pool = 1;          // kConvOne: the fused pooling's window (len_out the pooled length), or 1
   bool last = false;     // writes the network's output (fp32) instead of an activation
   bool summary = false;  // a heatmap whose output is the summary beside a branch's map
 };
@@ -99,7 +100,6 @@ inline Plan plan_network(const net::Network& net) {
         s.in_pad = l.pad_l + l.pad_r;
         if (s.op == Op::kConvOne && i + 1 < nl &&
             net.layers[i + 1].kind == net::LayerKind::kAvgPool1d) {
-          s.op = Op::kConvOnePool;
           s.pool = net.layers[i + 1].kernel;
           s.len_out = shapes[i + 2].length;
           s.last = i + 2 == nl;
@@ -206,24 +206,15 @@ MGFAST_HD float conv_one_value(const T* row, int pos, int ch, const float* w, co
   return relu ? (acc > 0.0f ? acc : 0.0f) : acc;
 }
 
-// Element i of a one-channel convolution's output (rows, pl + l_out + pr, c_out), bias and ReLU
-// fused, from its padded input (rows, lp_in) and weights (c_out, k).
+// Element i of a one-channel convolution's output, bias and ReLU fused, followed by a
+// non-overlapping average over `pool` positions (1: none): (rows, pl + l_out + pr, c_out) with
+// l_out the pooled length, from the padded input (rows, lp_in) and weights (c_out, k). Pooled,
+// the same sums in the same order as the convolution then avgpool_at (identical in fp32, and no
+// fp16 rounding in between).
 template <class T>
 MGFAST_HD float conv_one_at(long long i, const T* src, int lp_in, const float* w, const float* bias,
-                            int k, int stride, int dilation, int l_out, int c_out, bool relu,
-                            int pl, int pr) {
-  const PaddedIndex e = padded_index(i, l_out, c_out, pl, pr);
-  if (e.pos < 0 || e.pos >= l_out) return 0.0f;
-  return conv_one_value(src + e.row * lp_in, e.pos, e.ch, w, bias, k, stride, dilation, relu);
-}
-
-// Element i of a one-channel convolution followed by a non-overlapping average over `pool`
-// positions, (rows, pl + l_out + pr, c_out) with l_out the pooled length: the same sums in the
-// same order as conv_one_at then avgpool_at (identical in fp32; no fp16 rounding in between).
-template <class T>
-MGFAST_HD float conv_one_pool_at(long long i, const T* src, int lp_in, const float* w,
-                                 const float* bias, int k, int stride, int dilation, int pool,
-                                 int l_out, int c_out, bool relu, int pl, int pr) {
+                            int k, int stride, int dilation, int pool, int l_out, int c_out,
+                            bool relu, int pl, int pr) {
   const PaddedIndex e = padded_index(i, l_out, c_out, pl, pr);
   if (e.pos < 0 || e.pos >= l_out) return 0.0f;
   const T* row = src + e.row * lp_in;

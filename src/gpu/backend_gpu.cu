@@ -78,20 +78,11 @@ __global__ void input_kernel(const float* x, long long rows, int n_in, bool affi
 template <typename T>
 __global__ void conv_one_channel_kernel(const T* src, long long rows, int lp_in, const float* w,
                                         const float* bias, int k, int stride, int dilation,
-                                        int l_out, int c_out, bool relu, int pl, int pr, T* dst) {
+                                        int pool, int l_out, int c_out, bool relu, int pl, int pr,
+                                        T* dst) {
   MGFAST_GRID_STRIDE(i, rows * (pl + l_out + pr) * c_out) {
-    store(dst + i, gpu::conv_one_at(i, src, lp_in, w, bias, k, stride, dilation, l_out, c_out, relu,
-                                    pl, pr));
-  }
-}
-
-template <typename T>
-__global__ void conv_one_pool_kernel(const T* src, long long rows, int lp_in, const float* w,
-                                     const float* bias, int k, int stride, int dilation, int pool,
-                                     int l_out, int c_out, bool relu, int pl, int pr, T* dst) {
-  MGFAST_GRID_STRIDE(i, rows * (pl + l_out + pr) * c_out) {
-    store(dst + i, gpu::conv_one_pool_at(i, src, lp_in, w, bias, k, stride, dilation, pool, l_out,
-                                         c_out, relu, pl, pr));
+    store(dst + i, gpu::conv_one_at(i, src, lp_in, w, bias, k, stride, dilation, pool, l_out, c_out,
+                                    relu, pl, pr));
   }
 }
 
@@ -430,15 +421,6 @@ void GpuBackend::Impl::enqueue_typed(Slot& s, const float* d_in, float* d_out) {
         const net::Layer& l = net.layers[st.layer];
         const long long n = rows * (st.len_out + st.pl + st.pr) * st.c_out;
         conv_one_channel_kernel<T><<<blocks(n), kBlock, 0, s.stream>>>(
-            act(cur), rows, st.len_in + st.in_pad, w_f[st.layer].get(), bias[st.layer].get(),
-            l.kernel, l.stride, l.dilation, st.len_out, st.c_out, l.relu, st.pl, st.pr, act(other));
-        cur = other;
-        break;
-      }
-      case Op::kConvOnePool: {
-        const net::Layer& l = net.layers[st.layer];
-        const long long n = rows * (st.len_out + st.pl + st.pr) * st.c_out;
-        conv_one_pool_kernel<T><<<blocks(n), kBlock, 0, s.stream>>>(
             act(cur), rows, st.len_in + st.in_pad, w_f[st.layer].get(), bias[st.layer].get(),
             l.kernel, l.stride, l.dilation, st.pool, st.len_out, st.c_out, l.relu, st.pl, st.pr,
             act(other));
