@@ -244,6 +244,20 @@ void preprocess(const Batch& hb, const Options& o, Output& ho, int device) {
                   d_wave.get(), any_smooth, d_edge.get(), d_lnedge.get());
   }
 
+  // Every chunk's outputs and scratch live in the same device buffers.
+  Output dout;
+  dout.flux = d_out_flux.get();
+  dout.ivar = d_out_ivar.get();
+  dout.pixmask = d_pixmask.get();
+  dout.flags = d_flags.get();
+  dout.n_masked = d_n_masked.get();
+  dout.continuum = d_cont.get();
+  PreprocessScratch scratch;
+  scratch.good = d_good.get();
+  scratch.var = d_var.get();
+  scratch.work = d_work.get();
+  scratch.arm_flags = d_arm_flags.get();
+
   for (int start = 0; start < hb.n_spec; start += chunk) {
     const int count = std::min(chunk, hb.n_spec - start);
     const std::size_t c = static_cast<std::size_t>(count);
@@ -275,18 +289,6 @@ void preprocess(const Batch& hb, const Options& o, Output& ho, int device) {
     }
     db.wave = hb.on_grid ? nullptr : d_wave.get();
 
-    Output dout;
-    dout.flux = d_out_flux.get();
-    dout.ivar = d_out_ivar.get();
-    dout.pixmask = d_pixmask.get();
-    dout.flags = d_flags.get();
-    dout.n_masked = d_n_masked.get();
-    dout.continuum = d_cont.get();
-    PreprocessScratch scratch;
-    scratch.good = d_good.get();
-    scratch.var = d_var.get();
-    scratch.work = d_work.get();
-    scratch.arm_flags = d_arm_flags.get();
     enqueue_preprocess(db, o, d_edge.get(), d_lnedge.get(), per_wave, scratch, dout, stream);
 
     download(ho.flux + out_off, d_out_flux.get(), c * npix, stream);

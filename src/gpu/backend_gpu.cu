@@ -279,6 +279,9 @@ struct GpuBackend::Impl {
   template <typename T>
   void enqueue_typed(Slot& s, const float* d_in, float* d_out);
   void run_slot(Slot& s);
+  // Fills the rows count .. batch - 1 of the slot's device input with continuum (1), so that a
+  // last partial batch runs padded.
+  void pad_device_input(Slot& s, std::int64_t count);
   void finish(Slot& s, float* out, bool split, float* lam);
   void run_host(const float* x, std::int64_t n, float* out, bool split, float* lam);
   ~Impl();
@@ -497,6 +500,13 @@ void GpuBackend::Impl::enqueue_network(Slot& s, const float* d_in, float* d_out)
     enqueue_typed<float>(s, d_in, d_out);
 }
 
+void GpuBackend::Impl::pad_device_input(Slot& s, std::int64_t count) {
+  const long long pad = (batch - count) * static_cast<long long>(net.n_in);
+  if (pad <= 0) return;
+  fill_kernel<<<blocks(pad), kBlock, 0, s.stream>>>(s.in.get() + count * net.n_in, pad, 1.0f);
+  MGFAST_CUDA_CHECK(cudaGetLastError());
+}
+
 // Copy-in, network, copy-out of one full batch on the slot's stream.
 void GpuBackend::Impl::run_slot(Slot& s) {
   const std::size_t b = std::size_t(batch);
@@ -693,9 +703,7 @@ void GpuBackend::infer_device(const float* x, std::int64_t n, float* out) {
       MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.in.get(), in,
                                         std::size_t(count) * m.net.n_in * sizeof(float),
                                         cudaMemcpyDeviceToDevice, s.stream));
-      const long long pad = (b - count) * static_cast<long long>(m.net.n_in);
-      fill_kernel<<<blocks(pad), kBlock, 0, s.stream>>>(s.in.get() + count * m.net.n_in, pad, 1.0f);
-      MGFAST_CUDA_CHECK(cudaGetLastError());
+      m.pad_device_input(s, count);
       in = s.in.get();
     }
     m.enqueue_network(s, in, s.out.get());
@@ -756,11 +764,7 @@ void GpuBackend::detect_device(const pipeline::Batch& batch, const pipeline::Opt
       if (batch.err) db.err = batch.err + row0 * npix;
       if (batch.mask) db.mask = batch.mask + row0 * npix;
       cuda::enqueue_preprocess(db, o, nullptr, nullptr, false, scratch, pre, s.stream);
-      if (count < b) {  // a last partial batch runs padded with continuum
-        const long long pad = (b - count) * static_cast<long long>(npix);
-        fill_kernel<<<blocks(pad), kBlock, 0, s.stream>>>(s.in.get() + c * npix, pad, 1.0f);
-        MGFAST_CUDA_CHECK(cudaGetLastError());
-      }
+      if (count < b) m.pad_device_input(s, count);
       cuda::enqueue_median_snr(d.ivar.get(), static_cast<int>(count), d.snr.get(), s.stream);
       m.enqueue_network(s, s.in.get(), s.out.get());
       to_host(out.out + row0 * per, s.out.get(), c * per * sizeof(float));
