@@ -27,7 +27,7 @@ from .model import (
     Model,
     load_model,
 )
-from .preprocess import MIN_ARM_GOOD, MIN_PIXEL_GOOD, ContinuumOptions
+from .preprocess import MIN_ARM_GOOD, MIN_PIXEL_GOOD, ContinuumOptions, continuum_args
 
 _MAX_BATCH = 4096
 
@@ -297,12 +297,10 @@ class GpuBackend(_Backend):
         arrays."""
         if err is not None and ivar is not None:
             raise ValueError("err, ivar: give one or the other, not both")
-        c = continuum or ContinuumOptions()
         out = self._net.detect_device(
             flux, err if ivar is None else ivar, mask, ivar is not None,
             int(bad_bits) & 0xFFFFFFFF, not normalised, MIN_PIXEL_GOOD, MIN_ARM_GOOD,
-            float(c.knot_spacing), float(c.penalty), float(c.clip_low), float(c.clip_high),
-            int(c.grow), int(c.max_iter), float(c.sigma_floor),
+            *continuum_args(continuum),
         )  # fmt: skip
         return dict(out)
 

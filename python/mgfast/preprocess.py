@@ -33,6 +33,15 @@ class ContinuumOptions:
     sigma_floor: float = 0.01  # clipping scale never below this fraction of the continuum
 
 
+def continuum_args(
+    c: ContinuumOptions | None,
+) -> tuple[float, float, float, float, int, int, float]:
+    """The continuum options (default when None) as the core's preprocessing calls take them."""
+    c = c or ContinuumOptions()
+    return (float(c.knot_spacing), float(c.penalty), float(c.clip_low), float(c.clip_high),
+            int(c.grow), int(c.max_iter), float(c.sigma_floor))  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Preprocessed:
     """Spectra on the grid. Arrays are (N, N_PIX), or (N_PIX,) when one spectrum went in."""
@@ -200,11 +209,9 @@ def preprocess(
     # Already on the grid and not finer than it: skip resampling (the fast path).
     if w is not None and _is_grid(w) and (r is None or np.all(r <= grid.RESOLVING_POWER)):
         w = None
-    c = continuum or ContinuumOptions()
     out = _core.preprocess(
         f, w, e, m, r, is_ivar, int(bad_bits) & 0xFFFFFFFF, not normalised,
-        float(min_pixel_good), float(min_arm_good), float(c.knot_spacing), float(c.penalty),
-        float(c.clip_low), float(c.clip_high), int(c.grow), int(c.max_iter), float(c.sigma_floor),
+        float(min_pixel_good), float(min_arm_good), *continuum_args(continuum),
         bool(return_continuum), device, int(threads),
     )  # fmt: skip
 
