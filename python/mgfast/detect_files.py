@@ -107,13 +107,9 @@ def detect_spectra(det: Detector, spectra: list[Spectrum], file: str) -> dict[st
 
 
 def _read(path: str, format: str | None, allow_low_resolution: bool) -> list[Spectrum]:
-    from .io.fitsutil import past_stale_cfitsio_errors
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", io.LowResolutionWarning)  # the run warns once
-        return past_stale_cfitsio_errors(
-            lambda: io.read(path, format, allow_low_resolution=allow_low_resolution)
-        )
+        return io.read(path, format, allow_low_resolution=allow_low_resolution)
 
 
 def _search(det: Detector, spectra: list[Spectrum], file: str, path: str) -> Outcome:

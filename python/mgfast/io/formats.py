@@ -9,7 +9,7 @@ from typing import Any
 
 from .desi import is_desi, read_desi
 from .eso_sdp import read_eso_sdp
-from .fitsutil import open_fits
+from .fitsutil import open_fits, past_stale_cfitsio_errors
 from .fourmost import read_4most
 from .generic import read_fits_table, read_numpy
 from .sdss import read_sdss
@@ -72,9 +72,12 @@ def read(
         raise ReadError(f"{p}: no such file")
     if format == "numpy" or (format is None and p.lower().endswith(NUMPY_SUFFIXES)):
         return read_numpy(p, allow_low_resolution)
-    with open_fits(p) as f:
-        fmt = format or _fits_format(f)
-        spectra = FITS_READERS[fmt](f, p, allow_low_resolution)
+
+    def read_fits() -> list[Spectrum]:
+        with open_fits(p) as f:
+            return FITS_READERS[format or _fits_format(f)](f, p, allow_low_resolution)
+
+    spectra = past_stale_cfitsio_errors(read_fits)
     if not spectra:
         raise ReadError(f"{p}: no spectra in the file")
     return spectra
