@@ -11,5 +11,7 @@ from mgfast.model import decode_heatmap
 def decode(arch: str, outputs) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
     if arch == "mgfast_fcn":
         return decode_heatmap(*outputs)
+    if arch == "mgfast_joint":  # its summary: mgfast_fcn's three outputs come first
+        return decode_heatmap(*outputs[:3])
     prob, lam = outputs
     return np.asarray(prob).reshape(-1), np.asarray(lam).reshape(-1)
