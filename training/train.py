@@ -157,18 +157,14 @@ def quick_metrics(arch: str, net: keras.Model, val, val_multi=None, val_real=Non
     if arch == "mgfast_joint":  # the summary on val and val_real, the absorbers' EW on val_multi
         from mgfast.absorbers import decode_absorbers
 
-        prob, lam = decode("mgfast_fcn", net.predict(x, batch_size=256, verbose=0)[:3])
-        t = val.truth
-        pred = prob >= 0.5
         out = net.predict(model_input(val_multi), batch_size=256, verbose=0)
         found = decode_absorbers(out[3], out[4])
-        real, _ = decode("mgfast_fcn", net.predict(model_input(val_real), verbose=0)[:3])
+        real = decode(arch, net.predict(model_input(val_real), batch_size=256, verbose=0))
         return {
-            "val_accuracy": float((pred == t.has_absorber).mean()),
-            "val_mae": float(np.abs(lam[pred] - t.lambda2796[pred]).mean()),
+            **summary_metrics(*decode(arch, net.predict(x, batch_size=256, verbose=0)), val),
             "val_ew": ew_error(found.select(found.score >= 0.5), val_multi),
             # the summary on realistic spectra: where joint training cost it (docs/RESULTS.md)
-            "val_real_accuracy": float(((real >= 0.5) == val_real.truth.has_absorber).mean()),
+            "val_real_accuracy": summary_metrics(*real, val_real)["val_accuracy"],
         }
     if arch == "mgfast_multi":  # per absorber, at raw score 0.5: completeness and purity
         from mgfast.absorbers import decode_absorbers, match
@@ -187,7 +183,11 @@ def quick_metrics(arch: str, net: keras.Model, val, val_multi=None, val_real=Non
             "val_mae": float(lam_err.mean()) if ok.any() else float("nan"),
             "val_purity": float(ok.mean()) if ok.size else float("nan"),
         }
-    prob, lam = decode(arch, net.predict(x, batch_size=256, verbose=0))
+    return summary_metrics(*decode(arch, net.predict(x, batch_size=256, verbose=0)), val)
+
+
+def summary_metrics(prob: np.ndarray, lam: np.ndarray, val) -> dict:  # type: ignore[no-untyped-def]
+    """Per-spectrum accuracy at 0.5 and the λ2796 MAE (Å) over the spectra called positive."""
     t = val.truth
     pred = prob >= 0.5
     acc = float((pred == t.has_absorber).mean())
