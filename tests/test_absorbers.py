@@ -166,7 +166,7 @@ def test_a_model_with_a_malformed_calibration_is_refused(multi_model, tmp_path):
 def test_sigma_scales_make_the_stated_errors_cover_68_percent():
     from types import SimpleNamespace
 
-    from mgfast.absorbers import Absorbers, sigma_scales
+    from mgfast.absorbers import Absorbers, sigma_scales, unmeasured
 
     rng = np.random.default_rng(1)
     n = 4000
@@ -179,7 +179,7 @@ def test_sigma_scales_make_the_stated_errors_cover_68_percent():
         spectrum=np.arange(n), probability=np.ones(n, np.float32), score=np.ones(n, np.float32),
         lambda2796=lam, lambda2796_err=np.full(n, 0.1), z=lam / 2796.35 - 1, z_err=np.zeros(n),
         ew2796=np.exp(ln1), ew2796_err=np.exp(ln1) * 0.1, ew2803=np.exp(ln2),
-        ew2803_err=np.exp(ln2) * 0.1,
+        ew2803_err=np.exp(ln2) * 0.1, **unmeasured(n),
     )  # fmt: skip
     truth = SimpleNamespace(
         abs_lambda2796=lam_true[:, None], abs_ew2796=ew_true[:, None], abs_ew2803=ew_true[:, None]

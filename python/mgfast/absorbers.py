@@ -14,6 +14,9 @@ ln scale of its Laplace error, ln EW2796 and its ln σ, ln EW2803 and its ln σ.
    on a fresh validation set at export) to the probability that the candidate is a real absorber;
 4. λ2796 at pixel 4c + offset, σ(λ) from the Laplace scale (σ = √2 b pixels), z and σ(z) from
    λ2796; EW = exp(ln EW) with σ(EW) = EW · σ(ln EW).
+
+Where the spectrum is at hand, mgfast.ew then measures the EWs on it and combines them with
+these (``Detector(ew="combined")``, the default on host arrays).
 """
 
 from __future__ import annotations
@@ -47,6 +50,13 @@ class Absorbers:
     ew2796_err: np.ndarray  # float32
     ew2803: np.ndarray  # float32, rest Å
     ew2803_err: np.ndarray  # float32
+    # The EWs measured on the spectrum (mgfast.ew; NaN where not measured) and whether
+    # ew2796/ew2803 above combine them with the network's (otherwise those are the network's).
+    ew2796_measured: np.ndarray  # float32, rest Å
+    ew2796_measured_err: np.ndarray  # float32
+    ew2803_measured: np.ndarray  # float32, rest Å
+    ew2803_measured_err: np.ndarray  # float32
+    ew_measured: np.ndarray  # bool
 
     def __len__(self) -> int:
         return int(self.spectrum.size)
@@ -136,7 +146,17 @@ def decode_absorbers(
         ew2796_err=(ew1 * s1).astype(np.float32),
         ew2803=ew2.astype(np.float32),
         ew2803_err=(ew2 * s2).astype(np.float32),
+        **unmeasured(rows.size),
     )
+
+
+def unmeasured(n: int) -> dict[str, np.ndarray]:
+    """The measured-EW columns of n absorbers whose EWs were not measured on the spectrum."""
+    nan = np.full(n, np.nan, np.float32)
+    return {
+        "ew2796_measured": nan, "ew2796_measured_err": nan.copy(), "ew2803_measured": nan.copy(),
+        "ew2803_measured_err": nan.copy(), "ew_measured": np.zeros(n, bool),
+    }  # fmt: skip
 
 
 def match(

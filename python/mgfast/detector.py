@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core, grid
+from . import ew as ew_mod
 from .absorbers import Absorbers, decode_absorbers
 from .atomic import MGII_2796, MGII_2803
 from .flags import EDGE_PIXELS, LOW_SNR_LIMIT, DetectionFlag, SpectrumFlag
@@ -226,6 +227,10 @@ class Detector:
     precision : "fp32"; "bf16" on the CPU (CPUs with AVX512-BF16 or AMX), "fp16" on a GPU;
         both accumulate in fp32
     threshold : detection threshold; default: the model's (model.json) or the filter's
+    ew : multi-absorber models: "combined" (default) measures each absorber's EWs on the
+        preprocessed spectrum and combines them with the network's (mgfast.ew); "network" keeps
+        the network's alone. Spectra given as GPU arrays get the network's (the preprocessed
+        spectra stay on the device).
     """
 
     def __init__(
@@ -238,11 +243,15 @@ class Detector:
         threads: int = 0,
         threshold: float | None = None,
         precision: Literal["fp32", "bf16", "fp16"] = "fp32",
+        ew: Literal["combined", "network"] = "combined",
     ) -> None:
         from .engine import CPU_PRECISIONS, GPU_PRECISIONS, cuda_index
 
         if method not in ("network", "matched-filter"):
             raise ValueError(f"method: expected 'network' or 'matched-filter', got {method!r}")
+        if ew not in ("combined", "network"):
+            raise ValueError(f"ew: expected 'combined' or 'network', got {ew!r}")
+        self.ew = ew
         on_gpu = isinstance(backend, str) and backend.startswith("cuda")
         try:
             if on_gpu:
@@ -266,7 +275,7 @@ class Detector:
         self.config: dict[str, object] = {
             "model": None if model is None else str(resolve_model(model).resolve()),
             "backend": backend, "method": method, "batch_size": batch_size, "threads": threads,
-            "threshold": threshold, "precision": precision,
+            "threshold": threshold, "precision": precision, "ew": ew,
         }  # fmt: skip
         self._backend = None
         self.model = None
@@ -341,8 +350,11 @@ class Detector:
             flags, n_masked = np.atleast_1d(pre.flags), np.atleast_2d(pre.n_masked)
             ivar2, pixmask = np.atleast_2d(pre.ivar), np.atleast_2d(pre.pixmask)
             snr = _median_snr(ivar2, self.threads)
-            out = self._host_outputs(np.atleast_2d(pre.flux), ivar2)
+            flux2 = np.atleast_2d(pre.flux)
+            out = self._host_outputs(flux2, ivar2)
         score, lam, sha, absorbers, n_abs = self._decode(out, len(flags))
+        if absorbers is not None and self.ew == "combined" and not _on_gpu(flux):
+            absorbers = ew_mod.apply(absorbers, flux2, ivar2)
         empty = (flags & int(SpectrumFlag.ALL_MASKED)) != 0
         if absorbers is not None:  # nothing is found in a spectrum without a usable pixel
             absorbers = absorbers.select(~empty[absorbers.spectrum])
