@@ -153,9 +153,12 @@ def _measure_chunk(flux, ivar, spectrum, z, guess, o: EWOptions):  # type: ignor
         use = good & in_win
         # expected pixels from the window's width in ln λ (arm gaps count as missing)
         expected = np.log(edges[:, r] / edges[:, r - 1]) / grid.DLNLAMBDA
-        cover = use.sum(axis=1) / np.maximum(expected, 1e-9)
+        n_use, n_win = use.sum(axis=1), in_win.sum(axis=1)
+        cover = n_use / np.maximum(expected, 1e-9)
         with np.errstate(all="ignore"):
-            frac = 1.0 / cover
+            # masked pixels are made up for from the window's pixel count, a window partly off
+            # its arm from the expected count (the two agree within a pixel otherwise)
+            frac = np.where(n_win >= expected - 1.0, n_win, expected) / n_use
             absorbed = np.where(use, (1.0 - f / level[:, None]) * dl, 0.0).sum(axis=1)
             var_sum = np.where(use, dl * dl * var, 0.0).sum(axis=1) / level**2
             width_a = np.where(use, dl, 0.0).sum(axis=1)

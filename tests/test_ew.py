@@ -1,0 +1,134 @@
+"""Equivalent widths measured on the spectrum (mgfast.ew) and their combination with the
+network's, against analytic doublets, noise, continuum offsets, masks and arm ends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mgfast
+from mgfast import ew, grid
+from mgfast.absorbers import Absorbers, match
+
+LAM = grid.wavelength_of(np.arange(grid.N_PIX))
+L1, L2 = ew.L2796, ew.L2803
+
+
+def doublet(z: float, ew1: float, ew2: float, s_obs: float = 0.5) -> np.ndarray:
+    """A noiseless normalised spectrum: two Gaussian lines of the given rest EWs (Å)."""
+    f = np.ones(grid.N_PIX)
+    for rest, w in ((L1, ew1), (L2, ew2)):
+        area = w * (1 + z)
+        f -= (
+            area
+            / (s_obs * np.sqrt(2 * np.pi))
+            * np.exp(-0.5 * ((LAM - rest * (1 + z)) / s_obs) ** 2)
+        )
+    return f
+
+
+def test_noiseless_doublet_is_measured_exactly():
+    z = 5400.0 / L1 - 1  # green arm
+    flux = np.stack([doublet(z, 0.4, 0.25), doublet(z, 1.2, 0.9, s_obs=1.0)])
+    ivar = np.full(flux.shape, 1e4)
+    got, sig = ew.measure(flux, ivar, [0, 1], [z, z], [0.4, 1.2])
+    np.testing.assert_allclose(got, [[0.4, 0.25], [1.2, 0.9]], rtol=1e-4)
+    assert np.all(sig > 0) and np.all(np.isfinite(sig))
+
+
+def test_stated_sigma_matches_the_scatter_over_noise_draws():
+    rng = np.random.default_rng(3)
+    z = 6300.0 / L1 - 1  # red arm
+    n = 1500
+    sigma_pix = 0.1  # SNR 10
+    flux = doublet(z, 0.8, 0.5)[None, :] + rng.normal(0, sigma_pix, (n, grid.N_PIX))
+    ivar = np.full(flux.shape, 1 / sigma_pix**2)
+    opts = ew.EWOptions(floor=0.0)
+    got, sig = ew.measure(flux, ivar, np.arange(n), np.full(n, z), np.full(n, 0.8), opts)
+    for j, truth in enumerate((0.8, 0.5)):
+        pull = (got[:, j] - truth) / sig[:, j]
+        assert abs(np.mean(pull)) < 0.1  # unbiased
+        assert 0.9 < np.std(pull) < 1.1  # σ right (noise of the pixels and of the level)
+
+
+def test_a_continuum_off_by_a_few_percent_is_levelled_by_the_side_bands():
+    z = 4100.0 / L1 - 1  # blue arm
+    f = doublet(z, 0.6, 0.4) * 1.04  # the normalisation 4 % low
+    ivar = np.full((1, grid.N_PIX), 1e6)
+    got, _ = ew.measure(f[None], ivar, [0], [z], [0.6])
+    np.testing.assert_allclose(got[0], [0.6, 0.4], rtol=0.01)
+    # without the level, the 4 % would have cost far more than 1 %
+    win = 2 * 2.0 + ew.HALF_SPLIT  # rest Å in the λ2796 window
+    assert 0.04 * win > 0.1 * 0.6
+
+
+def test_masked_pixels_are_made_up_for_and_too_many_leave_the_line_unmeasured():
+    z = 5400.0 / L1 - 1
+    f = doublet(z, 0.7, 0.5, s_obs=1.2)  # broad lines: masked pixels carry absorption
+    ivar = np.full((2, grid.N_PIX), 1e6)
+    c1 = L1 * (1 + z)
+    near = np.abs(LAM - c1) < 6.0
+    sparse = near & (np.arange(grid.N_PIX) % 5 == 0)  # every fifth pixel: 20 % masked
+    ivar[0, sparse] = 0
+    ivar[1, near & (LAM < c1 + 3.0)] = 0  # most of the λ2796 window
+    got, sig = ew.measure(np.stack([f, f]), ivar, [0, 1], [z, z], [0.7, 0.7])
+    np.testing.assert_allclose(got[0], [0.7, 0.5], rtol=0.03)
+    assert np.isnan(got[1, 0]) and np.isnan(sig[1, 0])
+    assert np.isfinite(got[1, 1])
+
+
+def test_a_window_beyond_the_arm_end_is_not_measured():
+    z = 5718.0 / L1 - 1  # λ2803's window runs past the green arm's red end (5730 Å)
+    f = doublet(z, 0.5, 0.3)
+    got, _ = ew.measure(f[None], np.full((1, grid.N_PIX), 1e6), [0], [z], [0.5])
+    assert np.isfinite(got[0, 0]) and np.isnan(got[0, 1])
+    np.testing.assert_allclose(got[0, 0], 0.5, rtol=1e-3)
+
+
+def test_combine_weights_agreeing_values_and_keeps_the_network_otherwise():
+    net, net_s = np.array([1.0, 1.0, 1.0, 1.0]), np.array([0.1, 0.1, 0.1, 0.1])
+    meas = np.array([1.1, 2.0, np.nan, 1.05])
+    meas_s = np.array([0.1, 0.1, 0.1, 0.0])
+    got, sig, used = ew.combine(net, net_s, meas, meas_s, reject=3.0, correlation=0.0)
+    np.testing.assert_array_equal(used, [True, False, False, False])
+    np.testing.assert_allclose(got, [1.05, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(sig, [0.1 / np.sqrt(2), 0.1, 0.1, 0.1])
+    # correlated errors: the mean's σ lies between the independent one's and the inputs'
+    _, sig_c, _ = ew.combine(net, net_s, meas, meas_s, reject=3.0, correlation=0.5)
+    assert 0.1 / np.sqrt(2) < sig_c[0] < 0.1
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="half_min"):
+        ew.EWOptions(half_min=3.0, half_max=2.0)
+    with pytest.raises(ValueError, match="correlation"):
+        ew.EWOptions(correlation=1.0)
+    with pytest.raises(ValueError, match="expected"):
+        ew.measure(np.ones((2, 10)), np.ones((2, 10)), [0], [1.0], [0.5])
+    with pytest.raises(ValueError, match="ew: expected"):
+        mgfast.Detector(model="multi", ew="measured")  # type: ignore[arg-type]
+
+
+def test_detector_combined_ews_beat_the_networks_alone_at_high_snr():
+    sim = mgfast.simulate(150, seed=31, snr=30.0, with_absorber_fraction=1.0, max_absorbers=3)
+    res = {
+        mode: mgfast.Detector(model="multi", ew=mode).detect(sim.flux, err=sim.err)
+        for mode in ("network", "combined")
+    }
+    a_net, a_comb = res["network"].absorbers, res["combined"].absorbers
+    np.testing.assert_array_equal(a_net.lambda2796, a_comb.lambda2796)  # only EWs change
+    np.testing.assert_array_equal(a_net.probability, a_comb.probability)
+    assert not a_net.ew_measured.any() and np.isnan(a_net.ew2796_measured).all()
+    assert a_comb.ew_measured.mean() > 0.9
+    col, _ = match(a_comb.spectrum, a_comb.lambda2796, sim.truth.abs_lambda2796, 5.0)
+    ok = (col >= 0) & (a_comb.probability >= 0.5)
+    truth = sim.truth.abs_ew2796[a_comb.spectrum[ok], col[ok]]
+
+    def err(a: Absorbers) -> float:
+        return float(np.median(np.abs(a.ew2796[ok] / truth - 1)))
+
+    assert ok.sum() > 200
+    assert err(a_comb) < 0.6 * err(a_net)
+    # the combined σ still covers the truth about as often as stated
+    within = np.abs(a_comb.ew2796[ok] - truth) <= a_comb.ew2796_err[ok]
+    assert 0.55 < within.mean() < 0.85
