@@ -91,6 +91,12 @@ def test_gpu_arrays_take_the_device_path_with_the_host_paths_results(model: str)
     if model == "multi":
         np.testing.assert_array_equal(dev.n_absorbers, host.n_absorbers)
         np.testing.assert_array_equal(dev.absorbers.lambda2796, host.absorbers.lambda2796)
+        # the preprocessed spectra stay on the device: the network's EWs, not measured ones
+        assert not dev.absorbers.ew_measured.any() and host.absorbers.ew_measured.any()
+        det.ew = "network"
+        net = det.detect(flux, err=err, mask=mask)
+        np.testing.assert_array_equal(dev.absorbers.ew2796, net.absorbers.ew2796)
+        det.ew = "combined"
     ivar0 = np.where(err[0] > 0, 1.0 / np.maximum(err[0], 1e-30) ** 2, 0.0).astype(np.float32)
     one = det.detect(PosingGpuArray(flux[0]), ivar=PosingGpuArray(ivar0))
     assert np.ndim(one.probability) == 0

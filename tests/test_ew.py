@@ -86,13 +86,13 @@ def test_a_window_beyond_the_arm_end_is_not_measured():
 
 
 def test_combine_weights_agreeing_values_and_keeps_the_network_otherwise():
-    net, net_s = np.array([1.0, 1.0, 1.0, 1.0]), np.array([0.1, 0.1, 0.1, 0.1])
-    meas = np.array([1.1, 2.0, np.nan, 1.05])
-    meas_s = np.array([0.1, 0.1, 0.1, 0.0])
+    net, net_s = np.array([1.0, 1.0, 1.0, 1.0, 0.1]), np.array([0.1, 0.1, 0.1, 0.1, 0.1])
+    meas = np.array([1.1, 2.0, np.nan, 1.05, -0.2])
+    meas_s = np.array([0.1, 0.1, 0.1, 0.0, 0.1])
     got, sig, used = ew.combine(net, net_s, meas, meas_s, reject=3.0, correlation=0.0)
-    np.testing.assert_array_equal(used, [True, False, False, False])
-    np.testing.assert_allclose(got, [1.05, 1.0, 1.0, 1.0])
-    np.testing.assert_allclose(sig, [0.1 / np.sqrt(2), 0.1, 0.1, 0.1])
+    np.testing.assert_array_equal(used, [True, False, False, False, False])
+    np.testing.assert_allclose(got, [1.05, 1.0, 1.0, 1.0, 0.1])
+    np.testing.assert_allclose(sig, [0.1 / np.sqrt(2), 0.1, 0.1, 0.1, 0.1])
     # correlated errors: the mean's σ lies between the independent one's and the inputs'
     _, sig_c, _ = ew.combine(net, net_s, meas, meas_s, reject=3.0, correlation=0.5)
     assert 0.1 / np.sqrt(2) < sig_c[0] < 0.1

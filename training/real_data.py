@@ -4,6 +4,8 @@ the false alarms in clean arms. Evaluation only: nothing here is trained or tune
 
     KERAS_BACKEND=jax python training/real_data.py --data ../shared/data/real_dev.npz \
         --model runs/fcn/final.keras --arch mgfast_fcn [--matched-filter] [--seeds 5]
+    python training/real_data.py --ew-model multi     # the EWs of the visible systems: the
+        network's, measured on the spectrum (mgfast.ew) and combined, at native SNR
 """
 
 from __future__ import annotations
@@ -60,9 +62,13 @@ def main() -> None:
     p.add_argument("--name", action="append", default=[])
     p.add_argument("--matched-filter", action="store_true")
     p.add_argument("--seeds", type=int, default=5, help="noise realisations at SNR 10 and 5")
+    p.add_argument("--ew-model", help="a shipped multi-absorber model (or directory): its EWs")
     args = p.parse_args()
     d = np.load(args.data, allow_pickle=False)
     cases = arm_cases(d)
+    if args.ew_model:
+        ew_table(d, cases, args.ew_model)
+        return
     n_sys = sum(c[2] is not None for c in cases)
     n_clean = len(cases) - n_sys
     dets = [
@@ -95,6 +101,35 @@ def main() -> None:
                 f"| {name} | {label} | {found / seeds:.1f} / {n_sys} | "
                 f"{alarms / seeds:.1f} / {n_clean} |"
             )
+
+
+def ew_table(d, cases, model: str) -> None:  # type: ignore[no-untyped-def]
+    """Per visible system the absorber found nearest its λ2796 (within 5 Å) and its rest EWs:
+    the network's alone, measured on the spectrum, and combined (Detector(ew=...))."""
+    sys_cases = [c for c in cases if c[2] is not None]
+    rows = [one_arm(d, s, a, None, None) for s, a, _ in sys_cases]
+    flux, err = np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
+    res = {
+        m: mgfast.Detector(model=model, ew=m).detect(flux, err=err) for m in ("network", "combined")
+    }
+    print("| spectrum | R native | z | EW2796 network | measured | combined | EW2803 network | "
+          "measured | combined |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for i, (s, _, lam) in enumerate(sys_cases):
+        a_net, a = res["network"].absorbers, res["combined"].absorbers
+        k = np.flatnonzero((a.spectrum == i) & (np.abs(a.lambda2796 - lam) <= 5.0))
+        name = f"{d['names'][s]}"
+        if k.size == 0:
+            print(f"| {name} | {d['R_native'][s]:.0f} | {lam / 2796.3543 - 1:.4f} | not found |")
+            continue
+        k = k[np.argmax(a.probability[k])]
+        cells = [f"{a.z[k]:.4f}"]
+        for line in ("ew2796", "ew2803"):
+            net, net_e = getattr(a_net, line)[k], getattr(a_net, line + "_err")[k]
+            m, m_e = getattr(a, line + "_measured")[k], getattr(a, line + "_measured_err")[k]
+            c, c_e = getattr(a, line)[k], getattr(a, line + "_err")[k]
+            cells += [f"{net:.2f} ± {net_e:.2f}", f"{m:.2f} ± {m_e:.2f}", f"{c:.2f} ± {c_e:.2f}"]
+        print(f"| {name} | {d['R_native'][s]:.0f} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

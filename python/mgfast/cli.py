@@ -153,7 +153,7 @@ def _detect(args: argparse.Namespace) -> int:
         raise ValueError(f"--device {args.device}: expected cpu or cuda[:N]")
     det = Detector(
         args.model, backend=args.device, method=args.method, threshold=args.threshold,
-        threads=args.threads, precision=args.precision,
+        threads=args.threads, precision=args.precision, ew=args.ew,
     )  # fmt: skip
     parts = out.with_name(out.name + ".parts")
 
@@ -256,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: all)")
     d.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]: the GPU engine")
     d.add_argument("--precision", default="fp32", help="fp32 (default) or, on cuda, fp16")
+    d.add_argument("--ew", choices=("combined", "network"), default="combined",
+                   help="multi-absorber models: EWs measured on the spectrum and combined with "
+                   "the network's (default), or the network's alone")  # fmt: skip
     d.add_argument("--resume", action="store_true",
                    help="finish an interrupted run from OUTPUT.parts/")  # fmt: skip
     d.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")

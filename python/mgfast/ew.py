@@ -184,7 +184,7 @@ def combine(
     correlation: float = EWOptions.correlation,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inverse-variance mean of the network's and the measured EW where both exist and agree
-    within ``reject`` combined σ; the network's value elsewhere. Both read the same pixels, so
+    within ``reject`` combined σ and their mean is positive; the network's value elsewhere. Both read the same pixels, so
     their errors are correlated: the mean's σ counts a ``correlation`` between them. Returns
     (ew, sigma, used): used says where the measurement entered."""
     a = np.asarray(net, np.float64)
@@ -201,7 +201,10 @@ def combine(
             & (np.abs(a - b) <= reject * np.sqrt(sa * sa + sb * sb))
         )
         wa, wb = 1.0 / (sa * sa), np.where(used, 1.0 / (sb * sb), 0.0)
-        ew = np.where(used, (wa * a + wb * np.where(used, b, 0.0)) / (wa + wb), a)
+        mean = (wa * a + wb * np.where(used, b, 0.0)) / (wa + wb)
+        used &= mean > 0.0  # a line found has a positive EW: a mean at or below 0 says noise
+        wb = np.where(used, wb, 0.0)
+        ew = np.where(used, mean, a)
         cov = 2.0 * correlation * wa * wb * sa * np.where(used, sb, 0.0)
         sigma = np.where(used, np.sqrt(wa + wb + cov) / (wa + wb), sa)
     return ew, sigma, used
