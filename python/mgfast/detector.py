@@ -354,7 +354,7 @@ class Detector:
             out = self._host_outputs(flux2, ivar2)
         score, lam, sha, absorbers, n_abs = self._decode(out, len(flags))
         if absorbers is not None and self.ew == "combined" and not _on_gpu(flux):
-            absorbers = ew_mod.apply(absorbers, flux2, ivar2)
+            absorbers = ew_mod.apply(absorbers, flux2, ivar2, threads=self.threads)
         empty = (flags & int(SpectrumFlag.ALL_MASKED)) != 0
         if absorbers is not None:  # nothing is found in a spectrum without a usable pixel
             absorbers = absorbers.select(~empty[absorbers.spectrum])

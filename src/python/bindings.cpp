@@ -11,6 +11,7 @@
 #include "atomic.hpp"
 #include "bind.hpp"
 #include "cuda_api.hpp"
+#include "equivalent_width.hpp"
 #include "flags.hpp"
 #include "grid.hpp"
 #include "preprocess.hpp"
@@ -222,6 +223,33 @@ PYBIND11_MODULE(_core, m) {
         return out;
       },
       py::arg("ivar"), py::arg("threads") = 0);
+  m.def(
+      "measure_ew",
+      [](const carray<float>& flux, const carray<float>& ivar, const carray<std::int64_t>& spectrum,
+         const carray<double>& z, const carray<double>& guess, double half_factor, double half_min,
+         double half_max, double side, double min_coverage, double floor, int threads) {
+        if (flux.ndim() != 2 || ivar.ndim() != 2 || flux.shape(0) != ivar.shape(0) ||
+            flux.shape(1) != ivar.shape(1))
+          throw std::invalid_argument("flux and ivar: expected 2-D arrays of one shape");
+        const py::ssize_t n = spectrum.size();
+        if (spectrum.ndim() != 1 || z.size() != n || guess.size() != n)
+          throw std::invalid_argument("spectrum, z, guess: expected 1-D arrays of one length");
+        const EwOptions o{half_factor, half_min, half_max, side, min_coverage, floor};
+        validate(o);
+        py::array_t<double> ew({n, py::ssize_t{2}}), sigma({n, py::ssize_t{2}});
+        double* e = ew.mutable_data();
+        double* s = sigma.mutable_data();
+        const int n_pix = as_int(flux.shape(1), "flux");
+        {
+          py::gil_scoped_release release;
+          measure_ew_cpu(flux.data(), ivar.data(), flux.shape(0), n_pix, spectrum.data(), z.data(),
+                         guess.data(), n, o, e, s, threads);
+        }
+        return py::make_tuple(ew, sigma);
+      },
+      py::arg("flux"), py::arg("ivar"), py::arg("spectrum"), py::arg("z"), py::arg("guess"),
+      py::arg("half_factor"), py::arg("half_min"), py::arg("half_max"), py::arg("side"),
+      py::arg("min_coverage"), py::arg("floor"), py::arg("threads") = 0);
   m.def("lsf_degrade", &lsf_degrade, py::arg("wave"), py::arg("flux"), py::arg("err"),
         py::arg("resolution"), py::arg("r_out"), py::arg("threads"));
   bind::bind_simulate(m);
