@@ -252,3 +252,37 @@ def test_shipped_multi_absorber_models_find_every_strong_absorber_and_its_ew(nam
     ew = sim.truth.abs_ew2796[a.spectrum[ok], col[ok]]
     err = np.median(np.abs(a.ew2796[ok] / ew - 1.0))
     assert err < (0.025 if name == "multi-joint" else 0.08)  # measured: 1.2 % and 4.0 %
+
+
+def _candidates_on_the_whole_map(logits: np.ndarray, window: int, min_score: float):  # type: ignore[no-untyped-def]
+    """The decoding's steps 1-3 written out on every cell: the reference for its fast path."""
+    c = logits.shape[1]
+    p = 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))
+    pad = np.pad(p, ((0, 0), (window, window)))
+    local_max = np.max([pad[:, j : j + c] for j in range(2 * window + 1)], axis=0)
+    score = np.minimum(
+        1.0, np.pad(p, ((0, 0), (1, 0)))[:, :c] + p + np.pad(p, ((0, 0), (0, 1)))[:, 1:]
+    )
+    first = np.ones_like(p, dtype=bool)
+    first[:, 1:] = p[:, 1:] != p[:, :-1]
+    rows, cells = np.nonzero((p >= local_max) & first & (score >= min_score))
+    return rows, cells, score[rows, cells]
+
+
+@pytest.mark.parametrize(
+    ("window", "min_score"), [(3, 0.02), (1, 0.02), (0, 0.02), (3, 0.0), (5, 0.4)]
+)
+def test_candidates_are_those_of_the_whole_map(window: int, min_score: float):
+    from mgfast.absorbers import _candidates
+
+    rng = np.random.default_rng(window)
+    logits = rng.normal(-7.0, 5.0, (300, 400)).astype(np.float32)
+    logits[:, 50:55] = 30.0  # a saturated plateau: p == 1 in float32 on five cells
+    logits[:, 0] = 4.0  # at the map's edges
+    logits[:, -1] = 4.0
+    for got, want in zip(
+        _candidates(logits, window, min_score),
+        _candidates_on_the_whole_map(logits, window, min_score),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(got, want)
