@@ -97,7 +97,8 @@ def test_gpu_arrays_take_the_device_path_with_the_host_paths_results(model: str)
         net = det.detect(flux, err=err, mask=mask)
         np.testing.assert_array_equal(dev.absorbers.ew2796, net.absorbers.ew2796)
         det.ew = "combined"
-    ivar0 = np.where(err[0] > 0, 1.0 / np.maximum(err[0], 1e-30) ** 2, 0.0).astype(np.float32)
+    e0 = err[0].astype(np.float64)
+    ivar0 = np.divide(1.0, e0 * e0, out=np.zeros_like(e0), where=e0 > 0).astype(np.float32)
     one = det.detect(PosingGpuArray(flux[0]), ivar=PosingGpuArray(ivar0))
     assert np.ndim(one.probability) == 0
     assert one.probability == pytest.approx(host.probability[0], abs=1e-5)
