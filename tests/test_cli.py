@@ -56,6 +56,11 @@ def test_demo_and_info_run(capsys):
     row = next(line for line in text.splitlines() if "matched filter" in line)
     accuracy = float(row.split()[2].rstrip("%"))
     assert accuracy > 90.0  # SNR 20: the filter finds nearly everything above EW ~0.15 Å
+    # the second part: every absorber, with the shipped multi model
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("completeness  purity"))
+    completeness, purity = (float(v.rstrip("%")) for v in lines[at + 1].split()[:2])
+    assert completeness > 85.0 and purity > 95.0
     assert main(["info"]) == 0
     assert "6315 pixels" in capsys.readouterr().out
 
