@@ -54,6 +54,36 @@ MGFAST_HD int bspline_basis(double x, double inv_h, int nseg, double b[4]) {
   return s;
 }
 
+// The basis of every pixel of an arm of n pixels (bspline_basis at each i): it depends only on n
+// and the knot spacing, so the CPU computes it once per arm and every fit reads it (values[4 i
+// ... 4 i + 3] and segment[i]); fit_arm computes it as it goes where there is none (the GPU).
+struct Basis {
+  const double* values = nullptr;
+  const int* segment = nullptr;
+};
+
+// The spline's segments and 1 / (knot spacing) for an arm of n pixels, as fit_arm uses them.
+MGFAST_HD int spline_segments(int n, double knot_spacing, double* inv_h) {
+  const int nseg = n_basis(n, knot_spacing) - 3;
+  *inv_h = n > 1 ? nseg / static_cast<double>(n - 1) : 0.0;
+  return nseg;
+}
+
+// Fills values (4 n) and segment (n) for Basis.
+inline void fill_basis(int n, double knot_spacing, double* values, int* segment) {
+  double inv_h = 0.0;
+  const int nseg = spline_segments(n, knot_spacing, &inv_h);
+  for (int i = 0; i < n; ++i) segment[i] = bspline_basis(i, inv_h, nseg, values + 4 * i);
+}
+
+// bspline_basis at pixel i, from the table when there is one.
+MGFAST_HD int basis_at(int i, double inv_h, int nseg, const Basis* table, double b[4]) {
+  if (!table) return bspline_basis(i, inv_h, nseg, b);
+  const double* v = table->values + 4 * i;
+  b[0] = v[0], b[1] = v[1], b[2] = v[2], b[3] = v[3];
+  return table->segment[i];
+}
+
 // Solves the symmetric positive-definite banded system (half bandwidth 3, band[i][k] = A[i][i+k])
 // in place by LDL^T; the solution overwrites rhs. Returns false if a pivot is not positive.
 MGFAST_HD bool solve_band4(int m, double (*band)[4], double* rhs) {
@@ -130,17 +160,19 @@ MGFAST_HD double penalty_noise_scale(int n, const float* flux, const float* ivar
 
 // Fits the continuum of one arm of n pixels. flux and ivar (may be null: then the scatter about
 // the fit sets the clipping scale) are the arm's pixels; good marks usable ones; work holds n
-// bytes of scratch; cont receives the continuum. Returns false (cont untouched beyond garbage)
-// when too few pixels survive or the fit is not positive.
+// bytes of scratch; cont receives the continuum; basis, when given, is this arm's (fill_basis
+// with p.knot_spacing). Returns false (cont untouched beyond garbage) when too few pixels survive
+// or the fit is not positive.
 MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::uint8_t* good,
-                       std::uint8_t* work, float* cont, const Params& p) {
+                       std::uint8_t* work, float* cont, const Params& p,
+                       const Basis* basis = nullptr) {
   // work bits: kUse the mask this iteration fits, kLow and kNear rejected absorption and its
   // neighbours, kPrev the mask the previous iteration fitted.
   constexpr std::uint8_t kUse = 1, kLow = 2, kNear = 4, kPrev = 8;
   const int m = n_basis(n, p.knot_spacing);
   if (m > kMaxBasis || n < 8) return false;
-  const int nseg = m - 3;
-  const double inv_h = nseg / static_cast<double>(n - 1);
+  double inv_h = 0.0;
+  const int nseg = spline_segments(n, p.knot_spacing, &inv_h);
   double band[kMaxBasis][4];
   double coef[kMaxBasis];
   int min_keep = static_cast<int>(p.min_fraction * n);
@@ -165,7 +197,7 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
     for (int i = 0; i <= n; ++i) {
       const bool end = i == n;
       if (!end && !(work[i] & kUse)) continue;
-      const int s = end ? -2 : bspline_basis(i, inv_h, nseg, b);
+      const int s = end ? -2 : basis_at(i, inv_h, nseg, basis, b);
       if (s != seg) {
         if (seg >= 0) {
           band[seg][0] += s00, band[seg][1] += s01, band[seg][2] += s02, band[seg][3] += s03;
@@ -198,7 +230,7 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
 
     double ss = 0.0;
     for (int i = 0; i < n; ++i) {
-      const int s = bspline_basis(i, inv_h, nseg, b);
+      const int s = basis_at(i, inv_h, nseg, basis, b);
       const double c =
           b[0] * coef[s] + b[1] * coef[s + 1] + b[2] * coef[s + 2] + b[3] * coef[s + 3];
       cont[i] = static_cast<float>(c);

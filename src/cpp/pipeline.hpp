@@ -100,9 +100,11 @@ MGFAST_HD void stage_smooth(int n_in, int j, const double* lnedge, const float* 
 }
 
 // Stage 3, per arm a of one spectrum (pointers to that spectrum's rows): drop an arm with too
-// little data, else fit and divide by the continuum when asked. Returns the flags to OR in.
+// little data, else fit and divide by the continuum when asked (basis: the arm's spline basis,
+// continuum::fill_basis, or null). Returns the flags to OR in.
 MGFAST_HD std::uint32_t stage_arm(const Options& o, bool have_err, int a, float* flux, float* ivar,
-                                  std::uint8_t* mask, float* cont, std::uint8_t* work) {
+                                  std::uint8_t* mask, float* cont, std::uint8_t* work,
+                                  const continuum::Basis* basis = nullptr) {
   const int p0 = grid::arm_start(a), n = grid::arm_npix(a);
   int n_good = 0;
   for (int i = 0; i < n; ++i) {
@@ -117,7 +119,7 @@ MGFAST_HD std::uint32_t stage_arm(const Options& o, bool have_err, int a, float*
   // work doubles as the good-pixel input; fit_arm needs a second scratch row for its own state,
   // which is the continuum row's neighbour in work (n bytes further on).
   if (!continuum::fit_arm(n, flux + p0, have_err ? ivar + p0 : nullptr, work, work + n, cont + p0,
-                          o.continuum)) {
+                          o.continuum, basis)) {
     for (int i = 0; i < n; ++i) {
       mask[p0 + i] |= flags::kPixContinuumFailed;
       cont[p0 + i] = 1.0f;

@@ -120,6 +120,16 @@ void preprocess_cpu(const Batch& b, const Options& o, Output& out, int threads) 
 
   const int nt = resolve_threads(threads);
   std::vector<Scratch> scratch(nt);
+  // Each arm's spline basis, computed once for every fit (continuum::Basis).
+  std::vector<double> basis_values(4 * static_cast<std::size_t>(grid::kNPix));
+  std::vector<int> basis_segment(grid::kNPix);
+  continuum::Basis basis[grid::kNumArms];
+  for (int a = 0; a < grid::kNumArms; ++a) {
+    const int p0 = grid::arm_start(a);
+    continuum::fill_basis(grid::arm_npix(a), o.continuum.knot_spacing, &basis_values[4 * p0],
+                          &basis_segment[p0]);
+    basis[a] = {&basis_values[4 * p0], &basis_segment[p0]};
+  }
   parallel_for(b.n_spec, nt, 16, [&](std::int64_t begin, std::int64_t end, int worker) {
     Scratch& w = scratch[worker];
     w.good.resize(n_in);
@@ -158,7 +168,8 @@ void preprocess_cpu(const Batch& b, const Options& o, Output& out, int threads) 
       for (int p = 0; p < grid::kNPix; ++p) cont[p] = 1.0f;
       std::uint32_t f = 0u;
       for (int a = 0; a < grid::kNumArms; ++a)
-        f |= pipeline::stage_arm(o, b.err != nullptr, a, of, oi, om, cont, w.work.data());
+        f |=
+            pipeline::stage_arm(o, b.err != nullptr, a, of, oi, om, cont, w.work.data(), &basis[a]);
       for (int p = 0; p < grid::kNPix; ++p) pipeline::stage_fill(p, of, oi, om);
       f |= pipeline::stage_summary(b, s, om,
                                    out.n_masked + static_cast<std::size_t>(s) * grid::kNumArms);
