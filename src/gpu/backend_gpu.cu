@@ -206,18 +206,28 @@ struct DetectBuffers {
   DeviceBuffer<std::uint32_t> flags, arm_flags;
   DeviceBuffer<std::int32_t> n_masked;
 
+  bool allocated = false;
+
+  // All or nothing: a failed cudaMalloc (out of memory) frees what was allocated and leaves the
+  // buffers unallocated, so that the next call tries again rather than using null pointers.
   void allocate(std::size_t b) {
     const std::size_t px = b * grid::kNPix;
-    ivar.allocate(px);
-    cont.allocate(px);
-    snr.allocate(b);
-    pixmask.allocate(px);
-    good.allocate(px);
-    work.allocate(2 * px);
-    var.allocate(px);
-    flags.allocate(b);
-    arm_flags.allocate(b * grid::kNumArms);
-    n_masked.allocate(b * grid::kNumArms);
+    try {
+      ivar.allocate(px);
+      cont.allocate(px);
+      snr.allocate(b);
+      pixmask.allocate(px);
+      good.allocate(px);
+      work.allocate(2 * px);
+      var.allocate(px);
+      flags.allocate(b);
+      arm_flags.allocate(b * grid::kNumArms);
+      n_masked.allocate(b * grid::kNumArms);
+    } catch (...) {
+      *this = DetectBuffers{};
+      throw;
+    }
+    allocated = true;
   }
 };
 
@@ -232,14 +242,20 @@ void require_on_device(const void* p, int device, const std::string& what) {
                                 ", this backend on cuda:" + std::to_string(device));
 }
 
-// Makes `stream` wait for the work already queued on the legacy default stream (where CuPy and
-// PyTorch put theirs unless told otherwise).
-void after_legacy_stream(cudaStream_t stream) {
-  cudaEvent_t ready = nullptr;
-  MGFAST_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
-  MGFAST_CUDA_CHECK(cudaEventRecord(ready, cudaStreamLegacy));
-  MGFAST_CUDA_CHECK(cudaStreamWaitEvent(stream, ready, 0));
-  cudaEventDestroy(ready);
+// Makes `stream` wait for the work already queued on each producer stream of the arrays it is
+// about to read or write (ProducerStreams: their __cuda_array_interface__ "stream").
+void after_producers(cudaStream_t stream, const ProducerStreams& producers) {
+  for (const std::uintptr_t p : producers) {
+    if (p == kNoProducerStream) continue;
+    const cudaStream_t from = p == 1   ? cudaStreamLegacy
+                              : p == 2 ? cudaStreamPerThread
+                                       : reinterpret_cast<cudaStream_t>(p);
+    cudaEvent_t ready = nullptr;
+    MGFAST_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+    MGFAST_CUDA_CHECK(cudaEventRecord(ready, from));
+    MGFAST_CUDA_CHECK(cudaStreamWaitEvent(stream, ready, 0));
+    cudaEventDestroy(ready);
+  }
 }
 
 }  // namespace
@@ -391,12 +407,14 @@ void GpuBackend::Impl::choose_algorithms(Slot& s) {
     bool found = false;
     for (int i = 0; i < got && !found; ++i) {
       if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > kWorkspaceBytes) continue;
-      // At fp32 keep to algorithms that do not round through TF32 or fp16.
+      // At fp32 keep to algorithms that do not round through TF32 or fp16, and say so: cuDNN's
+      // default math type lets it use TF32 tensor cores on Ampere and newer.
       if (!half && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH)
         continue;
       st.algo = perf[i].algo;
       st.workspace = perf[i].memory;
-      MGFAST_CUDNN_CHECK(cudnnSetConvolutionMathType(st.conv_desc, perf[i].mathType));
+      MGFAST_CUDNN_CHECK(
+          cudnnSetConvolutionMathType(st.conv_desc, half ? perf[i].mathType : CUDNN_FMA_MATH));
       found = true;
     }
     if (!found)
@@ -669,7 +687,7 @@ GpuBackend::~GpuBackend() = default;
 void GpuBackend::infer(const float* x, std::int64_t n, float* prob, float* lam) {
   if (impl_->net.map_output()) throw std::logic_error("this network returns a map: use infer_map");
   std::lock_guard<std::mutex> lock(impl_->mu);
-  MGFAST_CUDA_CHECK(cudaSetDevice(impl_->device));
+  cuda::DeviceGuard guard(impl_->device);
   impl_->run_host(x, n, prob, true, lam);
 }
 
@@ -679,21 +697,24 @@ void GpuBackend::infer_map(const float* x, std::int64_t n, float* out, float* su
   if (summary && !impl_->plan.has_summary)
     throw std::logic_error("this network has no summary head");
   std::lock_guard<std::mutex> lock(impl_->mu);
-  MGFAST_CUDA_CHECK(cudaSetDevice(impl_->device));
+  cuda::DeviceGuard guard(impl_->device);
   impl_->run_host(x, n, out, false, summary);
 }
 
 bool GpuBackend::has_summary() const { return impl_->plan.has_summary; }
 
-void GpuBackend::infer_device(const float* x, std::int64_t n, float* out) {
+void GpuBackend::infer_device(const float* x, std::int64_t n, float* out,
+                              const ProducerStreams& producers) {
   Impl& m = *impl_;
   if (m.plan.has_summary)
     throw std::invalid_argument("infer_device: not for a network with a summary head (yet)");
+  if (n <= 0) return;
   std::lock_guard<std::mutex> lock(m.mu);
-  MGFAST_CUDA_CHECK(cudaSetDevice(m.device));
+  cuda::DeviceGuard guard(m.device);
   require_on_device(x, m.device, "infer_device: the input");
+  require_on_device(out, m.device, "infer_device: out");
   Slot& s = m.slots[0];
-  after_legacy_stream(s.stream);
+  after_producers(s.stream, producers);
   const std::int64_t b = m.batch;
   for (std::int64_t first = 0; first < n; first += b) {
     const std::int64_t count = std::min(b, n - first);
@@ -716,7 +737,7 @@ void GpuBackend::infer_device(const float* x, std::int64_t n, float* out) {
 }
 
 void GpuBackend::detect_device(const pipeline::Batch& batch, const pipeline::Options& o,
-                               const DeviceDetectOutput& out) {
+                               const DeviceDetectOutput& out, const ProducerStreams& producers) {
   Impl& m = *impl_;
   if (!batch.on_grid || batch.n_in != grid::kNPix || batch.wave || batch.r_in)
     throw std::invalid_argument("detect_device: the spectra must be on the grid (" +
@@ -728,16 +749,16 @@ void GpuBackend::detect_device(const pipeline::Batch& batch, const pipeline::Opt
     throw std::invalid_argument("detect_device: this network has a summary head: pass summary");
   if (batch.n_spec <= 0) return;
   std::lock_guard<std::mutex> lock(m.mu);
-  MGFAST_CUDA_CHECK(cudaSetDevice(m.device));
+  cuda::DeviceGuard guard(m.device);
   require_on_device(batch.flux, m.device, "flux");
   if (batch.err) require_on_device(batch.err, m.device, batch.err_is_ivar ? "ivar" : "err");
   if (batch.mask) require_on_device(batch.mask, m.device, "mask");
   const std::int64_t b = m.batch;
   const std::size_t npix = grid::kNPix, arms = grid::kNumArms;
   DetectBuffers& d = m.detect;
-  if (d.snr.size() == 0) d.allocate(std::size_t(b));
+  if (!d.allocated) d.allocate(std::size_t(b));
   Slot& s = m.slots[0];
-  after_legacy_stream(s.stream);
+  after_producers(s.stream, producers);
   cuda::PreprocessScratch scratch;
   scratch.good = d.good.get();
   scratch.var = d.var.get();
@@ -786,7 +807,7 @@ void GpuBackend::detect_device(const pipeline::Batch& batch, const pipeline::Opt
 GpuStageTimes GpuBackend::profile(const float* x, std::int64_t n) {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> lock(m.mu);
-  MGFAST_CUDA_CHECK(cudaSetDevice(m.device));
+  cuda::DeviceGuard guard(m.device);
   Slot& s = m.slots[0];
   cudaEvent_t e[4];
   for (cudaEvent_t& ev : e) MGFAST_CUDA_CHECK(cudaEventCreate(&ev));

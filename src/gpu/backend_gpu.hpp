@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "network.hpp"
 #include "pipeline.hpp"
@@ -22,6 +23,13 @@ struct GpuStageTimes {
   double d2h_ms = 0.0;      // device -> pinned host copies of the output
   std::int64_t batches = 0;
 };
+
+// The streams on which the producers of device arrays queued their work (each array's
+// __cuda_array_interface__ "stream": 1 the legacy default stream, 2 the per-thread default
+// stream, another value a cudaStream_t, kNoProducerStream where no synchronisation is needed).
+// The GPU calls order their work after each of them.
+using ProducerStreams = std::vector<std::uintptr_t>;
+constexpr std::uintptr_t kNoProducerStream = 0;
 
 // Where detect_device puts its results: host memory, n rows each.
 struct DeviceDetectOutput {
@@ -57,18 +65,19 @@ class GpuBackend {
   bool has_summary() const;
   // Device memory in and out (pointers on this backend's device, e.g. from CuPy or PyTorch):
   // x (n, n_in) float32; out: (n, 2) interleaved (probability, λ2796), or the map. The work is
-  // ordered after everything already queued on the device's legacy default stream and finished
-  // when this returns.
-  void infer_device(const float* x, std::int64_t n, float* out);
+  // ordered after everything already queued on the producers' streams and finished when this
+  // returns.
+  void infer_device(const float* x, std::int64_t n, float* out,
+                    const ProducerStreams& producers = {1});
 
   // Spectra on the grid already in this backend's device memory (batch: device pointers, on_grid,
   // no r_in): preprocessing, the per-spectrum SNR and the network on the device, batch by batch,
   // with only the results (and the uint8 pixel mask) copied to the host; the spectra never are.
-  // Ordered after the work already queued on the device's legacy default stream. Throws
+  // Ordered after the work already queued on the producers' streams. Throws
   // std::invalid_argument for off-grid input, a network that does not read the grid, or pointers
   // that are not memory on this device.
   void detect_device(const pipeline::Batch& batch, const pipeline::Options& o,
-                     const DeviceDetectOutput& out);
+                     const DeviceDetectOutput& out, const ProducerStreams& producers = {1});
 
   // Runs the input (host memory) through the network batch by batch with every stage timed on
   // its own; the results are discarded.

@@ -18,12 +18,19 @@ namespace mgfast::bind {
 
 namespace {
 
+struct CudaArray {
+  std::uintptr_t ptr = 0;
+  std::vector<py::ssize_t> shape;
+  std::uintptr_t stream = 1;  // the producer's stream (mgfast::ProducerStreams)
+};
+
 // A device pointer from the __cuda_array_interface__ of a CuPy array, PyTorch tensor, pycuda
-// array or Numba array: (pointer, shape), for a C-contiguous float32 array (writable when it is
-// to be `written`).
-std::pair<std::uintptr_t, std::vector<py::ssize_t>> cuda_array(const py::object& a,
-                                                               const char* what, bool written,
-                                                               const std::string& want = "<f4") {
+// array or Numba array, for a C-contiguous float32 array (writable when it is to be `written`),
+// with the stream its producer queued its work on: the interface's "stream" (version 3; None: no
+// synchronisation needed; 1 or 0: the legacy default stream; 2: the per-thread one), the legacy
+// default stream where there is none (version 2).
+CudaArray cuda_array(const py::object& a, const char* what, bool written,
+                     const std::string& want = "<f4") {
   if (!py::hasattr(a, "__cuda_array_interface__"))
     throw std::invalid_argument(std::string(what) +
                                 ": expected a GPU array exposing "
@@ -47,7 +54,13 @@ std::pair<std::uintptr_t, std::vector<py::ssize_t>> cuda_array(const py::object&
   const py::tuple data = iface["data"];
   if (written && data[1].cast<bool>())
     throw std::invalid_argument(std::string(what) + ": is read-only");
-  return {data[0].cast<std::uintptr_t>(), shape};
+  CudaArray r{data[0].cast<std::uintptr_t>(), shape, 1};
+  if (iface.contains("stream")) {
+    const py::object st = iface["stream"];
+    r.stream = st.is_none() ? mgfast::kNoProducerStream : st.cast<std::uintptr_t>();
+    if (r.stream == 0 && !st.is_none()) r.stream = 1;  // 0 is ambiguous: the legacy stream
+  }
+  return r;
 }
 
 // GpuBackend::detect_device on device arrays: (flux, err or ivar, mask) of shape (n, kNPix), the
@@ -56,7 +69,9 @@ py::dict detect_device(mgfast::GpuBackend& self, const py::object& flux, const p
                        const py::object& mask, bool err_is_ivar, std::uint32_t bad_bits,
                        const mgfast::pipeline::Options& o) {
   namespace grid = mgfast::grid;
-  const auto [x, xs] = cuda_array(flux, "flux", false);
+  const CudaArray fa = cuda_array(flux, "flux", false);
+  const auto& xs = fa.shape;
+  mgfast::ProducerStreams producers{fa.stream};
   if (xs.size() != 2 || xs[1] != grid::kNPix)
     throw std::invalid_argument("flux: GPU arrays must be (n, " + std::to_string(grid::kNPix) +
                                 "): spectra on the grid (preprocess others on the host)");
@@ -64,19 +79,21 @@ py::dict detect_device(mgfast::GpuBackend& self, const py::object& flux, const p
   b.n_spec = as_int(xs[0], "flux");
   b.n_in = grid::kNPix;
   b.on_grid = true;
-  b.flux = reinterpret_cast<const float*>(x);
+  b.flux = reinterpret_cast<const float*>(fa.ptr);
   const char* err_name = err_is_ivar ? "ivar" : "err";
   if (!err.is_none()) {
-    const auto [e, es] = cuda_array(err, err_name, false);
-    if (es != xs)
+    const CudaArray e = cuda_array(err, err_name, false);
+    if (e.shape != xs)
       throw std::invalid_argument(std::string(err_name) + ": shape differs from flux's");
-    b.err = reinterpret_cast<const float*>(e);
+    b.err = reinterpret_cast<const float*>(e.ptr);
+    producers.push_back(e.stream);
     b.err_is_ivar = err_is_ivar;
   }
   if (!mask.is_none()) {
-    const auto [k, ks] = cuda_array(mask, "mask", false, "<u4");
-    if (ks != xs) throw std::invalid_argument("mask: shape differs from flux's");
-    b.mask = reinterpret_cast<const std::uint32_t*>(k);
+    const CudaArray k = cuda_array(mask, "mask", false, "<u4");
+    if (k.shape != xs) throw std::invalid_argument("mask: shape differs from flux's");
+    b.mask = reinterpret_cast<const std::uint32_t*>(k.ptr);
+    producers.push_back(k.stream);
     b.bad_bits = bad_bits;
   }
   const py::ssize_t n = xs[0];
@@ -98,7 +115,7 @@ py::dict detect_device(mgfast::GpuBackend& self, const py::object& flux, const p
   d.pixmask = pixmask.mutable_data();
   {
     py::gil_scoped_release release;
-    self.detect_device(b, o, d);
+    self.detect_device(b, o, d, producers);
   }
   py::dict r;
   r["out"] = out;
@@ -142,8 +159,10 @@ PYBIND11_MODULE(_gpu, m) {
       .def(
           "infer_device",
           [](GpuBackend& self, const py::object& flux, const py::object& out) {
-            const auto [x, xs] = cuda_array(flux, "flux", false);
-            const auto [y, ys] = cuda_array(out, "out", true);
+            const CudaArray fa = cuda_array(flux, "flux", false);
+            const CudaArray oa = cuda_array(out, "out", true);
+            const auto& xs = fa.shape;
+            const auto& ys = oa.shape;
             check_flux(self, py::ssize_t(xs.size()), xs.size() == 2 ? xs[1] : 0);
             const mgfast::net::Shape o = self.output_shape();
             const std::vector<py::ssize_t> want =
@@ -155,8 +174,8 @@ PYBIND11_MODULE(_gpu, m) {
                                           (want.size() == 3 ? ", " + std::to_string(want[2]) : "") +
                                           ")");
             py::gil_scoped_release release;
-            self.infer_device(reinterpret_cast<const float*>(x), xs[0],
-                              reinterpret_cast<float*>(y));
+            self.infer_device(reinterpret_cast<const float*>(fa.ptr), xs[0],
+                              reinterpret_cast<float*>(oa.ptr), {fa.stream, oa.stream});
           },
           py::arg("flux"), py::arg("out"))
       .def(
