@@ -252,6 +252,24 @@ def test_detect_on_device_arrays_matches_the_host_path(model: str):
 
 
 @needs_gpu
+def test_detect_waits_for_the_arrays_own_stream():
+    """Arrays written on a non-blocking CuPy stream (their __cuda_array_interface__ names it)
+    are read only once that stream's work is done: the results equal the host path's."""
+    cupy = pytest.importorskip("cupy")
+    sim = mgfast.simulate(300, seed=6, realism=mgfast.Realism.survey())
+    det = mgfast.Detector(backend="cuda", batch_size=128)
+    host = det.detect(sim.flux, err=sim.err)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        flux = cupy.zeros(sim.flux.shape, cupy.float32)
+        for _ in range(20):  # enough work queued that a reader not waiting for it would see 0s
+            flux += cupy.asarray(sim.flux) / 20
+        err = cupy.asarray(sim.err)
+        dev = det.detect(flux, err=err)
+    assert np.abs(dev.probability - host.probability).max() <= 1e-4
+
+
+@needs_gpu
 def test_profile_splits_the_stages():
     x = mgfast.preprocess(*_realistic(512)).flux
     t = GpuBackend(MODELS / "default", batch_size=256).profile(x)
