@@ -261,9 +261,12 @@ def test_detect_waits_for_the_arrays_own_stream():
     host = det.detect(sim.flux, err=sim.err)
     stream = cupy.cuda.Stream(non_blocking=True)
     with stream:
-        flux = cupy.zeros(sim.flux.shape, cupy.float32)
-        for _ in range(20):  # enough work queued that a reader not waiting for it would see 0s
-            flux += cupy.asarray(sim.flux) / 20
+        # long work queued ahead of the flux on that stream (matrices of ones stay ones), so that
+        # a reader not waiting for it would find the flux not yet written
+        big = cupy.ones((4096, 4096), cupy.float32)
+        for _ in range(10):
+            big = big @ big / 4096
+        flux = cupy.asarray(sim.flux) * (big[0, 0] / big[0, 0])  # exactly the flux
         err = cupy.asarray(sim.err)
         dev = det.detect(flux, err=err)
     assert np.abs(dev.probability - host.probability).max() <= 1e-4
