@@ -132,3 +132,20 @@ def test_detector_combined_ews_beat_the_networks_alone_at_high_snr():
     # the combined σ still covers the truth about as often as stated
     within = np.abs(a_comb.ew2796[ok] - truth) <= a_comb.ew2796_err[ok]
     assert 0.55 < within.mean() < 0.85
+
+
+def test_every_detection_carries_measured_ews():
+    sim = mgfast.simulate(120, seed=41, snr=30.0, with_absorber_fraction=0.5)
+    t = sim.truth
+    for det in (mgfast.Detector(), mgfast.Detector(method="matched-filter")):
+        res = det.detect(sim.flux, err=sim.err)
+        ok = res.detected & t.has_absorber & (np.abs(res.wavelength - t.lambda2796) < 5)
+        assert ok.sum() > 40
+        assert np.all(np.isnan(res.ew2796[~res.detected]))
+        rel = np.abs(res.ew2796[ok] / t.ew2796[ok] - 1)
+        assert np.median(rel) < 0.05
+        assert np.all(res.ew2796_err[ok] > 0) and np.all(np.isfinite(res.ew2803[ok]))
+        assert {"ew2796", "ew2796_err", "ew2803", "ew2803_err"} <= set(res.columns())
+    # without errors nothing is measured, and the columns are there, NaN
+    res = mgfast.Detector().detect(sim.flux)
+    assert np.all(np.isnan(res.columns()["ew2796"]))

@@ -81,16 +81,29 @@ class Detections:
     absorbers: Absorbers | None = None
     n_absorbers: np.ndarray | None = None
     absorber_threshold: float | None = None
+    # float32, rest Å: the MgII doublet's EWs measured on the spectrum at λ2796 (mgfast.ew),
+    # where detected; NaN elsewhere, for spectra without errors and for GPU arrays (None: none
+    # measured at all).
+    ew2796: np.ndarray | None = None
+    ew2796_err: np.ndarray | None = None
+    ew2803: np.ndarray | None = None
+    ew2803_err: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.probability.size)
 
     def columns(self) -> dict[str, np.ndarray]:
+        nan = np.full(np.shape(self.probability), np.nan, np.float32)
+        ews = {
+            k: nan if getattr(self, k) is None else getattr(self, k)
+            for k in ("ew2796", "ew2796_err", "ew2803", "ew2803_err")
+        }
         return {
             "probability": self.probability,
             "detected": self.detected,
             "lambda2796": self.wavelength,
             "z_abs": self.redshift,
+            **ews,
             "snr": self.snr,
             "flags": self.flags,
             "masked_fraction": self.masked_fraction,
@@ -365,12 +378,13 @@ class Detector:
         lam = np.where(np.isfinite(grid.pixel_of(lam)) & ~empty, lam, np.nan)
         flags = flags | _quality(snr, pixmask, lam)
         masked = n_masked.sum(axis=1) / grid.N_PIX
+        ews = {} if _on_gpu(flux) else _summary_ews(flux2, ivar2, lam, detected, self.threads)
         res = Detections(
             probability=score, wavelength=lam, redshift=lam / MGII_2796.wavelength - 1.0,
             detected=detected, flags=flags, masked_fraction=masked.astype(np.float32), snr=snr,
             threshold=self.threshold, method=self.method, model_sha256=sha,
             absorbers=absorbers, n_absorbers=n_abs,
-            absorber_threshold=self.absorber_threshold if absorbers is not None else None,
+            absorber_threshold=self.absorber_threshold if absorbers is not None else None, **ews,
         )  # fmt: skip
         if single:
             return Detections(**{
@@ -563,6 +577,31 @@ class Detector:
             journal=journal, resume=resume, dask=dask, files_per_chunk=files_per_chunk,
             merge_arms=merge_arms, progress=progress, on_error=on_error,
         )  # fmt: skip
+
+
+def _summary_ews(
+    flux: np.ndarray, ivar: np.ndarray, lam: np.ndarray, detected: np.ndarray, threads: int
+) -> dict[str, np.ndarray]:
+    """The per-spectrum EW columns: the doublet measured at λ2796 in detected spectra. Without
+    a network's EW to size the windows, a first measurement with the smallest window sizes a
+    second one for the strong (broad) systems."""
+    n = len(lam)
+    cols = {k: np.full(n, np.nan, np.float32) for k in ("ew2796", "ew2796_err", "ew2803",
+                                                         "ew2803_err")}  # fmt: skip
+    rows = np.flatnonzero(detected & np.isfinite(lam))
+    if rows.size == 0:
+        return cols
+    z = lam[rows] / MGII_2796.wavelength - 1.0
+    ew, sig = ew_mod.measure(flux, ivar, rows, z, np.full(rows.size, np.nan), threads=threads)
+    wide = np.flatnonzero(ew[:, 0] > ew_mod.EWOptions().half_min)
+    if wide.size:
+        ew[wide], sig[wide] = ew_mod.measure(
+            flux, ivar, rows[wide], z[wide], ew[wide, 0], threads=threads
+        )
+    for j, line in enumerate(("ew2796", "ew2803")):
+        cols[line][rows] = ew[:, j]
+        cols[line + "_err"][rows] = sig[:, j]
+    return cols
 
 
 def _on_gpu(a: Any) -> bool:
