@@ -41,7 +41,7 @@ def evaluate(name: str, det: mgfast.Detector, sim) -> None:  # type: ignore[no-u
         f"{int(ok.sum()):,} detected absorbers within 5 Å, {measured.mean() / ok.mean():.1%} "
         f"of them measured; EW2796 median |relative error| {np.median(np.abs(rel1[measured])):.1%}"
         f" (bias {np.median(rel1[measured]):+.1%}, truth within σ {within[measured].mean():.1%}),"
-        f" EW2803 {np.median(np.abs(rel2[measured])):.1%}\n"
+        f" EW2803 {np.nanmedian(np.abs(rel2[measured])):.1%}\n"
     )
     print("| SNR | " + " | ".join(str(s) for s in SNRS) + " |")
     print("|---|" + "---|" * len(SNRS))
