@@ -14,12 +14,17 @@ line-profile model, and combines the two:
    windows: it absorbs a continuum that is off by a few per cent (the median keeps unrelated
    lines in the bands from biasing it). Its noise (1.25 σ/√n) is carried into the EW's σ.
 3. **Boxcar EW.** EW = Σ (1 − f/level) Δλ / (1 + z) over the window's usable pixels, scaled up
-   by the fraction of the window they cover (masked pixels), with σ from the inverse variance.
+   by the fraction of the window they cover (masked pixels), with σ from the inverse variance
+   and a floor of ``floor`` × EW (profile wings beyond the window, structure in the side bands).
    A window less than ``min_coverage`` covered (arm gaps and ends, masked stretches) is not
    measured (NaN).
 4. **Combination.** The inverse-variance mean of the network's and the measured EW, unless they
    disagree by more than ``reject`` combined σ (a blend, an unrelated line, a sky residual in the
-   window): then the network's value stands. σ of the mean: 1/√(Σ 1/σ²).
+   window) or the mean is not positive: then the network's value stands. Both read the same
+   pixels, so the mean's σ counts a ``correlation`` between their errors.
+
+The options were chosen on simulated validation sets (seeds 9779 and 9780, not the test sets'):
+the measured σ and the combined σ cover 65-79 % of the errors there and on the test sets.
 
 The measurement runs in the C++ core (``_core.measure_ew``, src/cpp/equivalent_width.cpp), about
 1 μs per absorber on one core; the combination is vectorised NumPy.
