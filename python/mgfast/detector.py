@@ -365,9 +365,11 @@ class Detector:
             snr = _median_snr(ivar2, self.threads)
             flux2 = np.atleast_2d(pre.flux)
             out = self._host_outputs(flux2, ivar2)
+            # the EW measurement's weights: spectra without errors get them from their scatter
+            ivar_ew = ew_mod.scatter_ivar(flux2, ivar2, pixmask)
         score, lam, sha, absorbers, n_abs = self._decode(out, len(flags))
         if absorbers is not None and self.ew == "combined" and not _on_gpu(flux):
-            absorbers = ew_mod.apply(absorbers, flux2, ivar2, threads=self.threads)
+            absorbers = ew_mod.apply(absorbers, flux2, ivar_ew, threads=self.threads)
         empty = (flags & int(SpectrumFlag.ALL_MASKED)) != 0
         if absorbers is not None:  # nothing is found in a spectrum without a usable pixel
             absorbers = absorbers.select(~empty[absorbers.spectrum])
@@ -378,7 +380,7 @@ class Detector:
         lam = np.where(np.isfinite(grid.pixel_of(lam)) & ~empty, lam, np.nan)
         flags = flags | _quality(snr, pixmask, lam)
         masked = n_masked.sum(axis=1) / grid.N_PIX
-        ews = {} if _on_gpu(flux) else _summary_ews(flux2, ivar2, lam, detected, self.threads)
+        ews = {} if _on_gpu(flux) else _summary_ews(flux2, ivar_ew, lam, detected, self.threads)
         res = Detections(
             probability=score, wavelength=lam, redshift=lam / MGII_2796.wavelength - 1.0,
             detected=detected, flags=flags, masked_fraction=masked.astype(np.float32), snr=snr,
