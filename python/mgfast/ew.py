@@ -32,6 +32,7 @@ The measurement runs in the C++ core (``_core.measure_ew``, src/cpp/equivalent_w
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,7 +114,8 @@ def scatter_ivar(flux: npt.ArrayLike, ivar: npt.ArrayLike, pixmask: npt.ArrayLik
         g = good[:, arm.start : arm.stop]
         pair = g[:, 1:] & g[:, :-1]
         d = np.where(pair, np.diff(f, axis=1), np.nan)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: a missing arm
             med = np.nanmedian(d, axis=1, keepdims=True) if d.size else d
             sigma = 1.4826 * np.nanmedian(np.abs(d - med), axis=1) / np.sqrt(2.0)
         usable = np.isfinite(sigma) & (sigma > 0) & (pair.sum(axis=1) >= 20)
