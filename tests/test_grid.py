@@ -84,3 +84,21 @@ def test_wavelength_of_outside_is_nan():
 def test_arrays_are_read_only():
     with pytest.raises(ValueError):
         grid.wavelength()[0] = 0.0
+
+
+def test_arms_spanned_agrees_with_arm_of():
+    rng = np.random.default_rng(3)
+    cases = [
+        np.geomspace(3850.0, 6870.0, 23164),  # a joined 4MOST spectrum
+        np.geomspace(3900.0, 4400.0, 5000),  # blue only
+        np.geomspace(4400.0, 5100.0, 100),  # in the gap between blue and green
+        np.geomspace(5729.9, 6100.1, 50),  # the green's last and the red's first pixels
+        grid.wavelength(),
+        np.array([4000.0, np.nan, 6200.0]),  # not increasing: the arm_of way
+        np.array([6500.0, 4000.0]),
+    ]
+    for lo, hi in rng.uniform(3500, 7200, (200, 2)):
+        cases.append(np.linspace(min(lo, hi), max(lo, hi) + 1e-3, rng.integers(2, 400)))
+    for w in cases:
+        a = grid.arm_of(w)
+        np.testing.assert_array_equal(grid.arms_spanned(w), np.unique(a[a >= 0]))

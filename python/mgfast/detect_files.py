@@ -21,7 +21,7 @@ from .flags import SpectrumFlag
 from .io.spectrum import LowResolutionError, Spectrum
 
 if TYPE_CHECKING:
-    from .detector import Detector
+    from .detector import Detections, Detector
 
 SPECTRUM_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz", ".npz", ".npy")
 MAX_CHUNK_SPECTRA = 8192  # a local chunk is written once it holds this many spectra
@@ -65,17 +65,28 @@ def _reason(e: BaseException, path: str) -> str:
     return msg if len(msg) <= 500 else msg[:497] + "..."
 
 
+def _same_grid(a: Spectrum, b: Spectrum) -> bool:
+    """Whether two spectra can go through preprocessing in one call: the same wavelengths (the
+    same array, or equal values: files of one survey share their grid), the same kind of errors
+    and mask, the same normalisation."""
+    if (a.err is None, a.ivar is None, a.mask is None, a.normalised, a.resolution is None) != (
+        b.err is None, b.ivar is None, b.mask is None, b.normalised, b.resolution is None
+    ):  # fmt: skip
+        return False
+    if a.wave is b.wave:
+        return True
+    if a.wave is None or b.wave is None or np.shape(a.wave) != np.shape(b.wave):
+        return False
+    if np.shape(a.flux) != np.shape(b.flux):
+        return False
+    return bool(np.array_equal(a.wave, b.wave))
+
+
 def _groups(spectra: list[Spectrum]) -> Iterator[list[Spectrum]]:
-    """Runs of consecutive spectra that can go through preprocessing in one call: the same
-    wavelength array, the same kind of errors and mask, the same normalisation."""
-
-    def key(s: Spectrum) -> tuple:
-        return (id(s.wave), s.err is None, s.ivar is None, s.mask is None, s.normalised,
-                s.resolution is None)  # fmt: skip
-
+    """Runs of consecutive spectra that can go through preprocessing in one call (_same_grid)."""
     run: list[Spectrum] = []
     for s in spectra:
-        if run and key(s) != key(run[0]):
+        if run and not _same_grid(s, run[0]):
             yield run
             run = []
         run.append(s)
@@ -83,27 +94,75 @@ def _groups(spectra: list[Spectrum]) -> Iterator[list[Spectrum]]:
         yield run
 
 
+def _detect_group(det: Detector, g: list[Spectrum]) -> Detections:
+    """One Detector call for spectra that _same_grid groups together."""
+    s0 = g[0]
+
+    def stack(attr: str) -> np.ndarray | None:
+        return None if getattr(s0, attr) is None else np.stack([getattr(s, attr) for s in g])
+
+    res = None if s0.resolution is None else np.array([s.resolution for s in g])
+    return det.detect(
+        stack("flux"), wave=s0.wave, err=stack("err"), ivar=stack("ivar"), mask=stack("mask"),
+        resolution=res, normalised=s0.normalised,
+    )  # fmt: skip
+
+
+def _rows(d: Detections, g: list[Spectrum], file: str) -> dict[str, np.ndarray]:
+    index = [int(s.meta.get("index", 0)) for s in g]
+    return rows_for(d, [s.id for s in g], file, index, [s.ra for s in g], [s.dec for s in g])
+
+
 def detect_spectra(det: Detector, spectra: list[Spectrum], file: str) -> dict[str, np.ndarray]:
     """Catalogue columns for the spectra of one file (and its absorber rows, with a
     multi-absorber model)."""
-    parts = []
-    for g in _groups(spectra):
-        s0 = g[0]
-
-        def stack(attr: str, group: list[Spectrum] = g) -> np.ndarray | None:
-            return None if getattr(group[0], attr) is None else np.stack(
-                [getattr(s, attr) for s in group]
-            )  # fmt: skip
-
-        res = None if s0.resolution is None else np.array([s.resolution for s in g])
-        d = det.detect(
-            stack("flux"), wave=s0.wave, err=stack("err"), ivar=stack("ivar"), mask=stack("mask"),
-            resolution=res, normalised=s0.normalised,
-        )  # fmt: skip
-        index = [int(s.meta.get("index", 0)) for s in g]
-        ids, ra, dec = [s.id for s in g], [s.ra for s in g], [s.dec for s in g]
-        parts.append(rows_for(d, ids, file, index, ra, dec))
+    parts = [_rows(_detect_group(det, g), g, file) for g in _groups(spectra)]
     return concat(parts, multi=det.multi_absorber)
+
+
+class _Job:
+    """The spectra of one file's outcome (or of a per-arm group's), read and waiting to be
+    searched: ``file`` labels their rows, ``path`` names them in an error."""
+
+    def __init__(self, spectra: list[Spectrum], file: str, path: str) -> None:
+        self.spectra, self.file, self.path = spectra, file, path
+
+
+def _search_jobs(det: Detector, items: list[Outcome | _Job]) -> list[Outcome]:
+    """Search the jobs among ``items`` together: runs of consecutive spectra on one grid, across
+    files, go through the Detector in one call (files of one survey share their grid, so a chunk
+    of single-spectrum files is one batch on every core rather than a call per file). A batch
+    that fails is searched again file by file, so that only the bad file is lost."""
+    jobs = [(k, it) for k, it in enumerate(items) if isinstance(it, _Job)]
+    flat = [(k, j, s) for k, job in jobs for j, s in enumerate(job.spectra)]
+    parts: dict[int, list[dict[str, np.ndarray]]] = {k: [] for k, _ in jobs}
+    failed: set[int] = set()
+    at = 0
+    for g in _groups([s for _, _, s in flat]):
+        members = flat[at : at + len(g)]
+        at += len(g)
+        try:
+            d = _detect_group(det, g)
+        except Exception:  # search these files one by one: the bad one fails alone
+            failed.update(k for k, _, _ in members)
+            continue
+        start = 0
+        while start < len(members):  # the rows of each job in this batch
+            k = members[start][0]
+            stop = start
+            while stop < len(members) and members[stop][0] == k:
+                stop += 1
+            parts[k].append(_rows(d.rows(start, stop), g[start:stop], items[k].file))
+            start = stop
+    out: list[Outcome] = []
+    for k, it in enumerate(items):
+        if not isinstance(it, _Job):
+            out.append(it)
+        elif k in failed:
+            out.append(_search(det, it.spectra, it.file, it.path))
+        else:
+            out.append((concat(parts[k], multi=det.multi_absorber), None))
+    return out
 
 
 def _read(path: str, format: str | None, allow_low_resolution: bool) -> list[Spectrum]:
@@ -136,16 +195,39 @@ def process_file(
 def process_unit(
     det: Detector, files: Sequence[str], format: str | None, allow_low_resolution: bool
 ) -> list[Outcome]:
-    """Read and search a unit of work (io.group_arm_files): one file, or the per-arm 4MOST files
-    of one object. Returns one outcome per file. The per-arm spectra of a group are combined
+    """Read and search one unit of work (read_unit): one outcome per file."""
+    return _search_jobs(det, read_unit(files, format, allow_low_resolution, det.multi_absorber))
+
+
+def process_units(
+    det: Detector, units: Sequence[Sequence[str]], format: str | None, allow_low: bool
+) -> list[Outcome]:
+    """Read several units, then search all their spectra together (_search_jobs): what a chunk
+    of work does, locally or on a dask worker. One outcome per file, in order."""
+    items = [it for unit in units for it in read_unit(unit, format, allow_low, det.multi_absorber)]
+    return _search_jobs(det, items)
+
+
+def read_unit(
+    files: Sequence[str], format: str | None, allow_low_resolution: bool, multi: bool
+) -> list[Outcome | _Job]:
+    """Read a unit of work (io.group_arm_files): one file, or the per-arm 4MOST files of one
+    object. Returns per file its outcome (an error) or a _Job to search (process_unit,
+    process_units), or nothing (a per-arm file in its group's row). The per-arm spectra of a
+    group are combined
     (io.combine_arms) into one row, whose ``file`` is their files joined by ';' in wavelength
     order; the row is the outcome of the first of them in input order, the others have no rows
     of their own. A file of the group that fails is an error of its own; one that is not a
     single per-arm spectrum (a joined file of the same object, say) gives its rows as alone. Two
     files of one arm make the object an error (on its first file) naming both."""
     if len(files) == 1:
-        return [process_file(det, files[0], format, allow_low_resolution)]
-    outcomes: list[Outcome | None] = [None] * len(files)
+        try:
+            return [_Job(_read(files[0], format, allow_low_resolution), files[0], files[0])]
+        except LowResolutionError:
+            raise
+        except Exception as e:  # one bad file must never stop a run
+            return [(None, _reason(e, files[0]))]
+    outcomes: list[Outcome | _Job | None] = [None] * len(files)
     arms: list[tuple[int, Spectrum]] = []
     for i, f in enumerate(files):
         try:
@@ -158,7 +240,7 @@ def process_unit(
         if len(spectra) == 1 and spectra[0].meta.get("arm") in io.arms.ARM_NAMES:
             arms.append((i, spectra[0]))
         else:
-            outcomes[i] = _search(det, spectra, f, f)
+            outcomes[i] = _Job(spectra, f, f)
     if arms:
         members = [i for i, _ in arms]
         first = members[0]
@@ -168,9 +250,9 @@ def process_unit(
             outcomes[first] = (None, _reason(e, files[first]))
         else:
             label = ";".join(files[members[j]] for j in order)
-            outcomes[first] = _search(det, [spectrum], label, files[first])
+            outcomes[first] = _Job([spectrum], label, files[first])
         for i in members[1:]:
-            outcomes[i] = (concat([], multi=det.multi_absorber), None)  # in the first's row
+            outcomes[i] = (concat([], multi=multi), None)  # in the first's row
     return [o for o in outcomes if o is not None]
 
 
@@ -285,18 +367,18 @@ def _chunks_local(
     files_per_chunk: int,
 ) -> Iterator[tuple[list[str], list[Outcome]]]:  # fmt: skip
     names: list[str] = []
-    outs: list[Outcome] = []
+    items: list[Outcome | _Job] = []
     n_spec = 0
     for unit in units:  # a unit is never split across chunks
-        unit_outs = process_unit(det, unit, format, allow_low)
+        unit_items = read_unit(unit, format, allow_low, det.multi_absorber)
         names += unit
-        outs += unit_outs
-        n_spec += sum(0 if c is None else len(c["probability"]) for c, _ in unit_outs)
+        items += unit_items
+        n_spec += sum(len(it.spectra) for it in unit_items if isinstance(it, _Job))
         if len(names) >= files_per_chunk or n_spec >= MAX_CHUNK_SPECTRA:
-            yield names, outs
-            names, outs, n_spec = [], [], 0
+            yield names, _search_jobs(det, items)  # the chunk's spectra searched together
+            names, items, n_spec = [], [], 0
     if names:
-        yield names, outs
+        yield names, _search_jobs(det, items)
 
 
 _WORKER_DETECTORS: dict[str, Detector] = {}
@@ -312,7 +394,7 @@ def _worker_chunk(
     if key not in _WORKER_DETECTORS:
         _WORKER_DETECTORS[key] = Detector(**config)
     det = _WORKER_DETECTORS[key]
-    return [out for unit in units for out in process_unit(det, unit, format, allow_low)]
+    return process_units(det, units, format, allow_low)
 
 
 def dask_client(spec: str) -> tuple[Any, Any]:
@@ -467,4 +549,11 @@ def detect_files(
     return Catalog(rows, tuple(errors), meta, absorbers)
 
 
-__all__ = ["Journal", "detect_files", "expand_paths", "process_file", "process_unit"]
+__all__ = [
+    "Journal",
+    "detect_files",
+    "expand_paths",
+    "process_file",
+    "process_unit",
+    "process_units",
+]

@@ -92,6 +92,17 @@ class Detections:
     def __len__(self) -> int:
         return int(self.probability.size)
 
+    def rows(self, start: int, stop: int) -> Detections:
+        """The detections of spectra start ... stop - 1, their absorbers re-indexed to them."""
+        fields: dict[str, Any] = {
+            k: v[start:stop] if isinstance(v, np.ndarray) else v for k, v in self.__dict__.items()
+        }
+        if self.absorbers is not None:
+            at = (self.absorbers.spectrum >= start) & (self.absorbers.spectrum < stop)
+            a = self.absorbers.select(at)
+            fields["absorbers"] = Absorbers(**{**a.columns(), "spectrum": a.spectrum - start})
+        return Detections(**fields)
+
     def columns(self) -> dict[str, np.ndarray]:
         nan = np.full(np.shape(self.probability), np.nan, np.float32)
         ews = {

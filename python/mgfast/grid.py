@@ -95,6 +95,24 @@ def arm_of(lam: npt.ArrayLike) -> np.ndarray:
     return out
 
 
+def arms_spanned(lam: npt.ArrayLike) -> np.ndarray:
+    """The arms (sorted indices) that hold at least one of the wavelengths (Å): those arm_of
+    gives, found by bisection on the arms' edges when the wavelengths increase (a spectrum's
+    grid: no logarithm per sample), by arm_of otherwise."""
+    w = np.asarray(lam, dtype=np.float64)
+    if w.ndim != 1 or w.size < 2 or not np.all(np.diff(w) > 0):  # NaNs fail the test too
+        a = arm_of(w)
+        return np.unique(a[a >= 0])
+    found = []
+    for i, arm in enumerate(ARMS):
+        n = arm.stop - arm.start
+        lo = arm.lo * np.exp(-0.5 * DLNLAMBDA)  # pixel_of's bounds: k in [-0.5, n - 0.5]
+        hi = arm.lo * np.exp((n - 0.5) * DLNLAMBDA)
+        if np.searchsorted(w, hi, side="right") > np.searchsorted(w, lo, side="left"):
+            found.append(i)
+    return np.array(found, dtype=np.int64)
+
+
 __all__ = [
     "ARMS",
     "DLNLAMBDA",
@@ -104,6 +122,7 @@ __all__ = [
     "Arm",
     "arm_index",
     "arm_of",
+    "arms_spanned",
     "edge_distance",
     "edges",
     "pixel_of",

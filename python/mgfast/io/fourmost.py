@@ -41,8 +41,7 @@ def spectrum_hdu(f: Any, path: str) -> Any:
 
 def arm_name(wave: np.ndarray) -> str:
     """'blue', 'green', 'red' for a per-arm spectrum, 'joined' when it spans several arms."""
-    a = grid.arm_of(wave)
-    arms = np.unique(a[a >= 0])
+    arms = grid.arms_spanned(wave)
     return grid.ARMS[int(arms[0])].name if arms.size == 1 else "joined"
 
 
