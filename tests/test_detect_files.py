@@ -598,3 +598,53 @@ def test_dask_gives_the_local_absorber_table(tmp_path, capsys, eager_multi):
     a, b = read_catalog(local), read_catalog(dist)
     same_catalogue(a, b)
     same_absorbers(a.absorbers, b.absorbers)
+
+
+# A chunk's files are searched together (detect_files._search_jobs).
+
+
+def _units(d: Path) -> list[tuple[str, ...]]:
+    return [(p,) for p in sorted(map(str, d.iterdir()))]
+
+
+def test_a_chunk_searched_together_gives_what_each_file_gives_alone(tmp_path):
+    from mgfast.detect_files import process_unit, process_units
+
+    d, _ = make_multi_run(tmp_path, 6)
+    det = Detector(model="multi")
+    units = _units(d)
+    together = process_units(det, units, None, False)
+    alone = [out for u in units for out in process_unit(det, u, None, False)]
+    assert len(together) == len(alone) == len(units)
+    assert sum(c is None for c, _ in together) == 1  # the junk file
+    for (a, ea), (b, eb) in zip(together, alone, strict=True):
+        assert ea == eb
+        if a is None:
+            continue
+        assert list(a) == list(b)
+        for k in a:  # strings and counts exact; the numbers to float32 rounding
+            if a[k].dtype.kind in "fc":
+                np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+            else:
+                np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_a_failing_batch_is_searched_again_file_by_file(tmp_path):
+    from mgfast.detect_files import process_units
+
+    d, _, _ = make_run(tmp_path, 5, corruptions=())
+    units = _units(d)
+    poisoned = units[2][0]
+
+    class FailsOnOne(Detector):  # a detector that cannot take the spectra of one file
+        def detect(self, flux, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if np.any(np.all(np.asarray(flux) == self.bad, axis=-1)):
+                raise ValueError("flux: this spectrum cannot be searched")
+            return super().detect(flux, *args, **kwargs)
+
+    det = FailsOnOne(method="matched-filter")
+    det.bad = mgfast.io.read(poisoned)[0].flux
+    out = process_units(det, units, None, False)
+    assert [e is not None for _, e in out] == [u[0] == poisoned for u in units]
+    assert "cannot be searched" in out[2][1]
+    assert all(c is not None and len(c["probability"]) == 1 for c, e in out if e is None)
