@@ -243,26 +243,28 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
     // e.g. on an emission-line peak the fit had not yet reached, comes back).
     for (int i = 0; i < n; ++i) {
       const double d = flux[i] - cont[i];
-      const bool low = good[i] && d < 0.0 && beyond(d, low2, ivar, i, global_var, cont[i], p);
+      const bool low =
+          (good[i] != 0) & (d < 0.0) & beyond(d, low2, ivar, i, global_var, cont[i], p);
       work[i] = static_cast<std::uint8_t>((work[i] & (kUse | kPrev)) | (low ? kLow : 0));
     }
     // Grow each rejected absorption pixel by p.grow pixels either side (bit 4 marks "near a
     // low pixel on the right", found in a backward sweep; the forward sweep adds the left).
     int next_low = n + p.grow + 1;
     for (int i = n - 1; i >= 0; --i) {
-      if (work[i] & kLow) next_low = i;
-      if (next_low - i <= p.grow) work[i] |= kNear;
+      next_low = (work[i] & kLow) ? i : next_low;
+      work[i] |= (next_low - i <= p.grow) ? kNear : 0;
     }
     bool changed = false, as_before = it > 0;
     int prev_low = -p.grow - 1;
     for (int i = 0; i < n; ++i) {
-      if (work[i] & kLow) prev_low = i;
+      prev_low = (work[i] & kLow) ? i : prev_low;
       const double d = flux[i] - cont[i];
-      const bool use = good[i] != 0 && !(work[i] & kNear) && i - prev_low > p.grow &&
-                       !(d > 0.0 && beyond(d, high2, ivar, i, global_var, cont[i], p));
+      // & rather than &&, and selects rather than ifs: the same values without a branch each
+      const bool use = (good[i] != 0) & !(work[i] & kNear) & (i - prev_low > p.grow) &
+                       !((d > 0.0) & beyond(d, high2, ivar, i, global_var, cont[i], p));
       const bool cur = (work[i] & kUse) != 0;
-      if (use != cur) changed = true;
-      if (use != ((work[i] & kPrev) != 0)) as_before = false;
+      changed |= use != cur;
+      as_before &= use == ((work[i] & kPrev) != 0);
       work[i] = static_cast<std::uint8_t>((use ? kUse : 0) | (cur ? kPrev : 0));
     }
     fitted = true;
