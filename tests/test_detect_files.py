@@ -648,3 +648,28 @@ def test_a_failing_batch_is_searched_again_file_by_file(tmp_path):
     assert [e is not None for _, e in out] == [u[0] == poisoned for u in units]
     assert "cannot be searched" in out[2][1]
     assert all(c is not None and len(c["probability"]) == 1 for c, e in out if e is None)
+
+
+def test_files_are_searched_in_batches_of_bounded_size(tmp_path, monkeypatch):
+    from mgfast.detect_files import process_units
+
+    d, _, _ = make_run(tmp_path, 9, corruptions=())
+    units = _units(d)
+
+    calls: list[int] = []
+
+    class Counting(Detector):
+        def detect(self, flux, *args, **kwargs):  # type: ignore[no-untyped-def]
+            calls.append(len(np.atleast_2d(flux)))
+            return super().detect(flux, *args, **kwargs)
+
+    det = Counting(method="matched-filter")
+    whole = process_units(det, units, None, False)
+    assert calls == [9]  # one grid, one call
+    calls.clear()
+    monkeypatch.setattr(detect_files_module, "READ_AHEAD_PIXELS", 4 * mgfast.grid.N_PIX)
+    bounded = process_units(det, units, None, False)
+    assert calls == [4, 4, 1]  # searched whenever four spectra's pixels were read
+    for (a, _), (b, _) in zip(whole, bounded, strict=True):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 SPECTRUM_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz", ".npz", ".npy")
 MAX_CHUNK_SPECTRA = 8192  # a local chunk is written once it holds this many spectra
+# Input pixels read but not yet searched (2^23: about 360 native-sampled 4MOST spectra, 130 MB
+# with their errors and wavelengths): files are searched in batches of at most about this much.
+READ_AHEAD_PIXELS = 1 << 23
 # One file's outcome: its catalogue columns, or the reason it has none. With a multi-absorber
 # model the columns include the file's absorber rows (catalog.ABSORBER_PREFIX, catalog.split_rows).
 Outcome = tuple[dict[str, np.ndarray] | None, str | None]
@@ -199,13 +202,47 @@ def process_unit(
     return _search_jobs(det, read_unit(files, format, allow_low_resolution, det.multi_absorber))
 
 
+class _Batcher:
+    """Read units and search their spectra together (_search_jobs), holding at most about
+    READ_AHEAD_PIXELS input pixels read but not yet searched: a chunk of many large files is
+    searched in several batches, never all in memory at once."""
+
+    def __init__(self, det: Detector, format: str | None, allow_low: bool) -> None:
+        self.det, self.format, self.allow_low = det, format, allow_low
+        self.pending: list[Outcome | _Job] = []
+        self.done: list[Outcome] = []
+        self.pixels = 0
+
+    def add(self, unit: Sequence[str]) -> int:
+        """Reads a unit; returns its number of spectra."""
+        items = read_unit(unit, self.format, self.allow_low, self.det.multi_absorber)
+        self.pending += items
+        jobs = [it for it in items if isinstance(it, _Job)]
+        self.pixels += sum(int(np.size(s.flux)) for job in jobs for s in job.spectra)
+        if self.pixels >= READ_AHEAD_PIXELS:
+            self.flush()
+        return sum(len(job.spectra) for job in jobs)
+
+    def flush(self) -> None:
+        self.done += _search_jobs(self.det, self.pending)
+        self.pending, self.pixels = [], 0
+
+    def outcomes(self) -> list[Outcome]:
+        """All outcomes so far, in order (everything read is searched first); then empty."""
+        self.flush()
+        out, self.done = self.done, []
+        return out
+
+
 def process_units(
     det: Detector, units: Sequence[Sequence[str]], format: str | None, allow_low: bool
 ) -> list[Outcome]:
-    """Read several units, then search all their spectra together (_search_jobs): what a chunk
-    of work does, locally or on a dask worker. One outcome per file, in order."""
-    items = [it for unit in units for it in read_unit(unit, format, allow_low, det.multi_absorber)]
-    return _search_jobs(det, items)
+    """Read several units and search their spectra together (_Batcher): what a chunk of work
+    does, locally or on a dask worker. One outcome per file, in order."""
+    b = _Batcher(det, format, allow_low)
+    for unit in units:
+        b.add(unit)
+    return b.outcomes()
 
 
 def read_unit(
@@ -367,18 +404,16 @@ def _chunks_local(
     files_per_chunk: int,
 ) -> Iterator[tuple[list[str], list[Outcome]]]:  # fmt: skip
     names: list[str] = []
-    items: list[Outcome | _Job] = []
+    batcher = _Batcher(det, format, allow_low)  # a chunk's spectra searched together
     n_spec = 0
     for unit in units:  # a unit is never split across chunks
-        unit_items = read_unit(unit, format, allow_low, det.multi_absorber)
+        n_spec += batcher.add(unit)
         names += unit
-        items += unit_items
-        n_spec += sum(len(it.spectra) for it in unit_items if isinstance(it, _Job))
         if len(names) >= files_per_chunk or n_spec >= MAX_CHUNK_SPECTRA:
-            yield names, _search_jobs(det, items)  # the chunk's spectra searched together
-            names, items, n_spec = [], [], 0
+            yield names, batcher.outcomes()
+            names, n_spec = [], 0
     if names:
-        yield names, _search_jobs(det, items)
+        yield names, batcher.outcomes()
 
 
 _WORKER_DETECTORS: dict[str, Detector] = {}
