@@ -43,7 +43,7 @@ void input_edges(const double* wave, int n, std::vector<double>& edge, std::vect
 
 struct Scratch {
   std::vector<std::uint8_t> good, work;
-  std::vector<double> var, edge, lnedge;
+  std::vector<double> var, edge, lnedge, lsf_terms;
   std::vector<float> cont;
 };
 
@@ -136,6 +136,7 @@ void preprocess_cpu(const Batch& b, const Options& o, Output& out, int threads) 
     w.var.resize(n_in);
     w.work.resize(2 * grid::kNPix);
     w.cont.resize(grid::kNPix);
+    w.lsf_terms.resize(static_cast<std::size_t>(n_in) + 1);
     for (std::int64_t s64 = begin; s64 < end; ++s64) {
       const int s = static_cast<int>(s64);
       const std::size_t row = static_cast<std::size_t>(s) * grid::kNPix;
@@ -160,9 +161,10 @@ void preprocess_cpu(const Batch& b, const Options& o, Output& out, int threads) 
       float* of = out.flux + row;
       float* oi = out.ivar + row;
       std::uint8_t* om = out.pixmask + row;
+      resample::LsfEdgeCache lsf_cache{w.lsf_terms.data()};  // this spectrum's, in pixel order
       for (int p = 0; p < grid::kNPix; ++p)
         pipeline::stage_rebin(b, o, p, sigma, edge, lnedge, flux, w.var.data(), w.good.data(), of,
-                              oi, om);
+                              oi, om, &lsf_cache);
 
       float* cont = out.continuum ? out.continuum + row : w.cont.data();
       for (int p = 0; p < grid::kNPix; ++p) cont[p] = 1.0f;

@@ -143,23 +143,42 @@ constexpr double kMinLsfSigmaPixels = 1e-3;
 // W_k = sigma/(l1-l0) · [F((l1-a)/σ) - F((l0-a)/σ) - F((l1-b)/σ) + F((l0-b)/σ)],
 // a, b the pixel's edges. The weights of a fully covered pixel sum to 1, so flux is conserved;
 // bad input pixels are left out and the weights renormalised.
+// The F((l - lnedge[e]) / sigma) terms of lsf_rebin_pixel at its right edge l, for input edges
+// e in [lo, hi) (f has n + 1 entries): the next output pixel, whose left edge is l, reads them
+// instead of evaluating them again (the CPU walks a spectrum's pixels in order; each term is then
+// evaluated once instead of twice). Invalidate (valid = false) for another spectrum or sigma.
+struct LsfEdgeCache {
+  double* f = nullptr;
+  double l = 0.0;
+  int lo = 0, hi = 0;
+  bool valid = false;
+};
+
 MGFAST_HD RebinResult lsf_rebin_pixel(double l0, double l1, double sigma, int n,
                                       const double* lnedge, const float* flux, const double* var,
-                                      const std::uint8_t* good) {
+                                      const std::uint8_t* good, LsfEdgeCache* cache = nullptr) {
   RebinResult r{0.0f, 0.0, 0.0, 0.0};
   const double reach = kLsfTruncation * sigma;
   const double inv = 1.0 / sigma;
   const double scale = sigma / (l1 - l0);
   double wall = 0.0, wg = 0.0, fs = 0.0, vs = 0.0;
-  // Each edge's term is shared by the two pixels either side of it: evaluate it once.
+  // Each edge's term is shared by the two pixels either side of it: evaluate it once. With a
+  // cache, the left edge's terms come from the previous output pixel, and the right edge's go
+  // to the next (each read before it is overwritten).
+  const bool cached = cache && cache->valid && cache->l == l0;
+  const int from = cached ? cache->lo : 0, to = cached ? cache->hi : 0;
+  auto edge_term = [&](int e) {
+    const double right = integrated_cdf((l1 - lnedge[e]) * inv);
+    const double left = e >= from && e < to ? cache->f[e] : integrated_cdf((l0 - lnedge[e]) * inv);
+    if (cache) cache->f[e] = right;
+    return right - left;
+  };
   int k = first_pixel_above(lnedge, n, l0 - reach);
+  const int first = k;
   double ga = 0.0;
-  if (k < n) {
-    ga = integrated_cdf((l1 - lnedge[k]) * inv) - integrated_cdf((l0 - lnedge[k]) * inv);
-  }
+  if (k < n) ga = edge_term(k);
   for (; k < n && lnedge[k] < l1 + reach; ++k) {
-    const double b = lnedge[k + 1];
-    const double gb = integrated_cdf((l1 - b) * inv) - integrated_cdf((l0 - b) * inv);
+    const double gb = edge_term(k + 1);
     const double w = scale * (ga - gb);
     ga = gb;
     wall += w;
@@ -168,6 +187,9 @@ MGFAST_HD RebinResult lsf_rebin_pixel(double l0, double l1, double sigma, int n,
       fs += w * flux[k];
       vs += w * w * var[k];
     }
+  }
+  if (cache) {
+    *cache = {cache->f, l1, first, first < n ? k + 1 : first, true};
   }
   r.covered = wall;
   r.good = wg;
