@@ -80,6 +80,38 @@ TEST(Continuum, ASharedBasisTableGivesTheSameFitToTheBit) {
   for (int i = 0; i < n; ++i) ASSERT_EQ(a[i], b[i]) << i;
 }
 
+TEST(Resample, TheLsfEdgeCacheGivesTheSameRebinnedPixelsToTheBit) {
+  // a fine log-uniform input (R 60000, 3 pixels per element), output pixels in order with a
+  // jump (a new arm: the cache must not be used across it)
+  const int n = 3000;
+  std::vector<double> lnedge(n + 1);
+  for (int k = 0; k <= n; ++k) lnedge[k] = std::log(5000.0) + k / 180000.0;
+  std::vector<float> flux(n);
+  std::vector<double> var(n, 1e-4);
+  std::vector<std::uint8_t> good(n, 1);
+  std::mt19937 rng(3);
+  std::normal_distribution<double> noise(0.0, 0.01);
+  for (int k = 0; k < n; ++k) flux[k] = static_cast<float>(1.0 + noise(rng));
+  good[1200] = 0;
+  const double sigma = 1.8e-5, step = 1.0 / 20000.0;
+  std::vector<double> terms(n + 1);
+  resample::LsfEdgeCache cache{terms.data()};
+  double l0 = lnedge[0] + 5e-4;
+  for (int p = 0; p < 100; ++p) {
+    if (p == 60) l0 += 0.37 * step;  // a jump within the LSF's reach
+    const double l1 = l0 + step;
+    const auto a = resample::lsf_rebin_pixel(l0, l1, sigma, n, lnedge.data(), flux.data(),
+                                             var.data(), good.data());
+    const auto b = resample::lsf_rebin_pixel(l0, l1, sigma, n, lnedge.data(), flux.data(),
+                                             var.data(), good.data(), &cache);
+    ASSERT_EQ(a.flux, b.flux) << p;
+    ASSERT_EQ(a.var, b.var) << p;
+    ASSERT_EQ(a.covered, b.covered) << p;
+    ASSERT_EQ(a.good, b.good) << p;
+    l0 = l1;
+  }
+}
+
 TEST(Resample, LsfRebinWeightsSumToOne) {
   // a fully covered output pixel: the weights of all input pixels sum to 1 (flux conservation)
   std::vector<double> lnedge;
