@@ -232,3 +232,23 @@ def test_shipped_models_are_found_by_name():
     assert Detector(model="default").model.sha256 == Detector().model.sha256
     with pytest.raises(FileNotFoundError, match="no-such-model"):
         Detector(model="no-such-model")
+
+
+def test_unnormalised_flux_given_as_normalised_is_flagged_and_warned_about():
+    sim = mgfast.simulate(12, seed=3, snr=20, with_absorber_fraction=0.5)
+    det = mgfast.Detector()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # normalised spectra: no warning
+        ok = det.detect(sim.flux, err=sim.err)
+    assert not np.any(ok.flags & mgfast.DetectionFlag.NOT_NORMALISED)
+    flux, err = sim.flux.copy(), sim.err.copy()
+    flux[:4] *= 3e-17  # four in physical units
+    err[:4] *= 3e-17
+    with pytest.warns(mgfast.NormalisationWarning, match="4 of 12 spectra.*normalised=False"):
+        res = det.detect(flux, err=err)
+    flagged = (res.flags & mgfast.DetectionFlag.NOT_NORMALISED) != 0
+    np.testing.assert_array_equal(flagged, np.arange(12) < 4)
+    # told the truth, the detector fits their continuum and finds what the others find
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        det.detect(flux[:4] * 1e17, err=err[:4] * 1e17, normalised=False)

@@ -16,7 +16,7 @@ from . import _core, grid, io
 from .catalog import Catalog
 from .detector import Detections, Detector
 from .engine import CpuBackend
-from .flags import DetectionFlag, PixelFlag, SpectrumFlag
+from .flags import DetectionFlag, NormalisationWarning, PixelFlag, SpectrumFlag
 from .matched_filter import MatchResult, match
 from .model import Model, load_model
 from .preprocess import ContinuumOptions, Preprocessed, lsf_degrade, preprocess
@@ -39,6 +39,7 @@ __all__ = [
     "Detector",
     "MatchResult",
     "Model",
+    "NormalisationWarning",
     "PixelFlag",
     "Preprocessed",
     "Realism",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -29,7 +30,14 @@ from . import _core, grid
 from . import ew as ew_mod
 from .absorbers import Absorbers, decode_absorbers
 from .atomic import MGII_2796, MGII_2803
-from .flags import EDGE_PIXELS, LOW_SNR_LIMIT, DetectionFlag, SpectrumFlag
+from .flags import (
+    EDGE_PIXELS,
+    LOW_SNR_LIMIT,
+    NORMALISED_MEDIAN_RANGE,
+    DetectionFlag,
+    NormalisationWarning,
+    SpectrumFlag,
+)
 from .preprocess import preprocess
 
 if TYPE_CHECKING:
@@ -390,6 +398,8 @@ class Detector:
         # λ2796 only where it points into the arms; a "no absorber" label is not a wavelength.
         lam = np.where(np.isfinite(grid.pixel_of(lam)) & ~empty, lam, np.nan)
         flags = flags | _quality(snr, pixmask, lam)
+        if normalised and not _on_gpu(flux):
+            flags = flags | _check_normalised(flux2, pixmask)
         masked = n_masked.sum(axis=1) / grid.N_PIX
         ews = {} if _on_gpu(flux) else _summary_ews(flux2, ivar_ew, lam, detected, self.threads)
         res = Detections(
@@ -615,6 +625,27 @@ def _summary_ews(
         cols[line][rows] = ew[:, j]
         cols[line + "_err"][rows] = sig[:, j]
     return cols
+
+
+def _check_normalised(flux: np.ndarray, pixmask: np.ndarray) -> np.ndarray:
+    """DetectionFlag.NOT_NORMALISED where spectra given as normalised do not look it (the median
+    of every 7th usable pixel outside NORMALISED_MEDIAN_RANGE), with one warning for them all."""
+    sample = np.where(pixmask[:, ::7] == 0, flux[:, ::7], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # spectra without a usable pixel
+        med = np.nanmedian(sample, axis=1)
+    lo, hi = NORMALISED_MEDIAN_RANGE
+    bad = np.isfinite(med) & ((med < lo) | (med > hi))
+    if bad.any():
+        warnings.warn(
+            f"{int(bad.sum())} of {len(bad)} spectra given as continuum-normalised do not look it "
+            f"(median flux of their usable pixels outside [{lo:g}, {hi:g}], e.g. "
+            f"{float(med[bad][0]):.3g}); they were searched as given and are flagged "
+            "NOT_NORMALISED: pass normalised=False to fit their continuum",
+            NormalisationWarning,
+            stacklevel=3,
+        )
+    return np.where(bad, np.uint32(DetectionFlag.NOT_NORMALISED), np.uint32(0))
 
 
 def _on_gpu(a: Any) -> bool:

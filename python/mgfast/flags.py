@@ -33,15 +33,26 @@ class DetectionFlag(enum.IntFlag):
     ``LOW_SNR_LIMIT`` (3, the lowest SNR the model was trained on); NEAR_EDGE: λ2796 or λ2803 lies
     within ``EDGE_PIXELS`` of an arm's end, in a gap or off the arms; NEAR_MASKED: a masked pixel
     lies within ``EDGE_PIXELS`` of either line. The last two are set wherever λ2796 is finite,
-    detected or not.
+    detected or not. NOT_NORMALISED: the flux was given as continuum-normalised (the default,
+    ``normalised=True``) but the median of its usable pixels lies outside
+    ``NORMALISED_MEDIAN_RANGE``: it was searched as given, which fails; pass normalised=False
+    (the Detector also warns, NormalisationWarning).
     """
 
     LOW_SNR = 1 << 16
     NEAR_EDGE = 1 << 17
     NEAR_MASKED = 1 << 18
+    NOT_NORMALISED = 1 << 19
+
+
+class NormalisationWarning(UserWarning):
+    """Spectra given as continuum-normalised do not look it (DetectionFlag.NOT_NORMALISED)."""
 
 
 LOW_SNR_LIMIT: float = 3.0
+# A normalised spectrum's usable pixels have a median near 1 (0.5-0.9 in the Lyα forest); flux in
+# physical units or counts lies far outside this range.
+NORMALISED_MEDIAN_RANGE: tuple[float, float] = (0.2, 5.0)
 EDGE_PIXELS: int = 10  # 10 pixels of Δlnλ = 1/20000: 2-3.4 Å, a few times a line's core width
 assert not any(int(b) & int(f) for b in DetectionFlag for f in SpectrumFlag)
 
@@ -55,7 +66,9 @@ __all__ = [
     "ARM_MISSING",
     "EDGE_PIXELS",
     "LOW_SNR_LIMIT",
+    "NORMALISED_MEDIAN_RANGE",
     "DetectionFlag",
+    "NormalisationWarning",
     "PixelFlag",
     "SpectrumFlag",
 ]
