@@ -60,7 +60,8 @@ def _demo(args: argparse.Namespace) -> int:
         print("  (no shipped model in this installation: the network row is missing)")
     detectors.append(("matched filter", Detector(method="matched-filter")))
     print()
-    print("  detector          accuracy  completeness  false alarms  MAE λ2796   spectra/s")
+    print("  detector          accuracy  completeness  false alarms  MAE λ2796  EW2796 error"
+          "   spectra/s")  # fmt: skip
     for name, det in detectors:
         t0 = time.perf_counter()
         res = det.detect(sim.flux, err=sim.err)
@@ -70,8 +71,11 @@ def _demo(args: argparse.Namespace) -> int:
         mae = (
             np.nanmean(np.abs(res.wavelength[good] - t.lambda2796[good])) if good.any() else np.nan
         )
+        ew = good & np.isfinite(res.ew2796)
+        ew_err = np.median(np.abs(res.ew2796[ew] / t.ew2796[ew] - 1.0)) if ew.any() else np.nan
         print(f"  {name:16s}  {np.mean(found == has):8.1%}  {found[has].mean():12.1%}  "
-              f"{found[~has].mean():12.1%}  {mae:7.2f} Å  {args.n / dt:10,.0f}")  # fmt: skip
+              f"{found[~has].mean():12.1%}  {mae:7.2f} Å  {ew_err:12.1%}  "
+              f"{args.n / dt:10,.0f}")  # fmt: skip
     if "multi" in shipped_models():
         _demo_multi(args)
     return 0
