@@ -3,11 +3,12 @@ the detected λ2796, mgfast.ew; Detections.ew2796 ...) on the fixed single-absor
 training/evaluate.py (seed 777 idealised, 778 realistic).
 
     python training/evaluate_ew.py [--model default] [--matched-filter] [--n-per-snr 3000]
-        [--realistic]
+        [--realistic] [--no-errors]
 
 For the detected spectra that hold an absorber and whose λ2796 lies within 5 Å of it: the median
 |relative error| of EW2796 and EW2803 per SNR and per EW2796 bin, the median signed error (bias),
-and how often the truth lies within the stated σ.
+and how often the truth lies within the stated σ. --no-errors gives the spectra without their
+errors (the measurement then weighs pixels by each arm's scatter, mgfast.ew.scatter_ivar).
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ SNRS = (3, 5, 10, 20, 30, 40, 50)
 EW_EDGES = np.array([0.05, 0.2, 0.5, 1.0, 2.0, 3.0, 5.15])
 
 
-def evaluate(name: str, det: mgfast.Detector, sim) -> None:  # type: ignore[no-untyped-def]
+def evaluate(name: str, det: mgfast.Detector, sim, errors: bool = True) -> None:  # type: ignore[no-untyped-def]
     t = sim.truth
-    res = det.detect(sim.flux, err=sim.err)
+    res = det.detect(sim.flux, err=sim.err if errors else None)
     ok = res.detected & t.has_absorber & (np.abs(res.wavelength - t.lambda2796) <= 5.0)
     measured = ok & np.isfinite(res.ew2796)
     rel1 = res.ew2796 / t.ew2796 - 1.0
@@ -67,14 +68,18 @@ def main() -> None:
     p.add_argument("--matched-filter", action="store_true")
     p.add_argument("--n-per-snr", type=int, default=3000)
     p.add_argument("--realistic", action="store_true")
+    p.add_argument("--no-errors", action="store_true", help="the spectra without their errors")
     args = p.parse_args()
     sim = fixed_set(args.n_per_snr, seed=778 if args.realistic else 777, realistic=args.realistic)
     kind = "realistic (Realism.survey())" if args.realistic else "idealised"
-    print(f"Test set: {len(sim):,} {kind} spectra, {args.n_per_snr:,} per SNR, 50/50.")
+    errors = "" if not args.no_errors else ", given without their errors"
+    print(f"Test set: {len(sim):,} {kind} spectra, {args.n_per_snr:,} per SNR, 50/50{errors}.")
     for model in args.model or ["default"]:
-        evaluate(f"{model} (mgfast.Detector)", mgfast.Detector(model=model), sim)
+        det = mgfast.Detector(model=model)
+        evaluate(f"{model} (mgfast.Detector)", det, sim, not args.no_errors)
     if args.matched_filter:
-        evaluate("matched filter", mgfast.Detector(method="matched-filter"), sim)
+        det = mgfast.Detector(method="matched-filter")
+        evaluate("matched filter", det, sim, not args.no_errors)
 
 
 if __name__ == "__main__":
