@@ -144,19 +144,22 @@ def _search_jobs(det: Detector, items: list[Outcome | _Job]) -> list[Outcome]:
     for g in _groups([s for _, _, s in flat]):
         members = flat[at : at + len(g)]
         at += len(g)
+        rows: list[tuple[int, dict[str, np.ndarray]]] = []
         try:
             d = _detect_group(det, g)
+            start = 0
+            while start < len(members):  # the rows of each job in this batch
+                k = members[start][0]
+                stop = start
+                while stop < len(members) and members[stop][0] == k:
+                    stop += 1
+                rows.append((k, _rows(d.rows(start, stop), g[start:stop], items[k].file)))
+                start = stop
         except Exception:  # search these files one by one: the bad one fails alone
             failed.update(k for k, _, _ in members)
             continue
-        start = 0
-        while start < len(members):  # the rows of each job in this batch
-            k = members[start][0]
-            stop = start
-            while stop < len(members) and members[stop][0] == k:
-                stop += 1
-            parts[k].append(_rows(d.rows(start, stop), g[start:stop], items[k].file))
-            start = stop
+        for k, r in rows:
+            parts[k].append(r)
     out: list[Outcome] = []
     for k, it in enumerate(items):
         if not isinstance(it, _Job):
