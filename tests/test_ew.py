@@ -169,3 +169,13 @@ def test_scatter_ivar_estimates_the_noise_of_spectra_without_errors():
         np.testing.assert_allclose(est, sigma[i], rtol=0.15)  # MAD of ~2,000 differences
     assert np.all(got[5, :100] == 0)
     np.testing.assert_array_equal(ivar[1:], 0)  # the input is not changed
+
+
+def test_without_a_guess_a_broad_system_is_measured_in_a_second_pass():
+    z = 5400.0 / L1 - 1
+    flux = doublet(z, 4.0, 3.5, s_obs=2.8)[None]  # broad: ±2 Å (rest) windows would cut it
+    ivar = np.full(flux.shape, 1e6)
+    got, _ = ew.measure(flux, ivar, [0], [z], [np.nan])
+    np.testing.assert_allclose(got[0], [4.0, 3.5], rtol=0.02)
+    narrow, _ = ew.measure(flux, ivar, [0], [z], [0.1])  # a guess too small: one narrow pass
+    assert narrow[0, 0] < 0.95 * 4.0

@@ -12,7 +12,7 @@ from ._preload import preload_onednn
 
 preload_onednn()
 
-from . import _core, grid, io
+from . import _core, ew, grid, io
 from .catalog import Catalog
 from .detector import Detections, Detector
 from .engine import CpuBackend
@@ -47,6 +47,7 @@ __all__ = [
     "SpectrumFlag",
     "__version__",
     "cuda_device_count",
+    "ew",
     "grid",
     "io",
     "load_model",

@@ -605,9 +605,8 @@ class Detector:
 def _summary_ews(
     flux: np.ndarray, ivar: np.ndarray, lam: np.ndarray, detected: np.ndarray, threads: int
 ) -> dict[str, np.ndarray]:
-    """The per-spectrum EW columns: the doublet measured at λ2796 in detected spectra. Without
-    a network's EW to size the windows, a first measurement with the smallest window sizes a
-    second one for the strong (broad) systems."""
+    """The per-spectrum EW columns: the doublet measured at λ2796 in detected spectra (without a
+    network's EW to size the windows: mgfast.ew.measure's two passes)."""
     n = len(lam)
     cols = {k: np.full(n, np.nan, np.float32) for k in ("ew2796", "ew2796_err", "ew2803",
                                                          "ew2803_err")}  # fmt: skip
@@ -616,11 +615,6 @@ def _summary_ews(
         return cols
     z = lam[rows] / MGII_2796.wavelength - 1.0
     ew, sig = ew_mod.measure(flux, ivar, rows, z, np.full(rows.size, np.nan), threads=threads)
-    wide = np.flatnonzero(ew[:, 0] > ew_mod.EWOptions().half_min)
-    if wide.size:
-        ew[wide], sig[wide] = ew_mod.measure(
-            flux, ivar, rows[wide], z[wide], ew[wide, 0], threads=threads
-        )
     for j, line in enumerate(("ew2796", "ew2803")):
         cols[line][rows] = ew[:, j]
         cols[line + "_err"][rows] = sig[:, j]

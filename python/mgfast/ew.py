@@ -81,8 +81,10 @@ def measure(
     """Rest EWs of the MgII doublet measured on normalised spectra on mgfast.grid.
 
     flux, ivar: (N, N_PIX) normalised flux and its inverse variance (0: masked). spectrum, z,
-    ew_guess: per absorber its row, redshift and a first EW2796 (sets the window). Returns ew
-    and sigma, each (n_absorbers, 2) float64: λ2796 then λ2803; NaN where not measured."""
+    ew_guess: per absorber its row, redshift and a first EW2796 (sets the window; NaN: none, then
+    a first measurement with the smallest window sizes a second one for broader systems).
+    Returns ew and sigma, each (n_absorbers, 2) float64: λ2796 then λ2803; NaN where not
+    measured."""
     o = options or EWOptions()
     flux = np.asarray(flux)
     ivar = np.asarray(ivar)
@@ -91,10 +93,21 @@ def measure(
             f"flux and ivar: expected (N, {grid.N_PIX}) arrays of one shape, got "
             f"{flux.shape} and {ivar.shape}"
         )
-    ew, sigma = _core.measure_ew(
-        flux, ivar, np.ravel(spectrum), np.ravel(z), np.ravel(ew_guess), o.half_factor,
-        o.half_min, o.half_max, o.side, o.min_coverage, o.floor, threads,
-    )  # fmt: skip
+    rows, zs = np.ravel(spectrum), np.ravel(z)
+    guess = np.array(np.ravel(ew_guess), dtype=np.float64)
+
+    def run(sel: np.ndarray | slice, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _core.measure_ew(  # type: ignore[no-any-return]
+            flux, ivar, rows[sel], zs[sel], g, o.half_factor, o.half_min, o.half_max, o.side,
+            o.min_coverage, o.floor, threads,
+        )  # fmt: skip
+
+    ew, sigma = run(slice(None), guess)
+    # No guess: the smallest window measured first; a broader system is measured again with
+    # its first EW sizing the window.
+    again = np.flatnonzero(np.isnan(guess) & (ew[:, 0] > o.half_min))
+    if again.size:
+        ew[again], sigma[again] = run(again, ew[again, 0])
     return ew, sigma
 
 
