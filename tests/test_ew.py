@@ -179,3 +179,34 @@ def test_without_a_guess_a_broad_system_is_measured_in_a_second_pass():
     np.testing.assert_allclose(got[0], [4.0, 3.5], rtol=0.02)
     narrow, _ = ew.measure(flux, ivar, [0], [z], [0.1])  # a guess too small: one narrow pass
     assert narrow[0, 0] < 0.95 * 4.0
+
+
+def test_catalogues_carry_the_units_of_wavelengths_and_ews(tmp_path):
+    pytest.importorskip("astropy")
+    import fitsio
+    from astropy.table import Table
+
+    sim = mgfast.simulate(20, seed=5, snr=20, with_absorber_fraction=0.5, max_absorbers=2)
+    res = mgfast.Detector(model="multi").detect(sim.flux, err=sim.err)
+    assert str(res.to_table()["ew2796"].unit) == "Angstrom"
+    res.write(tmp_path / "d.fits")
+    t = Table.read(tmp_path / "d.fits", hdu=1)
+    assert str(t["lambda2796"].unit) == "Angstrom" and t["probability"].unit is None
+    a = Table.read(tmp_path / "d.fits", hdu="ABSORBERS")
+    assert str(a["ew2803_measured_err"].unit) == "Angstrom"
+    # the catalogue that mgfast detect writes (catalog._write_fits): TUNITn cards
+    from mgfast.catalog import Catalog, concat, rows_for, split_rows
+
+    cols, absorbers = split_rows(
+        concat(
+            [
+                rows_for(
+                    res, [str(i) for i in range(20)], "f", list(range(20)), [1.0] * 20, [2.0] * 20
+                )
+            ]
+        )
+    )
+    Catalog(cols, (), res.meta(), absorbers).write(tmp_path / "c.fits")
+    h = fitsio.read_header(str(tmp_path / "c.fits"), "CATALOG")
+    units = {h[f"TTYPE{i}"].lower(): h.get(f"TUNIT{i}") for i in range(1, h["TFIELDS"] + 1)}
+    assert units["ra"] == "deg" and units["ew2796_err"] == "Angstrom" and units["flags"] is None

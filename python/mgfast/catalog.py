@@ -81,7 +81,7 @@ class Catalog:
         from astropy.table import Table
 
         meta = {**self.meta, "errors": [(e.file, e.reason) for e in self.errors]}
-        return Table(dict(self.columns), meta=meta)
+        return Table(dict(self.columns), meta=meta, units=units_of(self.columns))
 
     def absorber_table(self):  # type: ignore[no-untyped-def]
         """An astropy Table of the absorber rows (None without a multi-absorber model)."""
@@ -232,6 +232,20 @@ def _ascii(a: np.ndarray) -> np.ndarray:
     return np.array(b, dtype=f"S{width}")
 
 
+# Physical units of the catalogue's columns (FITS TUNITn, astropy Table units); the others have
+# none (probabilities, flags, counts, redshifts, SNR).
+_ANGSTROM = (
+    "lambda2796", "lambda2796_err", "ew2796", "ew2796_err", "ew2803", "ew2803_err",
+    "ew2796_measured", "ew2796_measured_err", "ew2803_measured", "ew2803_measured_err",
+)  # fmt: skip
+COLUMN_UNITS: dict[str, str] = {"ra": "deg", "dec": "deg", **dict.fromkeys(_ANGSTROM, "Angstrom")}
+
+
+def units_of(cols: dict[str, np.ndarray]) -> dict[str, str]:
+    """The units of those of ``cols`` that have one (COLUMN_UNITS)."""
+    return {k: COLUMN_UNITS[k] for k in cols if k in COLUMN_UNITS}
+
+
 def _structured(cols: dict[str, np.ndarray]) -> np.ndarray:
     conv = {k: _ascii(v) if v.dtype.kind == "U" else v for k, v in cols.items()}
     n = len(next(iter(conv.values())))
@@ -268,16 +282,23 @@ def _write_fits_once(cat: Catalog, path: Path) -> None:
         "file": np.array([e.file for e in cat.errors], dtype=str),
         "reason": np.array([e.reason for e in cat.errors], dtype=str),
     }
+
+    def units(cols: dict[str, np.ndarray]) -> list[str]:
+        return [COLUMN_UNITS.get(k, "") for k in cols]
+
     with fitsio.FITS(str(path), "rw", clobber=True) as f:
-        f.write(_structured(cat.columns), extname=CATALOG_HDU, header=header)
+        f.write(_structured(cat.columns), extname=CATALOG_HDU, header=header,
+                units=units(cat.columns))  # fmt: skip
         f.write(_structured(errs), extname=ERRORS_HDU)
         if cat.absorbers is not None:
             n_det = int(np.count_nonzero(cat.absorbers["detected"]))
-            f.write(_structured(cat.absorbers), extname=ABSORBERS_HDU, header=[
-                {"name": "NABS", "value": len(cat.absorbers["spectrum"]),
-                 "comment": "absorber candidates (rows)"},
-                {"name": "NABSDET", "value": n_det, "comment": "of them probability >= THRESH"},
-            ])  # fmt: skip
+            f.write(_structured(cat.absorbers), extname=ABSORBERS_HDU, units=units(cat.absorbers),
+                    header=[
+                        {"name": "NABS", "value": len(cat.absorbers["spectrum"]),
+                         "comment": "absorber candidates (rows)"},
+                        {"name": "NABSDET", "value": n_det,
+                         "comment": "of them probability >= THRESH"},
+                    ])  # fmt: skip
 
 
 def _write_csv(cols: dict[str, np.ndarray], meta: dict[str, Any], path: Path) -> None:

@@ -143,7 +143,10 @@ class Detections:
         """An astropy Table with the run's metadata in ``meta`` (astropy must be installed)."""
         from astropy.table import Table
 
-        return Table(self.columns(), meta=self.meta())
+        from .catalog import units_of
+
+        cols = self.columns()
+        return Table(cols, meta=self.meta(), units=units_of(cols))
 
     def absorber_columns(self) -> dict[str, np.ndarray] | None:
         """One row per absorber (multi-absorber models), with a `detected` column."""
@@ -177,7 +180,9 @@ class Detections:
             from astropy.io import fits
             from astropy.table import Table
 
-            hdu = fits.table_to_hdu(Table(rows))
+            from .catalog import units_of
+
+            hdu = fits.table_to_hdu(Table(rows, units=units_of(rows)))
             hdu.name = "ABSORBERS"
             with fits.open(path, mode="append") as hdul:
                 hdul.append(hdu)
@@ -198,9 +203,14 @@ class Detections:
                 for k, v in self.meta().items():
                     f.attrs[k] = v
         else:
+            from astropy.io.fits.verify import VerifyWarning
             from astropy.table import Table
 
-            Table(cols, meta=self.meta()).write(path, overwrite=True)
+            from .catalog import units_of
+
+            with warnings.catch_warnings():  # the metadata's long keys become HIERARCH cards
+                warnings.simplefilter("ignore", VerifyWarning)
+                Table(cols, meta=self.meta(), units=units_of(cols)).write(path, overwrite=True)
 
 
 @dataclass(frozen=True)
