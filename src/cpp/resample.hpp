@@ -136,13 +136,6 @@ MGFAST_HD double integrated_cdf(double z) {
 // used: the closed form below then loses precision to cancellation.
 constexpr double kMinLsfSigmaPixels = 1e-3;
 
-// Degradation and rebinning in one linear step, so that the variance is propagated exactly:
-// output pixel [l0, l1] (ln λ) receives the mean over the pixel of the input convolved with a
-// Gaussian of width sigma (ln λ). The input is piecewise constant on pixels with ln-λ edges
-// lnedge[0..n], so input pixel k's weight is the box-averaged Gaussian overlap, in closed form:
-// W_k = sigma/(l1-l0) · [F((l1-a)/σ) - F((l0-a)/σ) - F((l1-b)/σ) + F((l0-b)/σ)],
-// a, b the pixel's edges. The weights of a fully covered pixel sum to 1, so flux is conserved;
-// bad input pixels are left out and the weights renormalised.
 // The F((l - lnedge[e]) / sigma) terms of lsf_rebin_pixel at its right edge l, for input edges
 // e in [lo, hi) (f has n + 1 entries): the next output pixel, whose left edge is l, reads them
 // instead of evaluating them again (the CPU walks a spectrum's pixels in order; each term is then
@@ -154,6 +147,13 @@ struct LsfEdgeCache {
   bool valid = false;
 };
 
+// Degradation and rebinning in one linear step, so that the variance is propagated exactly:
+// output pixel [l0, l1] (ln λ) receives the mean over the pixel of the input convolved with a
+// Gaussian of width sigma (ln λ). The input is piecewise constant on pixels with ln-λ edges
+// lnedge[0..n], so input pixel k's weight is the box-averaged Gaussian overlap, in closed form:
+// W_k = sigma/(l1-l0) · [F((l1-a)/σ) - F((l0-a)/σ) - F((l1-b)/σ) + F((l0-b)/σ)],
+// a, b the pixel's edges. The weights of a fully covered pixel sum to 1, so flux is conserved;
+// bad input pixels are left out and the weights renormalised. cache: see LsfEdgeCache.
 MGFAST_HD RebinResult lsf_rebin_pixel(double l0, double l1, double sigma, int n,
                                       const double* lnedge, const float* flux, const double* var,
                                       const std::uint8_t* good, LsfEdgeCache* cache = nullptr) {

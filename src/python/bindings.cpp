@@ -235,7 +235,6 @@ PYBIND11_MODULE(_core, m) {
         if (spectrum.ndim() != 1 || z.size() != n || guess.size() != n)
           throw std::invalid_argument("spectrum, z, guess: expected 1-D arrays of one length");
         const EwOptions o{half_factor, half_min, half_max, side, min_coverage, floor};
-        validate(o);
         py::array_t<double> ew({n, py::ssize_t{2}}), sigma({n, py::ssize_t{2}});
         double* e = ew.mutable_data();
         double* s = sigma.mutable_data();
