@@ -177,6 +177,17 @@ def _read(path: str, format: str | None, allow_low_resolution: bool) -> list[Spe
         return io.read(path, format, allow_low_resolution=allow_low_resolution)
 
 
+def _read_or_reason(path: str, format: str | None, allow_low: bool) -> list[Spectrum] | str:
+    """A file's spectra, or the reason it cannot be read: one bad file must never stop a run.
+    Only a missing allow_low_resolution (a setting to change, not a bad file) raises."""
+    try:
+        return _read(path, format, allow_low)
+    except LowResolutionError:
+        raise
+    except Exception as e:
+        return _reason(e, path)
+
+
 def _search(det: Detector, spectra: list[Spectrum], file: str, path: str) -> Outcome:
     try:
         return detect_spectra(det, spectra, file), None
@@ -189,13 +200,7 @@ def process_file(
 ) -> Outcome:
     """Read and search one file: its columns, or the reason it failed. Only a missing
     allow_low_resolution (a setting to change, not a bad file) raises."""
-    try:
-        spectra = _read(path, format, allow_low_resolution)
-    except LowResolutionError:
-        raise
-    except Exception as e:  # one bad file must never stop a run
-        return None, _reason(e, path)
-    return _search(det, spectra, path, path)
+    return process_unit(det, [path], format, allow_low_resolution)[0]
 
 
 def process_unit(
@@ -261,21 +266,14 @@ def read_unit(
     single per-arm spectrum (a joined file of the same object, say) gives its rows as alone. Two
     files of one arm make the object an error (on its first file) naming both."""
     if len(files) == 1:
-        try:
-            return [_Job(_read(files[0], format, allow_low_resolution), files[0], files[0])]
-        except LowResolutionError:
-            raise
-        except Exception as e:  # one bad file must never stop a run
-            return [(None, _reason(e, files[0]))]
+        spectra = _read_or_reason(files[0], format, allow_low_resolution)
+        return [(None, spectra) if isinstance(spectra, str) else _Job(spectra, files[0], files[0])]
     outcomes: list[Outcome | _Job | None] = [None] * len(files)
     arms: list[tuple[int, Spectrum]] = []
     for i, f in enumerate(files):
-        try:
-            spectra = _read(f, format, allow_low_resolution)
-        except LowResolutionError:
-            raise
-        except Exception as e:  # this arm is lost; the others still make a row
-            outcomes[i] = (None, _reason(e, f))
+        spectra = _read_or_reason(f, format, allow_low_resolution)
+        if isinstance(spectra, str):  # this arm is lost; the others still make a row
+            outcomes[i] = (None, spectra)
             continue
         if len(spectra) == 1 and spectra[0].meta.get("arm") in io.arms.ARM_NAMES:
             arms.append((i, spectra[0]))

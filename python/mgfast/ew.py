@@ -115,12 +115,14 @@ def scatter_ivar(flux: npt.ArrayLike, ivar: npt.ArrayLike, pixmask: npt.ArrayLik
     """ivar, with an estimate for the spectra that came without errors (ivar 0 everywhere): per
     arm, 1/σ² on the unmasked pixels, σ from the scatter of the normalised flux's first
     differences (1.4826 × MAD / √2: robust to lines and spikes; a noise that varies along an arm
-    is averaged). Spectra with errors are returned as they are."""
+    is averaged). Spectra with errors are returned as they are (the array itself when all have
+    them)."""
     flux = np.asarray(flux)
-    out = np.array(ivar, dtype=np.float32, copy=True)
-    rows = np.flatnonzero(~np.any(out > 0, axis=1))
+    given = np.asarray(ivar, dtype=np.float32)
+    rows = np.flatnonzero(~np.any(given > 0, axis=1))
     if rows.size == 0:
-        return out
+        return given  # the usual case: not copied
+    out = given.copy()
     good = np.asarray(pixmask)[rows] == 0
     for arm in grid.ARMS:
         f = flux[rows, arm.start : arm.stop].astype(np.float64)
