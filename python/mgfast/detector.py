@@ -68,6 +68,10 @@ def resolve_model(model: str | Path | None) -> Path:
     return p
 
 
+# The per-spectrum EW columns (Detections.ew2796 ...), in catalogue order.
+_EW_COLUMNS = ("ew2796", "ew2796_err", "ew2803", "ew2803_err")
+
+
 @dataclass(frozen=True)
 class Detections:
     """One row per input spectrum."""
@@ -113,10 +117,7 @@ class Detections:
 
     def columns(self) -> dict[str, np.ndarray]:
         nan = np.full(np.shape(self.probability), np.nan, np.float32)
-        ews = {
-            k: nan if getattr(self, k) is None else getattr(self, k)
-            for k in ("ew2796", "ew2796_err", "ew2803", "ew2803_err")
-        }
+        ews = {k: nan if getattr(self, k) is None else getattr(self, k) for k in _EW_COLUMNS}
         return {
             "probability": self.probability,
             "detected": self.detected,
@@ -380,7 +381,8 @@ class Detector:
         likewise on the GPU) are preprocessed and run there without a copy to the host: only
         the results come back (GpuBackend.detect_device)."""
         single = np.ndim(flux) == 1
-        if _on_gpu(flux):
+        on_gpu = _on_gpu(flux)
+        if on_gpu:
             flags, n_masked, snr, pixmask, out = self._device_stages(
                 flux, wave, err, ivar, mask, resolution, normalised
             )
@@ -397,7 +399,7 @@ class Detector:
             # the EW measurement's weights: spectra without errors get them from their scatter
             ivar_ew = ew_mod.scatter_ivar(flux2, ivar2, pixmask)
         score, lam, sha, absorbers, n_abs = self._decode(out, len(flags))
-        if absorbers is not None and self.ew == "combined" and not _on_gpu(flux):
+        if absorbers is not None and self.ew == "combined" and not on_gpu:
             absorbers = ew_mod.apply(absorbers, flux2, ivar_ew, threads=self.threads)
         empty = (flags & int(SpectrumFlag.ALL_MASKED)) != 0
         if absorbers is not None:  # nothing is found in a spectrum without a usable pixel
@@ -408,10 +410,10 @@ class Detector:
         # λ2796 only where it points into the arms; a "no absorber" label is not a wavelength.
         lam = np.where(np.isfinite(grid.pixel_of(lam)) & ~empty, lam, np.nan)
         flags = flags | _quality(snr, pixmask, lam)
-        if normalised and not _on_gpu(flux):
+        if normalised and not on_gpu:
             flags = flags | _check_normalised(flux2, pixmask)
         masked = n_masked.sum(axis=1) / grid.N_PIX
-        ews = {} if _on_gpu(flux) else _summary_ews(flux2, ivar_ew, lam, detected, self.threads)
+        ews = {} if on_gpu else _summary_ews(flux2, ivar_ew, lam, detected, self.threads)
         res = Detections(
             probability=score, wavelength=lam, redshift=lam / MGII_2796.wavelength - 1.0,
             detected=detected, flags=flags, masked_fraction=masked.astype(np.float32), snr=snr,
@@ -618,8 +620,7 @@ def _summary_ews(
     """The per-spectrum EW columns: the doublet measured at λ2796 in detected spectra (without a
     network's EW to size the windows: mgfast.ew.measure's two passes)."""
     n = len(lam)
-    cols = {k: np.full(n, np.nan, np.float32) for k in ("ew2796", "ew2796_err", "ew2803",
-                                                         "ew2803_err")}  # fmt: skip
+    cols = {k: np.full(n, np.nan, np.float32) for k in _EW_COLUMNS}
     rows = np.flatnonzero(detected & np.isfinite(lam))
     if rows.size == 0:
         return cols
