@@ -26,12 +26,14 @@ Physics (every choice below is this module's own, parametrised differently from 
   (FWHM = λ/R) is drawn per spectrum, flat in 17,000-23,000, and then averaged over each grid
   pixel's 8 samples (flux-conserving: ∫(1 − F) dλ is kept).
 * Kinematics of an MgII system of target rest EW2796 W (Å): 1 + Binomial(4, min(0.85, 0.08 +
-  0.22 W)) subsystems; a total velocity extent Δv log-normal about 25 + 130 W km/s (σ_ln 0.45),
-  at least 80 W km/s, at most 1100 km/s (so that strong systems reach 800+ km/s, Churchill et al.
-  2003; Nestor et al. 2007's ultra-strong systems); subsystem centres spread over Δv (the first two
-  at its ends), each with a velocity dispersion; 1-60 clouds (log-normal about 1 + 5 W, at least
-  W / 0.15 for W > 1 Å) shared among the subsystems by a log-normal weight (one subsystem
-  dominant); Doppler b of each cloud log-normal about 6 km/s (σ_ln 0.6) truncated to 1-30 km/s;
+  0.22 W)) subsystems; a total velocity extent Δv log-normal about 25 + 110 W km/s (σ_ln 0.4),
+  at least 80 W km/s, at most 900 km/s, over which the subsystem centres are spread (the first
+  two at its ends), each subsystem with a velocity dispersion of (0.12-0.3) Δv / n_sub + 3 km/s
+  (Δv / 4 for a single one), so that the clouds of strong systems spread over 400-1000 km/s
+  (Churchill et al. 2003; the ultra-strong systems of Nestor et al. 2007); 1-60 clouds
+  (log-normal about 1.5 + 8 W, σ_ln 0.5, at least W / 0.15 for W > 1 Å) shared among the
+  subsystems by log-normal weights (σ_ln 1, one subsystem 5 times heavier: it dominates);
+  Doppler b of each cloud log-normal about 7 km/s (σ_ln 0.6) truncated to 1-30 km/s;
   log N of each cloud = log of its subsystem's weight + N(0, 0.45). Then all column densities are
   scaled together (one offset in log N, found by root finding) until the rest EW2796 of the 2796
   line alone, integrated on the noiseless, unconvolved sub-grid profile, equals W. A draw that
@@ -40,7 +42,10 @@ Physics (every choice below is this module's own, parametrised differently from 
   of the 2796 line, ∫ v τ2796 dv / ∫ τ2796 dv = Σ N_i v_i / Σ N_i: the clouds are shifted so that
   it is 0. Truth also has EW2803 (the 2803 line alone), the number of clouds and subsystems, the
   clouds' velocity spread (dv_extent, max − min of the cloud velocities) and dv90 (the velocity
-  interval holding 90 % of the 2796 line's optical depth).
+  interval holding 90 % of the 2796 line's optical depth). Where subsystems are far apart the
+  optical-depth-weighted zero can fall between them, in little absorption; truth therefore also
+  has lambda2796_centroid, the absorbed-flux-weighted mean wavelength of the 2796 line,
+  ∫ λ (1 − e^-τ2796) dλ / ∫ (1 − e^-τ2796) dλ.
 * Positions: λ2796 flat over the arms, both lines ≥ 25 Å inside an arm. EW2796 flat in
   `ew_range` (default 0.05-5.15 Å, the paper's) or log-uniform (`ew_distribution`).
   Single-absorber sets: exactly round(fraction × n) spectra hold one (default 50 %). Two-absorber
@@ -226,8 +231,8 @@ def draw_clouds(rng: np.random.Generator, ew: float, boost: int = 0) -> Clouds:
     else:
         centres = np.sort(np.r_[0.0, dv, rng.random(n_sub - 2) * dv])
         disp = rng.uniform(0.12, 0.3, n_sub) * dv / n_sub + 3.0
-    w = np.exp(0.8 * rng.standard_normal(n_sub))
-    w[rng.integers(n_sub)] *= 3.0  # one subsystem dominates
+    w = np.exp(rng.standard_normal(n_sub))
+    w[rng.integers(n_sub)] *= 5.0  # one subsystem dominates
     counts = 1 + rng.multinomial(n_cl - n_sub, w / w.sum())
     sub = np.repeat(np.arange(n_sub), counts)
     v = centres[sub] + disp[sub] * rng.standard_normal(n_cl)
@@ -338,6 +343,7 @@ class SystemResult:
     ews: dict[str, float]  # rest EW of each line alone (Å), for the lines asked for
     logn_offset: float
     dv90: float
+    v_centroid: float  # km/s: the absorbed-flux-weighted mean velocity of the target line
 
 
 def render_system(
@@ -357,7 +363,7 @@ def render_system(
     ls = [ln for ln, _ in lines]
     blocks = _blocks(ls, z, clouds.v.min() - SYSTEM_REACH, clouds.v.max() + SYSTEM_REACH)
     if not blocks:
-        return SystemResult({}, 0.0, float("nan"))
+        return SystemResult({}, 0.0, float("nan"), float("nan"))
     dln = 1.0 / (R_GRID * OVERSAMPLE * SUBSAMPLE)
     taus: dict[tuple[int, int], np.ndarray] = {}
 
@@ -419,7 +425,7 @@ def render_system(
     for k in ew_lines:
         t, w = line_arrays(k)
         ews[ls[k].name] = ew_of(t, w, delta)
-    dv90 = float("nan")
+    dv90 = v_centroid = float("nan")
     if target is not None:
         t, w = line_arrays(target[0])
         lnl = np.concatenate(
@@ -430,7 +436,9 @@ def render_system(
         if cum[-1] > 0:
             v5, v95 = np.interp([0.05 * cum[-1], 0.95 * cum[-1]], cum, v)
             dv90 = float(v95 - v5)
-    return SystemResult(ews, delta, dv90)
+        absorbed = -np.expm1(-(10.0**delta) * t) * w
+        v_centroid = float(np.sum(v * absorbed) / np.sum(absorbed))
+    return SystemResult(ews, delta, dv90, v_centroid)
 
 
 def mgii_system(
@@ -455,6 +463,7 @@ def mgii_system(
                 "n_subsystems": float(c.n_sub),
                 "dv_extent": float(c.v.max() - c.v.min()),
                 "dv90": r.dv90,
+                "lambda2796_centroid": lam2796 * float(np.exp(r.v_centroid / C_KMS)),
                 "logn_max": float(c.logn.max() + r.logn_offset),
             }
     raise RuntimeError(f"heldout_mock: no kinematics reach EW2796 = {ew} Å")  # not seen in tests
@@ -718,6 +727,7 @@ def generate(
     truth per spectrum: has_absorber, snr, resolving_power, z_em (NaN: idealised), err_scale, and
     for the absorbers (shape (n,) for n_absorbers=1, (n, 2) ordered by λ for 2; NaN / 0 where
     there is none): lambda2796, z, ew2796, ew2803, n_clouds, n_subsystems, dv_extent, dv90,
+    lambda2796_centroid (the 2796 line's absorbed-flux-weighted mean wavelength),
     in_forest (λ2803 below Lyα of z_em), has_feii, has_mgi.
     """
     if family not in ("idealised", "realistic"):
@@ -756,7 +766,9 @@ def generate(
     err_scale = rng.uniform(0.7, 1.3, n) if realistic else np.ones(n)
     correlated = (rng.random(n) < 0.5) if realistic else np.zeros(n, bool)
 
-    keys = ("ew2796", "ew2803", "n_clouds", "n_subsystems", "dv_extent", "dv90")
+    keys = (
+        "ew2796", "ew2803", "n_clouds", "n_subsystems", "dv_extent", "dv90", "lambda2796_centroid"
+    )  # fmt: skip
     abs_truth = {k: np.full((n, m), np.nan) for k in keys}
     has_feii = np.zeros((n, m), bool)
     has_mgi = np.zeros((n, m), bool)
