@@ -84,6 +84,7 @@ def simulate(
     return_clean: bool,
     device: str,
     threads: int,
+    sky: dict = ...,
 ) -> dict: ...
 
 MF_MAX_WIDTHS: int

@@ -18,7 +18,14 @@ from .atomic import MGII_2796
 PAPER_SNR: tuple[float, ...] = (3.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0)
 NO_ABSORBER_LAMBDA: float = _core.SIM_NO_ABSORBER_LAMBDA
 MAX_ABSORBERS: int = _core.SIM_MAX_ABSORBERS
-INTERLOPER_KINDS: tuple[str, ...] = ("MgII", "CIV", "SiIV", "AlIII", "single")
+INTERLOPER_KINDS: tuple[str, ...] = (
+    "MgII", "CIV", "SiIV", "AlIII", "single", "NaI", "CaII", "FeII", "MgI", "DLA",
+)  # fmt: skip
+KINEMATICS: tuple[str, ...] = ("paper", "sky")  # how MgII systems' velocity structure is drawn
+FLAG_EW_NOT_REACHED = 1 << 0
+FLAG_LINES_TRUNCATED = 1 << 1
+FLAG_BAL = 1 << 2
+FLAG_DLA = 1 << 3
 
 
 @dataclass(frozen=True)
@@ -35,9 +42,21 @@ class Realism:
     continuum_error: float = 0.0  # rms of a smooth multiplicative error per arm, e.g. 0.02
     sky_residual: float = 0.0  # rms of sky-line residuals, in units of the noise
     bad_pixel_rate: float = 0.0  # mean number of bad-pixel runs (1-30 pixels) per spectrum
+    # Instrument and reduction, and impostors (the sky mode; docs/simulator.md).
+    resolution_range: tuple[float, float] = (20000.0, 20000.0)  # LSF R, flat per spectrum
+    wavelength_shift_kms: float = 0.0  # rms wavelength-calibration shift per arm
+    err_misestimate: float = 0.0  # reported err = σ × U(1 − x, 1 + x) per arm
+    correlated_noise: float = 0.0  # neighbour-pixel noise correlation ρ ~ U(0, x)
+    random_edges: bool = False  # per-spectrum SNR edge profile and per-arm SNR spread
+    cosmic_ray_rate: float = 0.0  # mean number of unmasked spikes per spectrum
+    telluric: bool = False  # O2 γ band and H2O lines in the red arm
+    impostors: bool = False  # NaI, CaII (also the Galaxy's), FeII 2586/2600, MgI interlopers
+    bal_fraction: float = 0.0  # fraction of quasars with BAL troughs
+    dla_rate: float = 0.0  # mean number of DLAs with their metals per sightline
 
     @classmethod
     def survey(cls) -> Realism:
+        """The survey-like level of the original switches (the project's realistic test set)."""
         return cls(
             metals=True,
             interloper_rate=1.5,
@@ -46,6 +65,45 @@ class Realism:
             sky_residual=3.0,
             bad_pixel_rate=1.0,
         )
+
+    @classmethod
+    def sky(cls) -> Realism:
+        """Everything real spectra have, each at a broad level (the sky mode's training data):
+        survey() plus instrument and reduction effects and impostors. Use it with
+        ``simulate(..., kinematics="sky")``."""
+        return cls(
+            metals=True,
+            interloper_rate=2.0,
+            forest=True,
+            continuum_error=0.03,
+            sky_residual=3.0,
+            bad_pixel_rate=1.0,
+            resolution_range=(15000.0, 25000.0),
+            wavelength_shift_kms=3.0,
+            err_misestimate=0.3,
+            correlated_noise=0.5,
+            random_edges=True,
+            cosmic_ray_rate=2.0,
+            telluric=True,
+            impostors=True,
+            bal_fraction=0.1,
+            dla_rate=0.2,
+        )
+
+    def _sky_options(self) -> dict[str, float | bool]:
+        return {
+            "resolution_min": float(self.resolution_range[0]),
+            "resolution_max": float(self.resolution_range[1]),
+            "wavelength_shift_kms": float(self.wavelength_shift_kms),
+            "err_misestimate": float(self.err_misestimate),
+            "correlated_noise": float(self.correlated_noise),
+            "random_edges": bool(self.random_edges),
+            "cosmic_ray_rate": float(self.cosmic_ray_rate),
+            "telluric": bool(self.telluric),
+            "impostors": bool(self.impostors),
+            "bal_fraction": float(self.bal_fraction),
+            "dla_rate": float(self.dla_rate),
+        }
 
 
 @dataclass(frozen=True)
@@ -61,6 +119,7 @@ class Truth:
     snr: np.ndarray
     z_em: np.ndarray
     flags: np.ndarray
+    resolution: np.ndarray  # LSF R each spectrum was rendered at
     abs_z: np.ndarray
     abs_ew2796: np.ndarray
     abs_ew2803: np.ndarray
@@ -169,6 +228,8 @@ def simulate(
     return_clean: bool = False,
     device: str = "cpu",
     threads: int = 0,
+    kinematics: str = "paper",
+    blend_fraction: float = 0.0,
 ) -> Simulation:
     """Simulate spectra ``start`` … ``start + n - 1`` of the set fixed by ``seed``.
 
@@ -178,6 +239,11 @@ def simulate(
     pixels, Gaussian noise, continuum-normalised flux. ``with_absorber_fraction=0.5`` gives the
     paper's test set; ``max_absorbers`` up to 4 puts 1-4 non-overlapping absorbers in a sightline;
     ``realism`` adds what real spectra have (see ``Realism``).
+
+    ``kinematics="sky"`` draws each MgII system's velocity structure from laws that are themselves
+    random (up to 40 components in up to 6 subsystems over up to 820 km/s, b 1-30 km/s; the
+    system's redshift is its λ2796 absorption centroid), and ``blend_fraction`` puts that share of
+    the absorbers after the first 150-500 km/s from the first (docs/simulator.md, "The sky mode").
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"n: expected a non-negative integer, got {n!r}")
@@ -190,16 +256,21 @@ def simulate(
             f"with_absorber_fraction: must lie in [0, 1], got {with_absorber_fraction}"
         )
     lo, hi = ew_range
-    if not 0.0 < lo <= hi <= 6.0:
-        raise ValueError(f"ew_range: need 0 < min <= max <= 6 Å (rest EW2796), got {ew_range}")
+    if not 0.0 < lo <= hi <= 7.0:
+        raise ValueError(f"ew_range: need 0 < min <= max <= 7 Å (rest EW2796), got {ew_range}")
+    if kinematics not in KINEMATICS:
+        raise ValueError(f"kinematics: expected one of {KINEMATICS}, got {kinematics!r}")
     r = realism or Realism()
+    sky = r._sky_options()
+    sky["kinematics"] = KINEMATICS.index(kinematics)
+    sky["blend_fraction"] = float(blend_fraction)
     out = _core.simulate(
         int(n), int(start), int(seed), _snr_values(snr), float(with_absorber_fraction),
         int(max_absorbers), float(lo), float(hi), float(edge_margin), float(edge_snr_ratio),
         int(edge_taper_pixels), bool(noise), bool(r.metals), float(r.interloper_rate),
         bool(r.forest), bool(r.unnormalised), float(r.continuum_error), float(r.sky_residual),
         float(r.bad_pixel_rate), float(z_em_range[0]), float(z_em_range[1]), bool(return_clean),
-        device, int(threads),
+        device, int(threads), sky,
     )  # fmt: skip
     t = out["truth"]
     truth = Truth(index=np.arange(start, start + n, dtype=np.int64), **t)
@@ -224,7 +295,12 @@ def simulate_stream(
 
 
 __all__ = [
+    "FLAG_BAL",
+    "FLAG_DLA",
+    "FLAG_EW_NOT_REACHED",
+    "FLAG_LINES_TRUNCATED",
     "INTERLOPER_KINDS",
+    "KINEMATICS",
     "MAX_ABSORBERS",
     "NO_ABSORBER_LAMBDA",
     "PAPER_SNR",

@@ -34,6 +34,18 @@ enum Transition : int {
   kAlIIIa,  // AlIII 1854
   kAlIIIb,  // AlIII 1862
   kHILya,
+  // Impostors of the sky mode (docs/simulator.md): doublets at other redshifts and a DLA's metals.
+  kNaIa,   // NaI 5891 (D2)
+  kNaIb,   // NaI 5897 (D1)
+  kCaIIK,  // CaII 3934
+  kCaIIH,  // CaII 3969
+  kSiII1260,
+  kOI1302,
+  kSiII1304,
+  kCII1334,
+  kSiII1526,
+  kFeII1608,
+  kAlII1670,
   kNumTransitions
 };
 
@@ -110,6 +122,61 @@ MGFAST_HD void transition(int t, double* lambda, double* f, double* gamma) {
       *lambda = 1862.7910;
       *f = 0.2780;
       *gamma = 5.33e8;
+      break;
+    case kNaIa:
+      *lambda = 5891.5833;
+      *f = 0.6408;
+      *gamma = 6.16e7;
+      break;
+    case kNaIb:
+      *lambda = 5897.5581;
+      *f = 0.3201;
+      *gamma = 6.14e7;
+      break;
+    case kCaIIK:
+      *lambda = 3934.7750;
+      *f = 0.6267;
+      *gamma = 1.444e8;
+      break;
+    case kCaIIH:
+      *lambda = 3969.5901;
+      *f = 0.3116;
+      *gamma = 1.409e8;
+      break;
+    case kSiII1260:
+      *lambda = 1260.4221;
+      *f = 1.18;
+      *gamma = 2.95e9;
+      break;
+    case kOI1302:
+      *lambda = 1302.1685;
+      *f = 0.0480;
+      *gamma = 5.65e8;
+      break;
+    case kSiII1304:
+      *lambda = 1304.3702;
+      *f = 0.0928;
+      *gamma = 1.01e9;
+      break;
+    case kCII1334:
+      *lambda = 1334.5323;
+      *f = 0.1278;
+      *gamma = 2.88e8;
+      break;
+    case kSiII1526:
+      *lambda = 1526.7070;
+      *f = 0.133;
+      *gamma = 1.13e9;
+      break;
+    case kFeII1608:
+      *lambda = 1608.4508;
+      *f = 0.0577;
+      *gamma = 2.74e8;
+      break;
+    case kAlII1670:
+      *lambda = 1670.7886;
+      *f = 1.74;
+      *gamma = 1.39e9;
       break;
     default:
       *lambda = 1215.6701;

@@ -41,13 +41,18 @@ void simulate_range(const sim::Config& c, std::uint64_t start, std::int64_t begi
     const std::size_t row = static_cast<std::size_t>(s) * grid::kNPix;
     const int n_lines = sim::stage_plan(c, index, &truth[s], w.lines.data());
     float* trans = clean ? clean + row : w.trans.data();
-    sim::render_spectrum(w.lines.data(), n_lines, w.absorb.data(), trans);
+    sim::render_spectrum(w.lines.data(), n_lines, truth[s].resolution, w.absorb.data(), trans);
     // The same numbers as stage_pixel_pair, in two passes: every pixel's normal first (a
     // branch-free loop the compiler vectorises), then the pixels.
     float* z = w.z.data();
     if (c.noise)
       for (int k = 0; k < sim::kNPixelPairs; ++k)
         rng::normal_pair(c.seed, index, sim::kStreamNoise, k, &z[2 * k], &z[2 * k + 1]);
+    const float rho = truth[s].rho;
+    if (c.noise && rho > 0.0f) {  // in place, forwards: z[p + 1] is still the original
+      for (int p = 0; p + 1 < 2 * sim::kNPixelPairs; ++p)
+        z[p] = sim::correlate(z[p], z[p + 1], rho);
+    }
     for (int p = 0; p < grid::kNPix; ++p)
       sim::stage_pixel(c, truth[s], trans, p, z[p], flux + row, err + row);
   }
@@ -59,10 +64,29 @@ void validate_config(const sim::Config& c) {
           "with_absorber_fraction: must lie in [0, 1]");
   require(c.max_absorbers >= 1 && c.max_absorbers <= sim::kMaxAbsorbers,
           "max_absorbers: must lie in [1, " + std::to_string(sim::kMaxAbsorbers) + "]");
-  require(c.ew_min > 0.0 && c.ew_max >= c.ew_min && c.ew_max <= 6.0,
-          "ew_range: rest EW2796 must satisfy 0 < min <= max <= 6 Å");
+  require(c.ew_min > 0.0 && c.ew_max >= c.ew_min && c.ew_max <= 7.0,
+          "ew_range: rest EW2796 must satisfy 0 < min <= max <= 7 Å");
+  require(c.kinematics == sim::kKinematicsPaper || c.kinematics == sim::kKinematicsSky,
+          "kinematics: must be 'paper' or 'sky'");
+  require(c.blend_fraction >= 0.0 && c.blend_fraction <= 1.0, "blend_fraction: must lie in [0, 1]");
+  require(c.resolution_min >= sim::kMinResolution && c.resolution_max >= c.resolution_min &&
+              c.resolution_max <= 100000.0,
+          "resolution_range: must satisfy 15000 <= min <= max <= 100000");
+  require(c.wavelength_shift_kms >= 0.0 && c.wavelength_shift_kms <= 30.0,
+          "wavelength_shift_kms: must lie in [0, 30]");
+  require(c.err_misestimate >= 0.0 && c.err_misestimate <= 0.5,
+          "err_misestimate: must lie in [0, 0.5]");
+  require(c.correlated_noise >= 0.0 && c.correlated_noise <= 1.0,
+          "correlated_noise: must lie in [0, 1]");
+  require(c.cosmic_ray_rate >= 0.0 && c.cosmic_ray_rate <= sim::kMaxCosmicRays,
+          "cosmic_ray_rate: must lie in [0, " + std::to_string(sim::kMaxCosmicRays) + "]");
+  require(c.bal_fraction >= 0.0 && c.bal_fraction <= 1.0, "bal_fraction: must lie in [0, 1]");
+  require(c.dla_rate >= 0.0 && c.dla_rate <= 4.0, "dla_rate: must lie in [0, 4]");
   // Below ~8 Å (330 km/s plus the LSF reach) components could fall off the arm.
   require(c.edge_margin >= 10.0 && c.edge_margin <= 100.0, "edge_margin: must lie in [10, 100] Å");
+  // The sky kinematics reach 600 km/s (12 Å at the red end) plus the LSF.
+  require(c.kinematics != sim::kKinematicsSky || c.edge_margin >= 15.0,
+          "edge_margin: must be at least 15 Å with the sky kinematics");
   require(c.n_snr >= 1 && c.snr_values != nullptr, "snr: give at least one value");
   for (int i = 0; i < c.n_snr; ++i)
     require(c.snr_values[i] > 0.0 && std::isfinite(c.snr_values[i]) && c.snr_values[i] <= 1e6,

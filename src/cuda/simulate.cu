@@ -21,7 +21,8 @@ __global__ void plan_kernel(sim::Config cfg, std::uint64_t start, int n, sim::Si
   MGFAST_GRID_STRIDE(i, n) {
     sim::Line* l = lines + i * sim::kMaxLines;
     const int nl = sim::stage_plan(cfg, start + static_cast<std::uint64_t>(i), &truth[i], l);
-    sim::render_spectrum(l, nl, absorb + i * sim::kMaxArmSamples, trans + i * grid::kNPix);
+    sim::render_spectrum(l, nl, truth[i].resolution, absorb + i * sim::kMaxArmSamples,
+                         trans + i * grid::kNPix);
   }
 }
 

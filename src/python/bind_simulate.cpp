@@ -31,6 +31,7 @@ py::dict truth_arrays(const std::vector<sim::Sightline>& t) {
   auto n_abs = zeros<std::int32_t>({n}), n_int = zeros<std::int32_t>({n});
   auto snr = zeros<float>({n}), z_em = zeros<float>({n});
   auto flags = zeros<std::uint32_t>({n});
+  auto resolution = zeros<float>({n});
   auto z = zeros<double>({n, A}), ew1 = zeros<double>({n, A}), ew2 = zeros<double>({n, A});
   auto logn = zeros<double>({n, A});
   auto ew_req = zeros<double>({n, A});
@@ -47,6 +48,7 @@ py::dict truth_arrays(const std::vector<sim::Sightline>& t) {
     snr.mutable_at(s) = sl.snr;
     z_em.mutable_at(s) = sl.z_em;
     flags.mutable_at(s) = sl.flags;
+    resolution.mutable_at(s) = sl.resolution;
     for (py::ssize_t a = 0; a < A; ++a) {
       const bool has = a < sl.n_abs;
       const sim::System& sys = sl.abs[a];
@@ -77,6 +79,7 @@ py::dict truth_arrays(const std::vector<sim::Sightline>& t) {
   d["snr"] = snr;
   d["z_em"] = z_em;
   d["flags"] = flags;
+  d["resolution"] = resolution;
   d["abs_z"] = z;
   d["abs_ew2796"] = ew1;
   d["abs_ew2803"] = ew2;
@@ -97,7 +100,7 @@ py::dict simulate(std::int64_t n, std::uint64_t start, std::uint64_t seed,
                   int edge_taper_pixels, bool noise, bool metals, double interloper_rate,
                   bool forest, bool unnormalised, double continuum_error, double sky_residual,
                   double bad_pixel_rate, double z_em_min, double z_em_max, bool return_clean,
-                  const std::string& device, int threads) {
+                  const std::string& device, int threads, const py::dict& sky) {
   if (n < 0) throw std::invalid_argument("n: number of spectra must not be negative");
   if (n > (std::int64_t{1} << 31) / grid::kNPix * 64)
     throw std::invalid_argument("n: too many spectra for one call; stream them in batches");
@@ -122,6 +125,39 @@ py::dict simulate(std::int64_t n, std::uint64_t start, std::uint64_t seed,
   cfg.bad_pixel_rate = bad_pixel_rate;
   cfg.z_em_min = z_em_min;
   cfg.z_em_max = z_em_max;
+  // The sky mode's options (docs/simulator.md), by name; unknown names are refused.
+  for (const auto& item : sky) {
+    const std::string key = py::str(item.first);
+    const py::handle v = item.second;
+    if (key == "kinematics")
+      cfg.kinematics = v.cast<int>();
+    else if (key == "blend_fraction")
+      cfg.blend_fraction = v.cast<double>();
+    else if (key == "resolution_min")
+      cfg.resolution_min = v.cast<double>();
+    else if (key == "resolution_max")
+      cfg.resolution_max = v.cast<double>();
+    else if (key == "wavelength_shift_kms")
+      cfg.wavelength_shift_kms = v.cast<double>();
+    else if (key == "err_misestimate")
+      cfg.err_misestimate = v.cast<double>();
+    else if (key == "correlated_noise")
+      cfg.correlated_noise = v.cast<double>();
+    else if (key == "random_edges")
+      cfg.random_edges = v.cast<bool>();
+    else if (key == "cosmic_ray_rate")
+      cfg.cosmic_ray_rate = v.cast<double>();
+    else if (key == "telluric")
+      cfg.telluric = v.cast<bool>();
+    else if (key == "impostors")
+      cfg.impostors = v.cast<bool>();
+    else if (key == "bal_fraction")
+      cfg.bal_fraction = v.cast<double>();
+    else if (key == "dla_rate")
+      cfg.dla_rate = v.cast<double>();
+    else
+      throw std::invalid_argument("simulate: unknown option '" + key + "'");
+  }
   validate_config(cfg);
 
   const py::ssize_t ns = static_cast<py::ssize_t>(n);
@@ -161,7 +197,7 @@ void bind_simulate(py::module_& m) {
         py::arg("interloper_rate"), py::arg("forest"), py::arg("unnormalised"),
         py::arg("continuum_error"), py::arg("sky_residual"), py::arg("bad_pixel_rate"),
         py::arg("z_em_min"), py::arg("z_em_max"), py::arg("return_clean"), py::arg("device"),
-        py::arg("threads"));
+        py::arg("threads"), py::arg("sky") = py::dict());
   m.attr("SIM_MAX_ABSORBERS") = sim::kMaxAbsorbers;
   m.attr("SIM_MAX_COMPONENTS") = sim::kMaxComponents;
   m.attr("SIM_MAX_INTERLOPERS") = sim::kMaxInterlopers;
