@@ -9,14 +9,16 @@ not a threshold anyone uses. Everything else is at each detector's own default t
 (Detector(...).threshold: the model's model.json, the filter's DEFAULT_THRESHOLD).
 
     python training/evaluate_heldout.py [--n-per-snr 2000] [--family idealised|realistic|both]
-        [--models default,multi,multi-joint] [--model DIR ...] [--no-matched-filter]
+        [--models default,multi,multi-joint] [--model DIR ...] [--no-matched-filter] [--seed S]
+        [--ew-range LO HI]
         [--n-two N] [--n-inject N] [--real-data PATH] [--json OUT] [--markdown OUT]
 
-Detectors run through the public API only: mgfast.Detector(model=NAME or DIR) and
-Detector(method="matched-filter"), .detect(flux, err=err) on the grid. A multi-absorber model is
-scored by its per-spectrum summary (probability, wavelength), as training/evaluate.py's
-package_detector does, and on the two-absorber set by its absorber list (res.absorbers above the
-model's absorber_threshold).
+Detectors run through the public API only: mgfast.Detector(model=NAME or DIR, ew="network") and
+Detector(method="matched-filter"), .detect(flux, err=err) on the grid (ew="network" skips
+measuring each absorber's EWs on the spectrum, which changes no probability or wavelength). A
+multi-absorber model is scored by its per-spectrum summary (probability, wavelength), as
+training/evaluate.py's package_detector does, and on the two-absorber set by its absorber list
+(res.absorbers above the model's absorber_threshold).
 
 Sets, per family (seeds fixed and used nowhere in training/: idealised 90001, realistic 90002):
 * single-absorber: n-per-snr spectra at each SNR in {3, 5, 10, 20, 30, 40, 50} (seed [S, k] for
@@ -446,22 +448,30 @@ def main() -> None:
     )
     p.add_argument("--model", action="append", default=[], help="a model directory (repeatable)")
     p.add_argument("--no-matched-filter", action="store_true")
-    p.add_argument("--seed-idealised", type=int, default=SEEDS["idealised"])
-    p.add_argument("--seed-realistic", type=int, default=SEEDS["realistic"])
+    p.add_argument(
+        "--seed", type=int, default=None,
+        help=f"idealised family seed S, realistic S + 1 (default {SEEDS['idealised']}, "
+        f"{SEEDS['realistic']})",
+    )  # fmt: skip
     p.add_argument(
         "--ew-range", type=float, nargs=2, default=(0.05, 5.15), metavar=("LO", "HI"),
         help="EW2796 range (Å, flat) of the single-absorber sets; wider: e.g. 0.05 6",
     )  # fmt: skip
     p.add_argument("--n-two", type=int, default=None, help="two-absorber sightlines (n-per-snr)")
     p.add_argument("--n-inject", type=int, default=40, help="injections per real arm and EW range")
-    p.add_argument("--real-data", default=None, help="real_dev.npz ('' to skip)")
+    p.add_argument(
+        "--real-data", default=None,
+        help="real_dev.npz (default ../shared/data/real_dev.npz beside the repository; '' skips)",
+    )  # fmt: skip
     p.add_argument("--json", default=None)
     p.add_argument("--markdown", default=None)
     args = p.parse_args()
     t_start = time.time()
     dets = detectors(args)
     families = ("idealised", "realistic") if args.family == "both" else (args.family,)
-    seeds = {"idealised": args.seed_idealised, "realistic": args.seed_realistic}
+    seeds = dict(SEEDS)
+    if args.seed is not None:
+        seeds = {"idealised": args.seed, "realistic": args.seed + 1}
     n_two = args.n_per_snr if args.n_two is None else args.n_two
     report: dict = {"families": {}, "timing_s": {}}
     for fam in families:
@@ -504,8 +514,7 @@ def main() -> None:
     data = args.real_data
     if data is None:
         here = os.path.dirname(os.path.abspath(__file__))
-        data = os.path.join(here, "..", "..", "shared", "data", "real_dev.npz")
-        data = data if os.path.exists(data) else "/work/shared/data/real_dev.npz"
+        data = os.path.normpath(os.path.join(here, "..", "..", "shared", "data", "real_dev.npz"))
     if data and os.path.exists(data):
         t0 = time.time()
         inj = injection_cases(data, args.n_inject)
