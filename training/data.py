@@ -25,6 +25,52 @@ class DataConfig:
     max_absorbers: int = 1  # up to 4: 1-4 absorbers in a sightline that has any
     realistic_fraction: float = 0.5  # share of batches drawn with Realism.survey()
     snr: tuple[float, ...] = (3, 5, 10, 20, 30, 40, 50)  # the paper's SNR values
+    # "paper": the batches above; "sky": the widened sky (docs/TRAINING.md): a fifth of the
+    # batches as "paper" idealised ones, three tenths with the sky kinematics and the instrument
+    # (SKY_INSTRUMENT), half with the sky kinematics and Realism.sky(), EW2796 0.05-6.5 Å.
+    mix: str = "paper"
+    sky_ew_range: tuple[float, float] = (0.05, 6.5)
+    blend_fraction: float = 0.0  # "sky" mix, several absorbers: share placed as blends
+
+
+# The instrument and reduction of Realism.sky() without its astrophysics (forest, metals,
+# interlopers, impostors): the "sky" mix's middle kind of batch.
+SKY_INSTRUMENT = Realism(
+    resolution_range=(15000.0, 25000.0),
+    wavelength_shift_kms=3.0,
+    err_misestimate=0.3,
+    correlated_noise=0.5,
+    random_edges=True,
+    cosmic_ray_rate=1.0,
+    continuum_error=0.01,
+)
+
+
+def batch_kind(step: int, cfg: DataConfig) -> int:
+    """The kind of batch `step` (a pure function of the step, so resumed runs agree): for the
+    "paper" mix 0 idealised, 1 Realism.survey(); for the "sky" mix 0 paper idealised, 2 sky
+    kinematics with SKY_INSTRUMENT, 3 sky kinematics with Realism.sky()."""
+    h = (step * 7919) % 100
+    if cfg.mix == "paper":
+        return 1 if h < 100 * cfg.realistic_fraction else 0
+    if cfg.mix != "sky":
+        raise ValueError(f"mix: expected 'paper' or 'sky', got {cfg.mix!r}")
+    return 0 if h < 20 else (2 if h < 50 else 3)
+
+
+def simulate_kwargs(kind: int, cfg: DataConfig) -> dict:
+    """mgfast.simulate's arguments for a batch of `kind` (batch_kind)."""
+    if kind == 0:
+        return {"realism": None}
+    if kind == 1:
+        return {"realism": Realism.survey()}
+    realism = SKY_INSTRUMENT if kind == 2 else Realism.sky()
+    return {
+        "realism": realism,
+        "kinematics": "sky",
+        "ew_range": cfg.sky_ew_range,
+        "blend_fraction": cfg.blend_fraction,
+    }
 
 
 def model_input(sim: Simulation, threads: int = 1, device: str = "cpu") -> np.ndarray:
@@ -113,15 +159,15 @@ def batches(
     queues: list[queue.Queue] = [queue.Queue(maxsize=prefetch) for _ in range(producers)]
     where = {"device": device}
 
-    def simulate(steps: range, realistic: bool) -> list:
+    def simulate(steps: range, kind: int) -> list:
         kw = dict(
             seed=cfg.seed,
             start=steps.start * batch_size,
             snr=cfg.snr,
             with_absorber_fraction=cfg.absorber_fraction,
             max_absorbers=cfg.max_absorbers,
-            realism=Realism.survey() if realistic else None,
             threads=threads,
+            **simulate_kwargs(kind, cfg),
         )
         n = len(steps) * batch_size
         dev = where["device"]
@@ -143,18 +189,16 @@ def batches(
         return out
 
     def make(first: int) -> list:
-        """Batches first … first + group - 1; runs of the same kind (idealised or realistic)
-        are simulated in one call."""
+        """Batches first … first + group - 1; runs of the same kind (batch_kind) are simulated
+        in one call."""
         out: list = []
         step = first
         while step < first + group:
-            realistic = (step * 7919) % 100 < 100 * cfg.realistic_fraction
+            kind = batch_kind(step, cfg)
             end = step + 1
-            while end < first + group and ((end * 7919) % 100 < 100 * cfg.realistic_fraction) == (
-                realistic
-            ):
+            while end < first + group and batch_kind(end, cfg) == kind:
                 end += 1
-            out += simulate(range(step, end), realistic)
+            out += simulate(range(step, end), kind)
             step = end
         return out
 

@@ -214,6 +214,19 @@ def main() -> None:
     )
     p.add_argument("--realistic-fraction", type=float, default=0.5)
     p.add_argument(
+        "--mix",
+        choices=("paper", "sky"),
+        default="paper",
+        help="kinds of training batch: the paper-like simulator (with --realistic-fraction of "
+        "Realism.survey()), or the widened sky (data.batch_kind; docs/TRAINING.md)",
+    )
+    p.add_argument(
+        "--blend-fraction",
+        type=float,
+        default=0.0,
+        help="--mix sky: share of the absorbers after the first placed 150-500 km/s from it",
+    )
+    p.add_argument(
         "--freeze-trunk",
         action="store_true",
         help="keep the trunk from --init-trunk fixed: train the head only (mgfast_multi's head on "
@@ -334,6 +347,8 @@ def main() -> None:
                 seed=args.seed + dseed,
                 realistic_fraction=args.realistic_fraction,
                 max_absorbers=m,
+                mix=args.mix,
+                blend_fraction=args.blend_fraction,
             ),
             size,
             step,
