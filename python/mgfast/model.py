@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core, grid
 from .simulate import NO_ABSORBER_LAMBDA
@@ -35,6 +36,95 @@ INPUT_NAME = "flux"
 OUTPUT_NAMES = ("probability", "lambda2796")
 _MAX_JSON_BYTES = 1 << 20
 LAMBDA_HEAD_GAIN = 1000.0  # random models only: see random_weights
+
+
+# --- The network's input: the channels a model reads. -----------------------------------------
+# Computed from the preprocessed spectra (normalised flux, 1 where masked; ivar, 0 where masked)
+# by one function, input_features, for training and both engines (src/cpp/features.hpp).
+# "flux": the flux itself (an FCN model's affine first layer maps it to 1 - flux, as in the
+# one-channel models); "whitened": clamp((1 - flux) sqrt(ivar), -8, 8) / 4, the absorption in
+# units of the pixel's noise; "log_snr": log10(1 + sqrt(ivar)) / 2, the pixel's SNR. Both are 0
+# where the pixel is masked (ivar 0), so that a masked pixel reads as "no information".
+# A multi-channel model lists its channels in model.json's input.channels, flux first.
+INPUT_CHANNELS = ("flux", "whitened", "log_snr")
+FLUX_ONLY = ("flux",)
+
+
+def check_channels(channels: Sequence[str] | str | None) -> tuple[str, ...]:
+    """A model's input channels as a tuple (None: flux only), checked: known names, no repeats,
+    "flux" first (the affine first layer of the FCN models acts on channel 0)."""
+    if channels is None:
+        return FLUX_ONLY
+    if isinstance(channels, str):
+        channels = [c.strip() for c in channels.split(",") if c.strip()]
+    out = tuple(str(c) for c in channels)
+    unknown = [c for c in out if c not in INPUT_CHANNELS]
+    if unknown or not out:
+        raise ValueError(
+            f"input channels {list(out)}: unknown {unknown or 'none given'}; "
+            f"known: {', '.join(INPUT_CHANNELS)}"
+        )
+    if len(set(out)) != len(out):
+        raise ValueError(f"input channels {list(out)}: a channel is named twice")
+    if out[0] != "flux":
+        raise ValueError(f"input channels {list(out)}: the first channel must be 'flux'")
+    return out
+
+
+def input_features(
+    flux: npt.ArrayLike,
+    ivar: npt.ArrayLike | None,
+    channels: Sequence[str] | str | None = None,
+    *,
+    channels_last: bool = False,
+    threads: int = 0,
+) -> np.ndarray:
+    """The network's input (N, C, L) float32 (``channels_last``: (N, L, C), Keras' layout) from
+    preprocessed flux and ivar (N, L) (or one spectrum (L,)): the same numbers the engines compute
+    (src/cpp/features.hpp, one definition for training, the CPU and the GPU engine). ivar None:
+    no errors known (every pixel's ivar 0)."""
+    chans = check_channels(channels)
+    f = np.asarray(flux, np.float32)
+    one = f.ndim == 1
+    f = np.ascontiguousarray(np.atleast_2d(f))
+    if f.ndim != 2:
+        raise ValueError(f"flux: expected (N, n_pix) or (n_pix,), got shape {np.shape(flux)}")
+    if ivar is None:
+        iv = np.zeros_like(f)
+    else:
+        iv = np.ascontiguousarray(np.atleast_2d(np.asarray(ivar, np.float32)))
+        if iv.shape != f.shape:
+            raise ValueError(f"ivar: shape {iv.shape} differs from flux's {f.shape}")
+    if hasattr(_core, "input_features"):
+        codes = np.array([INPUT_CHANNELS.index(c) for c in chans], np.int32)
+        out = _core.input_features(f, iv, codes, bool(channels_last), int(threads))
+    else:
+        out = input_features_numpy(f, iv, chans)
+        if channels_last:
+            out = np.ascontiguousarray(np.moveaxis(out, 1, 2))
+    return out[0] if one else out
+
+
+def input_features_numpy(
+    flux: np.ndarray, ivar: np.ndarray, channels: Sequence[str] | None = None
+) -> np.ndarray:
+    """input_features in NumPy, (N, C, L) (the reference the tests hold the C++ one to)."""
+    f = np.asarray(flux, np.float32)
+    iv = np.asarray(ivar, np.float32)
+    with np.errstate(invalid="ignore"):
+        ok = (iv > 0) & (iv < np.inf)
+    s = np.sqrt(np.where(ok, iv, np.float32(0)))
+    out = []
+    for c in check_channels(channels):
+        if c == "flux":
+            out.append(f)
+        elif c == "whitened":
+            w = (np.float32(1) - f) * s
+            out.append(np.clip(w, np.float32(-8), np.float32(8)) * np.float32(0.25))
+        else:  # log10 in double, rounded once to float32: the same bits on every platform
+            ls = np.log10(np.float64(1) + s.astype(np.float64)).astype(np.float32)
+            out.append(ls * np.float32(0.5))
+    return np.stack(out, axis=-2).astype(np.float32)
 
 
 # --- Architectures: what a model directory may claim to be. ---------------------------------
