@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 import mgfast
 from mgfast import grid
+from mgfast.model import FLUX_ONLY, check_channels, input_features
 from mgfast.simulate import Realism, Simulation
 
 N_CELLS = -(-grid.N_PIX // 4)  # 1579 cells of 4 pixels for the FCN's heatmap
@@ -73,11 +74,23 @@ def simulate_kwargs(kind: int, cfg: DataConfig) -> dict:
     }
 
 
-def model_input(sim: Simulation, threads: int = 1, device: str = "cpu") -> np.ndarray:
-    """What the network reads: the grid fast path of preprocessing (bad pixels filled with 1)."""
-    return mgfast.preprocess(
+def model_input(
+    sim: Simulation,
+    threads: int = 1,
+    device: str = "cpu",
+    channels: Sequence[str] | None = None,
+) -> np.ndarray:
+    """What the network reads: the grid fast path of preprocessing (bad pixels filled with 1),
+    (N, n_pix); with ``channels`` other than flux only (mgfast.model.INPUT_CHANNELS), the
+    features mgfast.model.input_features computes from its flux and ivar, as the engines do,
+    channels-last (N, n_pix, C)."""
+    pre = mgfast.preprocess(
         sim.flux, None, sim.err, allow_empty=True, threads=threads, device=device
-    ).flux
+    )
+    channels = check_channels(channels)
+    if channels == FLUX_ONLY:
+        return pre.flux
+    return input_features(pre.flux, pre.ivar, channels, channels_last=True, threads=threads)
 
 
 def fcn_targets(sim: Simulation) -> tuple[np.ndarray, np.ndarray]:
@@ -141,12 +154,14 @@ def batches(
     producers: int = 1,
     device: str = "cpu",
     group: int = 1,
+    channels: Sequence[str] | None = None,
 ) -> Iterator[tuple[np.ndarray, tuple[np.ndarray, ...]]]:
     """Endless training batches from step ``start_step`` (resumable: batch k is always the same),
     made while the network trains by ``producers`` background threads (each simulating with
     ``threads`` threads, on ``device``) and handed out in step order. Each producer makes
     ``group`` consecutive batches in one call (a GPU is full only with tens of thousands of
-    spectra in flight); batch k is the same spectra whatever the grouping.
+    spectra in flight); batch k is the same spectra whatever the grouping. ``channels``: the
+    network's input channels (model_input).
 
     If the device fails (a CUDA error), the producers say so once and go on on the CPU: the
     spectra are the same numbers either way (tests/test_simulate.py checks CPU against CUDA).
@@ -173,14 +188,14 @@ def batches(
         dev = where["device"]
         try:
             sim = mgfast.simulate(n, device=dev, **kw)
-            x = model_input(sim, threads, dev)
+            x = model_input(sim, threads, dev, channels)
         except RuntimeError as e:
             if dev == "cpu":
                 raise
             print(f"data: {dev} failed ({e}); making the batches on the CPU", flush=True)
             where["device"] = "cpu"
             sim = mgfast.simulate(n, device="cpu", **kw)
-            x = model_input(sim, threads)
+            x = model_input(sim, threads, channels=channels)
         y = targets(sim)
         out = []
         for k in range(len(steps)):

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import itertools
 
 import numpy as np
-from data import fixed_set, model_input
+from data import fixed_set
 from metrics import (
     EW_BINS,
     NO_ABSORBER,
@@ -35,17 +35,25 @@ from metrics import (
 )
 
 import mgfast
+from mgfast.model import FLUX_ONLY, input_features
 
-Detector = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, float]]
+# (preprocessed flux, the simulator's err, preprocessed ivar) -> (score, λ2796, threshold)
+Detector = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, float]]
 
 
 def keras_detector(path: str, arch: str) -> Detector:
     import keras
     from decode import decode
+    from models import input_channels
 
     net = keras.saving.load_model(path, compile=False)
+    channels = input_channels(net)
 
-    def run(flux: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    def run(
+        flux: np.ndarray, err: np.ndarray, ivar: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        if channels != FLUX_ONLY:  # what the engines compute from the preprocessed spectra
+            flux = input_features(flux, ivar, channels, channels_last=True)
         prob, lam = decode(arch, net.predict(flux, batch_size=512, verbose=0))
         return prob, lam, 0.5
 
@@ -58,11 +66,14 @@ def package_detector(model_dir: str, precision: str = "fp32") -> Detector:
     (probability and λ2796), the paper's 5358 Å label where none was found."""
 
     det = mgfast.Detector(model=model_dir, threshold=0.5, precision=precision)
+    noise = det.model.input_channels != FLUX_ONLY  # a model that reads the errors gets them
 
-    def run(flux: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    def run(
+        flux: np.ndarray, err: np.ndarray, ivar: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, float]:
         prob, lam = [], []
         for i in range(0, len(flux), 5000):  # in chunks: the maps of 70,000 spectra are 3 GB
-            res = det.detect(flux[i : i + 5000])
+            res = det.detect(flux[i : i + 5000], ivar=ivar[i : i + 5000] if noise else None)
             prob.append(res.probability)
             lam.append(np.where(np.isfinite(res.wavelength), res.wavelength, NO_ABSORBER))
         return np.concatenate(prob), np.concatenate(lam), 0.5
@@ -71,7 +82,9 @@ def package_detector(model_dir: str, precision: str = "fp32") -> Detector:
 
 
 def matched_filter_detector() -> Detector:
-    def run(flux: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    def run(
+        flux: np.ndarray, err: np.ndarray, ivar: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, float]:
         with np.errstate(divide="ignore"):
             ivar = np.where(err > 0, 1.0 / err.astype(np.float64) ** 2, 0.0).astype(np.float32)
         r = mgfast.match(flux, ivar)
@@ -81,8 +94,8 @@ def matched_filter_detector() -> Detector:
 
 
 def evaluate(name: str, det: Detector, sim) -> dict:  # type: ignore[no-untyped-def]
-    flux = model_input(sim)
-    score, lam, thr = det(flux, sim.err)
+    pre = mgfast.preprocess(sim.flux, None, sim.err, allow_empty=True)  # = model_input(sim)
+    score, lam, thr = det(pre.flux, sim.err, pre.ivar)
     t = sim.truth
     has, lam_true = t.has_absorber, t.lambda2796
     ew = np.nan_to_num(t.ew2796, nan=0.0)

@@ -13,14 +13,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
+import numpy as np
 from keras import layers
+
+import mgfast.model as mm
 
 N_PIX = 6315  # mgfast.grid.N_PIX; training/ checks it against the package at start-up
 FCN_STRIDE = 4
 
 
-def bycycle2023(n_pix: int = N_PIX) -> keras.Model:
+def bycycle2023(n_pix: int = N_PIX, channels: Sequence[str] | None = None) -> keras.Model:
+    if mm.check_channels(channels) != mm.FLUX_ONLY:
+        raise ValueError("bycycle2023 is the paper's network: it reads the flux only")
     inp = keras.Input((n_pix,), name="flux")
     x = layers.Reshape((n_pix, 1))(inp)
     x = layers.Conv1D(64, 10, activation="relu")(x)
@@ -38,13 +45,41 @@ def bycycle2023(n_pix: int = N_PIX) -> keras.Model:
     return keras.Model(inp, [prob, lam], name="bycycle2023")
 
 
-def fcn_trunk(n_pix: int, width: int):  # type: ignore[no-untyped-def]
+CHANNEL_SEP = "+"  # a multi-channel model's Input layer is named by its channels: "flux+whitened"
+
+
+def input_channels(net: keras.Model) -> tuple[str, ...]:
+    """The input channels a Keras model reads (mgfast.model.INPUT_CHANNELS): ("flux",) for the
+    one-channel models (input (N, n_pix)), else the names its Input layer carries."""
+    if len(net.input.shape) == 2:
+        return ("flux",)
+    return mm.check_channels(net.input.name.split(CHANNEL_SEP))
+
+
+def model_input_layer(n_pix: int, channels: Sequence[str] | None = None):  # type: ignore[no-untyped-def]
+    """(Keras Input, (N, n_pix, C) tensor): flux only is the one-channel input (N, n_pix) of
+    every model before issue 16; more channels are (N, n_pix, C), channels-last, in the order
+    mgfast.model.input_features(..., channels_last=True) gives them."""
+    channels = mm.check_channels(channels)
+    if channels == mm.FLUX_ONLY:
+        inp = keras.Input((n_pix,), name="flux")
+        return inp, layers.Reshape((n_pix, 1))(inp)
+    inp = keras.Input((n_pix, len(channels)), name=CHANNEL_SEP.join(channels))
+    return inp, inp
+
+
+def fcn_trunk(n_pix: int, width: int, channels: Sequence[str] | None = None):  # type: ignore[no-untyped-def]
     """The fully convolutional trunk shared by mgfast_fcn and mgfast_multi: (input, features on
-    the stride-4 cells). mgfast.model.FCN_CONVS describes the same convolutions."""
-    inp = keras.Input((n_pix,), name="flux")
-    # Centre the input on 0 (continuum 1): the network then sees absorption as positive signal.
-    x = layers.Reshape((n_pix, 1))(inp)
-    x = layers.Rescaling(-1.0, offset=1.0)(x)
+    the stride-4 cells). mgfast.model.FCN_CONVS describes the same convolutions. ``channels``:
+    the input channels (mgfast.model.INPUT_CHANNELS; None: flux only), flux first."""
+    inp, x = model_input_layer(n_pix, channels)
+    # Centre the flux on 0 (continuum 1): the network then sees absorption as positive signal.
+    # The other channels are already 0 where there is nothing (masked pixels, no absorption).
+    c = x.shape[-1]
+    if c == 1:
+        x = layers.Rescaling(-1.0, offset=1.0)(x)
+    else:
+        x = layers.Rescaling([-1.0] + [1.0] * (c - 1), offset=[1.0] + [0.0] * (c - 1))(x)
     x = layers.Conv1D(16, 7, padding="same", activation="relu")(x)
     x = layers.Conv1D(32, 5, strides=2, padding="same", activation="relu")(x)
     x = layers.Conv1D(32, 5, strides=2, padding="same", activation="relu")(x)
@@ -53,8 +88,10 @@ def fcn_trunk(n_pix: int, width: int):  # type: ignore[no-untyped-def]
     return inp, x
 
 
-def mgfast_fcn(n_pix: int = N_PIX, width: int = 32) -> keras.Model:
-    inp, x = fcn_trunk(n_pix, width)
+def mgfast_fcn(
+    n_pix: int = N_PIX, width: int = 32, channels: Sequence[str] | None = None
+) -> keras.Model:
+    inp, x = fcn_trunk(n_pix, width, channels)
     cells = layers.Conv1D(1, 1, name="cell_logit")(x)
     offset = layers.Conv1D(1, 1, name="cell_offset")(x)
     pooled = layers.Concatenate()(
@@ -77,24 +114,28 @@ MULTI_CHANNELS = (
 )
 
 
-def mgfast_multi(n_pix: int = N_PIX, width: int = 32) -> keras.Model:
+def mgfast_multi(
+    n_pix: int = N_PIX, width: int = 32, channels: Sequence[str] | None = None
+) -> keras.Model:
     """Every absorber in a sightline: mgfast_fcn's trunk, one more 'same' convolution for the
     head, and per 4-pixel cell a logit (an absorber's λ2796 lies in this cell; sigmoid, not
     softmax: any number of cells may fire) and six maps (mgfast.absorbers.CHANNELS): the sub-cell
     offset and the ln scale of its Laplace error, ln EW2796 and ln EW2803 (rest, Å) each with a
     ln σ. Outputs: logits (N, cells), maps (N, cells, 6)."""
-    inp, x = fcn_trunk(n_pix, width)
+    inp, x = fcn_trunk(n_pix, width, channels)
     x = layers.Conv1D(width, 3, padding="same", activation="relu", name="head_conv")(x)
     logits = layers.Flatten(name="logits")(layers.Conv1D(1, 1, name="cell_logit")(x))
     maps = layers.Conv1D(len(MULTI_CHANNELS), 1, name="cell_maps")(x)
     return keras.Model(inp, [logits, maps], name="mgfast_multi")
 
 
-def mgfast_joint(n_pix: int = N_PIX, width: int = 32) -> keras.Model:
+def mgfast_joint(
+    n_pix: int = N_PIX, width: int = 32, channels: Sequence[str] | None = None
+) -> keras.Model:
     """mgfast_fcn and mgfast_multi on one trunk, for training the trunk with both heads' losses
     (train.py --arch mgfast_joint): outputs mgfast_fcn's (cells, offsets, none) then
     mgfast_multi's (logits, maps). It is exported as mgfast_dual after split_joint."""
-    inp, x = fcn_trunk(n_pix, width)
+    inp, x = fcn_trunk(n_pix, width, channels)
     cells = layers.Flatten(name="cells")(layers.Conv1D(1, 1, name="cell_logit")(x))
     offset = layers.Flatten(name="offsets")(layers.Conv1D(1, 1, name="cell_offset")(x))
     pooled = layers.Concatenate()(
@@ -123,16 +164,42 @@ def trunk_convs(net: keras.Model) -> list:
     return [x for x in net.layers if isinstance(x, layers.Conv1D)][:TRUNK_CONVS]
 
 
+def widen(w: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A weight for ``shape`` from ``w``: w itself when the shapes agree, else a first
+    convolution's kernel (k, c, filters) of a model with fewer input channels placed in front of
+    zeros for the new channels (the wider model then computes exactly the narrower one's
+    function: the new channels start with no effect)."""
+    w = np.asarray(w)
+    if w.shape == tuple(shape):
+        return w
+    if w.ndim == 3 and len(shape) == 3 and (w.shape[0], w.shape[2]) == (shape[0], shape[2]):
+        if w.shape[1] < shape[1]:
+            out = np.zeros(shape, w.dtype)
+            out[:, : w.shape[1], :] = w
+            return out
+    raise ValueError(f"weights of shape {w.shape} cannot start a layer of shape {tuple(shape)}")
+
+
+def set_weights_widening(dst: keras.Model | keras.layers.Layer, weights: list) -> None:
+    """dst.set_weights(weights), the first convolution widened to dst's input channels (warm
+    start of a multi-channel model from a one-channel run: widen)."""
+    own = dst.get_weights()
+    if len(own) != len(weights):
+        raise ValueError(f"{len(weights)} weight arrays for a model that has {len(own)}")
+    dst.set_weights([widen(w, o.shape) for w, o in zip(weights, own, strict=True)])
+
+
 def copy_trunk(src: keras.Model, dst: keras.Model) -> None:
     for a, b in zip(trunk_convs(src), trunk_convs(dst), strict=True):
-        b.set_weights(a.get_weights())
+        set_weights_widening(b, a.get_weights())
 
 
 def split_joint(joint: keras.Model) -> tuple[keras.Model, keras.Model]:
     """(mgfast_fcn, mgfast_multi) holding mgfast_joint's weights: one trunk, each its heads."""
     width = joint.get_layer("head_conv").filters
+    ch = input_channels(joint)
     nets = {
-        a: ARCHITECTURES[a](joint.input.shape[1], width) for a in ("mgfast_fcn", "mgfast_multi")
+        a: ARCHITECTURES[a](joint.input.shape[1], width, ch) for a in ("mgfast_fcn", "mgfast_multi")
     }
     for net in nets.values():
         copy_trunk(joint, net)
@@ -141,10 +208,14 @@ def split_joint(joint: keras.Model) -> tuple[keras.Model, keras.Model]:
     return nets["mgfast_fcn"], nets["mgfast_multi"]
 
 
-def join(fcn: keras.Model, multi: keras.Model) -> keras.Model:
+def join(
+    fcn: keras.Model, multi: keras.Model, channels: Sequence[str] | None = None
+) -> keras.Model:
     """mgfast_joint from an mgfast_fcn (trunk and summary heads) and an mgfast_multi (its head;
-    its trunk is not used)."""
-    joint = mgfast_joint(fcn.input.shape[1], multi.get_layer("head_conv").filters)
+    its trunk is not used); ``channels``: the joint model's input channels (None: fcn's; a
+    one-channel fcn's first convolution is widened to them)."""
+    channels = input_channels(fcn) if channels is None else channels
+    joint = mgfast_joint(fcn.input.shape[1], multi.get_layer("head_conv").filters, channels)
     copy_trunk(fcn, joint)
     nets = {"mgfast_fcn": fcn, "mgfast_multi": multi}
     for name, (arch, there) in JOINT_HEADS.items():

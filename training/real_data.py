@@ -90,7 +90,7 @@ def main() -> None:
                 flux = np.stack([r[0] for r in rows])
                 err = np.stack([r[1] for r in rows])
                 pre = mgfast.preprocess(flux, None, err, allow_empty=True)
-                score, lam, thr = det(pre.flux, np.where(pre.ivar > 0, pre.err, 0.0))
+                score, lam, thr = det(pre.flux, np.where(pre.ivar > 0, pre.err, 0.0), pre.ivar)
                 for (_, _, true), sc, lp in zip(cases, score, lam, strict=True):
                     if true is None:
                         alarms += int(sc >= thr)

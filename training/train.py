@@ -24,9 +24,17 @@ import numpy as np
 from data import DataConfig, batches, fixed_set, model_input
 from decode import decode
 from keras import ops
-from models import ARCHITECTURES, copy_trunk, flops_per_spectrum, trunk_convs
+from models import (
+    ARCHITECTURES,
+    copy_trunk,
+    flops_per_spectrum,
+    input_channels,
+    set_weights_widening,
+    trunk_convs,
+)
 
 import mgfast
+from mgfast.model import FLUX_ONLY, check_channels
 
 
 def offset_l1(y_true, y_pred):  # type: ignore[no-untyped-def]
@@ -67,12 +75,17 @@ def multi_regression_loss(y_true, y_pred):  # type: ignore[no-untyped-def]
 
 
 def training_model(  # type: ignore[no-untyped-def]
-    arch: str, lr_schedule, freeze_trunk: bool = False, summary_weight: float = 1.0
+    arch: str,
+    lr_schedule,
+    freeze_trunk: bool = False,
+    summary_weight: float = 1.0,
+    channels: tuple[str, ...] | None = None,
 ) -> tuple[keras.Model, keras.Model]:
     """The inference model and the model that is trained (same weights, losses attached).
     freeze_trunk: the trunk's convolutions are not trained (a head on a given trunk).
-    summary_weight: mgfast_joint, the weight of the summary's two losses (the maps' are 1)."""
-    net = ARCHITECTURES[arch]()
+    summary_weight: mgfast_joint, the weight of the summary's two losses (the maps' are 1).
+    channels: the input channels (mgfast.model.INPUT_CHANNELS; None: flux only)."""
+    net = ARCHITECTURES[arch](channels=channels)
     if freeze_trunk:
         for layer in trunk_convs(net):
             layer.trainable = False
@@ -153,13 +166,16 @@ def ew_error(found, sim) -> float:  # type: ignore[no-untyped-def]
 
 
 def quick_metrics(arch: str, net: keras.Model, val, val_multi=None, val_real=None) -> dict:  # type: ignore[no-untyped-def]
-    x = model_input(val)
+    ch = input_channels(net)
+    x = model_input(val, channels=ch)
     if arch == "mgfast_joint":  # the summary on val and val_real, the absorbers' EW on val_multi
         from mgfast.absorbers import decode_absorbers
 
-        out = net.predict(model_input(val_multi), batch_size=256, verbose=0)
+        out = net.predict(model_input(val_multi, channels=ch), batch_size=256, verbose=0)
         found = decode_absorbers(out[3], out[4])
-        real = decode(arch, net.predict(model_input(val_real), batch_size=256, verbose=0))
+        real = decode(
+            arch, net.predict(model_input(val_real, channels=ch), batch_size=256, verbose=0)
+        )
         return {
             **summary_metrics(*decode(arch, net.predict(x, batch_size=256, verbose=0)), val),
             "val_ew": ew_error(found.select(found.score >= 0.5), val_multi),
@@ -227,6 +243,13 @@ def main() -> None:
         help="--mix sky: share of the absorbers after the first placed 150-500 km/s from it",
     )
     p.add_argument(
+        "--input-channels",
+        default="flux",
+        help="what the network reads, comma-separated, flux first: flux, whitened, log_snr "
+        "(mgfast.model.input_features; docs/TRAINING.md). --init / --init-trunk from a "
+        "one-channel run start the new channels' first-layer weights at zero",
+    )
+    p.add_argument(
         "--freeze-trunk",
         action="store_true",
         help="keep the trunk from --init-trunk fixed: train the head only (mgfast_multi's head on "
@@ -267,6 +290,13 @@ def main() -> None:
         help="bycycle2023: steps per epoch of the paper's schedule (685,237 / 500)",
     )
     args = p.parse_args()
+    try:
+        channels = check_channels(args.input_channels)
+    except ValueError as e:
+        sys.exit(f"--input-channels: {e}")
+    if args.arch == "bycycle2023" and channels != FLUX_ONLY:
+        sys.exit("--input-channels: bycycle2023 is the paper's network and reads the flux only")
+    args.input_channels = ",".join(channels)
     if args.lr is None:
         args.lr = 1e-3 if args.arch == "bycycle2023" else 2e-3
     out = Path(args.out)
@@ -287,13 +317,22 @@ def main() -> None:
     if args.freeze_trunk and not (args.init_trunk or state_path.exists()):
         sys.exit("--freeze-trunk needs --init-trunk (the trunk to keep)")
     net, train = training_model(
-        args.arch, lr, freeze_trunk=args.freeze_trunk, summary_weight=args.summary_weight
+        args.arch,
+        lr,
+        freeze_trunk=args.freeze_trunk,
+        summary_weight=args.summary_weight,
+        channels=channels,
     )
     step = 0
     if state_path.exists():
         state = json.loads(state_path.read_text())
         if state["arch"] != args.arch:
             sys.exit(f"{out}: holds a {state['arch']} run, not {args.arch}")
+        if state.get("input_channels", "flux") != args.input_channels:
+            sys.exit(
+                f"{out}: holds a run with input channels {state.get('input_channels', 'flux')}, "
+                f"not {args.input_channels}"
+            )
         train.optimizer.build(train.trainable_variables)
         train.load_weights(ckpt)
         opt_vars = np.load(out / "optimizer.npz")
@@ -308,13 +347,21 @@ def main() -> None:
             fcn_path, multi_path = args.init.split(",")
             net.set_weights(
                 join(
-                    *(keras.saving.load_model(q, compile=False) for q in (fcn_path, multi_path))
+                    *(keras.saving.load_model(q, compile=False) for q in (fcn_path, multi_path)),
+                    channels=channels,
                 ).get_weights()
             )
             print(f"starting from the trunk and heads of {fcn_path} + head of {multi_path}")
         elif args.init:
-            net.set_weights(keras.saving.load_model(args.init, compile=False).get_weights())
-            print(f"starting from the weights of {args.init}", flush=True)
+            src = keras.saving.load_model(args.init, compile=False)
+            set_weights_widening(net, src.get_weights())
+            widened = (
+                f" (its {','.join(input_channels(src))} input widened to {args.input_channels}: "
+                "new channels start at zero)"
+                if input_channels(src) != channels
+                else ""
+            )
+            print(f"starting from the weights of {args.init}{widened}", flush=True)
         if args.init_trunk:  # after --init: the trunk of one model, the head of another
             copy_trunk(keras.saving.load_model(args.init_trunk, compile=False), net)
             frozen = " (frozen)" if args.freeze_trunk else ""
@@ -357,6 +404,7 @@ def main() -> None:
             producers=args.producers,
             device=args.data_device,
             group=args.data_group,
+            channels=channels,
         )
         for m, size, dseed in kinds
     ]
@@ -381,7 +429,9 @@ def main() -> None:
             out / "optimizer.npz",
             **{str(i): np.asarray(v) for i, v in enumerate(train.optimizer.variables)},
         )
-        state_path.write_text(json.dumps({"arch": args.arch, "step": step}))
+        state_path.write_text(
+            json.dumps({"arch": args.arch, "step": step, "input_channels": args.input_channels})
+        )
 
     done = 0.0  # fraction of the time budget spent (timed runs)
     while step < args.steps and done < 1.0:

@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from . import _core
 from .model import (
+    INPUT_CHANNELS,
     Affine,
     AvgPool1d,
     Branch,
@@ -59,6 +60,12 @@ def _core_layers(layers: tuple[Layer, ...]) -> list[tuple]:
     return out
 
 
+def _channel_codes(model: Model) -> list[int]:
+    """The model's input channels as the engines take them (features.hpp's codes); [] for the
+    flux alone."""
+    return [] if not model.reads_noise else [INPUT_CHANNELS.index(c) for c in model.input_channels]
+
+
 def _count(x: object, name: str, lo: int, hi: int) -> int:
     if isinstance(x, bool) or not isinstance(x, int | np.integer) or not lo <= x <= hi:
         raise ValueError(f"{name}: expected an integer in [{lo}, {hi}], got {x!r}")
@@ -80,11 +87,33 @@ class _Backend:
         """Whether the network returns per-cell maps (mgfast_multi) rather than two numbers."""
         return bool(self._net.map_output)
 
-    def infer(self, flux: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def input_channels(self) -> tuple[str, ...]:
+        """What the network reads (mgfast.model.input_features): ("flux",), or more channels
+        that the engine computes from flux and ivar as it feeds the network."""
+        return self.model.input_channels
+
+    def _ivar(self, ivar: npt.ArrayLike | None, x: np.ndarray) -> np.ndarray | None:
+        """ivar for a network that reads it (None for the others: not used)."""
+        if not self.model.reads_noise or ivar is None:
+            return None
+        iv = np.asarray(ivar)
+        if iv.ndim == 1:
+            iv = iv[None, :]
+        if iv.shape != x.shape:
+            raise ValueError(f"ivar: expected the shape of flux {x.shape}, got {np.shape(ivar)}")
+        return np.ascontiguousarray(iv, dtype=np.float32)
+
+    def infer(
+        self, flux: npt.ArrayLike, ivar: npt.ArrayLike | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Probability and λ2796 (Å) of each spectrum: two float32 arrays of shape (N,).
 
         flux: (N, n_pix) or (n_pix,) floating-point, continuum-normalised and on mgfast.grid
         (what mgfast.preprocess returns); every value must be finite.
+        ivar: inverse variances like flux (mgfast.preprocess's ivar, 0 where masked), read by a
+        model whose input channels include the noise (``input_channels``); None: no errors
+        known (its noise channels are 0, as for masked pixels). Ignored by flux-only models.
         """
         if self.map_output:
             raise ValueError(
@@ -94,29 +123,32 @@ class _Backend:
         x = _flux(flux, self.model.n_pix)
         if x.shape[0] == 0:
             return np.empty(0, np.float32), np.empty(0, np.float32)
-        prob, lam = self._net.infer(x)
+        prob, lam = self._net.infer(x, self._ivar(ivar, x))
         return prob, lam
 
-    def infer_map(self, flux: npt.ArrayLike) -> np.ndarray:
+    def infer_map(self, flux: npt.ArrayLike, ivar: npt.ArrayLike | None = None) -> np.ndarray:
         """The network's output maps, float32 (N, cells, channels), for a network that ends in
-        a convolution (mgfast_multi: decode with mgfast.absorbers.decode_absorbers)."""
+        a convolution (mgfast_multi: decode with mgfast.absorbers.decode_absorbers); ivar as
+        in infer."""
         if not self.map_output:
             raise ValueError(f"{self.model.architecture} returns (probability, λ2796): use infer")
         x = _flux(flux, self.model.n_pix)
-        return self._net.infer_map(x)
+        return self._net.infer_map(x, self._ivar(ivar, x))
 
     @property
     def has_summary(self) -> bool:
         """Whether the network (mgfast_dual) also returns a per-spectrum summary."""
         return bool(self._net.has_summary)
 
-    def infer_dual(self, flux: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def infer_dual(
+        self, flux: npt.ArrayLike, ivar: npt.ArrayLike | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """mgfast_dual in one pass: its summary head's probability and λ2796 (N,) each, and its
-        map (N, cells, channels)."""
+        map (N, cells, channels); ivar as in infer."""
         if not self.has_summary:
             raise ValueError(f"{self.model.architecture} has no summary head: use infer_map")
         x = _flux(flux, self.model.n_pix)
-        summary, maps = self._net.infer_dual(x)
+        summary, maps = self._net.infer_dual(x, self._ivar(ivar, x))
         return summary[:, 0].copy(), summary[:, 1].copy(), maps
 
 
@@ -167,6 +199,7 @@ class CpuBackend(_Backend):
             batch_size,
             bool(fast_conv),
             precision == "bf16",
+            _channel_codes(self.model),
         )
 
     @property
@@ -251,6 +284,7 @@ class GpuBackend(_Backend):
             precision == "fp16",
             slots,
             bool(graphs),
+            _channel_codes(self.model),
         )
 
     @property
@@ -273,7 +307,14 @@ class GpuBackend(_Backend):
         """The network on spectra already on this GPU: ``flux`` (N, n_pix) float32 and ``out``
         ((N, 2) probability and λ2796, or the (N, cells, channels) map) are C-contiguous device
         arrays exposing ``__cuda_array_interface__`` (CuPy, PyTorch, pycuda, Numba); no host
-        round trip. The input must be finite (no check is made on the device)."""
+        round trip. The input must be finite (no check is made on the device). Not for a model
+        that reads the noise (``input_channels`` beyond the flux): detect_device makes its ivar
+        on the device."""
+        if self.model.reads_noise:
+            raise ValueError(
+                f"infer_device: this model reads {', '.join(self.input_channels)}, which need "
+                "the ivar beside the flux: use detect_device (err or ivar on the device) or infer"
+            )
         self._net.infer_device(flux, out)
 
     def detect_device(
@@ -294,9 +335,17 @@ class GpuBackend(_Backend):
         "out" (the network's (N, 2) or (N, cells, channels)), "summary" (N, 2) for mgfast_dual,
         "flags", "n_masked", "snr" and the uint8 "pixmask" (for the detection flags). The
         spectra themselves never visit the host. mgfast.Detector.detect calls this for GPU
-        arrays."""
+        arrays. A model that reads the noise (``input_channels`` beyond the flux) gets the
+        preprocessed ivar beside the flux, and needs err or ivar (ValueError without: the
+        estimate from the scatter of spectra without errors is made on the host only)."""
         if err is not None and ivar is not None:
             raise ValueError("err, ivar: give one or the other, not both")
+        if self.model.reads_noise and err is None and ivar is None:
+            raise ValueError(
+                f"err, ivar: this model reads {', '.join(self.input_channels)}: give the "
+                "spectra's errors on the GPU too (or pass host arrays: spectra without errors "
+                "then get them from their scatter, on the host)"
+            )
         out = self._net.detect_device(
             flux, err if ivar is None else ivar, mask, ivar is not None,
             int(bad_bits) & 0xFFFFFFFF, not normalised, MIN_PIXEL_GOOD, MIN_ARM_GOOD,
@@ -306,7 +355,8 @@ class GpuBackend(_Backend):
 
     def profile(self, flux: npt.ArrayLike) -> dict[str, float]:
         """Milliseconds spent copying in, computing and copying out, each stage timed alone
-        with CUDA events, over the batches of ``flux``."""
+        with CUDA events, over the batches of ``flux`` (a model that reads the noise gets ivar
+        0, copied in beside the flux)."""
         x = _flux(flux, self.model.n_pix)
         t = self._net.profile(x)
         return {

@@ -8,9 +8,11 @@ the two heads stacked as rows (probability, λ2796).
 
 model.onnx: input "flux" (N, n_pix) float32 with a dynamic batch N; outputs "probability" and
 "lambda2796" (Å), each (N, 1); opset 17; the graph build_onnx writes (what a Keras Conv1D model
-exported with tf2onnx computes). model.json: format and format_version, architecture (a key of
-ARCHITECTURES), grid (n_pix, dlnlambda, arms), input normalisation, thresholds, trained,
-training (set, seed), metrics, mgfast_version and onnx_sha256.
+exported with tf2onnx computes). A model that reads more than the flux (input_features: the
+noise channels of issue 16) has input "features" (N, C, n_pix) instead. model.json: format and
+format_version, architecture (a key of ARCHITECTURES), grid (n_pix, dlnlambda, arms), input
+(name, channels when not the flux alone, normalisation), thresholds, trained, training (set,
+seed), metrics, mgfast_version and onnx_sha256.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core, grid
 from .simulate import NO_ABSORBER_LAMBDA
@@ -32,9 +35,105 @@ FORMAT = "mgfast-model"
 FORMAT_VERSION = 1
 ONNX_OPSET = 17
 INPUT_NAME = "flux"
+FEATURES_NAME = "features"  # the ONNX input (N, C, n_pix) of a model with several channels
 OUTPUT_NAMES = ("probability", "lambda2796")
 _MAX_JSON_BYTES = 1 << 20
 LAMBDA_HEAD_GAIN = 1000.0  # random models only: see random_weights
+
+
+# --- The network's input: the channels a model reads. -----------------------------------------
+# Computed from the preprocessed spectra (normalised flux, 1 where masked; ivar, 0 where masked)
+# by one function, input_features, for training and both engines (src/cpp/features.hpp).
+# "flux": the flux itself (an FCN model's affine first layer maps it to 1 - flux, as in the
+# one-channel models); "whitened": clamp((1 - flux) sqrt(ivar), -8, 8) / 4, the absorption in
+# units of the pixel's noise; "log_snr": log10(1 + sqrt(ivar)) / 2, the pixel's SNR. Both are 0
+# where the pixel is masked (ivar 0), so that a masked pixel reads as "no information".
+# A multi-channel model lists its channels in model.json's input.channels, flux first.
+INPUT_CHANNELS = ("flux", "whitened", "log_snr")
+FLUX_ONLY = ("flux",)
+
+
+def check_channels(channels: Sequence[str] | str | None) -> tuple[str, ...]:
+    """A model's input channels as a tuple (None: flux only), checked: known names, no repeats,
+    "flux" first (the affine first layer of the FCN models acts on channel 0)."""
+    if channels is None:
+        return FLUX_ONLY
+    if isinstance(channels, str):
+        channels = [c.strip() for c in channels.split(",") if c.strip()]
+    out = tuple(str(c) for c in channels)
+    unknown = [c for c in out if c not in INPUT_CHANNELS]
+    if unknown or not out:
+        raise ValueError(
+            f"input channels {list(out)}: unknown {unknown or 'none given'}; "
+            f"known: {', '.join(INPUT_CHANNELS)}"
+        )
+    if len(set(out)) != len(out):
+        raise ValueError(f"input channels {list(out)}: a channel is named twice")
+    if out[0] != "flux":
+        raise ValueError(f"input channels {list(out)}: the first channel must be 'flux'")
+    return out
+
+
+def input_name(channels: Sequence[str] | None) -> str:
+    """The ONNX input of a model reading these channels: "flux" (N, n_pix) for the flux alone,
+    "features" (N, C, n_pix) otherwise."""
+    return INPUT_NAME if check_channels(channels) == FLUX_ONLY else FEATURES_NAME
+
+
+def input_features(
+    flux: npt.ArrayLike,
+    ivar: npt.ArrayLike | None,
+    channels: Sequence[str] | str | None = None,
+    *,
+    channels_last: bool = False,
+    threads: int = 0,
+) -> np.ndarray:
+    """The network's input (N, C, L) float32 (``channels_last``: (N, L, C), Keras' layout) from
+    preprocessed flux and ivar (N, L) (or one spectrum (L,)): the same numbers the engines compute
+    (src/cpp/features.hpp, one definition for training, the CPU and the GPU engine). ivar None:
+    no errors known (every pixel's ivar 0)."""
+    chans = check_channels(channels)
+    f = np.asarray(flux, np.float32)
+    one = f.ndim == 1
+    f = np.ascontiguousarray(np.atleast_2d(f))
+    if f.ndim != 2:
+        raise ValueError(f"flux: expected (N, n_pix) or (n_pix,), got shape {np.shape(flux)}")
+    if ivar is None:
+        iv = np.zeros_like(f)
+    else:
+        iv = np.ascontiguousarray(np.atleast_2d(np.asarray(ivar, np.float32)))
+        if iv.shape != f.shape:
+            raise ValueError(f"ivar: shape {iv.shape} differs from flux's {f.shape}")
+    if hasattr(_core, "input_features"):
+        codes = np.array([INPUT_CHANNELS.index(c) for c in chans], np.int32)
+        out = _core.input_features(f, iv, codes, bool(channels_last), int(threads))
+    else:
+        out = input_features_numpy(f, iv, chans)
+        if channels_last:
+            out = np.ascontiguousarray(np.moveaxis(out, 1, 2))
+    return out[0] if one else out
+
+
+def input_features_numpy(
+    flux: np.ndarray, ivar: np.ndarray, channels: Sequence[str] | None = None
+) -> np.ndarray:
+    """input_features in NumPy, (N, C, L) (the reference the tests hold the C++ one to)."""
+    f = np.asarray(flux, np.float32)
+    iv = np.asarray(ivar, np.float32)
+    with np.errstate(invalid="ignore"):
+        ok = (iv > 0) & (iv < np.inf)
+    s = np.sqrt(np.where(ok, iv, np.float32(0)))
+    out = []
+    for c in check_channels(channels):
+        if c == "flux":
+            out.append(f)
+        elif c == "whitened":
+            w = (np.float32(1) - f) * s
+            out.append(np.clip(w, np.float32(-8), np.float32(8)) * np.float32(0.25))
+        else:  # log10 in double, rounded once to float32: the same bits on every platform
+            ls = np.log10(np.float64(1) + s.astype(np.float64)).astype(np.float32)
+            out.append(ls * np.float32(0.5))
+    return np.stack(out, axis=-2).astype(np.float32)
 
 
 # --- Architectures: what a model directory may claim to be. ---------------------------------
@@ -175,7 +274,8 @@ class Heads:
 
 @dataclass(frozen=True)
 class Affine:
-    """The input map x -> scale x + offset (mgfast_fcn reads 1 - flux), first layer only."""
+    """The input map x -> scale x + offset (mgfast_fcn reads 1 - flux), first layer only; with
+    several input channels it maps the flux (channel 0) alone."""
 
     scale: float
     offset: float
@@ -279,8 +379,11 @@ def build_onnx(
     n_pix: int | None = None,
     *,
     conv2d: bool = False,
+    channels: Sequence[str] | None = None,
 ) -> Any:
     """The ONNX graph (an onnx.ModelProto) of an architecture with the given weights.
+    ``channels``: the input channels (input_features; None: the flux alone, input "flux"
+    (N, n_pix)); an FCN architecture reading more has input "features" (N, C, n_pix).
 
     weights: one (weight, bias) per convolution, dense layer and head, in order, in Keras'
     layouts: Conv1D kernel (kernel, c_in, c_out), Dense kernel (n_in, n_out), and the two heads
@@ -294,8 +397,11 @@ def build_onnx(
 
     specs = _architecture(architecture)
     n_pix = grid.N_PIX if n_pix is None else n_pix
+    channels = check_channels(channels)
     if architecture in FCN_ARCHITECTURES:
-        return _fcn_onnx(weights, n_pix, architecture)
+        return _fcn_onnx(weights, n_pix, architecture, channels)
+    if channels != FLUX_ONLY:
+        raise ValueError(f"architecture {architecture!r} reads the flux alone, not {channels}")
     shapes = _shapes(specs, n_pix)
     nodes: list[Any] = []
     inits: list[Any] = []
@@ -409,7 +515,10 @@ def _check_keras(w: np.ndarray, b: np.ndarray, shape: tuple[int, ...], what: str
 
 
 def random_weights(
-    architecture: str, seed: int = 0, n_pix: int | None = None
+    architecture: str,
+    seed: int = 0,
+    n_pix: int | None = None,
+    channels: Sequence[str] | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """He-normal (untruncated) random weights in Keras layouts, zero biases, for build_onnx.
 
@@ -419,13 +528,16 @@ def random_weights(
     """
     specs = _architecture(architecture)
     rng = np.random.default_rng(seed)
+    n_ch = len(check_channels(channels))
+    if n_ch > 1 and architecture not in FCN_ARCHITECTURES:
+        raise ValueError(f"architecture {architecture!r} reads the flux alone")
     if architecture == "mgfast_dual":  # the fcn's trunk and heads, then the multi's head
-        fcn = random_weights("mgfast_fcn", seed, n_pix)
-        multi = random_weights("mgfast_multi", seed + 1, n_pix)
+        fcn = random_weights("mgfast_fcn", seed, n_pix, channels)
+        multi = random_weights("mgfast_multi", seed + 1, n_pix, channels)
         return fcn + multi[len(FCN_CONVS) :]
     if architecture in ("mgfast_fcn", "mgfast_multi"):
         out = []
-        c = 1
+        c = n_ch
         for filters, k, _, _ in trunk_convs(architecture):
             w = rng.standard_normal((k, c, filters)).astype(np.float32) * np.float32(
                 math.sqrt(2.0 / (k * c))
@@ -489,12 +601,20 @@ def save_model(
     thresholds: dict[str, float] | None = None,
     calibration: tuple[np.ndarray, np.ndarray] | None = None,
     sigma_scale: dict[str, float] | None = None,
+    input_channels: Sequence[str] | None = None,
 ) -> Path:
     """Write model.onnx and model.json (with the ONNX file's SHA-256) into directory;
-    ``calibration``: mgfast_multi's score-to-probability curve (x, y)."""
+    ``calibration``: mgfast_multi's score-to-probability curve (x, y); ``input_channels``: what
+    the network reads (input_features; None: the flux alone, and model.json then has no
+    input.channels, as every model before issue 16)."""
     import onnx
 
     _architecture(architecture)
+    channels = check_channels(input_channels)
+    inp: dict[str, Any] = {"name": input_name(channels)}
+    if channels != FLUX_ONLY:
+        inp["channels"] = list(channels)
+    inp["normalisation"] = {"kind": "none"}
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     onnx_path = d / "model.onnx"
@@ -504,7 +624,7 @@ def save_model(
         "format_version": FORMAT_VERSION,
         "architecture": architecture,
         "grid": grid_metadata(),
-        "input": {"name": INPUT_NAME, "normalisation": {"kind": "none"}},
+        "input": inp,
         "outputs": _output_descriptions(architecture),
         "thresholds": dict(thresholds or {"default": 0.5}),
         "trained": trained,
@@ -550,16 +670,24 @@ def write_random_model(
     seed: int = 0,
     *,
     conv2d: bool = False,
+    channels: Sequence[str] | None = None,
 ) -> Path:
     """A model directory with random He-initialised weights ("trained": false): same shapes and
-    cost as a trained model, for building and timing the backends before one exists."""
-    onnx_model = build_onnx(architecture, random_weights(architecture, seed), conv2d=conv2d)
+    cost as a trained model, for building and timing the backends before one exists.
+    ``channels``: its input channels (input_features; None: the flux alone)."""
+    onnx_model = build_onnx(
+        architecture,
+        random_weights(architecture, seed, channels=channels),
+        conv2d=conv2d,
+        channels=channels,
+    )
     return save_model(
         directory,
         onnx_model,
         architecture,
         trained=False,
         training={"init": "he_normal (untruncated), zero biases", "seed": seed},
+        input_channels=channels,
     )
 
 
@@ -582,6 +710,18 @@ class Model:
     @property
     def onnx_path(self) -> Path:
         return self.path / "model.onnx"
+
+    @property
+    def input_channels(self) -> tuple[str, ...]:
+        """What the network reads (input_features): ("flux",) for the one-channel models,
+        model.json's input.channels otherwise."""
+        inp = self.metadata.get("input")
+        return check_channels(inp.get("channels") if isinstance(inp, dict) else None)
+
+    @property
+    def reads_noise(self) -> bool:
+        """Whether the network reads more than the flux (then it needs ivar beside it)."""
+        return self.input_channels != FLUX_ONLY
 
     @property
     def calibration(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -655,6 +795,15 @@ def load_model(path: str | Path) -> Model:
         raise ValueError(
             f"{json_path}: input normalisation {norm!r} is not supported (only 'none')"
         )
+    raw_channels = inp.get("channels") if isinstance(inp, dict) else None
+    try:
+        if raw_channels is not None and not isinstance(raw_channels, list):
+            raise ValueError(f"input channels {raw_channels!r}: expected a list of names")
+        channels = check_channels(raw_channels)
+    except ValueError as e:
+        raise ValueError(f"{json_path}: {e}") from None
+    if channels != FLUX_ONLY and arch not in FCN_ARCHITECTURES:
+        raise ValueError(f"{json_path}: architecture {arch!r} reads the flux alone, not {channels}")
     thresholds = meta.get("thresholds")
     if not isinstance(thresholds, dict) or not all(
         isinstance(v, int | float) and 0 <= v <= 1 for v in thresholds.values()
@@ -670,7 +819,7 @@ def load_model(path: str | Path) -> Model:
             f"{meta.get('onnx_sha256')!r}: the file is truncated, corrupt or not this model's"
         )
     if arch in FCN_ARCHITECTURES:
-        layers = _read_fcn_onnx(onnx_path, arch)
+        layers = _read_fcn_onnx(onnx_path, arch, channels)
     else:
         layers = _read_onnx(onnx_path, arch)
     cal = meta.get("calibration")
@@ -950,7 +1099,10 @@ def _match(layers: list[Layer], specs: Sequence[LayerSpec], arch: str, where: st
 
 
 def _fcn_onnx(
-    weights: Sequence[tuple[np.ndarray, np.ndarray]], n_pix: int, arch: str = "mgfast_fcn"
+    weights: Sequence[tuple[np.ndarray, np.ndarray]],
+    n_pix: int,
+    arch: str = "mgfast_fcn",
+    channels: tuple[str, ...] = FLUX_ONLY,
 ) -> Any:
     """The graph of a fully convolutional architecture (training/models.py) with Keras-layout
     weights: the trunk's Conv1D kernels (kernel, c_in, c_out) with biases, then
@@ -997,12 +1149,20 @@ def _fcn_onnx(
         )
         return node("Relu", [x], f"conv{i}/relu"), -(-n // stride), filters
 
-    x = node(
-        "Unsqueeze", [INPUT_NAME, const("unsqueeze_axes", np.array([1], np.int64))], "channels"
-    )
-    x = node("Mul", [x, const("affine/scale", np.array(-1.0, np.float32))], "affine/mul")
-    x = node("Add", [x, const("affine/offset", np.array(1.0, np.float32))], "affine/add")
-    n, c = n_pix, 1
+    n_ch = len(channels)
+    if n_ch == 1:
+        x = node(
+            "Unsqueeze", [INPUT_NAME, const("unsqueeze_axes", np.array([1], np.int64))], "channels"
+        )
+        x = node("Mul", [x, const("affine/scale", np.array(-1.0, np.float32))], "affine/mul")
+        x = node("Add", [x, const("affine/offset", np.array(1.0, np.float32))], "affine/add")
+    else:  # (N, C, n_pix): the affine map on the flux (channel 0), the others as they are
+        scale = np.ones((n_ch, 1), np.float32)
+        offset = np.zeros((n_ch, 1), np.float32)
+        scale[0], offset[0] = -1.0, 1.0
+        x = node("Mul", [FEATURES_NAME, const("affine/scale", scale)], "affine/mul")
+        x = node("Add", [x, const("affine/offset", offset)], "affine/add")
+    n, c = n_pix, n_ch
     for i, (spec, (kw, kb)) in enumerate(zip(convs, w, strict=False)):
         x, n, c = conv(i, x, spec, kw, kb, n, c)
     heads = w[len(convs) :]
@@ -1057,10 +1217,11 @@ def _fcn_onnx(
         outputs.append(
             helper.make_tensor_value_info(MULTI_OUTPUT, TensorProto.FLOAT, ["N", n, MULTI_MAPS])
         )
+    in_shape = ["N", n_pix] if n_ch == 1 else ["N", n_ch, n_pix]
     graph = helper.make_graph(
         nodes,
         arch,
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", n_pix])],
+        [helper.make_tensor_value_info(input_name(channels), TensorProto.FLOAT, in_shape)],
         outputs,
         initializer=inits,
     )
@@ -1075,8 +1236,11 @@ def _fcn_onnx(
     return model
 
 
-def _read_fcn_onnx(path: Path, arch: str = "mgfast_fcn") -> list[Layer]:
-    """The layers of a graph _fcn_onnx wrote, found by name and checked against the trunk."""
+def _read_fcn_onnx(
+    path: Path, arch: str = "mgfast_fcn", channels: tuple[str, ...] = FLUX_ONLY
+) -> list[Layer]:
+    """The layers of a graph _fcn_onnx wrote, found by name and checked against the trunk and
+    the input channels model.json names."""
     import onnx
     from google.protobuf.message import DecodeError
     from onnx import numpy_helper
@@ -1096,6 +1260,17 @@ def _read_fcn_onnx(path: Path, arch: str = "mgfast_fcn") -> list[Layer]:
     )
     if outs != expected:
         raise ValueError(f"{path}: outputs {outs}, expected {expected}")
+    n_ch = len(channels)
+    want_in = (input_name(channels), ["N", grid.N_PIX] if n_ch == 1 else ["N", n_ch, grid.N_PIX])
+    ins = [i for i in g.input if i.name not in consts]
+    got_in = [
+        (i.name, [d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim]) for i in ins
+    ]
+    if got_in != [want_in]:
+        raise ValueError(
+            f"{path}: input {got_in}, expected {want_in[0]!r} {tuple(want_in[1])} for the input "
+            f"channels {list(channels)} model.json names"
+        )
 
     def get(name: str) -> np.ndarray:
         if name not in consts:
@@ -1119,13 +1294,20 @@ def _read_fcn_onnx(path: Path, arch: str = "mgfast_fcn") -> list[Layer]:
         pl, pr = (int(v) for v in a.get("pads", [0, 0]))
         return Conv1d(kernel, get(f"conv{i}/bias"), True, stride, dil, pl, pr)
 
-    layers: list[Layer] = [
-        Affine(
-            float(get("affine/scale").reshape(-1)[0]), float(get("affine/offset").reshape(-1)[0])
-        )
-    ]
+    scale, offset = get("affine/scale").reshape(-1), get("affine/offset").reshape(-1)
+    if (
+        scale.size != n_ch
+        or offset.size != n_ch
+        or (n_ch > 1 and not ((scale[1:] == 1).all() and (offset[1:] == 0).all()))
+    ):
+        raise ValueError(f"{path}: the affine input map must act on the flux (channel 0) only")
+    layers: list[Layer] = [Affine(float(scale[0]), float(offset[0]))]
     convs = trunk_convs(arch)
     layers += [conv(i, spec) for i, spec in enumerate(convs)]
+    first = layers[1]
+    assert isinstance(first, Conv1d)
+    if first.c_in != n_ch:
+        raise ValueError(f"{path}: conv0 reads {first.c_in} channels, model.json names {n_ch}")
     c = convs[-1][0]
     if arch in ("mgfast_fcn", "mgfast_dual"):
         cw, ow = get("cell/kernel").reshape(c), get("offset/kernel").reshape(c)

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "features.hpp"
 #include "grid.hpp"
 #include "parallel.hpp"
 
@@ -215,8 +216,8 @@ struct Shared {
 
   bool has_head() const {
     const net::Layer& l = net.layers[0];
-    return !bf16 && net.layers.size() > 2 && l.kind == net::LayerKind::kConv1d && l.stride == 1 &&
-           l.dilation == 1 && l.pad_l == 0 && l.pad_r == 0 &&
+    return !bf16 && net.flux_only() && net.layers.size() > 2 && l.kind == net::LayerKind::kConv1d &&
+           l.stride == 1 && l.dilation == 1 && l.pad_l == 0 && l.pad_r == 0 &&
            net.layers[1].kind == net::LayerKind::kAvgPool1d;
   }
   bool use_ffa(const net::Layer& l) const {
@@ -342,6 +343,7 @@ struct Worker {
   Buffer phases, partials;  // fast FIR temporaries: E, O, S and A, B, D
   Buffer scratch;           // one scratchpad for all steps of a plan (they run one after another)
   Buffer summary;           // a branched network's heatmap output (n, 2)
+  Buffer feed;              // a multi-channel network's input (n, n_in, C), made from flux, ivar
 
   explicit Worker(Shared& s) : sh(s) { has_head = sh.has_head() && build_head(); }
 
@@ -390,7 +392,9 @@ struct Worker {
                 need_summary = 0;
     Plan plan;
     const int first = has_head ? 2 : 0;
-    const memory::desc user_in({n, 1, net.n_in}, kF32, tag::nwc);
+    // The input: the caller's flux, or for a multi-channel network the channels the feed makes
+    // from flux and ivar (run(), features.hpp), channels-last.
+    const memory::desc user_in({n, net.in_channels(), net.n_in}, kF32, tag::nwc);
     plan.input = memory(user_in, eng, DNNL_MEMORY_NONE);
     memory::desc cur = user_in;
     int cur_buf = -1;  // -1: the caller's spectra
@@ -499,6 +503,8 @@ struct Worker {
           break;
         }
         case net::LayerKind::kAffine: {
+          // A multi-channel network's feed applies the map to channel 0 as it makes the input.
+          if (!net.flux_only()) break;
           // y = a x + b on the caller's spectra, into an activation buffer (channels-last with
           // one channel is the spectra's own layout).
           const memory::desc dst({n, 1, in.length}, kF32, tag::nwc);
@@ -608,12 +614,29 @@ struct Worker {
     return plans.emplace(n, std::move(p)).first->second;
   }
 
+  // A multi-channel network's input for n spectra from their flux x and ivar (null: unknown,
+  // read as masked), the first layer's affine map applied to the flux channel.
+  const float* make_feed(const float* x, const float* ivar, std::int64_t n) {
+    const net::Network& net = sh.net;
+    const int c = net.in_channels(), len = net.n_in;
+    const bool affine = net.layers[0].kind == net::LayerKind::kAffine;
+    const float a = affine ? net.layers[0].weight[0] : 1.0f;
+    const float b = affine ? net.layers[0].bias[0] : 0.0f;
+    feed.reserve(std::size_t(n) * len * c * sizeof(float));
+    for (std::int64_t j = 0; j < n; ++j)
+      features::fill(net.input, x + j * len, ivar ? ivar + j * len : nullptr, len, true,
+                     feed.data() + j * std::int64_t(len) * c, affine, a, b);
+    return feed.data();
+  }
+
   // n spectra (at most a chunk), on this thread only: (probability, λ2796) into prob and lam,
   // or for a network that returns a map, the map into prob (n × length × channels) and, for a
-  // branched one, its summary into lam (n × 2: probability, λ2796).
-  void run(const float* x, std::int64_t n, float* prob, float* lam) {
+  // branched one, its summary into lam (n × 2: probability, λ2796). ivar: a multi-channel
+  // network's (n, n_in) inverse variances, or null.
+  void run(const float* x, const float* ivar, std::int64_t n, float* prob, float* lam) {
     const std::int64_t n_in = sh.net.n_in;
     Plan& p = plan(n);  // before the head: building a plan may move act[0]
+    if (!sh.net.flux_only()) x = make_feed(x, ivar, n);
     if (has_head) {
       for (std::int64_t j = 0; j < n; ++j) {
         head.src.set_data_handle(const_cast<float*>(x + j * n_in));
@@ -675,7 +698,7 @@ namespace {
 // runs a chunk does not change its numbers (checked by the tests). out_per: floats per spectrum
 // in `prob` (1 for the heads, the map's size for a map).
 template <class Impl>
-void run_chunks(Impl& m, const float* x, std::int64_t n, float* prob, float* lam,
+void run_chunks(Impl& m, const float* x, const float* ivar, std::int64_t n, float* prob, float* lam,
                 std::int64_t out_per) {
   std::lock_guard<std::mutex> lock(m.mu);
   if (n <= 0) return;
@@ -687,27 +710,28 @@ void run_chunks(Impl& m, const float* x, std::int64_t n, float* prob, float* lam
                  for (std::int64_t c = begin; c < end; ++c) {
                    const std::int64_t s0 = c * per, nb = std::min(per, n - s0);
                    const std::int64_t lam_per = m.sh.net.has_summary() ? 2 : 1;
-                   m.workers[worker]->run(x + s0 * n_in, nb, prob + s0 * out_per,
-                                          lam ? lam + s0 * lam_per : nullptr);
+                   m.workers[worker]->run(x + s0 * n_in, ivar ? ivar + s0 * n_in : nullptr, nb,
+                                          prob + s0 * out_per, lam ? lam + s0 * lam_per : nullptr);
                  }
                });
 }
 
 }  // namespace
 
-void CpuBackend::infer(const float* x, std::int64_t n, float* prob, float* lam) {
+void CpuBackend::infer(const float* x, std::int64_t n, float* prob, float* lam, const float* ivar) {
   if (impl_->sh.net.map_output())
     throw std::logic_error("this network returns a map: call infer_map");
-  run_chunks(*impl_, x, n, prob, lam, 1);
+  run_chunks(*impl_, x, ivar, n, prob, lam, 1);
 }
 
-void CpuBackend::infer_map(const float* x, std::int64_t n, float* out, float* summary) {
+void CpuBackend::infer_map(const float* x, std::int64_t n, float* out, float* summary,
+                           const float* ivar) {
   if (!impl_->sh.net.map_output())
     throw std::logic_error("this network returns probability and λ2796: call infer");
   if (summary && !impl_->sh.net.has_summary())
     throw std::logic_error("this network has no summary head");
   const net::Shape o = impl_->sh.shapes.back();
-  run_chunks(*impl_, x, n, out, summary, std::int64_t(o.channels) * o.length);
+  run_chunks(*impl_, x, ivar, n, out, summary, std::int64_t(o.channels) * o.length);
 }
 
 bool CpuBackend::has_summary() const { return impl_->sh.net.has_summary(); }
@@ -716,6 +740,7 @@ bool CpuBackend::map_output() const { return impl_->sh.net.map_output(); }
 net::Shape CpuBackend::output_shape() const { return impl_->sh.shapes.back(); }
 
 int CpuBackend::n_in() const { return impl_->sh.net.n_in; }
+int CpuBackend::in_channels() const { return impl_->sh.net.in_channels(); }
 int CpuBackend::threads() const { return impl_->threads; }
 int CpuBackend::batch_size() const { return impl_->batch; }
 double CpuBackend::flops_per_sample() const { return impl_->sh.net.flops_per_sample(); }
@@ -738,12 +763,13 @@ CpuBackend::CpuBackend(net::Network, int, int, bool, bool) {
       "MGFAST_ONEDNN=ON to make a missing oneDNN an error");
 }
 CpuBackend::~CpuBackend() = default;
-void CpuBackend::infer(const float*, std::int64_t, float*, float*) {}
-void CpuBackend::infer_map(const float*, std::int64_t, float*, float*) {}
+void CpuBackend::infer(const float*, std::int64_t, float*, float*, const float*) {}
+void CpuBackend::infer_map(const float*, std::int64_t, float*, float*, const float*) {}
 bool CpuBackend::has_summary() const { return false; }
 bool CpuBackend::map_output() const { return false; }
 net::Shape CpuBackend::output_shape() const { return {}; }
 int CpuBackend::n_in() const { return 0; }
+int CpuBackend::in_channels() const { return 0; }
 int CpuBackend::threads() const { return 0; }
 int CpuBackend::batch_size() const { return 0; }
 double CpuBackend::flops_per_sample() const { return 0; }

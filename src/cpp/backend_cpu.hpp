@@ -34,17 +34,21 @@ class CpuBackend {
   CpuBackend& operator=(const CpuBackend&) = delete;
 
   // x: (n, n_in) row-major; prob and lam: n values each. Calls on one object are serialised.
+  // ivar: (n, n_in) inverse variances beside x, read by a network with more input channels than
+  // the flux (features.hpp; null: no errors known, every pixel's noise channels 0).
   // Throws std::logic_error for a network that returns a map.
-  void infer(const float* x, std::int64_t n, float* prob, float* lam);
+  void infer(const float* x, std::int64_t n, float* prob, float* lam, const float* ivar = nullptr);
   // A network that ends in a convolution: its map, (n, length, channels) row-major, into out,
   // and for a branched network (mgfast_dual) its heatmap head's (probability, λ2796) into
   // summary (n × 2) when given. Throws std::logic_error for a network with heads.
-  void infer_map(const float* x, std::int64_t n, float* out, float* summary = nullptr);
+  void infer_map(const float* x, std::int64_t n, float* out, float* summary = nullptr,
+                 const float* ivar = nullptr);
   bool map_output() const;
   bool has_summary() const;
   net::Shape output_shape() const;  // the map's (channels, length); (2, 1) for heads
 
   int n_in() const;
+  int in_channels() const;  // the network's input channels (1: the flux alone)
   int threads() const;
   int batch_size() const;
   double flops_per_sample() const;

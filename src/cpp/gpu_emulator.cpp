@@ -68,7 +68,7 @@ void heatmap_row(const float* f, int len, int c, const float* w, const float* b,
 }  // namespace
 
 std::vector<float> emulate(const net::Network& net, const float* x, std::int64_t n,
-                           std::vector<float>* summary) {
+                           std::vector<float>* summary, const float* ivar) {
   const Plan plan = plan_network(net);
   std::vector<float> act[2] = {std::vector<float>(std::size_t(n) * plan.act_elems),
                                std::vector<float>(std::size_t(n) * plan.act_elems)};
@@ -81,9 +81,9 @@ std::vector<float> emulate(const net::Network& net, const float* x, std::int64_t
     const long long padded = n * (st.len_out + st.pl + st.pr) * std::int64_t(st.c_out);
     switch (st.op) {
       case Op::kInput:
-        for (long long i = 0; i < n * (st.len_out + st.pl + st.pr); ++i)
-          act[cur][i] =
-              input_at(i, x, net.n_in, plan.affine, plan.affine_a, plan.affine_b, st.pl, st.pr);
+        for (long long i = 0; i < padded; ++i)
+          act[cur][i] = input_at(i, x, ivar, net.n_in, plan.input, plan.affine, plan.affine_a,
+                                 plan.affine_b, st.pl, st.pr);
         break;
       case Op::kConvOne: {
         const net::Layer& l = net.layers[st.layer];

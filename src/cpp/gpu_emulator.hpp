@@ -12,8 +12,9 @@
 namespace mgfast::gpu {
 
 // n spectra x (n, n_in) through the network: n × 2 (probability, λ2796) or n × the map's size;
-// a branched network's summary (n × 2) into *summary when given.
+// a branched network's summary (n × 2) into *summary when given. ivar (n, n_in): what a
+// multi-channel network's input step reads beside the flux (null: no errors known).
 std::vector<float> emulate(const net::Network& net, const float* x, std::int64_t n,
-                           std::vector<float>* summary = nullptr);
+                           std::vector<float>* summary = nullptr, const float* ivar = nullptr);
 
 }  // namespace mgfast::gpu

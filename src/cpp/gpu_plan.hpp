@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "features.hpp"
 #include "grid.hpp"
 #include "hd.hpp"
 #include "network.hpp"
@@ -49,8 +50,9 @@ struct PlanStep {
 
 struct Plan {
   std::vector<PlanStep> steps;
-  bool affine = false;  // a first affine layer, folded into the input step
+  bool affine = false;  // a first affine layer, folded into the input step (on channel 0)
   float affine_a = 1.0f, affine_b = 0.0f;
+  features::Channels input;          // the input step's channels, made from flux and ivar
   std::size_t act_elems = 0;         // per spectrum, per activation buffer (two ping-pong)
   std::size_t gemm_floats = 0;       // per spectrum: the widest dense output
   std::size_t out_per_spectrum = 2;  // floats: (probability, λ2796) or the map
@@ -77,13 +79,14 @@ inline Plan plan_network(const net::Network& net) {
     p.affine_b = net.layers[0].bias[0];
     first = 1;
   }
+  p.input = net.input;
   PlanStep in;
   in.op = Op::kInput;
   in.len_in = in.len_out = net.n_in;
-  in.c_in = in.c_out = 1;
+  in.c_in = in.c_out = net.in_channels();
   std::tie(in.pl, in.pr) = consumer_pad(net, first);
   p.steps.push_back(in);
-  p.act_elems = std::size_t(net.n_in + in.pl + in.pr);
+  p.act_elems = std::size_t(net.n_in + in.pl + in.pr) * in.c_out;
   for (std::size_t i = first; i < nl; ++i) {
     const net::Layer& l = net.layers[i];
     PlanStep s;
@@ -185,13 +188,16 @@ MGFAST_HD PaddedIndex padded_index(long long i, int len, int c, int pl, int pr) 
   return {r, static_cast<int>(rl - r * lp) - pl, static_cast<int>(i - rl * c)};
 }
 
-// Element i of the input step's output (rows, pl + n_in + pr, 1).
-MGFAST_HD float input_at(long long i, const float* x, int n_in, bool affine, float a, float b,
-                         int pl, int pr) {
-  const PaddedIndex e = padded_index(i, n_in, 1, pl, pr);
+// Element i of the input step's output (rows, pl + n_in + pr, C): the input channels
+// (features.hpp, the one definition training and the CPU engine use too) of flux x and ivar
+// (null: no errors known; read only by the noise channels), the affine map on channel 0.
+MGFAST_HD float input_at(long long i, const float* x, const float* ivar, int n_in,
+                         const features::Channels& ch, bool affine, float a, float b, int pl,
+                         int pr) {
+  const PaddedIndex e = padded_index(i, n_in, ch.count, pl, pr);
   if (e.pos < 0 || e.pos >= n_in) return 0.0f;
-  const float v = x[e.row * n_in + e.pos];
-  return affine ? a * v + b : v;
+  const long long at = e.row * n_in + e.pos;
+  return features::channel_at(ch, e.ch, x[at], ivar ? ivar[at] : 0.0f, affine, a, b);
 }
 
 // A one-channel convolution at output position pos of channel ch, bias and ReLU applied, from

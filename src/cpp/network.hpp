@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "features.hpp"
+
 namespace mgfast::net {
 
 enum class LayerKind {
@@ -15,7 +17,8 @@ enum class LayerKind {
   kFlatten,    // (channels, length) -> features in channels-last order: l * channels + c (Keras)
   kDense,      // y = W x + b, optional fused ReLU
   kHeads,      // two outputs from one input: sigmoid(row 0) = probability, relu(row 1) = λ2796
-  kAffine,     // first layer only: x -> weight[0] x + bias[0], elementwise (mgfast_fcn: 1 - flux)
+  kAffine,     // first layer only: x -> weight[0] x + bias[0], elementwise on input channel 0
+               // (mgfast_fcn: 1 - flux; the other channels pass unchanged)
   kHeatmap,    // last layer, on (channels, length) features: per position a cell logit and an
                // offset (1x1 convolutions, weight rows 0 and 1), and a "no absorber" logit from
                // the channels' max and mean over positions (weight row 2: C max, then C mean);
@@ -46,14 +49,27 @@ struct Shape {
 };
 
 struct Network {
-  int n_in = 0;  // input pixels, one channel
+  int n_in = 0;  // input pixels
+  // The input channels the engines compute from flux and ivar (features.hpp); the default is
+  // the flux alone, the one-channel input of every model before issue 16.
+  features::Channels input;
   std::vector<Layer> layers;
+
+  int in_channels() const { return input.count; }
+  bool flux_only() const { return input.flux_only(); }
 
   // The shape entering each layer plus the final one; throws std::invalid_argument (naming the
   // layer) for a chain the backends cannot run.
   std::vector<Shape> shapes() const {
     if (n_in < 1) throw std::invalid_argument("network: the input needs at least one pixel");
-    std::vector<Shape> out{{1, n_in}};
+    if (input.count < 1 || input.count > features::kMaxChannels || input.kind[0] != features::kFlux)
+      throw std::invalid_argument("network: 1 to " + std::to_string(features::kMaxChannels) +
+                                  " input channels, the flux first");
+    for (int c = 0; c < input.count; ++c)
+      if (input.kind[c] < 0 || input.kind[c] >= features::kNumKinds)
+        throw std::invalid_argument("network: unknown input channel " +
+                                    std::to_string(input.kind[c]));
+    std::vector<Shape> out{{input.count, n_in}};
     Shape s = out.back();
     bool flat = false;
     for (std::size_t i = 0; i < layers.size(); ++i) {

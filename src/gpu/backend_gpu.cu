@@ -68,10 +68,11 @@ __device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn
 // The kernels: one thread per output element, the arithmetic from gpu_plan.hpp (which the host
 // emulation, gpu_emulator.cpp, runs too).
 template <typename T>
-__global__ void input_kernel(const float* x, long long rows, int n_in, bool affine, float a,
-                             float b, int pl, int pr, T* dst) {
-  MGFAST_GRID_STRIDE(i, rows * (pl + n_in + pr)) {
-    store(dst + i, gpu::input_at(i, x, n_in, affine, a, b, pl, pr));
+__global__ void input_kernel(const float* x, const float* ivar, long long rows, int n_in,
+                             features::Channels ch, bool affine, float a, float b, int pl, int pr,
+                             T* dst) {
+  MGFAST_GRID_STRIDE(i, rows * (pl + n_in + pr) * ch.count) {
+    store(dst + i, gpu::input_at(i, x, ivar, n_in, ch, affine, a, b, pl, pr));
   }
 }
 
@@ -181,9 +182,10 @@ struct Slot {
   cudaStream_t stream = nullptr;
   cudnnHandle_t dnn = nullptr;
   cublasHandle_t blas = nullptr;
-  float* host_in = nullptr;   // pinned
-  float* host_out = nullptr;  // pinned
-  DeviceBuffer<float> in, out, gemm;
+  float* host_in = nullptr;                 // pinned
+  float* host_out = nullptr;                // pinned
+  float* host_ivar = nullptr;               // pinned; a multi-channel network's only
+  DeviceBuffer<float> in, out, gemm, ivar;  // ivar: a multi-channel network's only
   DeviceBuffer<unsigned char> act[2], workspace, blas_workspace;
   cudaGraphExec_t graph = nullptr;
   cudaEvent_t done = nullptr;
@@ -291,15 +293,20 @@ struct GpuBackend::Impl {
   void make_slot(Slot& s);
   void choose_algorithms(Slot& s);
   void capture(Slot& s);
-  void enqueue_network(Slot& s, const float* d_in, float* d_out);
+  // A multi-channel network's input step reads the inverse variances beside the flux.
+  bool reads_ivar() const { return !net.flux_only(); }
+  void enqueue_network(Slot& s, const float* d_in, const float* d_ivar, float* d_out);
   template <typename T>
-  void enqueue_typed(Slot& s, const float* d_in, float* d_out);
+  void enqueue_typed(Slot& s, const float* d_in, const float* d_ivar, float* d_out);
+  // The slot's copy-in (flux, and ivar when the network reads it) from its pinned buffers.
+  void copy_in(Slot& s);
   void run_slot(Slot& s);
   // Fills the rows count .. batch - 1 of the slot's device input with continuum (1), so that a
   // last partial batch runs padded.
   void pad_device_input(Slot& s, std::int64_t count);
   void finish(Slot& s, float* out, bool split, float* lam);
-  void run_host(const float* x, std::int64_t n, float* out, bool split, float* lam);
+  void run_host(const float* x, const float* ivar, std::int64_t n, float* out, bool split,
+                float* lam);
   ~Impl();
 };
 
@@ -386,6 +393,12 @@ void GpuBackend::Impl::make_slot(Slot& s) {
   MGFAST_CUDA_CHECK(cudaMallocHost(&s.host_in, b * net.n_in * sizeof(float)));
   MGFAST_CUDA_CHECK(cudaMallocHost(&s.host_out, out_floats() * sizeof(float)));
   s.in.allocate(b * net.n_in);
+  if (reads_ivar()) {
+    MGFAST_CUDA_CHECK(cudaMallocHost(&s.host_ivar, b * net.n_in * sizeof(float)));
+    std::fill(s.host_ivar, s.host_ivar + b * net.n_in, 0.0f);
+    s.ivar.allocate(b * net.n_in);
+    MGFAST_CUDA_CHECK(cudaMemset(s.ivar.get(), 0, b * net.n_in * sizeof(float)));
+  }
   s.out.allocate(out_floats());
   s.gemm.allocate(std::max<std::size_t>(b * plan.gemm_floats, 1));
   s.act[0].allocate(act_bytes());
@@ -425,7 +438,8 @@ void GpuBackend::Impl::choose_algorithms(Slot& s) {
 }
 
 template <typename T>
-void GpuBackend::Impl::enqueue_typed(Slot& s, const float* d_in, float* d_out) {
+void GpuBackend::Impl::enqueue_typed(Slot& s, const float* d_in, const float* d_ivar,
+                                     float* d_out) {
   const long long rows = batch;
   int cur = 0;  // activation buffer holding the current step's input
   auto act = [&](int i) { return reinterpret_cast<T*>(s.act[i].get()); };
@@ -434,9 +448,10 @@ void GpuBackend::Impl::enqueue_typed(Slot& s, const float* d_in, float* d_out) {
     const int other = 1 - cur;
     switch (st.op) {
       case Op::kInput:
-        input_kernel<T><<<blocks(rows * (st.len_out + st.pl + st.pr)), kBlock, 0, s.stream>>>(
-            d_in, rows, net.n_in, plan.affine, plan.affine_a, plan.affine_b, st.pl, st.pr,
-            act(cur));
+        input_kernel<T>
+            <<<blocks(rows * (st.len_out + st.pl + st.pr) * st.c_out), kBlock, 0, s.stream>>>(
+                d_in, reads_ivar() ? d_ivar : nullptr, rows, net.n_in, plan.input, plan.affine,
+                plan.affine_a, plan.affine_b, st.pl, st.pr, act(cur));
         break;
       case Op::kConvOne: {
         const net::Layer& l = net.layers[st.layer];
@@ -511,11 +526,21 @@ void GpuBackend::Impl::enqueue_typed(Slot& s, const float* d_in, float* d_out) {
   }
 }
 
-void GpuBackend::Impl::enqueue_network(Slot& s, const float* d_in, float* d_out) {
+void GpuBackend::Impl::enqueue_network(Slot& s, const float* d_in, const float* d_ivar,
+                                       float* d_out) {
   if (half)
-    enqueue_typed<__half>(s, d_in, d_out);
+    enqueue_typed<__half>(s, d_in, d_ivar, d_out);
   else
-    enqueue_typed<float>(s, d_in, d_out);
+    enqueue_typed<float>(s, d_in, d_ivar, d_out);
+}
+
+void GpuBackend::Impl::copy_in(Slot& s) {
+  const std::size_t bytes = std::size_t(batch) * net.n_in * sizeof(float);
+  MGFAST_CUDA_CHECK(
+      cudaMemcpyAsync(s.in.get(), s.host_in, bytes, cudaMemcpyHostToDevice, s.stream));
+  if (reads_ivar())
+    MGFAST_CUDA_CHECK(
+        cudaMemcpyAsync(s.ivar.get(), s.host_ivar, bytes, cudaMemcpyHostToDevice, s.stream));
 }
 
 void GpuBackend::Impl::pad_device_input(Slot& s, std::int64_t count) {
@@ -523,17 +548,19 @@ void GpuBackend::Impl::pad_device_input(Slot& s, std::int64_t count) {
   if (pad <= 0) return;
   fill_kernel<<<blocks(pad), kBlock, 0, s.stream>>>(s.in.get() + count * net.n_in, pad, 1.0f);
   MGFAST_CUDA_CHECK(cudaGetLastError());
+  if (reads_ivar()) {  // and no errors known there
+    fill_kernel<<<blocks(pad), kBlock, 0, s.stream>>>(s.ivar.get() + count * net.n_in, pad, 0.0f);
+    MGFAST_CUDA_CHECK(cudaGetLastError());
+  }
 }
 
 // Copy-in, network, copy-out of one full batch on the slot's stream.
 void GpuBackend::Impl::run_slot(Slot& s) {
-  const std::size_t b = std::size_t(batch);
   if (s.graph) {
     MGFAST_CUDA_CHECK(cudaGraphLaunch(s.graph, s.stream));
   } else {
-    MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.in.get(), s.host_in, b * net.n_in * sizeof(float),
-                                      cudaMemcpyHostToDevice, s.stream));
-    enqueue_network(s, s.in.get(), s.out.get());
+    copy_in(s);
+    enqueue_network(s, s.in.get(), s.ivar.get(), s.out.get());
     MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.host_out, s.out.get(), out_floats() * sizeof(float),
                                       cudaMemcpyDeviceToHost, s.stream));
   }
@@ -555,10 +582,8 @@ void GpuBackend::Impl::capture(Slot& s) {
     return;
   }
   try {
-    const std::size_t b = std::size_t(batch);
-    MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.in.get(), s.host_in, b * net.n_in * sizeof(float),
-                                      cudaMemcpyHostToDevice, s.stream));
-    enqueue_network(s, s.in.get(), s.out.get());
+    copy_in(s);
+    enqueue_network(s, s.in.get(), s.ivar.get(), s.out.get());
     MGFAST_CUDA_CHECK(cudaMemcpyAsync(s.host_out, s.out.get(), out_floats() * sizeof(float),
                                       cudaMemcpyDeviceToHost, s.stream));
   } catch (const std::exception& e) {
@@ -600,8 +625,8 @@ void GpuBackend::Impl::finish(Slot& s, float* out, bool split, float* lam) {
   s.busy = false;
 }
 
-void GpuBackend::Impl::run_host(const float* x, std::int64_t n, float* out, bool split,
-                                float* lam) {
+void GpuBackend::Impl::run_host(const float* x, const float* ivar, std::int64_t n, float* out,
+                                bool split, float* lam) {
   const std::int64_t b = batch;
   std::size_t k = 0;
   try {
@@ -612,6 +637,12 @@ void GpuBackend::Impl::run_host(const float* x, std::int64_t n, float* out, bool
       std::memcpy(s.host_in, x + first * net.n_in, std::size_t(count) * net.n_in * sizeof(float));
       if (count < b)  // a last partial batch runs padded with continuum
         std::fill(s.host_in + count * net.n_in, s.host_in + b * net.n_in, 1.0f);
+      if (reads_ivar()) {  // beside the flux; none given or padding: no errors known
+        if (ivar)
+          std::memcpy(s.host_ivar, ivar + first * net.n_in,
+                      std::size_t(count) * net.n_in * sizeof(float));
+        std::fill(s.host_ivar + (ivar ? count : 0) * net.n_in, s.host_ivar + b * net.n_in, 0.0f);
+      }
       s.first = first;
       s.count = count;
       run_slot(s);
@@ -641,6 +672,7 @@ GpuBackend::Impl::~Impl() {
     if (s.stream) cudaStreamDestroy(s.stream);
     if (s.host_in) cudaFreeHost(s.host_in);
     if (s.host_out) cudaFreeHost(s.host_out);
+    if (s.host_ivar) cudaFreeHost(s.host_ivar);
   }
   for (Step& st : steps) {
     if (st.x_desc) cudnnDestroyTensorDescriptor(st.x_desc);
@@ -684,21 +716,22 @@ GpuBackend::GpuBackend(net::Network network, int device, int batch_size, bool fp
 
 GpuBackend::~GpuBackend() = default;
 
-void GpuBackend::infer(const float* x, std::int64_t n, float* prob, float* lam) {
+void GpuBackend::infer(const float* x, std::int64_t n, float* prob, float* lam, const float* ivar) {
   if (impl_->net.map_output()) throw std::logic_error("this network returns a map: use infer_map");
   std::lock_guard<std::mutex> lock(impl_->mu);
   cuda::DeviceGuard guard(impl_->device);
-  impl_->run_host(x, n, prob, true, lam);
+  impl_->run_host(x, ivar, n, prob, true, lam);
 }
 
-void GpuBackend::infer_map(const float* x, std::int64_t n, float* out, float* summary) {
+void GpuBackend::infer_map(const float* x, std::int64_t n, float* out, float* summary,
+                           const float* ivar) {
   if (!impl_->net.map_output())
     throw std::logic_error("this network returns (probability, λ2796): use infer");
   if (summary && !impl_->plan.has_summary)
     throw std::logic_error("this network has no summary head");
   std::lock_guard<std::mutex> lock(impl_->mu);
   cuda::DeviceGuard guard(impl_->device);
-  impl_->run_host(x, n, out, false, summary);
+  impl_->run_host(x, ivar, n, out, false, summary);
 }
 
 bool GpuBackend::has_summary() const { return impl_->plan.has_summary; }
@@ -708,6 +741,10 @@ void GpuBackend::infer_device(const float* x, std::int64_t n, float* out,
   Impl& m = *impl_;
   if (m.plan.has_summary)
     throw std::invalid_argument("infer_device: not for a network with a summary head (yet)");
+  if (m.reads_ivar())
+    throw std::invalid_argument(
+        "infer_device: this network reads the noise beside the flux (input channels other than "
+        "flux): use detect_device, which makes the ivar on the device, or the host arrays' infer");
   if (n <= 0) return;
   std::lock_guard<std::mutex> lock(m.mu);
   cuda::DeviceGuard guard(m.device);
@@ -727,7 +764,7 @@ void GpuBackend::infer_device(const float* x, std::int64_t n, float* out,
       m.pad_device_input(s, count);
       in = s.in.get();
     }
-    m.enqueue_network(s, in, s.out.get());
+    m.enqueue_network(s, in, nullptr, s.out.get());
     MGFAST_CUDA_CHECK(cudaMemcpyAsync(out + first * std::int64_t(m.plan.out_per_spectrum),
                                       s.out.get(),
                                       std::size_t(count) * m.plan.out_per_spectrum * sizeof(float),
@@ -747,6 +784,10 @@ void GpuBackend::detect_device(const pipeline::Batch& batch, const pipeline::Opt
                                 " pixels, not the grid's " + std::to_string(grid::kNPix));
   if (m.plan.has_summary && !out.summary)
     throw std::invalid_argument("detect_device: this network has a summary head: pass summary");
+  if (m.reads_ivar() && !batch.err)
+    throw std::invalid_argument(
+        "detect_device: this model reads the noise beside the flux (its input channels): pass "
+        "err or ivar with the flux (estimating it from the scatter is done on the host only)");
   if (batch.n_spec <= 0) return;
   std::lock_guard<std::mutex> lock(m.mu);
   cuda::DeviceGuard guard(m.device);
@@ -787,7 +828,10 @@ void GpuBackend::detect_device(const pipeline::Batch& batch, const pipeline::Opt
       cuda::enqueue_preprocess(db, o, nullptr, nullptr, false, scratch, pre, s.stream);
       if (count < b) m.pad_device_input(s, count);
       cuda::enqueue_median_snr(d.ivar.get(), static_cast<int>(count), d.snr.get(), s.stream);
-      m.enqueue_network(s, s.in.get(), s.out.get());
+      if (count < b && m.reads_ivar())  // padding rows: no errors known (their outputs go unread)
+        MGFAST_CUDA_CHECK(cudaMemsetAsync(d.ivar.get() + c * npix, 0,
+                                          (std::size_t(b) - c) * npix * sizeof(float), s.stream));
+      m.enqueue_network(s, s.in.get(), d.ivar.get(), s.out.get());
       to_host(out.out + row0 * per, s.out.get(), c * per * sizeof(float));
       if (m.plan.has_summary)  // the summaries follow the batch's maps
         to_host(out.summary + 2 * row0, s.out.get() + std::size_t(b) * per, c * 2 * sizeof(float));
@@ -813,7 +857,7 @@ GpuStageTimes GpuBackend::profile(const float* x, std::int64_t n) {
   for (cudaEvent_t& ev : e) MGFAST_CUDA_CHECK(cudaEventCreate(&ev));
   GpuStageTimes t;
   const std::int64_t b = m.batch;
-  const std::size_t in_bytes = std::size_t(b) * m.net.n_in * sizeof(float);
+  if (m.reads_ivar()) std::fill(s.host_ivar, s.host_ivar + b * m.net.n_in, 0.0f);
   const std::size_t out_bytes = m.out_floats() * sizeof(float);
   try {
     for (std::int64_t first = 0; first < n; first += b) {
@@ -821,10 +865,9 @@ GpuStageTimes GpuBackend::profile(const float* x, std::int64_t n) {
       std::memcpy(s.host_in, x + first * m.net.n_in, std::size_t(count) * m.net.n_in * 4);
       if (count < b) std::fill(s.host_in + count * m.net.n_in, s.host_in + b * m.net.n_in, 1.0f);
       MGFAST_CUDA_CHECK(cudaEventRecord(e[0], s.stream));
-      MGFAST_CUDA_CHECK(
-          cudaMemcpyAsync(s.in.get(), s.host_in, in_bytes, cudaMemcpyHostToDevice, s.stream));
+      m.copy_in(s);  // a multi-channel network's ivar too (0: profile takes no errors)
       MGFAST_CUDA_CHECK(cudaEventRecord(e[1], s.stream));
-      m.enqueue_network(s, s.in.get(), s.out.get());
+      m.enqueue_network(s, s.in.get(), s.ivar.get(), s.out.get());
       MGFAST_CUDA_CHECK(cudaEventRecord(e[2], s.stream));
       MGFAST_CUDA_CHECK(
           cudaMemcpyAsync(s.host_out, s.out.get(), out_bytes, cudaMemcpyDeviceToHost, s.stream));
@@ -850,6 +893,7 @@ GpuStageTimes GpuBackend::profile(const float* x, std::int64_t n) {
 bool GpuBackend::map_output() const { return impl_->net.map_output(); }
 net::Shape GpuBackend::output_shape() const { return impl_->shapes.back(); }
 int GpuBackend::n_in() const { return impl_->net.n_in; }
+int GpuBackend::in_channels() const { return impl_->net.in_channels(); }
 int GpuBackend::device() const { return impl_->device; }
 int GpuBackend::batch_size() const { return impl_->batch; }
 int GpuBackend::slots() const { return static_cast<int>(impl_->slots.size()); }

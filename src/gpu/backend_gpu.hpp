@@ -57,16 +57,20 @@ class GpuBackend {
   GpuBackend& operator=(const GpuBackend&) = delete;
 
   // Host memory in and out. x: (n, n_in) row-major; prob and lam: n values each. Calls on one
-  // object are serialised. Throws std::logic_error for a network that returns a map.
-  void infer(const float* x, std::int64_t n, float* prob, float* lam);
+  // object are serialised. ivar: (n, n_in) inverse variances beside x, read by a network with
+  // more input channels than the flux (features.hpp; null: no errors known, the noise channels
+  // 0); copied in beside the flux. Throws std::logic_error for a network that returns a map.
+  void infer(const float* x, std::int64_t n, float* prob, float* lam, const float* ivar = nullptr);
   // A network that ends in a convolution: its map, (n, length, channels) row-major, into out,
   // and for a branched network its heatmap head's (probability, λ2796) into summary (n × 2).
-  void infer_map(const float* x, std::int64_t n, float* out, float* summary = nullptr);
+  void infer_map(const float* x, std::int64_t n, float* out, float* summary = nullptr,
+                 const float* ivar = nullptr);
   bool has_summary() const;
   // Device memory in and out (pointers on this backend's device, e.g. from CuPy or PyTorch):
   // x (n, n_in) float32; out: (n, 2) interleaved (probability, λ2796), or the map. The work is
   // ordered after everything already queued on the producers' streams and finished when this
-  // returns.
+  // returns. Throws std::invalid_argument for a multi-channel network (it needs the ivar:
+  // detect_device computes it on the device).
   void infer_device(const float* x, std::int64_t n, float* out,
                     const ProducerStreams& producers = {1});
 
@@ -75,17 +79,20 @@ class GpuBackend {
   // with only the results (and the uint8 pixel mask) copied to the host; the spectra never are.
   // Ordered after the work already queued on the producers' streams. Throws
   // std::invalid_argument for off-grid input, a network that does not read the grid, or pointers
-  // that are not memory on this device.
+  // that are not memory on this device. A multi-channel network reads the preprocessed ivar
+  // beside the flux (features.hpp) and needs err or ivar (std::invalid_argument without).
   void detect_device(const pipeline::Batch& batch, const pipeline::Options& o,
                      const DeviceDetectOutput& out, const ProducerStreams& producers = {1});
 
   // Runs the input (host memory) through the network batch by batch with every stage timed on
-  // its own; the results are discarded.
+  // its own; the results are discarded. A multi-channel network gets ivar 0 (its copy is
+  // timed with the flux's).
   GpuStageTimes profile(const float* x, std::int64_t n);
 
   bool map_output() const;
   net::Shape output_shape() const;  // the map's (channels, length); (2, 1) for heads
   int n_in() const;
+  int in_channels() const;  // the network's input channels (1: the flux alone)
   int device() const;
   int batch_size() const;
   int slots() const;

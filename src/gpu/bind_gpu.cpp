@@ -148,14 +148,15 @@ PYBIND11_MODULE(_gpu, m) {
   py::class_<GpuBackend> gpu(m, "GpuNetwork");
   def_engine_calls<GpuBackend>(gpu);
   gpu.def(py::init([](int n_in, const py::list& layers, int device, int batch_size, bool fp16,
-                      int slots, bool graphs) {
-            mgfast::net::Network net = network_of(n_in, layers);
+                      int slots, bool graphs, const std::vector<int>& channels) {
+            mgfast::net::Network net = network_of(n_in, layers, channels);
             py::gil_scoped_release release;  // cuDNN's algorithm search takes a while
             return std::make_unique<GpuBackend>(std::move(net), device, batch_size, fp16, slots,
                                                 graphs);
           }),
           py::arg("n_in"), py::arg("layers"), py::arg("device"), py::arg("batch_size"),
-          py::arg("fp16"), py::arg("slots") = 3, py::arg("graphs") = true)
+          py::arg("fp16"), py::arg("slots") = 3, py::arg("graphs") = true,
+          py::arg("channels") = std::vector<int>{})
       .def(
           "infer_device",
           [](GpuBackend& self, const py::object& flux, const py::object& out) {

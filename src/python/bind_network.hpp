@@ -75,10 +75,29 @@ inline net::Layer layer_of(const py::handle& item, std::size_t index) {
   return l;
 }
 
-// The network of n_in input pixels and the given layer list.
-inline net::Network network_of(int n_in, const py::list& layers) {
+// Input channels from their codes (features::Kind, mgfast.model.INPUT_CHANNELS' indices); none:
+// the flux alone.
+inline features::Channels channels_of(const std::vector<int>& kinds) {
+  features::Channels ch;
+  if (kinds.empty()) return ch;
+  if (kinds.size() > std::size_t(features::kMaxChannels))
+    throw std::invalid_argument("channels: at most " + std::to_string(features::kMaxChannels));
+  ch.count = static_cast<int>(kinds.size());
+  for (std::size_t i = 0; i < kinds.size(); ++i) {
+    if (kinds[i] < 0 || kinds[i] >= features::kNumKinds)
+      throw std::invalid_argument("channels: unknown channel code " + std::to_string(kinds[i]));
+    ch.kind[i] = kinds[i];
+  }
+  return ch;
+}
+
+// The network of n_in input pixels, the given input channels (codes; empty: the flux) and the
+// given layer list.
+inline net::Network network_of(int n_in, const py::list& layers,
+                               const std::vector<int>& channels = {}) {
   net::Network net;
   net.n_in = n_in;
+  net.input = channels_of(channels);
   for (std::size_t i = 0; i < layers.size(); ++i) net.layers.push_back(layer_of(layers[i], i));
   return net;
 }
@@ -96,23 +115,44 @@ void check_flux(const Engine& e, const carray<float>& x) {
   check_flux(e, x.ndim(), x.ndim() == 2 ? x.shape(1) : 0);
 }
 
+// The inverse variances beside flux x (None: none given), checked against x's shape: what a
+// multi-channel network's feed reads (features.hpp).
+struct Ivar {
+  carray<float> a;
+  bool given = false;
+  const float* data() const { return given ? a.data() : nullptr; }
+};
+
+inline Ivar ivar_of(const py::object& ivar, const carray<float>& x) {
+  Ivar out;
+  if (ivar.is_none()) return out;
+  out.a = carray<float>::ensure(ivar);
+  if (!out.a || out.a.ndim() != 2 || out.a.shape(0) != x.shape(0) || out.a.shape(1) != x.shape(1))
+    throw std::invalid_argument("ivar: expected a float32 array of flux's shape");
+  out.given = true;
+  return out;
+}
+
 // (probability, λ2796), each (N,).
 template <class Engine>
-py::tuple infer_arrays(Engine& e, const carray<float>& x) {
+py::tuple infer_arrays(Engine& e, const carray<float>& x, const py::object& ivar_obj) {
   check_flux(e, x);
+  const Ivar ivar = ivar_of(ivar_obj, x);
   const py::ssize_t n = x.shape(0);
   py::array_t<float> prob(n), lam(n);
   {
     py::gil_scoped_release release;
-    e.infer(x.data(), n, prob.mutable_data(), lam.mutable_data());
+    e.infer(x.data(), n, prob.mutable_data(), lam.mutable_data(), ivar.data());
   }
   return py::make_tuple(prob, lam);
 }
 
 // The map (N, length, channels) and, with `dual`, the summary (N, 2) before it.
 template <class Engine>
-py::object infer_map_arrays(Engine& e, const carray<float>& x, bool dual) {
+py::object infer_map_arrays(Engine& e, const carray<float>& x, bool dual,
+                            const py::object& ivar_obj) {
   check_flux(e, x);
+  const Ivar ivar = ivar_of(ivar_obj, x);
   if (dual && !e.has_summary())
     throw std::invalid_argument("this network has no summary head: use infer_map");
   const net::Shape o = e.output_shape();
@@ -121,7 +161,8 @@ py::object infer_map_arrays(Engine& e, const carray<float>& x, bool dual) {
   py::array_t<float> summary({dual ? n : py::ssize_t(0), py::ssize_t(2)});
   {
     py::gil_scoped_release release;
-    e.infer_map(x.data(), n, out.mutable_data(), dual ? summary.mutable_data() : nullptr);
+    e.infer_map(x.data(), n, out.mutable_data(), dual ? summary.mutable_data() : nullptr,
+                ivar.data());
   }
   if (!dual) return std::move(out);
   return py::make_tuple(summary, out);
@@ -130,15 +171,20 @@ py::object infer_map_arrays(Engine& e, const carray<float>& x, bool dual) {
 // infer, infer_map, infer_dual and the properties both engines' classes carry.
 template <class Engine, class Class>
 void def_engine_calls(Class& c) {
-  c.def("infer", &infer_arrays<Engine>, py::arg("flux"))
+  c.def("infer", &infer_arrays<Engine>, py::arg("flux"), py::arg("ivar") = py::none())
       .def(
           "infer_map",
-          [](Engine& e, const carray<float>& x) { return infer_map_arrays(e, x, false); },
-          py::arg("flux"))
+          [](Engine& e, const carray<float>& x, const py::object& ivar) {
+            return infer_map_arrays(e, x, false, ivar);
+          },
+          py::arg("flux"), py::arg("ivar") = py::none())
       .def(
           "infer_dual",
-          [](Engine& e, const carray<float>& x) { return infer_map_arrays(e, x, true); },
-          py::arg("flux"))
+          [](Engine& e, const carray<float>& x, const py::object& ivar) {
+            return infer_map_arrays(e, x, true, ivar);
+          },
+          py::arg("flux"), py::arg("ivar") = py::none())
+      .def_property_readonly("in_channels", &Engine::in_channels)
       .def_property_readonly("has_summary", &Engine::has_summary)
       .def_property_readonly("map_output", &Engine::map_output)
       .def_property_readonly("n_in", &Engine::n_in)
