@@ -1,6 +1,7 @@
 """Write a model directory (model.onnx + model.json) with random He-initialised weights.
 
 python scripts/make_random_model.py OUT_DIR [--arch bycycle2023] [--seed 0] [--conv2d]
+    [--channels flux,whitened,log_snr]
 
 Same shapes and cost as a trained model ("trained": false in model.json), for building and
 timing the backends before a trained model exists. The graph is built directly with
@@ -27,12 +28,19 @@ def main() -> None:
         action="store_true",
         help="2-D convolutions of height 1 (what tf2onnx emits for Keras Conv1D)",
     )
+    p.add_argument(
+        "--channels",
+        default="flux",
+        help="input channels, flux first (mgfast.model.INPUT_CHANNELS; the FCN architectures)",
+    )
     args = p.parse_args()
     t0 = time.perf_counter()
-    d = mm.write_random_model(args.out, args.arch, args.seed, conv2d=args.conv2d)
+    d = mm.write_random_model(
+        args.out, args.arch, args.seed, conv2d=args.conv2d, channels=args.channels
+    )
     m = mm.load_model(d)
     print(
-        f"{d}: {m.architecture}, {m.n_parameters:,} parameters, "
+        f"{d}: {m.architecture} on {','.join(m.input_channels)}, {m.n_parameters:,} parameters, "
         f"{m.flops_per_spectrum / 1e9:.3f} GFLOP per spectrum, "
         f"{(d / 'model.onnx').stat().st_size / 1e6:.1f} MB, sha256 {m.sha256[:12]}…, "
         f"{time.perf_counter() - t0:.1f} s"

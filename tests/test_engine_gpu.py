@@ -272,6 +272,48 @@ def test_detect_waits_for_the_arrays_own_stream():
     assert np.abs(dev.probability - host.probability).max() <= 1e-4
 
 
+NOISE = ("flux", "whitened", "log_snr")  # issue 16: a model that reads the noise too
+
+
+@needs_gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("graphs", [True, False])
+def test_noise_channels_match_onnx_runtime(precision: str, graphs: bool, tmp_path: Path):
+    """A three-channel mgfast_dual: the input kernel makes the channels from flux and the ivar
+    copied in beside it (ring and graphs), the first convolution is cuDNN's."""
+    ort = pytest.importorskip("onnxruntime")
+    path = mm.write_random_model(tmp_path / "dual", "mgfast_dual", seed=4, channels=NOISE)
+    pre = mgfast.preprocess(*_realistic(700))
+    sess = ort.InferenceSession(str(path / "model.onnx"), providers=["CPUExecutionProvider"])
+    feed = {mm.FEATURES_NAME: mm.input_features(pre.flux, pre.ivar, NOISE)}
+    outs = sess.run([*mm.FCN_OUTPUTS, mm.MULTI_OUTPUT], feed)
+    want_p, want_l = mm.decode_heatmap(*outs[:3])
+    gpu = GpuBackend(path, batch_size=256, precision=precision, graphs=graphs)
+    p, lam, maps = gpu.infer_dual(pre.flux, pre.ivar)
+    p_tol, l_tol = TOL[precision]
+    assert np.abs(p - want_p).max() <= p_tol
+    assert np.mean(np.abs(lam - want_l) <= l_tol) >= 0.995
+    np.testing.assert_allclose(maps, outs[3], atol=1e-3 if precision == "fp32" else 2e-2)
+    if graphs:
+        assert gpu.graph_status == "graphs", gpu.graph_status
+
+
+@needs_gpu
+def test_noise_channels_on_device_arrays_match_the_host_path(tmp_path: Path):
+    cupy = pytest.importorskip("cupy")
+    path = mm.write_random_model(tmp_path / "fcn", "mgfast_fcn", seed=6, channels=NOISE)
+    sim = mgfast.simulate(500, seed=5, realism=mgfast.Realism.survey())
+    det = mgfast.Detector(model=str(path), backend="cuda", batch_size=128, threshold=0.5)
+    host = det.detect(sim.flux, err=sim.err)
+    dev = det.detect(cupy.asarray(sim.flux), err=cupy.asarray(sim.err))
+    assert np.abs(dev.probability - host.probability).max() <= 1e-4
+    with pytest.raises(ValueError, match="errors on the GPU"):
+        det.detect(cupy.asarray(sim.flux))
+    x = cupy.asarray(mgfast.preprocess(sim.flux, None, sim.err).flux)
+    with pytest.raises(ValueError, match="use detect_device"):
+        GpuBackend(path).infer_device(x, cupy.empty((len(x), 2), cupy.float32))
+
+
 @needs_gpu
 def test_profile_splits_the_stages():
     x = mgfast.preprocess(*_realistic(512)).flux

@@ -12,7 +12,9 @@ mgfast_dual is mgfast_multi's head, trained on a frozen mgfast_fcn trunk (train.
 models share the trunk exactly, and takes the summary's thresholds from the mgfast_fcn model.
 
 The ONNX graph is written from the weights by mgfast.model.build_onnx (explicit dynamic batch,
-opset 17, standard operators only: TensorRT-ready). --tensorrt builds a TensorRT engine beside it
+opset 17, standard operators only: TensorRT-ready). A model that reads more than the flux
+(train.py --input-channels) keeps its channels: model.json's input.channels, ONNX input
+"features" (N, C, n_pix). --tensorrt builds a TensorRT engine beside it
 where the tensorrt module is importable (it is not on the machines this was developed on).
 """
 
@@ -31,7 +33,32 @@ from data import model_input
 from decode import decode
 
 import mgfast
-from mgfast.model import FCN_CONVS, MULTI_OUTPUT, build_onnx, load_model, save_model
+from mgfast.model import (
+    FCN_CONVS,
+    FLUX_ONLY,
+    MULTI_OUTPUT,
+    build_onnx,
+    input_features,
+    input_name,
+    load_model,
+    save_model,
+)
+
+
+def channels_of(net) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
+    from models import input_channels
+
+    return input_channels(net)
+
+
+def three_inputs(net, sim):  # type: ignore[no-untyped-def]
+    """The same spectra as Keras, ONNX Runtime and the engine read them: (Keras input, the
+    ONNX graph's input as a feed dict, (flux, ivar) for the engine)."""
+    ch = channels_of(net)
+    pre = mgfast.preprocess(sim.flux, None, sim.err, allow_empty=True)
+    xk = model_input(sim, channels=ch)
+    xo = pre.flux if ch == FLUX_ONLY else input_features(pre.flux, pre.ivar, ch)
+    return xk, {input_name(ch): xo}, (pre.flux, pre.ivar)
 
 
 def keras_weights(net, arch: str) -> list[tuple[np.ndarray, np.ndarray]]:  # type: ignore[no-untyped-def]
@@ -60,7 +87,8 @@ def multi_candidates(net, sim):  # type: ignore[no-untyped-def]
     real absorber (within 5 Å of one, one to one)."""
     from mgfast.absorbers import decode_absorbers, match
 
-    logits, maps = net.predict(model_input(sim), batch_size=256, verbose=0)
+    x = model_input(sim, channels=channels_of(net))
+    logits, maps = net.predict(x, batch_size=256, verbose=0)
     found = decode_absorbers(logits, maps)
     col, _ = match(found.spectrum, found.lambda2796, sim.truth.abs_lambda2796)
     return found, col >= 0
@@ -74,16 +102,16 @@ def check_multi(net, d, summary_net=None) -> None:  # type: ignore[no-untyped-de
     from mgfast.absorbers import decode_absorbers
 
     sim = mgfast.simulate(256, seed=99, with_absorber_fraction=0.8, max_absorbers=4)
-    x = model_input(sim)
+    x, feed, (flux, ivar) = three_inputs(net, sim)
     logits, maps = (np.asarray(o) for o in net.predict(x, batch_size=256, verbose=0))
     keras_maps = np.concatenate([logits[..., None], maps], axis=2)
     sess = ort.InferenceSession(str(d / "model.onnx"), providers=["CPUExecutionProvider"])
-    o = sess.run([MULTI_OUTPUT], {"flux": x})[0]
+    o = sess.run([MULTI_OUTPUT], feed)[0]
     engine = mgfast.CpuBackend(load_model(d), threads=0)
-    e = engine.infer_map(x)
+    e = engine.infer_map(flux, ivar)
     if summary_net is not None:  # mgfast_dual: its summary is the mgfast_fcn's own
         kp, kl = decode("mgfast_fcn", [np.asarray(v) for v in summary_net.predict(x, verbose=0)])
-        ep, el, _ = engine.infer_dual(x)
+        ep, el, _ = engine.infer_dual(flux, ivar)
         dp, dl = float(np.abs(ep - kp).max()), float(np.abs(el - kl).max())
         print(f"summary, engine vs the mgfast_fcn Keras model: probability {dp:.2e}, λ {dl:.3f} Å")
         if dp > 1e-4:
@@ -114,7 +142,8 @@ def choose_thresholds(net, arch: str, n: int) -> dict[str, float]:  # type: igno
     out = {}
     for realistic in (False, True):
         val = fixed_set(n, seed=4041, realistic=realistic)
-        prob, _ = decode(arch, net.predict(model_input(val), batch_size=256, verbose=0))
+        x = model_input(val, channels=channels_of(net))
+        prob, _ = decode(arch, net.predict(x, batch_size=256, verbose=0))
         has = val.truth.has_absorber
         if realistic:
             out["fpr1_realistic"] = threshold_at_fpr(prob, has, 0.01)
@@ -156,12 +185,15 @@ def main() -> None:
         from models import ARCHITECTURES
 
         state = os.path.join(os.path.dirname(args.keras_model), "state.json")
-        trained = json.load(open(state))["arch"] if os.path.exists(state) else None
+        run_state = json.load(open(state)) if os.path.exists(state) else {}
+        trained = run_state.get("arch")
         if trained not in ARCHITECTURES:  # no run state beside it: what --arch implies
             trained = "mgfast_multi" if args.arch == "mgfast_dual" else args.arch
         from train import training_model
 
-        net, train = training_model(trained, 0.0)  # the checkpoint holds the training model
+        # the checkpoint holds the training model
+        ch = run_state.get("input_channels", "flux").split(",")
+        net, train = training_model(trained, 0.0, channels=tuple(ch))
         train.load_weights(args.keras_model)
     else:
         net = keras.saving.load_model(args.keras_model, compile=False)
@@ -182,6 +214,11 @@ def main() -> None:
         if not (args.summary_keras and args.summary_thresholds):
             raise SystemExit("--arch mgfast_dual needs --summary-keras and --summary-thresholds")
         summary_net = keras.saving.load_model(args.summary_keras, compile=False)
+    channels = channels_of(net)
+    if summary_net is not None and channels_of(summary_net) != channels:
+        raise SystemExit(
+            f"the two models read different inputs: {channels_of(summary_net)} and {channels}"
+        )
     if args.arch == "mgfast_dual":
         fcn_w = keras_weights(summary_net, "mgfast_fcn")
         multi_w = keras_weights(net, "mgfast_multi")
@@ -189,9 +226,9 @@ def main() -> None:
         for i, ((a, b), (c, e)) in enumerate(zip(fcn_w[:n_trunk], multi_w[:n_trunk], strict=True)):
             if not (np.array_equal(a, c) and np.array_equal(b, e)):
                 raise SystemExit(f"the two models' trunks differ at convolution {i}")
-        onnx_model = build_onnx(args.arch, fcn_w + multi_w[n_trunk:])
+        onnx_model = build_onnx(args.arch, fcn_w + multi_w[n_trunk:], channels=channels)
     else:
-        onnx_model = build_onnx(args.arch, keras_weights(net, args.arch))
+        onnx_model = build_onnx(args.arch, keras_weights(net, args.arch), channels=channels)
     training = {"keras_model": os.path.basename(args.keras_model)}
     if args.run:
         training["runs"] = []
@@ -270,6 +307,7 @@ def main() -> None:
         thresholds=thresholds,
         calibration=calibration,
         sigma_scale=sigma_scale,
+        input_channels=channels,
     )
 
     # The check: Keras, ONNX Runtime and mgfast's CPU engine on the same spectra.
@@ -278,11 +316,11 @@ def main() -> None:
         print(f"wrote {d} ({os.path.getsize(d / 'model.onnx') / 1e6:.2f} MB)")
         return
     sim = mgfast.simulate(512, seed=99, with_absorber_fraction=0.5)
-    x = model_input(sim)
+    x, feed, (flux, ivar) = three_inputs(net, sim)
     k_out = [np.asarray(o) for o in net.predict(x, batch_size=256, verbose=0)]
     sess = ort.InferenceSession(str(d / "model.onnx"), providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
-    o_out = dict(zip(names, sess.run(None, {"flux": x}), strict=True))
+    o_out = dict(zip(names, sess.run(None, feed), strict=True))
     want = (
         ["cell_logits", "cell_offsets", "none_logit"]
         if args.arch == "mgfast_fcn"
@@ -294,7 +332,7 @@ def main() -> None:
     )
     kp, kl = decode(args.arch, k_out)
     engine = mgfast.CpuBackend(load_model(d), threads=0)
-    ep, el = engine.infer(x)
+    ep, el = engine.infer(flux, ivar)
     print(f"ONNX Runtime vs Keras, raw outputs: max abs diff {raw:.2e}")
     dp, dl = np.abs(ep - kp).max(), np.abs(el - kl).max()
     print(f"engine vs Keras: probability {dp:.2e}, λ2796 {dl:.3f} Å")

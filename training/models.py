@@ -9,6 +9,12 @@
   and a sub-cell offset per cell. Probability = 1 − p(no absorber); λ2796 = the grid wavelength
   at 4 · argmax + offset. No arbitrary label for negatives, sub-pixel localisation, about a tenth
   of the paper network's FLOPs.
+
+The FCN networks take ``channels``: what they read (mgfast.model.INPUT_CHANNELS, flux first;
+default the flux alone, input (N, n_pix)). With more, the input is (N, n_pix, C) channels-last,
+as mgfast.model.input_features(..., channels_last=True) makes it, and the affine first layer
+maps the flux channel alone (docs/TRAINING.md, "Input channels"). ``set_weights_widening`` warm
+starts such a network from a one-channel one.
 """
 
 from __future__ import annotations

@@ -107,6 +107,13 @@ def matched_filter(
 
 built_with_onednn: bool
 
+def input_features(
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    channels: list[int],
+    channels_last: bool = False,
+    threads: int = 0,
+) -> np.ndarray: ...
 def onednn_version() -> str: ...
 
 class CpuNetwork:
@@ -119,10 +126,16 @@ class CpuNetwork:
         threads: int,
         batch_size: int,
         fast_conv: bool = True,
+        bf16: bool = False,
+        channels: list[int] = ...,
     ) -> None: ...
-    def infer(self, flux: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def infer(
+        self, flux: np.ndarray, ivar: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]: ...
     @property
     def n_in(self) -> int: ...
+    @property
+    def in_channels(self) -> int: ...
     @property
     def threads(self) -> int: ...
     @property

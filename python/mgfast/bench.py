@@ -23,6 +23,7 @@ import numpy as np
 
 from . import _core
 from .engine import CPU_PRECISIONS, GPU_PRECISIONS, PRECISIONS
+from .model import input_features
 from .preprocess import preprocess
 from .simulate import Realism, simulate
 
@@ -170,8 +171,10 @@ def run(
         )
     )
     x = np.ascontiguousarray(pre.flux, np.float32)  # type: ignore[attr-defined]
+    # a model that reads the noise: the engine's feed makes its channels from flux and ivar
+    iv = pre.ivar if det.model.reads_noise else None  # type: ignore[attr-defined]
     infer = backend.infer_map if backend.map_output else backend.infer
-    t_inf = best(lambda: infer(x))[0]
+    t_inf = best(lambda: infer(x, iv))[0]
     t_all, _ = best(lambda: det.detect(sim.flux, err=sim.err, normalised=False))
     res = BenchResult(
         device=device,
@@ -229,10 +232,12 @@ def run(
                 str(det.model.onnx_path), opts, providers=[res.onnxruntime_provider]
             )
             name = s.get_inputs()[0].name
+            # the graph's own input: the flux, or the channels input_features makes
+            xo = x if iv is None else input_features(x, iv, det.model.input_channels)
 
             def ort_run() -> None:
                 for i in range(0, n, batch):
-                    s.run(None, {name: x[i : i + batch]})
+                    s.run(None, {name: xo[i : i + batch]})
 
             res.onnxruntime_seconds = best(ort_run)[0]
     return res

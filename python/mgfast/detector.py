@@ -395,9 +395,10 @@ class Detector:
             ivar2, pixmask = np.atleast_2d(pre.ivar), np.atleast_2d(pre.pixmask)
             snr = _median_snr(ivar2, self.threads)
             flux2 = np.atleast_2d(pre.flux)
-            out = self._host_outputs(flux2, ivar2)
-            # the EW measurement's weights: spectra without errors get them from their scatter
+            # the EW measurement's weights, and those of a network that reads the noise: spectra
+            # without errors get them from their scatter
             ivar_ew = ew_mod.scatter_ivar(flux2, ivar2, pixmask)
+            out = self._host_outputs(flux2, ivar2, ivar_ew)
         score, lam, sha, absorbers, n_abs = self._decode(out, len(flags))
         if absorbers is not None and self.ew == "combined" and not on_gpu:
             absorbers = ew_mod.apply(absorbers, flux2, ivar_ew, threads=self.threads)
@@ -427,22 +428,25 @@ class Detector:
             })  # fmt: skip
         return res
 
-    def _host_outputs(self, x: np.ndarray, ivar: np.ndarray) -> tuple:
+    def _host_outputs(self, x: np.ndarray, ivar: np.ndarray, ivar_net: np.ndarray) -> tuple:
         """The method on preprocessed host spectra: ("score", score, λ2796) from the matched
-        filter, ("pairs", probability, λ2796), or ("maps", maps, summary or None)."""
+        filter, ("pairs", probability, λ2796), or ("maps", maps, summary or None). ivar_net:
+        what a network that reads the noise gets (ivar, with the scatter's estimate for spectra
+        without errors)."""
         if self.method == "matched-filter":
             from .matched_filter import match
 
             r = match(x, ivar if np.any(ivar) else None, threshold=self.threshold,
                       threads=self.threads)  # fmt: skip
             return "score", np.asarray(r.significance, np.float32), r.lambda2796
-        assert self._backend is not None
+        assert self._backend is not None and self.model is not None
+        iv = ivar_net if self.model.reads_noise else None
         if not self._backend.map_output:
-            return ("pairs", *self._backend.infer(x))
+            return ("pairs", *self._backend.infer(x, iv))
         if self._backend.has_summary:  # mgfast_dual: the summary head's own numbers
-            prob, lam32, maps = self._backend.infer_dual(x)
+            prob, lam32, maps = self._backend.infer_dual(x, iv)
             return "maps", maps, np.stack([prob, lam32], axis=1)
-        return "maps", self._backend.infer_map(x), None
+        return "maps", self._backend.infer_map(x, iv), None
 
     def _device_stages(
         self, flux: Any, wave: Any, err: Any, ivar: Any, mask: Any, resolution: Any,
