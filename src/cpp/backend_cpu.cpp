@@ -280,18 +280,24 @@ struct Shared {
     const auto alg = dnnl::algorithm::convolution_direct;
     // oneDNN counts dilation from 0 (no gap), Keras and ONNX from 1.
     const memory::dims strides{g.stride}, dil{g.dilation - 1}, pl{g.pad_l}, pr{g.pad_r};
-    dnnl::convolution_forward::primitive_desc pd =
-        bias ? dnnl::convolution_forward::primitive_desc(eng, prop, alg, src, w,
-                                                         memory::desc({c_out}, kF32, tag::any), dst,
-                                                         strides, dil, pl, pr, make_attr(relu))
-             : dnnl::convolution_forward::primitive_desc(eng, prop, alg, src, w, dst, strides, dil,
-                                                         pl, pr, make_attr(relu));
+    const char* no_bf16 =
+        "precision bf16: this CPU has no bf16 convolution kernels in oneDNN (they need "
+        "AVX512-BF16 or AMX); use fp32";
+    dnnl::convolution_forward::primitive_desc pd;
+    try {
+      pd = bias ? dnnl::convolution_forward::primitive_desc(
+                      eng, prop, alg, src, w, memory::desc({c_out}, kF32, tag::any), dst, strides,
+                      dil, pl, pr, make_attr(relu))
+                : dnnl::convolution_forward::primitive_desc(eng, prop, alg, src, w, dst, strides,
+                                                            dil, pl, pr, make_attr(relu));
+    } catch (const dnnl::error&) {
+      // Without AVX512-BF16 (e.g. AVX2-only CPUs) oneDNN 3.2 has no bf16 convolution at all.
+      if (bf16) throw std::invalid_argument(no_bf16);
+      throw;
+    }
     const bool ref = std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
     if (!any_layout && ref) return conv_pd(n, c_in, len, c_out, kernel, relu, bias, g, true);
-    if (bf16 && ref)
-      throw std::invalid_argument(
-          "precision bf16: this CPU has no bf16 convolution kernels in oneDNN (they need "
-          "AVX512-BF16 or AMX); use fp32");
+    if (bf16 && ref) throw std::invalid_argument(no_bf16);
     return pd;
   }
 };
@@ -702,7 +708,12 @@ void run_chunks(Impl& m, const float* x, const float* ivar, std::int64_t n, floa
                 std::int64_t out_per) {
   std::lock_guard<std::mutex> lock(m.mu);
   if (n <= 0) return;
-  const std::int64_t per = std::min<std::int64_t>(m.batch, (n + m.threads - 1) / m.threads);
+  // The chunk size depends on n and the batch size only, never on the thread count: oneDNN's
+  // AVX2 kernels round a spectrum's sums differently with its place in a chunk (the AVX-512 ones
+  // do not), so chunks that followed the thread count made results depend on it. kSplit chunks
+  // at most below n = kSplit · batch, enough for every thread of any machine mgfast runs on.
+  constexpr std::int64_t kSplit = 16;
+  const std::int64_t per = std::min<std::int64_t>(m.batch, (n + kSplit - 1) / kSplit);
   const std::int64_t n_in = m.sh.net.n_in;
   parallel_for((n + per - 1) / per, m.threads, 1,
                [&](std::int64_t begin, std::int64_t end, int worker) {
