@@ -254,9 +254,14 @@ def fixed_set(
     absorber_fraction: float = 0.5,
     snr: tuple[float, ...] = (3, 5, 10, 20, 30, 40, 50),
     max_absorbers: int = 1,
+    sky: bool = False,
 ) -> Simulation:
     """A fixed evaluation set: n_per_snr spectra at each SNR, 50/50 with/without absorber
-    (``max_absorbers`` > 1: 1 to that many in those with any)."""
+    (``max_absorbers`` > 1: 1 to that many in those with any); ``sky``: the sky kinematics
+    with Realism.sky() (simulate_kwargs(3, DataConfig()))."""
+    kw = simulate_kwargs(3, DataConfig()) if sky else {}
+    if not sky:
+        kw["realism"] = Realism.survey() if realistic else None
     sims = [
         mgfast.simulate(
             n_per_snr,
@@ -264,7 +269,7 @@ def fixed_set(
             snr=s,
             with_absorber_fraction=absorber_fraction,
             max_absorbers=max_absorbers,
-            realism=Realism.survey() if realistic else None,
+            **kw,
         )
         for i, s in enumerate(snr)
     ]

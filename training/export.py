@@ -128,20 +128,30 @@ def check_multi(net, d, summary_net=None) -> None:  # type: ignore[no-untyped-de
 
 THRESHOLDS_TEXT = (
     "chosen on {n} spectra per SNR, seed 4041: youden on idealised, fpr1_realistic (the default) "
-    "on Realism.survey()"
+    "on {realistic}"
 )
 
 
-def choose_thresholds(net, arch: str, n: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def thresholds_text(n: int, threshold_set: str) -> str:
+    """model.json's note on where the thresholds were chosen."""
+    sky = "Realism.sky() with the sky kinematics"
+    return THRESHOLDS_TEXT.format(
+        n=n, realistic=sky if threshold_set == "sky" else "Realism.survey()"
+    )
+
+
+def choose_thresholds(net, arch: str, n: int, threshold_set: str = "survey") -> dict[str, float]:  # type: ignore[no-untyped-def]
     """A one-absorber network's thresholds on fresh validation sets of n spectra per SNR (seed
     4041, not the test sets): Youden's J on idealised spectra, 1 % false positives on realistic
-    ones, the latter the default."""
+    ones (``threshold_set``: Realism.survey(), or the sky mode's Realism.sky() with the sky
+    kinematics), the latter the default."""
     from data import fixed_set
     from metrics import threshold_at_fpr, youden
 
     out = {}
     for realistic in (False, True):
-        val = fixed_set(n, seed=4041, realistic=realistic)
+        sky = realistic and threshold_set == "sky"
+        val = fixed_set(n, seed=4041, realistic=realistic and not sky, sky=sky)
         x = model_input(val, channels=channels_of(net))
         prob, _ = decode(arch, net.predict(x, batch_size=256, verbose=0))
         has = val.truth.has_absorber
@@ -168,6 +178,13 @@ def main() -> None:
         "1 %% false positives on realistic ones, the latter the default",
     )
     p.add_argument("--default-threshold", type=float, default=0.5)
+    p.add_argument(
+        "--threshold-set",
+        choices=("survey", "sky"),
+        default="survey",
+        help="the realistic validation set whose negatives set the default threshold (1 %% "
+        "false positives): Realism.survey(), or Realism.sky() with the sky kinematics",
+    )
     p.add_argument("--run", default=None, help="training run directory (config.json, log.csv)")
     p.add_argument("--tensorrt", action="store_true")
     p.add_argument("--summary-keras", default=None, help="mgfast_dual: the mgfast_fcn .keras")
@@ -249,10 +266,12 @@ def main() -> None:
             metrics = json.load(f)
     thresholds = {"default": args.default_threshold, "paper": 0.5}
     if joint:  # the summary's, chosen as for mgfast_fcn, and the absorbers' own
-        thresholds |= choose_thresholds(summary_net, "mgfast_fcn", args.calibrate)
+        thresholds |= choose_thresholds(
+            summary_net, "mgfast_fcn", args.calibrate, args.threshold_set
+        )
         thresholds["absorber"] = 0.5
-        training["summary"] = {"trained": "with the map head (mgfast_joint)",
-                               "thresholds": THRESHOLDS_TEXT.format(n=args.calibrate)}  # fmt: skip
+        note = thresholds_text(args.calibrate, args.threshold_set)
+        training["summary"] = {"trained": "with the map head (mgfast_joint)", "thresholds": note}
     elif args.arch == "mgfast_dual":  # the summary's, and the absorbers' own
         thresholds = dict(load_model(args.summary_thresholds).thresholds) | {"absorber": 0.5}
         training["summary"] = {
@@ -294,8 +313,8 @@ def main() -> None:
             "absorbers, idealised and Realism.survey()), real = within 5 Å of a true λ2796"
         )
     elif args.calibrate:
-        thresholds |= choose_thresholds(net, args.arch, args.calibrate)
-        training["thresholds"] = THRESHOLDS_TEXT.format(n=args.calibrate)
+        thresholds |= choose_thresholds(net, args.arch, args.calibrate, args.threshold_set)
+        training["thresholds"] = thresholds_text(args.calibrate, args.threshold_set)
     thresholds = {k: float(v) for k, v in thresholds.items()}
     d = save_model(
         args.out,
