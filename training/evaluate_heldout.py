@@ -129,6 +129,22 @@ def _frac(x: np.ndarray) -> float:
     return float(np.mean(x)) if x.size else float("nan")
 
 
+def reliability(prob: np.ndarray, has: np.ndarray, bins: int = 10) -> tuple[list, float]:
+    """Reliability diagram (per probability bin: mean probability, fraction with an absorber,
+    count) and the expected calibration error, Σ n_b/N |mean p − fraction|. The held-out sets
+    are 50/50; a network trained at another prior is calibrated to that prior."""
+    idx = np.clip((prob * bins).astype(int), 0, bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        m = idx == b
+        if not m.any():
+            continue
+        conf, frac = float(prob[m].mean()), float(has[m].mean())
+        rows.append({"bin": b, "mean_probability": conf, "fraction_true": frac, "n": int(m.sum())})
+        ece += m.sum() / prob.size * abs(conf - frac)
+    return rows, float(ece)
+
+
 def single_metrics(r: dict, truth: dict, threshold: float) -> dict:
     has = truth["has_absorber"]
     snr = truth["snr"]
@@ -167,6 +183,8 @@ def single_metrics(r: dict, truth: dict, threshold: float) -> dict:
         "off_5A": _frac(~fin | (e > TOL)),
         "n_detected_true": int(found.sum()),
     }
+    if np.all((score >= 0) & (score <= 1)):  # a probability: its reliability (10 bins)
+        out["reliability"], out["ece"] = reliability(score, has)
     for lim in (1.5, 3.0):
         m = has & (ew >= lim)
         out[f"missed_ew_ge_{lim:g}"] = {
@@ -355,6 +373,22 @@ def markdown(report: dict) -> str:
                     f"{pct(m.get('found_within_5A_outside_forest', float('nan')))} |"
                 )
             lines.append(row)
+        cal = [(n, m) for n, m in fr["single"].items() if "ece" in m]
+        if cal:
+            lines += [
+                "",
+                "Probabilities against the truth (reliability diagram, 10 bins: mean probability "
+                "→ fraction with an absorber; the set is 50/50):",
+                "",
+                "| detector | ECE | reliability |",
+                "|---|---|---|",
+            ]
+            for name, m in cal:
+                rel = ", ".join(
+                    f"{r['mean_probability']:.2f}→{r['fraction_true']:.2f}"
+                    for r in m["reliability"]
+                )
+                lines.append(f"| {name} | {pct(m['ece'])} | {rel} |")
         if "two" in fr:
             t0 = next(iter(fr["two"].values()))
             lines += [
