@@ -57,13 +57,14 @@ class StagesOnTheHost(CpuBackend):
             "flags": pre.flags, "n_masked": pre.n_masked, "snr": _median_snr(pre.ivar),
             "pixmask": pre.pixmask,
         }  # fmt: skip
+        ivar = pre.ivar if self.model.reads_noise else None  # as the device keeps its own
         if self.has_summary:
-            p, lam, out["out"] = self.infer_dual(pre.flux)
+            p, lam, out["out"] = self.infer_dual(pre.flux, ivar)
             out["summary"] = np.stack([p, lam], axis=1)
         elif self.map_output:
-            out["out"] = self.infer_map(pre.flux)
+            out["out"] = self.infer_map(pre.flux, ivar)
         else:
-            out["out"] = np.stack(self.infer(pre.flux), axis=1)
+            out["out"] = np.stack(self.infer(pre.flux, ivar), axis=1)
         return out
 
 

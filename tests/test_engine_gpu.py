@@ -60,7 +60,7 @@ def test_the_gpu_plan_emulated_on_the_cpu_matches_the_cpu_engine(
     the GPU engine except the libraries' and the device's own behaviour, on any machine. The
     shipped networks bring the strided, dilated, asymmetric 'same' convolutions and the maps."""
     from mgfast import _core
-    from mgfast.engine import CpuBackend, _core_layers
+    from mgfast.engine import CpuBackend, _channel_codes, _core_layers
 
     if not _core.built_with_onednn:
         pytest.skip("the CPU engine (oneDNN) is the reference here")
@@ -84,21 +84,25 @@ def test_the_gpu_plan_emulated_on_the_cpu_matches_the_cpu_engine(
         path = paper_dir if name == "bycycle2023" else MODELS / name
     model = mm.load_model(path)
     sim = mgfast.simulate(40, seed=4, with_absorber_fraction=0.5, realism=mgfast.Realism.survey())
-    x = mgfast.preprocess(sim.flux, None, sim.err).flux
+    pre = mgfast.preprocess(sim.flux, None, sim.err)
+    x = pre.flux
     x[::5] *= np.float32(1.2)
-    got = _core.emulate_gpu_plan(model.n_pix, _core_layers(model.layers), x)
+    # models that read the noise (the shipped default) get the ivar and their channel codes
+    iv = pre.ivar if model.reads_noise else None
+    extra = (pre.ivar, _channel_codes(model)) if model.reads_noise else ()
+    got = _core.emulate_gpu_plan(model.n_pix, _core_layers(model.layers), x, *extra)
     cpu = CpuBackend(model, threads=1, fast_conv=False)
     if cpu.has_summary:
-        want_p, want_l, want_maps = cpu.infer_dual(x)
+        want_p, want_l, want_maps = cpu.infer_dual(x, iv)
         summary, got = got
         assert np.abs(summary[:, 0] - want_p).max() <= 1e-4
         assert np.mean(np.abs(summary[:, 1] - want_l) <= 0.05) >= 0.97
         np.testing.assert_allclose(got, want_maps.reshape(len(x), -1), atol=2e-4)
     elif cpu.map_output:
-        want = cpu.infer_map(x).reshape(len(x), -1)
+        want = cpu.infer_map(x, iv).reshape(len(x), -1)
         np.testing.assert_allclose(got, want, atol=2e-4)
     else:
-        want_p, want_l = cpu.infer(x)
+        want_p, want_l = cpu.infer(x, iv)
         assert np.abs(got[:, 0] - want_p).max() <= 1e-4
         assert np.mean(np.abs(got[:, 1] - want_l) <= 0.05) >= 0.97
 

@@ -57,7 +57,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -435,14 +434,9 @@ def print_summary(report: dict) -> None:
 
 
 def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from mgfast.bench import cpu_name as name
+
+    return name()
 
 
 def git_commit() -> str:

@@ -18,7 +18,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
-from evaluate import keras_detector, matched_filter_detector
+from evaluate import keras_detector, matched_filter_detector, package_detector
 
 import mgfast
 from mgfast import grid
@@ -60,6 +60,13 @@ def main() -> None:
     p.add_argument("--model", action="append", default=[])
     p.add_argument("--arch", action="append", default=[])
     p.add_argument("--name", action="append", default=[])
+    p.add_argument(
+        "--mgfast-model",
+        action="append",
+        default=[],
+        help="an exported model directory (repeatable), run through mgfast.Detector and scored "
+        "at its own default threshold",
+    )
     p.add_argument("--matched-filter", action="store_true")
     p.add_argument("--seeds", type=int, default=5, help="noise realisations at SNR 10 and 5")
     p.add_argument("--ew-model", help="a shipped multi-absorber model (or directory): its EWs")
@@ -75,6 +82,8 @@ def main() -> None:
         (args.name[i] if i < len(args.name) else args.arch[i], keras_detector(m, args.arch[i]))
         for i, m in enumerate(args.model)
     ]
+    for m in args.mgfast_model:
+        dets.append((f"{m} (default threshold)", at_default_threshold(m)))
     if args.matched_filter:
         dets.append(("matched filter", matched_filter_detector()))
     print(f"{n_sys} visible systems and {n_clean} clean arms in {d['flux'].shape[0]} spectra.\n")
@@ -101,6 +110,18 @@ def main() -> None:
                 f"| {name} | {label} | {found / seeds:.1f} / {n_sys} | "
                 f"{alarms / seeds:.1f} / {n_clean} |"
             )
+
+
+def at_default_threshold(model_dir: str):  # type: ignore[no-untyped-def]
+    """An exported model as users run it, scored at its own default threshold."""
+    run = package_detector(model_dir)
+    thr = mgfast.model.load_model(model_dir).thresholds["default"]
+
+    def det(flux, err, ivar):  # type: ignore[no-untyped-def]
+        prob, lam, _ = run(flux, err, ivar)
+        return prob, lam, thr
+
+    return det
 
 
 def ew_table(d, cases, model: str) -> None:  # type: ignore[no-untyped-def]

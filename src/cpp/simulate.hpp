@@ -803,6 +803,37 @@ MGFAST_HD int add_dla_lines(const System& s, Line* lines, int n, std::uint32_t* 
   return n;
 }
 
+// The transitions of an interloper kind (not kDLA): a doublet or pair, or one line (kSingle:
+// its own λ and f, on the Lyα slot). Returns how many went into t.
+MGFAST_HD int interloper_transitions(int kind, int* t) {
+  switch (kind) {
+    case kCIV:
+      t[0] = atomic::kCIVa, t[1] = atomic::kCIVb;
+      return 2;
+    case kSiIV:
+      t[0] = atomic::kSiIVa, t[1] = atomic::kSiIVb;
+      return 2;
+    case kAlIII:
+      t[0] = atomic::kAlIIIa, t[1] = atomic::kAlIIIb;
+      return 2;
+    case kNaI:
+      t[0] = atomic::kNaIa, t[1] = atomic::kNaIb;
+      return 2;
+    case kCaII:
+      t[0] = atomic::kCaIIK, t[1] = atomic::kCaIIH;
+      return 2;
+    case kFeII:
+      t[0] = atomic::kFeII2586, t[1] = atomic::kFeII2600;
+      return 2;
+    case kMgI:
+      t[0] = atomic::kMgI2852;
+      return 1;
+    default:
+      t[0] = atomic::kHILya;  // kSingle
+      return 1;
+  }
+}
+
 // All lines of a sightline, sorted by (arm, centre) so that rendering can search them.
 MGFAST_HD int build_lines(const Config& cfg, std::uint64_t index, Sightline* sl, Line* lines) {
   int n = 0;
@@ -822,40 +853,13 @@ MGFAST_HD int build_lines(const Config& cfg, std::uint64_t index, Sightline* sl,
   }
   for (int i = 0; i < sl->n_int; ++i) {
     const System& s = sl->inter[i];
-    switch (s.kind) {
-      case kCIV:
-        n = add_transition_lines(s, atomic::kCIVa, 0.0, lines, n, &sl->flags);
-        n = add_transition_lines(s, atomic::kCIVb, 0.0, lines, n, &sl->flags);
-        break;
-      case kSiIV:
-        n = add_transition_lines(s, atomic::kSiIVa, 0.0, lines, n, &sl->flags);
-        n = add_transition_lines(s, atomic::kSiIVb, 0.0, lines, n, &sl->flags);
-        break;
-      case kAlIII:
-        n = add_transition_lines(s, atomic::kAlIIIa, 0.0, lines, n, &sl->flags);
-        n = add_transition_lines(s, atomic::kAlIIIb, 0.0, lines, n, &sl->flags);
-        break;
-      case kNaI:
-        n = add_transition_lines(s, atomic::kNaIa, 0.0, lines, n, &sl->flags);
-        n = add_transition_lines(s, atomic::kNaIb, 0.0, lines, n, &sl->flags);
-        break;
-      case kCaII:
-        n = add_transition_lines(s, atomic::kCaIIK, 0.0, lines, n, &sl->flags);
-        n = add_transition_lines(s, atomic::kCaIIH, 0.0, lines, n, &sl->flags);
-        break;
-      case kFeII:
-        n = add_transition_lines(s, atomic::kFeII2586, 0.0, lines, n, &sl->flags);
-        n = add_transition_lines(s, atomic::kFeII2600, 0.0, lines, n, &sl->flags);
-        break;
-      case kMgI:
-        n = add_transition_lines(s, atomic::kMgI2852, 0.0, lines, n, &sl->flags);
-        break;
-      case kDLA:
-        n = add_dla_lines(s, lines, n, &sl->flags);
-        break;
-      default:
-        n = add_transition_lines(s, atomic::kHILya, 0.0, lines, n, &sl->flags);  // kSingle
+    if (s.kind == kDLA) {
+      n = add_dla_lines(s, lines, n, &sl->flags);
+      continue;
     }
+    int t[2];
+    const int nt = interloper_transitions(s.kind, t);
+    for (int k = 0; k < nt; ++k) n = add_transition_lines(s, t[k], 0.0, lines, n, &sl->flags);
   }
   if (cfg.forest) n = add_forest_lines(cfg, index, *sl, lines, n, &sl->flags);
   // A wavelength-calibration error moves every feature of an arm (the truth keeps the true λ).
