@@ -190,10 +190,36 @@ def test_sigma_scales_make_the_stated_errors_cover_68_percent():
     assert k["ew2803"] == pytest.approx(1.0, rel=0.08)
 
 
+def assert_one_story(res) -> None:  # type: ignore[no-untyped-def]
+    """A multi-absorber model's Detections: every spectrum row is the summary of its absorbers
+    (detected exactly when one reaches the absorber threshold; probability, λ2796 and EWs those
+    of its most probable absorber; n_absorbers their count)."""
+    a = res.absorbers
+    t = res.absorber_threshold
+    assert t is not None and res.threshold == t
+    for i in range(len(res)):
+        mine = np.flatnonzero(a.spectrum == i)
+        n = int(np.sum(a.probability[mine] >= t))
+        assert res.n_absorbers[i] == n
+        assert res.detected[i] == (n > 0)
+        if not mine.size:
+            assert res.probability[i] == 0 and np.isnan(res.wavelength[i])
+            continue
+        best = mine[np.argmax(a.probability[mine])]
+        assert res.probability[i] == a.probability[best]
+        if np.isfinite(res.wavelength[i]):
+            assert res.wavelength[i] == a.lambda2796[best]
+        if res.detected[i]:
+            assert res.ew2796[i] == a.ew2796[best] or np.isnan(a.ew2796[best])
+            assert res.ew2803_err[i] == a.ew2803_err[best] or np.isnan(a.ew2803_err[best])
+        else:
+            assert np.isnan(res.ew2796[i])
+
+
 def test_dual_network_is_the_single_network_plus_a_map_head(tmp_path):
     """mgfast_dual: one pass gives the mgfast_fcn summary (bit for bit that network's, whose
     trunk and heads it carries) and the multi-absorber map (as ONNX Runtime computes it); the
-    Detector reports the summary with the summary's threshold and the absorbers with theirs."""
+    Detector's rows summarise the absorbers, with one threshold for both."""
     import onnxruntime as ort
 
     from mgfast.engine import CpuBackend
@@ -219,12 +245,9 @@ def test_dual_network_is_the_single_network_plus_a_map_head(tmp_path):
 
     det = mgfast.Detector(model=tmp_path / "dual", threshold=0.3)
     res = det.detect(x)
-    assert res.threshold == 0.3 and res.absorber_threshold == 0.5
-    np.testing.assert_array_equal(res.probability, want_p)
+    assert res.threshold == 0.3 and res.absorber_threshold == 0.3
     assert res.absorbers is not None
-    for i in range(len(x)):
-        mine = res.absorbers.spectrum == i
-        assert res.n_absorbers[i] == np.sum(res.absorbers.probability[mine] >= 0.5)
+    assert_one_story(res)
     res.write(tmp_path / "cat.csv")
     assert (tmp_path / "cat.absorbers.csv").exists()
     with pytest.raises(ValueError, match="summary"):
@@ -286,3 +309,44 @@ def test_candidates_are_those_of_the_whole_map(window: int, min_score: float):
         strict=True,
     ):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("realistic", [False, True])
+def test_shipped_multi_model_tells_one_story_per_spectrum(realistic):
+    """Every row of the shipped multi-absorber model agrees with its absorber list, at the
+    model's threshold and at a stricter one (which changes the absorbers' count too)."""
+    sim = mgfast.simulate(
+        60, seed=31, with_absorber_fraction=0.8, max_absorbers=3,
+        realism=mgfast.Realism.survey() if realistic else None,
+    )  # fmt: skip
+    for threshold in (None, 0.95):
+        res = mgfast.Detector(model="multi", threshold=threshold).detect(sim.flux, err=sim.err)
+        assert_one_story(res)
+        if threshold is not None:
+            assert res.absorber_threshold == 0.95
+            want = res.absorbers.probability >= 0.95
+            assert np.array_equal(res.absorber_columns()["detected"], want)
+
+
+def test_thresholds_are_checked_and_honoured():
+    """Thresholds outside [0, 1] are refused; a single-absorber model has no absorber threshold;
+    a multi-absorber model takes either threshold (both equal) and honours it."""
+    for bad in (1.5, -0.1, float("nan"), "high"):
+        with pytest.raises(ValueError, match="threshold"):
+            mgfast.Detector(threshold=bad)
+        with pytest.raises(ValueError, match="absorber_threshold"):
+            mgfast.Detector(model="multi", absorber_threshold=bad)
+    with pytest.raises(ValueError, match="one absorber per spectrum"):
+        mgfast.Detector(absorber_threshold=0.5)
+    with pytest.raises(ValueError, match="give one of them"):
+        mgfast.Detector(model="multi", threshold=0.9, absorber_threshold=0.8)
+    with pytest.raises(ValueError, match="significance"):
+        mgfast.Detector(method="matched-filter", threshold=-1.0)
+    assert mgfast.Detector(method="matched-filter", threshold=7.0).threshold == 7.0
+    d = mgfast.Detector(model="multi", absorber_threshold=0.8)
+    assert d.threshold == d.absorber_threshold == 0.8
+    d = mgfast.Detector(model="multi", threshold=0.7)
+    assert d.threshold == d.absorber_threshold == 0.7
+    d = mgfast.Detector(model="multi")
+    assert d.threshold == d.absorber_threshold == d.model.thresholds["absorber"]
+    assert mgfast.Detector(threshold=0.25).threshold == 0.25

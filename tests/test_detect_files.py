@@ -481,6 +481,7 @@ def check_absorber_table(cat, threshold: float) -> None:
     best = np.zeros(len(cat), np.float32)
     np.maximum.at(best, s, a["probability"])
     np.testing.assert_array_equal(cat.probability, best)
+    np.testing.assert_array_equal(cat.columns["detected"], n > 0)  # one story per spectrum
 
 
 def test_multi_absorber_model_gives_an_absorber_table(tmp_path, capsys, eager_multi):
@@ -499,7 +500,10 @@ def test_multi_absorber_model_gives_an_absorber_table(tmp_path, capsys, eager_mu
     assert f"wrote {n_abs:,} absorber candidates to the ABSORBERS HDU: {n_det:,} with" in printed
     hdr = fitsio.read_header(str(out), "ABSORBERS")
     assert hdr["NABS"] == n_abs and hdr["NABSDET"] == n_det
-    assert fitsio.read_header(str(out), "CATALOG")["NSPEC"] == 7
+    top = fitsio.read_header(str(out), "CATALOG")
+    assert top["NSPEC"] == 7
+    assert top["THRESH"] == top["ABSTHRSH"] == MULTI_THRESHOLD
+    assert cat.meta["absorber_threshold"] == MULTI_THRESHOLD
     # the Python API gives the same, and so do CSV and Parquet (read back through siblings)
     det = Detector(eager_multi, threshold=MULTI_THRESHOLD)
     api = det.detect_files(d)
@@ -673,3 +677,24 @@ def test_files_are_searched_in_batches_of_bounded_size(tmp_path, monkeypatch):
     for (a, _), (b, _) in zip(whole, bounded, strict=True):
         for k in a:
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_absorber_threshold_is_honoured_and_thresholds_are_checked(tmp_path, capsys, eager_multi):
+    """--absorber-threshold sets the absorbers' threshold (and the rows', which summarise them),
+    written to the header with its true value; thresholds outside [0, 1] are usage errors."""
+    d, _ = make_multi_run(tmp_path, 2)
+    p = Detector(eager_multi, threshold=MULTI_THRESHOLD).detect_files(d).absorbers["probability"]
+    t = round(float(np.median(p[p >= MULTI_THRESHOLD])), 4)  # stricter: about half pass it
+    out = tmp_path / "cat.fits"
+    argv = ["--model", str(eager_multi), "--absorber-threshold", str(t)]
+    assert main(["detect", str(d), "-o", str(out), *argv]) == PARTIAL
+    cat = read_catalog(out)
+    check_absorber_table(cat, t)
+    assert fitsio.read_header(str(out), "CATALOG")["ABSTHRSH"] == t
+    assert f"with probability >= {t:g}" in capsys.readouterr().out
+    for bad in (["--threshold", "1.5"], ["--absorber-threshold", "-0.2"]):
+        assert main(["detect", str(d), "-o", str(tmp_path / "x.fits"), *bad]) == 2
+        assert "[0, 1]" in capsys.readouterr().err
+    single = ["--absorber-threshold", "0.5"]  # the default model has no absorber list
+    assert main(["detect", str(d), "-o", str(tmp_path / "y.fits"), *single]) == 2
+    assert "one absorber per spectrum" in capsys.readouterr().err

@@ -5,8 +5,12 @@ its run directory is not at hand:
     KERAS_BACKEND=jax python training/keras_from_model.py python/mgfast/models/default \
         --out runs/default-keras.keras
 
-The conversion is checked: the Keras model's probabilities and λ2796 equal the CPU engine's on
-simulated spectra (to float rounding), or the script fails.
+With ``--arch mgfast_multi`` and an mgfast_dual model (``python/mgfast/models/multi``) it writes
+the mgfast_multi Keras model instead: the dual's trunk and its map head (to warm-start a map head).
+
+The conversion is checked: the Keras model's probabilities and λ2796 (mgfast_fcn), or its cell
+maps (mgfast_multi), equal the CPU engine's on simulated spectra (to float rounding), or the
+script fails.
 """
 
 from __future__ import annotations
@@ -21,31 +25,70 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np
 from data import model_input
 from decode import decode
-from models import mgfast_fcn
+from models import mgfast_fcn, mgfast_multi
 
 import mgfast
 from mgfast import model as mm
 
 
+def _set_convs(net, convs: list) -> None:  # type: ignore[no-untyped-def]
+    """The Keras model's convolutions, in order and without its 1x1 heads, from the engine's."""
+    heads = ("cell_logit", "cell_offset", "cell_maps")
+    mine = [layer for layer in net.layers if layer.__class__.__name__ == "Conv1D"]
+    mine = [layer for layer in mine if layer.name not in heads]
+    if len(mine) != len(convs):
+        raise ValueError(f"{len(convs)} convolutions in the model, {len(mine)} in {net.name}")
+    for layer, conv in zip(mine, convs, strict=True):
+        layer.set_weights([np.transpose(conv.weight, (2, 1, 0)), conv.bias])
+
+
+def _keras_channels(md: mm.Model) -> tuple[str, ...] | None:
+    return None if md.input_channels == mm.FLUX_ONLY else md.input_channels
+
+
 def keras_fcn(model_dir: str):  # type: ignore[no-untyped-def]
     """mgfast_fcn in Keras with the exported model's weights (its summary head for a dual)."""
     md = mm.load_model(model_dir)
-    convs = [layer for layer in md.layers if isinstance(layer, mm.Conv1d)]
-    heat = next(layer for layer in md.layers if isinstance(layer, mm.Heatmap))
-    channels = md.input_channels
-    net = mgfast_fcn(channels=None if channels == mm.FLUX_ONLY else channels)
+    heat_at = next(i for i, layer in enumerate(md.layers) if isinstance(layer, mm.Heatmap))
+    heat = md.layers[heat_at]
+    net = mgfast_fcn(channels=_keras_channels(md))
     width = int(heat.weight.size // 4)
-    trunk = [layer for layer in net.layers if layer.__class__.__name__ == "Conv1D"]
-    trunk = [layer for layer in trunk if layer.name not in ("cell_logit", "cell_offset")]
-    if len(trunk) < len(convs):
-        raise ValueError(f"{model_dir}: {len(convs)} convolutions, Keras trunk {len(trunk)}")
-    for layer, conv in zip(trunk, convs, strict=False):
-        layer.set_weights([np.transpose(conv.weight, (2, 1, 0)), conv.bias])
+    _set_convs(net, [layer for layer in md.layers[:heat_at] if isinstance(layer, mm.Conv1d)])
     w, b = heat.weight.astype(np.float32), heat.bias.astype(np.float32)
     net.get_layer("cell_logit").set_weights([w[:width].reshape(1, width, 1), b[:1]])
     net.get_layer("cell_offset").set_weights([w[width : 2 * width].reshape(1, width, 1), b[1:2]])
     net.get_layer("none_logit").set_weights([w[2 * width :].reshape(2 * width, 1), b[2:3]])
     return net
+
+
+def keras_multi(model_dir: str):  # type: ignore[no-untyped-def]
+    """mgfast_multi in Keras with an mgfast_dual model's trunk and map head."""
+    md = mm.load_model(model_dir)
+    if md.architecture != "mgfast_dual":
+        raise ValueError(f"{model_dir}: an mgfast_dual model is needed, not {md.architecture}")
+    convs = [layer for layer in md.layers if isinstance(layer, mm.Conv1d)]
+    net = mgfast_multi(channels=_keras_channels(md))
+    *body, last = convs
+    _set_convs(net, body)
+    w = np.transpose(last.weight, (2, 1, 0))  # (1, width, 7): the logit, then the six maps
+    net.get_layer("cell_logit").set_weights([w[..., :1], last.bias[:1]])
+    net.get_layer("cell_maps").set_weights([w[..., 1:], last.bias[1:]])
+    return net
+
+
+def check_maps(net, model_dir: str, n: int = 128) -> float:  # type: ignore[no-untyped-def]
+    """Largest |map_keras − map_engine| on n simulated spectra (fails above 1e-3)."""
+    sim = mgfast.simulate(n, seed=12345, with_absorber_fraction=0.8, max_absorbers=4)
+    md = mm.load_model(model_dir)
+    pre = mgfast.preprocess(sim.flux, None, sim.err, allow_empty=True)
+    maps = mgfast.CpuBackend(md, threads=0).infer_map(pre.flux, pre.ivar)
+    logits, rest = net.predict(model_input(sim, channels=md.input_channels), verbose=0)
+    keras_maps = np.concatenate([np.asarray(logits)[..., None], np.asarray(rest)], axis=2)
+    d = float(np.max(np.abs(keras_maps - maps)))
+    if d > 1e-3:
+        raise SystemExit(f"conversion check failed: max |Δmap| {d:.2e}")
+    print(f"Keras vs engine: max |Δmap| {d:.2e} on {n} spectra")
+    return d
 
 
 def check(net, model_dir: str, n: int = 256) -> float:  # type: ignore[no-untyped-def]
@@ -68,9 +111,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("model", help="an exported model directory (mgfast_fcn or mgfast_dual)")
     p.add_argument("--out", required=True, help="the .keras file to write")
+    p.add_argument(
+        "--arch",
+        default="mgfast_fcn",
+        choices=("mgfast_fcn", "mgfast_multi"),
+        help="mgfast_fcn (the summary network) or mgfast_multi (a dual's map head on its trunk)",
+    )
     args = p.parse_args()
-    net = keras_fcn(args.model)
-    check(net, args.model)
+    if args.arch == "mgfast_multi":
+        net = keras_multi(args.model)
+        check_maps(net, args.model)
+    else:
+        net = keras_fcn(args.model)
+        check(net, args.model)
     net.save(args.out)
     print(f"wrote {args.out}")
 

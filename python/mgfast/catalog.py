@@ -268,7 +268,8 @@ def _write_fits_once(cat: Catalog, path: Path) -> None:
     header = [
         {"name": "MGFAST", "value": str(m.get("mgfast_version", "")), "comment": "mgfast version"},
         {"name": "METHOD", "value": str(m.get("method", "")), "comment": "network or filter"},
-        {"name": "THRESH", "value": float(m.get("threshold", np.nan)), "comment": "threshold"},
+        {"name": "THRESH", "value": float(m.get("threshold", np.nan)),
+         "comment": "spectrum detection threshold"},
         {"name": "MODELSHA", "value": str(m.get("model_sha256", "")),
          "comment": "SHA-256 of model.onnx"},
         {"name": "DATE", "value": str(m.get("date", "")), "comment": "UTC time of the run"},
@@ -277,6 +278,9 @@ def _write_fits_once(cat: Catalog, path: Path) -> None:
         {"name": "NERRORS", "value": len(cat.errors), "comment": "files that failed"},
         {"name": "CMDLINE", "value": str(m.get("command", "")), "comment": "command line"},
     ]  # fmt: skip
+    if m.get("absorber_threshold") is not None:  # multi-absorber models
+        header.insert(3, {"name": "ABSTHRSH", "value": float(m["absorber_threshold"]),
+                          "comment": "absorber threshold"})  # fmt: skip
     header += [{"name": "COMMENT", "value": c} for c in flag_comments()]
     errs = {
         "file": np.array([e.file for e in cat.errors], dtype=str),
@@ -297,7 +301,7 @@ def _write_fits_once(cat: Catalog, path: Path) -> None:
                         {"name": "NABS", "value": len(cat.absorbers["spectrum"]),
                          "comment": "absorber candidates (rows)"},
                         {"name": "NABSDET", "value": n_det,
-                         "comment": "of them probability >= THRESH"},
+                         "comment": "of them probability >= ABSTHRSH"},
                     ])  # fmt: skip
 
 
@@ -372,6 +376,8 @@ def _read_fits_once(path: Path) -> Catalog:
         "threshold": hdr.get("THRESH"), "model_sha256": hdr.get("MODELSHA"),
         "date": hdr.get("DATE"), "command": hdr.get("CMDLINE"), "n_files": hdr.get("NFILES"),
     }  # fmt: skip
+    if "ABSTHRSH" in hdr:
+        meta["absorber_threshold"] = hdr["ABSTHRSH"]
     return Catalog(cols, errors, meta, absorbers)
 
 

@@ -195,6 +195,7 @@ def _detect(args: argparse.Namespace) -> int:
     det = Detector(
         args.model, backend=args.device, method=args.method, threshold=args.threshold,
         threads=args.threads, precision=args.precision, ew=args.ew,
+        absorber_threshold=args.absorber_threshold,
     )  # fmt: skip
     parts = out.with_name(out.name + ".parts")
 
@@ -236,7 +237,7 @@ def _detect(args: argparse.Namespace) -> int:
         n_det = int(np.count_nonzero(cat.absorbers["detected"]))
         where = "the ABSORBERS HDU" if out.suffix == ".fits" else str(absorbers_sibling(out))
         print(f"wrote {n_abs:,} absorber candidates to {where}: {n_det:,} with probability >= "
-              f"{det.threshold:g}")  # fmt: skip
+              f"{det.absorber_threshold:g}")  # fmt: skip
     return PARTIAL if n_err else 0
 
 
@@ -293,7 +294,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--format", choices=FORMATS, help="file format (default: detected per file)")
     d.add_argument("--method", choices=("network", "matched-filter"), default="network")
     d.add_argument("--model", help="model directory (default: the shipped model)")
-    d.add_argument("--threshold", type=float, help="detection threshold (default: the model's)")
+    d.add_argument(
+        "--threshold",
+        type=float,
+        help="detection threshold, in [0, 1] for a network (default: the model's)",
+    )
+    d.add_argument("--absorber-threshold", type=float,
+                   help="multi-absorber models: an absorber's probability threshold, in [0, 1] "
+                   "(default: the model's); the spectrum row summarises the absorbers, so "
+                   "--threshold sets it too")  # fmt: skip
     d.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: all)")
     d.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]: the GPU engine")
     d.add_argument("--precision", default="fp32", help="fp32 (default) or, on cuda, fp16")

@@ -485,6 +485,7 @@ def _chunks_dask(
 
     config = dict(det.config)
     config["threshold"] = det.threshold
+    config["absorber_threshold"] = det.absorber_threshold
     if cluster is not None and not config["threads"]:
         config["threads"] = 1  # one thread per worker process: N workers use N cores
     try:
@@ -530,6 +531,8 @@ def detect_files(
         "method": det.method, "threshold": det.threshold, "model_sha256": sha, "format": format,
         "mgfast_version": __version__, "merge_arms": bool(merge_arms),
     }  # fmt: skip
+    if det.absorber_threshold is not None:
+        settings["absorber_threshold"] = det.absorber_threshold
     jr = Journal(journal, settings, resume) if journal is not None else None
     done = jr.load() if jr is not None else {}
     if det.multi_absorber:  # results journalled without absorber rows are searched again

@@ -68,6 +68,21 @@ def resolve_model(model: str | Path | None) -> Path:
     return p
 
 
+def _check_threshold(name: str, value: float | None, probability: bool = True) -> float | None:
+    """A threshold as a float: in [0, 1] for a probability, finite and >= 0 otherwise."""
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number, got {value!r}") from None
+    if probability and not 0.0 <= v <= 1.0:
+        raise ValueError(f"{name}: a probability threshold must lie in [0, 1], got {value!r}")
+    if not probability and not (np.isfinite(v) and v >= 0.0):
+        raise ValueError(f"{name}: a significance threshold must be finite and >= 0, got {value!r}")
+    return v
+
+
 # The per-spectrum EW columns (Detections.ew2796 ...), in catalogue order.
 _EW_COLUMNS = ("ew2796", "ew2796_err", "ew2803", "ew2803_err")
 
@@ -87,9 +102,9 @@ class Detections:
     method: str
     model_sha256: str | None = None
     # A multi-absorber model: every absorber found, one row each (mgfast.absorbers; `spectrum`
-    # indexes the rows above), and n_absorbers above absorber_threshold. The per-spectrum columns
-    # are mgfast_dual's summary head (the single-absorber network on the same trunk), or for
-    # mgfast_multi the most probable absorber's probability and λ2796.
+    # indexes the rows above), and n_absorbers above absorber_threshold. The per-spectrum row is
+    # their summary: the most probable absorber's probability, λ2796 and EWs, detected exactly
+    # when n_absorbers > 0 (threshold == absorber_threshold for these models).
     absorbers: Absorbers | None = None
     n_absorbers: np.ndarray | None = None
     absorber_threshold: float | None = None
@@ -269,7 +284,13 @@ class Detector:
     threads : CPU threads (preprocessing; the CPU backend)
     precision : "fp32"; "bf16" on the CPU (CPUs with AVX512-BF16 or AMX), "fp16" on a GPU;
         both accumulate in fp32
-    threshold : detection threshold; default: the model's (model.json) or the filter's
+    threshold : detection threshold, in [0, 1] for a network; default: the model's (model.json)
+        or the filter's (a significance, >= 0)
+    absorber_threshold : multi-absorber models: the probability an absorber needs to count, in
+        [0, 1]; default: the model's. A multi-absorber model's spectrum row is the summary of its
+        absorbers (detected exactly when one reaches this threshold; λ2796, z and EWs those of
+        its most probable absorber), so for these models one threshold decides both: give
+        either, or both equal (ValueError otherwise). Single-absorber models: ValueError.
     ew : multi-absorber models: "combined" (default) measures each absorber's EWs on the
         preprocessed spectrum and combines them with the network's (mgfast.ew); "network" keeps
         the network's alone. Spectra given as GPU arrays get the network's (the preprocessed
@@ -287,11 +308,15 @@ class Detector:
         threshold: float | None = None,
         precision: Literal["fp32", "bf16", "fp16"] = "fp32",
         ew: Literal["combined", "network"] = "combined",
+        absorber_threshold: float | None = None,
     ) -> None:
         from .engine import CPU_PRECISIONS, GPU_PRECISIONS, cuda_index
 
         if method not in ("network", "matched-filter"):
             raise ValueError(f"method: expected 'network' or 'matched-filter', got {method!r}")
+        network = method == "network"
+        threshold = _check_threshold("threshold", threshold, probability=network)
+        absorber_threshold = _check_threshold("absorber_threshold", absorber_threshold)
         if ew not in ("combined", "network"):
             raise ValueError(f"ew: expected 'combined' or 'network', got {ew!r}")
         self.ew = ew
@@ -319,12 +344,17 @@ class Detector:
             "model": None if model is None else str(resolve_model(model).resolve()),
             "backend": backend, "method": method, "batch_size": batch_size, "threads": threads,
             "threshold": threshold, "precision": precision, "ew": ew,
+            "absorber_threshold": absorber_threshold,
         }  # fmt: skip
         self._backend = None
         self.model = None
+        self.absorber_threshold: float | None = None
         if method == "matched-filter":
             from .matched_filter import DEFAULT_THRESHOLD
 
+            if absorber_threshold is not None:
+                raise ValueError("absorber_threshold: the matched filter finds one absorber per "
+                                 "spectrum; use threshold")  # fmt: skip
             self.threshold = float(DEFAULT_THRESHOLD if threshold is None else threshold)
             return
         from .engine import CpuBackend, GpuBackend
@@ -346,15 +376,27 @@ class Detector:
             self._backend = CpuBackend(
                 self.model, threads=threads, batch_size=batch_size, precision=precision
             )
-        self.threshold = float(
-            self.model.thresholds.get("default", 0.5) if threshold is None else threshold
-        )
-        # mgfast_dual: its summary and its absorbers have thresholds of their own
-        self.absorber_threshold = (
-            float(self.model.thresholds.get("absorber", 0.5))
-            if self._backend.has_summary
-            else self.threshold
-        )
+        if not self._backend.map_output:
+            if absorber_threshold is not None:
+                raise ValueError(
+                    f"absorber_threshold: model {path.name!r} finds one absorber per spectrum "
+                    "(it has no absorber list); use threshold, or a multi-absorber model"
+                )
+            self.threshold = float(
+                self.model.thresholds.get("default", 0.5) if threshold is None else threshold
+            )
+            return
+        # Multi-absorber models: the spectrum row summarises the absorbers, so that one
+        # threshold decides both (the model's "absorber" threshold unless one is given).
+        if None not in (threshold, absorber_threshold) and threshold != absorber_threshold:
+            raise ValueError(
+                f"threshold {threshold:g} and absorber_threshold {absorber_threshold:g}: a "
+                "multi-absorber model's spectrum row is the summary of its absorbers (detected "
+                "when one reaches the absorber threshold), so give one of them, or both equal"
+            )
+        given = threshold if absorber_threshold is None else absorber_threshold
+        t = self.model.thresholds.get("absorber", 0.5) if given is None else given
+        self.threshold = self.absorber_threshold = float(t)
 
     @property
     def multi_absorber(self) -> bool:
@@ -407,14 +449,18 @@ class Detector:
             absorbers = absorbers.select(~empty[absorbers.spectrum])
             n_abs = np.where(empty, 0, n_abs)
         score = np.where(empty, 0.0, score).astype(np.float32)
-        detected = score >= self.threshold
+        # a multi-absorber model's row is detected exactly when it has an absorber
+        detected = score >= self.threshold if n_abs is None else n_abs > 0
         # λ2796 only where it points into the arms; a "no absorber" label is not a wavelength.
         lam = np.where(np.isfinite(grid.pixel_of(lam)) & ~empty, lam, np.nan)
         flags = flags | _quality(snr, pixmask, lam)
         if normalised and not on_gpu:
             flags = flags | _check_normalised(flux2, pixmask)
         masked = n_masked.sum(axis=1) / grid.N_PIX
-        ews = {} if on_gpu else _summary_ews(flux2, ivar_ew, lam, detected, self.threads)
+        if absorbers is not None:  # the row's EWs: those of its most probable absorber
+            ews = _best_absorber_ews(absorbers, detected)
+        else:
+            ews = {} if on_gpu else _summary_ews(flux2, ivar_ew, lam, detected, self.threads)
         res = Detections(
             probability=score, wavelength=lam, redshift=lam / MGII_2796.wavelength - 1.0,
             detected=detected, flags=flags, masked_fraction=masked.astype(np.float32), snr=snr,
@@ -443,9 +489,6 @@ class Detector:
         iv = ivar_net if self.model.reads_noise else None
         if not self._backend.map_output:
             return ("pairs", *self._backend.infer(x, iv))
-        if self._backend.has_summary:  # mgfast_dual: the summary head's own numbers
-            prob, lam32, maps = self._backend.infer_dual(x, iv)
-            return "maps", maps, np.stack([prob, lam32], axis=1)
         return "maps", self._backend.infer_map(x, iv), None
 
     def _device_stages(
@@ -487,22 +530,21 @@ class Detector:
         assert self.model is not None
         if kind == "pairs":
             return out[1], out[2].astype(np.float64), self.model.sha256, None, None
-        maps, summary = out[1], out[2]
         absorbers = decode_absorbers(
-            *_split_maps(maps),
+            *_split_maps(out[1]),
             calibration=self.model.calibration,
             sigma_scale=self.model.sigma_scale,
         )
-        if summary is not None:  # mgfast_dual
-            n_abs, _ = absorbers.per_spectrum(n, self.absorber_threshold)
-            score, lam = summary[:, 0], summary[:, 1].astype(np.float64)
-        else:  # the summary: the most probable absorber's probability and λ2796
-            n_abs, best = absorbers.per_spectrum(n, self.absorber_threshold)
-            found = best >= 0
-            score = np.zeros(n, np.float32)
-            score[found] = absorbers.probability[best[found]]
-            lam = np.full(n, np.nan)
-            lam[found] = absorbers.lambda2796[best[found]]
+        # One story per spectrum: the row is its most probable absorber (probability, λ2796),
+        # so that it is detected exactly when one absorber reaches the absorber threshold.
+        # (mgfast_dual's own summary head is not used for the row.)
+        assert self.absorber_threshold is not None
+        n_abs, best = absorbers.per_spectrum(n, self.absorber_threshold)
+        found = best >= 0
+        score = np.zeros(n, np.float32)
+        score[found] = absorbers.probability[best[found]]
+        lam = np.full(n, np.nan)
+        lam[found] = absorbers.lambda2796[best[found]]
         return score, lam, self.model.sha256, absorbers, n_abs
 
     def detect_stream(
@@ -633,6 +675,18 @@ def _summary_ews(
     for j, line in enumerate(("ew2796", "ew2803")):
         cols[line][rows] = ew[:, j]
         cols[line + "_err"][rows] = sig[:, j]
+    return cols
+
+
+def _best_absorber_ews(absorbers: Absorbers, detected: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-spectrum EW columns of a multi-absorber model: its most probable absorber's, in
+    detected spectra (NaN elsewhere)."""
+    n = len(detected)
+    _, best = absorbers.per_spectrum(n, 1.0)
+    rows = np.flatnonzero(detected & (best >= 0))
+    cols = {k: np.full(n, np.nan, np.float32) for k in _EW_COLUMNS}
+    for k in _EW_COLUMNS:
+        cols[k][rows] = getattr(absorbers, k)[best[rows]]
     return cols
 
 
