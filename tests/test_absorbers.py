@@ -146,8 +146,10 @@ def test_detector_reports_every_absorber_and_a_per_spectrum_summary(multi_model,
             assert res.probability[i] == 0 and np.isnan(res.wavelength[i])
     assert len(a) > 6  # several per spectrum
     res.write(tmp_path / "cat.csv")
-    rows = np.loadtxt(tmp_path / "cat.absorbers.csv", delimiter=",", ndmin=2, skiprows=2)
-    assert rows.shape[0] == len(a)
+    back = mgfast.Catalog.read(tmp_path / "cat.csv")
+    assert back.absorbers is not None and len(back.absorbers["spectrum"]) == len(a)
+    np.testing.assert_array_equal(back.absorbers["lambda2796"], a.lambda2796)
+    np.testing.assert_array_equal(back.columns["n_absorbers"], res.n_absorbers)
     assert meta["architecture"] == "mgfast_multi"
 
 

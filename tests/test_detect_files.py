@@ -312,7 +312,7 @@ def test_fits_header_records_the_run(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["-o", "c.txt"], "must be .fits, .csv or .parquet"),
+        (["-o", "c.txt"], "must be .fits, .csv, .parquet, .h5 or .hdf5"),
         (["-o", "nodir/c.fits"], "does not exist"),
         (["-o", "c.fits", "--device", "cuda:x"], "backend"),
         (["-o", "c.fits", "--device", "tpu"], "--device"),

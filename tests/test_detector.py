@@ -55,20 +55,45 @@ def test_off_grid_input_is_preprocessed():
     assert np.all(np.abs(res.wavelength - 2796.3543 * 1.95) < 1.0)
 
 
-def test_catalogue_files(tmp_path):
+@pytest.mark.parametrize("suffix", [".csv", ".fits", ".h5", ".parquet"])
+def test_catalogue_files(tmp_path, suffix):
+    """Detections.write goes through the one catalogue writer: Catalog.read gives back the same
+    rows and provenance (and read_catalog, which mgfast detect's catalogues use)."""
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
     flux, err, _ = grid_spectra(3, 3)
     res = Detector(method="matched-filter").detect(flux, err=err)
-    res.write(tmp_path / "cat.csv")
-    back = np.genfromtxt(tmp_path / "cat.csv", delimiter=",", names=True, skip_header=1)
-    np.testing.assert_allclose(back["probability"], res.probability, rtol=1e-6)
-    res.write(tmp_path / "cat.h5")
-    import h5py
-
-    with h5py.File(tmp_path / "cat.h5") as f:
-        np.testing.assert_array_equal(f["detected"][:], res.detected)
-        assert f.attrs["method"] == "matched-filter"
+    res.write(tmp_path / f"cat{suffix}")
+    back = mgfast.Catalog.read(tmp_path / f"cat{suffix}")
+    for k, v in res.columns().items():
+        np.testing.assert_array_equal(back.columns[k], v, err_msg=k)
+        assert back.columns[k].dtype == v.dtype, k
+    np.testing.assert_array_equal(back.columns["index"], np.arange(len(res)))
+    assert back.meta["method"] == "matched-filter" and back.meta["threshold"] == res.threshold
+    assert back.meta["mgfast_version"] == mgfast.__version__ and back.errors == ()
     with pytest.raises(ValueError, match="format"):
         res.write(tmp_path / "cat.txt")
+
+
+def test_fits_catalogue_has_its_provenance_in_the_primary_header(tmp_path):
+    """The primary HDU says what made the catalogue: mgfast version, model name and SHA-256,
+    thresholds, date, inputs; header text is ASCII only."""
+    import fitsio
+
+    sim = mgfast.simulate(8, seed=3, with_absorber_fraction=0.5)
+    det = Detector()
+    det.detect(sim.flux, err=sim.err).write(tmp_path / "c.fits")
+    h = fitsio.read_header(str(tmp_path / "c.fits"), 0)
+    assert h["MGFAST"] == mgfast.__version__ and h["METHOD"] == "network"
+    assert h["MODEL"] == "default" and h["MODELSHA"] == det.model.sha256
+    assert h["THRESH"] == pytest.approx(det.threshold, rel=1e-12)  # 15 digits in the card
+    assert h["NFILES"] == 0 and h["NSPEC"] == 8
+    assert "ABSTHRSH" not in h and len(h["DATE"]) >= 19
+    raw = (tmp_path / "c.fits").read_bytes()
+    headers = raw[:2880]  # the primary header's first block
+    assert all(b < 128 for b in headers)
+    back = mgfast.Catalog.read(tmp_path / "c.fits")
+    assert back.meta["model"] == "default" and back.meta["model_sha256"] == det.model.sha256
 
 
 def test_network_detector_runs_a_model_directory(tmp_path):

@@ -183,7 +183,7 @@ def _detect(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     if not out.name.endswith(SUFFIXES):
-        raise ValueError(f"-o {out}: the catalogue must be .fits, .csv or .parquet")
+        raise ValueError(f"-o {out}: the catalogue must be .fits, .csv, .parquet, .h5 or .hdf5")
     if not out.parent.exists():
         raise ValueError(f"-o {out}: directory {out.parent} does not exist")
     if out.exists() and not (args.overwrite or args.resume):
@@ -229,13 +229,17 @@ def _detect(args: argparse.Namespace) -> int:
     cat.write(out)
     shutil.rmtree(parts)  # the catalogue holds everything the journal did
     n_err = len(cat.errors)
-    where = "the ERRORS HDU" if out.suffix == ".fits" else "the .errors file beside it"
+    where = {".fits": "the ERRORS HDU", ".h5": "its errors group", ".hdf5": "its errors group"}.get(
+        out.suffix, "the .errors file beside it"
+    )
     print(f"wrote {len(cat):,} spectra from {cat.meta['n_files'] - n_err:,} files to {out}"
           + (f"; {n_err:,} files failed (listed in {where})" if n_err else ""))  # fmt: skip
     if cat.absorbers is not None:
         n_abs = len(cat.absorbers["spectrum"])
         n_det = int(np.count_nonzero(cat.absorbers["detected"]))
-        where = "the ABSORBERS HDU" if out.suffix == ".fits" else str(absorbers_sibling(out))
+        where = {".fits": "the ABSORBERS HDU", ".h5": "its absorbers group"}.get(
+            out.suffix.replace(".hdf5", ".h5"), str(absorbers_sibling(out))
+        )
         print(f"wrote {n_abs:,} absorber candidates to {where}: {n_det:,} with probability >= "
               f"{det.absorber_threshold:g}")  # fmt: skip
     return PARTIAL if n_err else 0
@@ -290,7 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "failed (the catalogue is written); 2: a usage error. docs/io.md has the details.",
     )  # fmt: skip
     d.add_argument("paths", metavar="PATH", nargs="+", help="files, directories or glob patterns")
-    d.add_argument("-o", "--output", required=True, help="catalogue: .fits, .csv or .parquet")
+    d.add_argument(
+        "-o", "--output", required=True, help="catalogue: .fits, .csv, .parquet, .h5 or .hdf5"
+    )
     d.add_argument("--format", choices=FORMATS, help="file format (default: detected per file)")
     d.add_argument("--method", choices=("network", "matched-filter"), default="network")
     d.add_argument("--model", help="model directory (default: the shipped model)")

@@ -533,6 +533,8 @@ def detect_files(
     }  # fmt: skip
     if det.absorber_threshold is not None:
         settings["absorber_threshold"] = det.absorber_threshold
+    if det.model_name is not None:
+        settings["model"] = det.model_name
     jr = Journal(journal, settings, resume) if journal is not None else None
     done = jr.load() if jr is not None else {}
     if det.multi_absorber:  # results journalled without absorber rows are searched again

@@ -13,7 +13,6 @@ ALL_MASKED flag.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import warnings
@@ -21,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -39,9 +38,7 @@ from .flags import (
     SpectrumFlag,
 )
 from .preprocess import preprocess
-
-if TYPE_CHECKING:
-    from .catalog import Catalog
+from .results import _EW_COLUMNS, Catalog, Detections
 
 DEFAULT_MODEL = "default"  # python/mgfast/models/default: model.onnx + model.json
 
@@ -81,152 +78,6 @@ def _check_threshold(name: str, value: float | None, probability: bool = True) -
     if not probability and not (np.isfinite(v) and v >= 0.0):
         raise ValueError(f"{name}: a significance threshold must be finite and >= 0, got {value!r}")
     return v
-
-
-# The per-spectrum EW columns (Detections.ew2796 ...), in catalogue order.
-_EW_COLUMNS = ("ew2796", "ew2796_err", "ew2803", "ew2803_err")
-
-
-@dataclass(frozen=True)
-class Detections:
-    """One row per input spectrum."""
-
-    probability: np.ndarray  # float32: network probability, or matched-filter significance
-    wavelength: np.ndarray  # float64: observed λ2796 (Å), NaN where nothing was found
-    redshift: np.ndarray  # float64: λ2796 / 2796.3543 − 1
-    detected: np.ndarray  # bool: probability >= threshold
-    flags: np.ndarray  # uint32: SpectrumFlag bits from preprocessing, DetectionFlag bits
-    masked_fraction: np.ndarray  # float32: fraction of the grid's pixels masked
-    snr: np.ndarray  # float32: median SNR per usable pixel (normalised flux), NaN without errors
-    threshold: float
-    method: str
-    model_sha256: str | None = None
-    # A multi-absorber model: every absorber found, one row each (mgfast.absorbers; `spectrum`
-    # indexes the rows above), and n_absorbers above absorber_threshold. The per-spectrum row is
-    # their summary: the most probable absorber's probability, λ2796 and EWs, detected exactly
-    # when n_absorbers > 0 (threshold == absorber_threshold for these models).
-    absorbers: Absorbers | None = None
-    n_absorbers: np.ndarray | None = None
-    absorber_threshold: float | None = None
-    # float32, rest Å: the MgII doublet's EWs measured on the spectrum at λ2796 (mgfast.ew),
-    # where detected; NaN elsewhere, for spectra without errors and for GPU arrays (None: none
-    # measured at all).
-    ew2796: np.ndarray | None = None
-    ew2796_err: np.ndarray | None = None
-    ew2803: np.ndarray | None = None
-    ew2803_err: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return int(self.probability.size)
-
-    def rows(self, start: int, stop: int) -> Detections:
-        """The detections of spectra start ... stop - 1, their absorbers re-indexed to them."""
-        fields: dict[str, Any] = {
-            k: v[start:stop] if isinstance(v, np.ndarray) else v for k, v in self.__dict__.items()
-        }
-        if self.absorbers is not None:
-            at = (self.absorbers.spectrum >= start) & (self.absorbers.spectrum < stop)
-            a = self.absorbers.select(at)
-            fields["absorbers"] = Absorbers(**{**a.columns(), "spectrum": a.spectrum - start})
-        return Detections(**fields)
-
-    def columns(self) -> dict[str, np.ndarray]:
-        nan = np.full(np.shape(self.probability), np.nan, np.float32)
-        ews = {k: nan if getattr(self, k) is None else getattr(self, k) for k in _EW_COLUMNS}
-        return {
-            "probability": self.probability,
-            "detected": self.detected,
-            "lambda2796": self.wavelength,
-            "z_abs": self.redshift,
-            **ews,
-            "snr": self.snr,
-            "flags": self.flags,
-            "masked_fraction": self.masked_fraction,
-        } | ({} if self.n_absorbers is None else {"n_absorbers": self.n_absorbers})
-
-    def meta(self) -> dict[str, object]:
-        m: dict[str, object] = {
-            "mgfast_version": _core.__version__,
-            "method": self.method,
-            "threshold": self.threshold,
-            "model_sha256": self.model_sha256 or "",
-        }
-        if self.absorber_threshold is not None:
-            m["absorber_threshold"] = self.absorber_threshold
-        return m
-
-    def to_table(self):  # type: ignore[no-untyped-def]
-        """An astropy Table with the run's metadata in ``meta`` (astropy must be installed)."""
-        from astropy.table import Table
-
-        from .catalog import units_of
-
-        cols = self.columns()
-        return Table(cols, meta=self.meta(), units=units_of(cols))
-
-    def absorber_columns(self) -> dict[str, np.ndarray] | None:
-        """One row per absorber (multi-absorber models), with a `detected` column."""
-        if self.absorbers is None:
-            return None
-        a = self.absorbers
-        t = self.threshold if self.absorber_threshold is None else self.absorber_threshold
-        return a.columns() | {"detected": a.probability >= t}
-
-    def write(self, path: str | Path) -> None:
-        """Write the detections: .csv, .h5/.hdf5, or .fits (astropy). With a multi-absorber
-        model the absorbers go to an ABSORBERS table (HDF5 group, FITS extension) or, for CSV,
-        to a sibling file NAME.absorbers.csv."""
-        path = Path(path)
-        if path.suffix not in (".csv", ".h5", ".hdf5", ".fits"):
-            raise ValueError(f"{path}: unknown catalogue format (use .csv, .h5 or .fits)")
-        self._write_table(self.columns(), path)
-        rows = self.absorber_columns()
-        if rows is None:
-            return
-        if path.suffix == ".csv":
-            self._write_table(rows, path.with_name(path.stem + ".absorbers.csv"))
-        elif path.suffix in (".h5", ".hdf5"):
-            import h5py
-
-            with h5py.File(path, "a") as f:
-                g = f.create_group("absorbers")
-                for k, v in rows.items():
-                    g.create_dataset(k, data=v)
-        else:
-            from astropy.io import fits
-            from astropy.table import Table
-
-            from .catalog import units_of
-
-            hdu = fits.table_to_hdu(Table(rows, units=units_of(rows)))
-            hdu.name = "ABSORBERS"
-            with fits.open(path, mode="append") as hdul:
-                hdul.append(hdu)
-
-    def _write_table(self, cols: dict[str, np.ndarray], path: Path) -> None:
-        if path.suffix == ".csv":
-            header = ",".join(cols)
-            data = np.column_stack([np.asarray(c, np.float64) for c in cols.values()])
-            comment = "# " + json.dumps(self.meta())
-            np.savetxt(path, data, delimiter=",", header=header, comments=comment + "\n",
-                       fmt="%.10g")  # fmt: skip
-        elif path.suffix in (".h5", ".hdf5"):
-            import h5py
-
-            with h5py.File(path, "w") as f:
-                for k, v in cols.items():
-                    f.create_dataset(k, data=v)
-                for k, v in self.meta().items():
-                    f.attrs[k] = v
-        else:
-            from astropy.io.fits.verify import VerifyWarning
-            from astropy.table import Table
-
-            from .catalog import units_of
-
-            with warnings.catch_warnings():  # the metadata's long keys become HIERARCH cards
-                warnings.simplefilter("ignore", VerifyWarning)
-                Table(cols, meta=self.meta(), units=units_of(cols)).write(path, overwrite=True)
 
 
 @dataclass(frozen=True)
@@ -348,6 +199,7 @@ class Detector:
         }  # fmt: skip
         self._backend = None
         self.model = None
+        self.model_name: str | None = None
         self.absorber_threshold: float | None = None
         if method == "matched-filter":
             from .matched_filter import DEFAULT_THRESHOLD
@@ -367,6 +219,9 @@ class Detector:
                 "pass model='path/to/model' or method='matched-filter'"
             )
         self.model = load_model(path)
+        self.model_name = model if isinstance(model, str) and model in shipped_models() else (
+            DEFAULT_MODEL if model is None else str(path)
+        )  # fmt: skip
         if on_gpu:
             self._backend = GpuBackend(
                 self.model, device=backend if ":" in backend else "cuda:0",
@@ -464,7 +319,7 @@ class Detector:
         res = Detections(
             probability=score, wavelength=lam, redshift=lam / MGII_2796.wavelength - 1.0,
             detected=detected, flags=flags, masked_fraction=masked.astype(np.float32), snr=snr,
-            threshold=self.threshold, method=self.method, model_sha256=sha,
+            threshold=self.threshold, method=self.method, model_sha256=sha, model=self.model_name,
             absorbers=absorbers, n_absorbers=n_abs,
             absorber_threshold=self.absorber_threshold if absorbers is not None else None, **ews,
         )  # fmt: skip
