@@ -181,7 +181,7 @@ def test_sigma_scales_make_the_stated_errors_cover_68_percent():
         spectrum=np.arange(n), probability=np.ones(n, np.float32), score=np.ones(n, np.float32),
         lambda2796=lam, lambda2796_err=np.full(n, 0.1), z=lam / 2796.35 - 1, z_err=np.zeros(n),
         ew2796=np.exp(ln1), ew2796_err=np.exp(ln1) * 0.1, ew2803=np.exp(ln2),
-        ew2803_err=np.exp(ln2) * 0.1, **unmeasured(n),
+        ew2803_err=np.exp(ln2) * 0.1, **unmeasured(n), flags=np.zeros(n, np.uint32),
     )  # fmt: skip
     truth = SimpleNamespace(
         abs_lambda2796=lam_true[:, None], abs_ew2796=ew_true[:, None], abs_ew2803=ew_true[:, None]

@@ -277,3 +277,64 @@ def test_unnormalised_flux_given_as_normalised_is_flagged_and_warned_about():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         det.detect(flux[:4] * 1e17, err=err[:4] * 1e17, normalised=False)
+
+
+def test_z_em_limits_the_search_and_flags_forest_and_associated_absorbers():
+    """With z_em nothing is searched redward of where MgII can be (pixels BEYOND_ZEM), and the
+    rows get IN_FOREST / ASSOCIATED from their λ2796; NaN z_em changes nothing."""
+    from mgfast.flags import DetectionFlag, PixelFlag
+
+    sim = mgfast.simulate(8, seed=1, snr=20, with_absorber_fraction=1.0)
+    z_abs = sim.truth.lambda2796 / 2796.3543 - 1
+    det = Detector()
+    plain = det.detect(sim.flux, err=sim.err)
+    assert plain.detected.all() and np.isnan(plain.columns()["z_em"]).all()
+    unknown = det.detect(sim.flux, err=sim.err, z_em=np.full(8, np.nan))
+    np.testing.assert_array_equal(unknown.probability, plain.probability)
+    np.testing.assert_array_equal(unknown.flags, plain.flags)
+    # the quasar just behind each absorber: found, and associated (within 5,000 km/s)
+    near = det.detect(sim.flux, err=sim.err, z_em=z_abs + 0.01)
+    assert near.detected.all()
+    assert np.all(near.flags & DetectionFlag.ASSOCIATED)
+    np.testing.assert_array_equal(near.columns()["z_em"], z_abs + 0.01)
+    # far behind: not associated; in the forest when λ2796 < 1215.67 (1 + z_em)
+    far = det.detect(sim.flux, err=sim.err, z_em=z_abs + 2.0)
+    assert not np.any(far.flags & DetectionFlag.ASSOCIATED)
+    in_forest = sim.truth.lambda2796 < 1215.67 * (1 + z_abs + 2.0)
+    np.testing.assert_array_equal((far.flags & DetectionFlag.IN_FOREST) != 0, in_forest)
+    # in front of the absorbers: they lie where no MgII can be, and are not searched
+    front = det.detect(sim.flux, err=sim.err, z_em=z_abs - 0.05)
+    assert not front.detected.any()
+    assert np.all(front.masked_fraction > plain.masked_fraction)
+    pre = mgfast.preprocess(sim.flux, None, sim.err)
+    assert PixelFlag.BEYOND_ZEM not in PixelFlag(int(np.bitwise_or.reduce(pre.pixmask.ravel())))
+
+
+@pytest.mark.parametrize(
+    ("z_em", "message"),
+    [(-0.5, ">= 0"), (np.inf, ">= 0"), ([1.0, 2.0], "2 values for 6"), ("high", "number")],
+)
+def test_bad_z_em_is_refused(z_em, message):
+    flux, err, _ = grid_spectra(3, 3)
+    with pytest.raises(ValueError, match=message):
+        Detector(method="matched-filter").detect(flux, err=err, z_em=z_em)
+
+
+def test_multi_absorber_z_em_flags_each_absorber():
+    from mgfast.flags import DetectionFlag
+
+    sim = mgfast.simulate(10, seed=4, snr=20, with_absorber_fraction=1.0, max_absorbers=3)
+    lam = sim.truth.abs_lambda2796
+    z_em = np.nanmax(lam, axis=1) / 2796.3543 - 1 + 0.005  # just behind the reddest absorber
+    res = Detector(model="multi").detect(sim.flux, err=sim.err, z_em=z_em)
+    a = res.absorbers
+    assert a is not None and len(a) > 0
+    z_abs = a.lambda2796 / 2796.3543 - 1
+    dv = 299792.458 * np.abs(np.log((1 + z_abs) / (1 + z_em[a.spectrum])))
+    np.testing.assert_array_equal((a.flags & DetectionFlag.ASSOCIATED) != 0, dv <= 5000.0)
+    cut = (
+        2803.5315
+        * (1 + z_em[a.spectrum])
+        * np.sqrt((1 + 5000 / 299792.458) / (1 - 5000 / 299792.458))
+    )
+    assert np.all(a.lambda2796 < cut)

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 from metrics import (
     NO_ABSORBER,
     ew_threshold,
+    fit_logistic,
     mae_predicted,
     table1,
     threshold_at_fpr,
@@ -56,3 +57,13 @@ def test_table1_rows_per_snr_and_overall():
     assert [r["snr"] for r in rows] == [3.0, 10.0, "all"]
     assert all(r["accuracy"] == 1.0 and r["fpr"] == 0.0 for r in rows)
     assert abs(rows[-1]["mae"] - np.abs(lam_pred - lam_true)[has].mean()) < 1e-12
+
+
+def test_logistic_fit_recovers_known_coefficients():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40000, 2))
+    z = 1.5 * x[:, 0] - 0.7 * x[:, 1] + 0.3
+    y = (rng.random(40000) < 1 / (1 + np.exp(-z))).astype(float)
+    coef, b = fit_logistic(x, y, l2=0.0)
+    np.testing.assert_allclose(coef, [1.5, -0.7], atol=0.05)
+    assert abs(b - 0.3) < 0.05

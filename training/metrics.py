@@ -107,3 +107,26 @@ def completeness_grid(
             if m.any():
                 out[i, j] = pred[m].mean()
     return out
+
+
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None, l2: float = 1e-4
+) -> tuple[np.ndarray, float]:
+    """Weighted logistic regression by Newton's method (a small ridge on the coefficients keeps
+    it finite on separable data): coefficients (d,) and the intercept."""
+    n, d = x.shape
+    xa = np.hstack([x, np.ones((n, 1))])
+    w = np.ones(n) if weight is None else np.asarray(weight, np.float64)
+    w = w / w.sum()
+    beta = np.zeros(d + 1)
+    ridge = l2 * np.eye(d + 1)
+    ridge[d, d] = 0.0
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-np.clip(xa @ beta, -40, 40)))
+        grad = xa.T @ (w * (p - y)) + ridge @ beta
+        hess = (xa * (w * p * (1 - p))[:, None]).T @ xa + ridge
+        step = np.linalg.solve(hess, grad)
+        beta -= step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return beta[:d], float(beta[d])

@@ -57,6 +57,7 @@ class Absorbers:
     ew2803_measured: np.ndarray  # float32, rest Å
     ew2803_measured_err: np.ndarray  # float32
     ew_measured: np.ndarray  # bool
+    flags: np.ndarray  # uint32: DetectionFlag IN_FOREST and ASSOCIATED (with z_em), else 0
 
     def __len__(self) -> int:
         return int(self.spectrum.size)
@@ -133,6 +134,7 @@ def decode_absorbers(
         ew2803=ew2.astype(np.float32),
         ew2803_err=(ew2 * s2).astype(np.float32),
         **unmeasured(rows.size),
+        flags=np.zeros(rows.size, np.uint32),
     )
 
 

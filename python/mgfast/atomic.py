@@ -18,5 +18,6 @@ class Line:
 LINES: dict[str, Line] = {k: Line(k, *v) for k, v in _core.LINES.items()}
 MGII_2796: Line = LINES["MgII 2796"]
 MGII_2803: Line = LINES["MgII 2803"]
+C_KMS = 299792.458  # the speed of light, km/s
 
-__all__ = ["LINES", "MGII_2796", "MGII_2803", "Line"]
+__all__ = ["C_KMS", "LINES", "MGII_2796", "MGII_2803", "Line"]

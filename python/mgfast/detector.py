@@ -28,13 +28,16 @@ import numpy.typing as npt
 from . import _core, grid
 from . import ew as ew_mod
 from .absorbers import Absorbers, decode_absorbers
-from .atomic import MGII_2796, MGII_2803
+from .atomic import C_KMS, MGII_2796, MGII_2803
 from .flags import (
+    ASSOCIATED_KMS,
     EDGE_PIXELS,
     LOW_SNR_LIMIT,
+    LYA_REST,
     NORMALISED_MEDIAN_RANGE,
     DetectionFlag,
     NormalisationWarning,
+    PixelFlag,
     SpectrumFlag,
 )
 from .preprocess import preprocess
@@ -269,9 +272,16 @@ class Detector:
         mask: npt.ArrayLike | None = None,
         resolution: float | npt.ArrayLike | None = None,
         normalised: bool = True,
+        z_em: float | npt.ArrayLike | None = None,
     ) -> Detections:
         """Detect MgII in spectra: (N, n) or one spectrum of n pixels; any wavelength grid when
         ``wave`` is given (then preprocessed onto mgfast.grid), the grid itself otherwise.
+
+        ``z_em``: the quasars' emission redshifts (one for all, or one per spectrum; NaN where
+        unknown). Then nothing is searched where no MgII can be: pixels redward of λ2803 at
+        ASSOCIATED_KMS above z_em are masked (PixelFlag.BEYOND_ZEM), and the row and each
+        absorber get DetectionFlag.IN_FOREST (λ2796 in the Lyα forest) and ASSOCIATED (within
+        ASSOCIATED_KMS of z_em). Host arrays only.
 
         With a GPU backend, spectra already on the GPU (CuPy, PyTorch, ... arrays exposing
         ``__cuda_array_interface__``; float32, on the grid; err/ivar float32 and mask uint32
@@ -279,6 +289,8 @@ class Detector:
         the results come back (GpuBackend.detect_device)."""
         single = np.ndim(flux) == 1
         on_gpu = _on_gpu(flux)
+        if z_em is not None and on_gpu:
+            raise ValueError("z_em: not supported for spectra given as GPU arrays (pass NumPy)")
         if on_gpu:
             flags, n_masked, snr, pixmask, out = self._device_stages(
                 flux, wave, err, ivar, mask, resolution, normalised
@@ -290,8 +302,11 @@ class Detector:
             )  # fmt: skip
             flags, n_masked = np.atleast_1d(pre.flags), np.atleast_2d(pre.n_masked)
             ivar2, pixmask = np.atleast_2d(pre.ivar), np.atleast_2d(pre.pixmask)
-            snr = _median_snr(ivar2, self.threads)
             flux2 = np.atleast_2d(pre.flux)
+            zem = _check_z_em(z_em, len(flags))
+            if zem is not None:
+                n_masked = _mask_beyond_z_em(zem, flux2, ivar2, pixmask)
+            snr = _median_snr(ivar2, self.threads)
             # the EW measurement's weights, and those of a network that reads the noise: spectra
             # without errors get them from their scatter
             ivar_ew = ew_mod.scatter_ivar(flux2, ivar2, pixmask)
@@ -309,6 +324,12 @@ class Detector:
         # λ2796 only where it points into the arms; a "no absorber" label is not a wavelength.
         lam = np.where(np.isfinite(grid.pixel_of(lam)) & ~empty, lam, np.nan)
         flags = flags | _quality(snr, pixmask, lam)
+        zem = None if on_gpu else _check_z_em(z_em, len(flags))
+        if zem is not None:
+            flags = flags | _z_em_flags(lam, zem)
+            if absorbers is not None:
+                af = absorbers.flags | _z_em_flags(absorbers.lambda2796, zem[absorbers.spectrum])
+                absorbers = Absorbers(**{**absorbers.columns(), "flags": af})
         if normalised and not on_gpu:
             flags = flags | _check_normalised(flux2, pixmask)
         masked = n_masked.sum(axis=1) / grid.N_PIX
@@ -319,6 +340,7 @@ class Detector:
         res = Detections(
             probability=score, wavelength=lam, redshift=lam / MGII_2796.wavelength - 1.0,
             detected=detected, flags=flags, masked_fraction=masked.astype(np.float32), snr=snr,
+            z_em=zem,
             threshold=self.threshold, method=self.method, model_sha256=sha, model=self.model_name,
             absorbers=absorbers, n_absorbers=n_abs,
             absorber_threshold=self.absorber_threshold if absorbers is not None else None, **ews,
@@ -577,6 +599,53 @@ def _median_snr(ivar: np.ndarray, threads: int = 0) -> np.ndarray:
     nanmedian of the same, in the core (a selection per row, not a sort; the GPU engine computes
     it on the device, cuda::enqueue_median_snr)."""
     return _core.median_snr(np.ascontiguousarray(ivar, np.float32), int(threads))
+
+
+def _check_z_em(z_em: Any, n: int) -> np.ndarray | None:
+    """z_em as (n,) float64 (NaN: unknown), or None; ValueError for a bad value or shape."""
+    if z_em is None:
+        return None
+    try:
+        z = np.asarray(z_em, np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"z_em: expected a number or an array of numbers, got {z_em!r}") from None
+    if z.ndim == 0:
+        z = np.full(n, float(z))
+    if z.shape != (n,):
+        raise ValueError(f"z_em: {z.shape[0] if z.ndim == 1 else z.shape} values for {n} spectra")
+    bad = np.isinf(z) | (z < 0)
+    if bad.any():
+        raise ValueError(f"z_em: must be >= 0 or NaN (unknown), got {z[bad][0]!r}")
+    return z
+
+
+def _doppler(kms: float) -> float:
+    return float(np.sqrt((1 + kms / C_KMS) / (1 - kms / C_KMS)))
+
+
+def _mask_beyond_z_em(
+    z_em: np.ndarray, flux: np.ndarray, ivar: np.ndarray, pixmask: np.ndarray
+) -> np.ndarray:
+    """Mask, in place, the pixels redward of λ2803 at ASSOCIATED_KMS above z_em; returns the
+    masked pixels per spectrum and arm."""
+    cut = MGII_2803.wavelength * (1 + z_em) * _doppler(ASSOCIATED_KMS)  # NaN: nothing cut
+    beyond = grid.wavelength()[None, :] > cut[:, None]
+    flux[beyond] = 1.0
+    ivar[beyond] = 0.0
+    pixmask[beyond] |= np.uint8(PixelFlag.BEYOND_ZEM)
+    masked = pixmask != 0
+    return np.stack([masked[:, a.start : a.stop].sum(axis=1) for a in grid.ARMS], axis=1)
+
+
+def _z_em_flags(lam: np.ndarray, z_em: np.ndarray) -> np.ndarray:
+    """DetectionFlag IN_FOREST and ASSOCIATED of λ2796 values given z_em (0 where either is
+    NaN)."""
+    z_abs = lam / MGII_2796.wavelength - 1.0
+    with np.errstate(invalid="ignore"):
+        forest = lam < LYA_REST * (1 + z_em)
+        assoc = np.abs(np.log((1 + z_abs) / (1 + z_em))) <= np.log(_doppler(ASSOCIATED_KMS))
+    return (np.where(forest, int(DetectionFlag.IN_FOREST), 0)
+            | np.where(assoc, int(DetectionFlag.ASSOCIATED), 0)).astype(np.uint32)  # fmt: skip
 
 
 def _quality(snr: np.ndarray, pixmask: np.ndarray, lam: np.ndarray) -> np.ndarray:

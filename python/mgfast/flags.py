@@ -13,7 +13,9 @@ PixelFlag = enum.IntFlag("PixelFlag", dict(_core.PIXEL_FLAGS))  # type: ignore[m
 PixelFlag.__doc__ = """Why an output pixel is masked (any bit set: flux 1, ivar 0).
 
 NOT_COVERED: no input data there; BAD_INPUT: NaN/inf flux, error <= 0, ivar 0 or a bad mask bit;
-ARM_MISSING: the whole arm had too little data; CONTINUUM_FAILED: the arm's continuum fit failed.
+ARM_MISSING: the whole arm had too little data; CONTINUUM_FAILED: the arm's continuum fit failed;
+BEYOND_ZEM: redward of where MgII can be given the quasar's redshift (Detector.detect's z_em:
+λ2803 of an absorber ASSOCIATED_KMS above z_em), masked so that nothing is searched there.
 """
 
 SpectrumFlag = enum.IntFlag("SpectrumFlag", dict(_core.SPECTRUM_FLAGS))  # type: ignore[misc]
@@ -36,13 +38,19 @@ class DetectionFlag(enum.IntFlag):
     detected or not. NOT_NORMALISED: the flux was given as continuum-normalised (the default,
     ``normalised=True``) but the median of its usable pixels lies outside
     ``NORMALISED_MEDIAN_RANGE``: it was searched as given, which fails; pass normalised=False
-    (the Detector also warns, NormalisationWarning).
+    (the Detector also warns, NormalisationWarning). With the quasar's redshift z_em given:
+    IN_FOREST: λ2796 lies in the Lyα forest (below 1215.67 (1 + z_em) Å), where both the
+    continuum and the absorbers are less certain; ASSOCIATED: z_abs within ``ASSOCIATED_KMS``
+    (5,000 km/s) of z_em, an absorber that may belong to the quasar itself. Set on the spectrum
+    row (at its λ2796) and on each absorber of a multi-absorber model.
     """
 
     LOW_SNR = 1 << 16
     NEAR_EDGE = 1 << 17
     NEAR_MASKED = 1 << 18
     NOT_NORMALISED = 1 << 19
+    IN_FOREST = 1 << 20
+    ASSOCIATED = 1 << 21
 
 
 class NormalisationWarning(UserWarning):
@@ -53,6 +61,8 @@ LOW_SNR_LIMIT: float = 3.0
 # A normalised spectrum's usable pixels have a median near 1 (0.5-0.9 in the Lyα forest); flux in
 # physical units or counts lies far outside this range.
 NORMALISED_MEDIAN_RANGE: tuple[float, float] = (0.2, 5.0)
+ASSOCIATED_KMS: float = 5000.0  # |Δv| of an associated absorber from z_em
+LYA_REST: float = 1215.67  # Å, the Lyα forest's red end in the quasar's rest frame
 EDGE_PIXELS: int = 10  # 10 pixels of Δlnλ = 1/20000: 2-3.4 Å, a few times a line's core width
 assert not any(int(b) & int(f) for b in DetectionFlag for f in SpectrumFlag)
 
@@ -64,8 +74,10 @@ ARM_MISSING = (
 
 __all__ = [
     "ARM_MISSING",
+    "ASSOCIATED_KMS",
     "EDGE_PIXELS",
     "LOW_SNR_LIMIT",
+    "LYA_REST",
     "NORMALISED_MEDIAN_RANGE",
     "DetectionFlag",
     "NormalisationWarning",

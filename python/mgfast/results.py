@@ -56,6 +56,7 @@ class Detections:
     ew2796_err: np.ndarray | None = None
     ew2803: np.ndarray | None = None
     ew2803_err: np.ndarray | None = None
+    z_em: np.ndarray | None = None  # float64: the quasar's redshift as given (NaN: unknown)
 
     def __len__(self) -> int:
         return int(self.probability.size)
@@ -79,6 +80,7 @@ class Detections:
             "detected": self.detected,
             "lambda2796": self.wavelength,
             "z_abs": self.redshift,
+            "z_em": np.full(len(self), np.nan) if self.z_em is None else self.z_em,
             **ews,
             "snr": self.snr,
             "flags": self.flags,

@@ -192,6 +192,7 @@ PYBIND11_MODULE(_core, m) {
   pix["BAD_INPUT"] = flags::kPixBadInput;
   pix["ARM_MISSING"] = flags::kPixArmMissing;
   pix["CONTINUUM_FAILED"] = flags::kPixContinuumFailed;
+  pix["BEYOND_ZEM"] = flags::kPixBeyondZem;
   spec["ARM_MISSING_BLUE"] = flags::kArmMissingBlue;
   spec["ARM_MISSING_GREEN"] = flags::kArmMissingGreen;
   spec["ARM_MISSING_RED"] = flags::kArmMissingRed;
