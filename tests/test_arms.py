@@ -160,10 +160,29 @@ def test_two_files_of_one_arm_are_an_error_naming_both(tmp_path, mf):
                         header={"OBJECT": "other"})  # fmt: skip
     cat = mf.detect_files(tmp_path)
     assert list(cat.columns["file"]) == [str(other)]  # no row for the object
-    assert len(cat.errors) == 1
-    err = cat.errors[0]
-    assert err.file == str(files[0])  # the object's first file
-    assert str(files[1]) in err.reason and str(dup) in err.reason and "green arm" in err.reason
+    # every file of the object is an error row under its own name (none vanishes)
+    assert sorted(e.file for e in cat.errors) == sorted(map(str, [*files, dup]))
+    for err in cat.errors:
+        assert str(files[1]) in err.reason and str(dup) in err.reason and "green arm" in err.reason
+        assert err.reason.startswith(str(files[1])) or err.reason.startswith(str(files[0]))
+
+
+def test_two_epochs_as_six_arm_files_account_for_every_file(tmp_path, mf, capsys):
+    """Two epochs of one object as six per-arm files: every file is a row or an error row,
+    and the CLI says partial (files in = rows' files + errors)."""
+    q = quasar()
+    (tmp_path / "e1").mkdir()
+    (tmp_path / "e2").mkdir()
+    a = write_4most_arms(tmp_path / "e1", "q", q.wave, q.flux[0], q.err[0], header={"OBJ_UID": 5})
+    b = write_4most_arms(tmp_path / "e2", "q", q.wave, q.flux[0], q.err[0], header={"OBJ_UID": 5})
+    out = tmp_path / "c.fits"
+    assert main(["detect", str(tmp_path / "e1"), str(tmp_path / "e2"), "-o", str(out),
+                 "--method", "matched-filter"]) == PARTIAL  # fmt: skip
+    cat = read_catalog(out)
+    in_rows = {f for row in cat.columns["file"] for f in row.split(";")}
+    in_errors = {e.file for e in cat.errors}
+    assert in_rows | in_errors == set(map(str, a + b))
+    assert "wrote 0 spectra from 0 files" in capsys.readouterr().out
 
 
 def test_a_corrupt_arm_file_is_an_error_and_the_object_keeps_its_row(tmp_path, mf, capsys):

@@ -284,13 +284,15 @@ def read_unit(
         first = members[0]
         try:
             spectrum, order = io.combine_arms([s for _, s in arms], [files[i] for i in members])
-        except Exception as e:
-            outcomes[first] = (None, _reason(e, files[first]))
+        except Exception as e:  # every file of the object gets this error, under its own name
+            why = _reason(e, "") + " (--no-merge-arms searches each arm file alone)"
+            for i in members:
+                outcomes[i] = (None, why)
         else:
             label = ";".join(files[members[j]] for j in order)
             outcomes[first] = _Job([spectrum], label, files[first])
-        for i in members[1:]:
-            outcomes[i] = (concat([], multi=multi), None)  # in the first's row
+            for i in members[1:]:
+                outcomes[i] = (concat([], multi=multi), None)  # in the first's row
     return [o for o in outcomes if o is not None]
 
 
