@@ -270,8 +270,8 @@ def test_paths_directories_and_globs(tmp_path):
     assert files == [str(tmp_path / "a/sub/y.fits.gz"), str(tmp_path / "a/x.fits"),
                      str(tmp_path / "b.npz")]  # fmt: skip
     assert expand_paths([tmp_path / "missing.fits"]) == [str(tmp_path / "missing.fits")]
-    with pytest.raises(ValueError, match="matches no file"):
-        expand_paths([str(tmp_path / "*.nothing")])
+    # a pattern that matches nothing stays in: its error row says so
+    assert expand_paths([str(tmp_path / "*.nothing")]) == [str(tmp_path / "*.nothing")]
 
 
 def test_csv_and_parquet_catalogues_with_their_error_tables(tmp_path, capsys):
@@ -337,9 +337,15 @@ def test_low_resolution_needs_the_flag(tmp_path, capsys):
     p = write_sdss(tmp_path / "spec.fits", w, np.ones(w.size), np.full(w.size, 25.0),
                    np.zeros(w.size, np.int32))  # fmt: skip
     out = tmp_path / "c.fits"
-    assert main(["detect", str(p), "-o", str(out), "--method", "matched-filter"]) == 2
+    q = quasar()
+    good = write_4most(tmp_path / "good.fits", q.wave, q.flux[0], q.err[0])
+    # without the flag the low-resolution file is an error row and the run goes on
+    assert main(["detect", str(p), str(good), "-o", str(out), "--method", "matched-filter"]) == 3
     assert "--allow-low-resolution" in capsys.readouterr().err
-    argv = ["detect", str(p), "-o", str(out), "--method", "matched-filter", "--resume",
+    cat = read_catalog(out)
+    assert list(cat.columns["file"]) == [str(good)] and [e.file for e in cat.errors] == [str(p)]
+    assert "--allow-low-resolution" in cat.errors[0].reason
+    argv = ["detect", str(p), "-o", str(out), "--method", "matched-filter", "--overwrite",
             "--allow-low-resolution"]  # fmt: skip
     assert main(argv) == 0
     err = capsys.readouterr().err
@@ -698,3 +704,26 @@ def test_absorber_threshold_is_honoured_and_thresholds_are_checked(tmp_path, cap
     single = ["--absorber-threshold", "0.5"]  # the default model has no absorber list
     assert main(["detect", str(d), "-o", str(tmp_path / "y.fits"), *single]) == 2
     assert "one absorber per spectrum" in capsys.readouterr().err
+
+
+def test_every_input_is_a_row_or_an_error_row_and_exit_codes(tmp_path, capsys):
+    """Files in = files in rows + errors, whatever failed: unreadable, missing, a pattern that
+    matches nothing; the exit code is 3 (partial); the exit codes are listed in --help."""
+    d, _, _ = make_run(tmp_path, 3, corruptions=("junk",))
+    missing = tmp_path / "gone.fits"
+    pattern = str(tmp_path / "*.nothing")
+    out = tmp_path / "c.fits"
+    argv = ["detect", str(d), str(missing), pattern, "-o", str(out), "--method", "matched-filter"]
+    assert main(argv) == PARTIAL
+    cat = read_catalog(out)
+    inputs = set(expand_paths([d])) | {str(missing), pattern}
+    assert set(cat.columns["file"]) | {e.file for e in cat.errors} == inputs
+    reasons = {e.file: e.reason for e in cat.errors}
+    assert "no such file" in reasons[str(missing)]
+    assert reasons[pattern] == "the pattern matches no file"
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["detect", "--help"])
+    text = capsys.readouterr().out
+    for code in ("0 ", "3 ", "2 ", "130"):
+        assert f"  {code}" in text

@@ -171,6 +171,15 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 PARTIAL = 3  # exit code of `mgfast detect` when some files failed (the catalogue is written)
+INTERRUPTED = 130
+EXIT_CODES = """exit codes:
+  0    every input file was read and searched; the catalogue is written
+  3    partial: some inputs failed (unreadable, missing, a pattern matching no file, a
+       low-resolution file without --allow-low-resolution, an arm group that cannot be
+       combined): each is a row of the error table; the catalogue is written
+  2    usage error (a bad option or output path, an existing output without --overwrite, a
+       journal without --resume or resumed with other settings, dask missing): nothing written
+  130  interrupted: the journal keeps what was done; the same command with --resume finishes"""
 
 
 def _detect(args: argparse.Namespace) -> int:
@@ -225,7 +234,7 @@ def _detect(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print(f"mgfast detect: interrupted; the results so far are in {parts}: run the same "
                   "command with --resume to finish", file=sys.stderr)  # fmt: skip
-            return 130
+            return INTERRUPTED
     cat.write(out)
     shutil.rmtree(parts)  # the catalogue holds everything the journal did
     n_err = len(cat.errors)
@@ -290,8 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "FITS tables, NumPy) and write a catalogue: one row per spectrum, one error per file "
         "that could not be read and, with a multi-absorber model, one row per absorber (FITS "
         "HDU ABSORBERS, or NAME.absorbers.csv/.parquet). Per-arm 4MOST files of one object are "
-        "combined into one spectrum and one row. Exit code 0: all files read; 3: some "
-        "failed (the catalogue is written); 2: a usage error. docs/io.md has the details.",
+        "combined into one spectrum and one row. docs/io.md has the details.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     d.add_argument("paths", metavar="PATH", nargs="+", help="files, directories or glob patterns")
     d.add_argument(
@@ -363,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(f"mgfast {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import numpy as np
 from . import __version__, io
 from .catalog import ABSORBER_PREFIX, Catalog, FileError, concat, rows_for, split_rows
 from .flags import SpectrumFlag
-from .io.spectrum import LowResolutionError, Spectrum
+from .io.spectrum import Spectrum
 
 if TYPE_CHECKING:
     from .detector import Detections, Detector
@@ -35,8 +35,8 @@ Outcome = tuple[dict[str, np.ndarray] | None, str | None]
 
 def expand_paths(paths: str | Path | Sequence[str | Path]) -> list[str]:
     """Files, directories (their spectrum files, recursively, sorted) and glob patterns → files,
-    each once, in the order given. A path that does not exist stays in (it becomes an error row);
-    a pattern that matches nothing raises ValueError."""
+    each once, in the order given. A path that does not exist, or a pattern that matches no
+    file, stays in as it is: it becomes an error row (every input is accounted for)."""
     if isinstance(paths, str | Path):
         paths = [paths]
     out: list[str] = []
@@ -50,10 +50,8 @@ def expand_paths(paths: str | Path | Sequence[str | Path]) -> list[str]:
             ]
             out += sorted(found)
         elif not os.path.exists(p) and glob.has_magic(p):
-            hits = sorted(glob.glob(p, recursive=True))
-            if not hits:
-                raise ValueError(f"{p}: the pattern matches no file")
-            out += [h for h in hits if os.path.isfile(h)]
+            hits = [h for h in sorted(glob.glob(p, recursive=True)) if os.path.isfile(h)]
+            out += hits or [p]  # no match: the pattern's error row says so
         else:
             out.append(p)
     return list(dict.fromkeys(out))
@@ -178,12 +176,12 @@ def _read(path: str, format: str | None, allow_low_resolution: bool) -> list[Spe
 
 
 def _read_or_reason(path: str, format: str | None, allow_low: bool) -> list[Spectrum] | str:
-    """A file's spectra, or the reason it cannot be read: one bad file must never stop a run.
-    Only a missing allow_low_resolution (a setting to change, not a bad file) raises."""
+    """A file's spectra, or the reason it cannot be read: one bad file must never stop a run
+    (a low-resolution file without allow_low_resolution included: its reason says so)."""
+    if not os.path.exists(path) and glob.has_magic(path):
+        return "the pattern matches no file"
     try:
         return _read(path, format, allow_low)
-    except LowResolutionError:
-        raise
     except Exception as e:
         return _reason(e, path)
 
@@ -198,8 +196,7 @@ def _search(det: Detector, spectra: list[Spectrum], file: str, path: str) -> Out
 def process_file(
     det: Detector, path: str, format: str | None, allow_low_resolution: bool
 ) -> Outcome:
-    """Read and search one file: its columns, or the reason it failed. Only a missing
-    allow_low_resolution (a setting to change, not a bad file) raises."""
+    """Read and search one file: its columns, or the reason it failed."""
     return process_unit(det, [path], format, allow_low_resolution)[0]
 
 

@@ -515,7 +515,7 @@ class Detector:
         paths : files, directories (every file in them, sorted) and glob patterns
         format : one of mgfast.io.FORMATS; default: detected per file
         allow_low_resolution : search SDSS/DESI-like spectra (R < 10000) with a warning; without
-            it such a file raises mgfast.io.LowResolutionError (a setting to fix, not a bad file)
+            it such a file is an error row (its reason says how to search it) and the run goes on
         journal : directory where results are written as they come, file chunk by file chunk
             (atomically), so that a killed run loses nothing written; with ``resume`` the files
             already there are skipped (docs/io.md)
