@@ -255,3 +255,26 @@ def _cols(q, without: str) -> list:
     n = q.wave.size
     cols = {"WAVE": q.wave, "FLUX": q.flux[0], "ERR": q.err[0]}
     return [fits.Column(k, f"{n}D", array=v[None]) for k, v in cols.items() if k != without]
+
+
+def test_mgfast_reads_the_sets_mgfast_simulate_writes(tmp_path):
+    """mgfast simulate -o set.h5, then mgfast.io.read / mgfast detect on it: the same spectra;
+    an HDF5 file that is not such a set is a ReadError saying so."""
+    import h5py
+
+    from mgfast.cli import main
+
+    out = tmp_path / "set.h5"
+    assert main(["simulate", "12", "-o", str(out), "--seed", "5"]) == 0
+    spectra = io.read(out)
+    with h5py.File(out) as f:
+        np.testing.assert_array_equal(np.stack([s.flux for s in spectra]), f["flux"][()])
+        np.testing.assert_array_equal(spectra[3].err, f["err"][3])
+    assert spectra[0].normalised and spectra[11].id == "set.h5[11]"
+    assert io.detect_format(out) == "mgfast-hdf5"
+    assert main(["detect", str(tmp_path), "-o", str(tmp_path / "c.csv"),
+                 "--method", "matched-filter"]) == 0  # fmt: skip
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(io.ReadError, match="not an mgfast simulated set"):
+        io.read(tmp_path / "other.h5")

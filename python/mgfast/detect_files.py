@@ -23,7 +23,9 @@ from .io.spectrum import Spectrum
 if TYPE_CHECKING:
     from .detector import Detections, Detector
 
-SPECTRUM_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz", ".npz", ".npy")
+SPECTRUM_SUFFIXES = (
+    ".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz", ".npz", ".npy", ".h5", ".hdf5",
+)  # fmt: skip
 MAX_CHUNK_SPECTRA = 8192  # a local chunk is written once it holds this many spectra
 # Input pixels read but not yet searched (2^23: about 360 native-sampled 4MOST spectra, 130 MB
 # with their errors and wavelengths): files are searched in batches of at most about this much.

@@ -12,6 +12,7 @@ from .eso_sdp import read_eso_sdp
 from .fitsutil import open_fits, past_stale_cfitsio_errors
 from .fourmost import read_4most
 from .generic import read_fits_table, read_numpy
+from .mgfast_hdf5 import is_hdf5, read_mgfast_hdf5
 from .sdss import read_sdss
 from .spectrum import ReadError, Spectrum
 
@@ -22,9 +23,10 @@ FITS_READERS: dict[str, Callable[[Any, str, bool], list[Spectrum]]] = {
     "desi": read_desi,
     "fits-table": read_fits_table,
 }
-FORMATS: tuple[str, ...] = (*FITS_READERS, "numpy")
+FORMATS: tuple[str, ...] = (*FITS_READERS, "numpy", "mgfast-hdf5")
 LOW_RESOLUTION_FORMATS: tuple[str, ...] = ("sdss", "desi")
 NUMPY_SUFFIXES = (".npz", ".npy")
+HDF5_SUFFIXES = (".h5", ".hdf5")
 
 
 def _fits_format(f: Any) -> str:
@@ -48,6 +50,8 @@ def detect_format(path: str | Path) -> str:
     p = str(path)
     if p.lower().endswith(NUMPY_SUFFIXES):
         return "numpy"
+    if p.lower().endswith(HDF5_SUFFIXES) or is_hdf5(p):
+        return "mgfast-hdf5"
     with open_fits(p) as f:
         return _fits_format(f)
 
@@ -72,6 +76,10 @@ def read(
         raise ReadError(f"{p}: no such file")
     if format == "numpy" or (format is None and p.lower().endswith(NUMPY_SUFFIXES)):
         return read_numpy(p, allow_low_resolution)
+    if format == "mgfast-hdf5" or (format is None and (
+        p.lower().endswith(HDF5_SUFFIXES) or is_hdf5(p)
+    )):  # fmt: skip
+        return read_mgfast_hdf5(p, allow_low_resolution)
 
     def read_fits() -> list[Spectrum]:
         with open_fits(p) as f:
