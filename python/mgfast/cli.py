@@ -254,6 +254,22 @@ def _detect(args: argparse.Namespace) -> int:
     return PARTIAL if n_err else 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from .plot import gallery
+
+    if args.max is not None and args.max < 1:
+        raise ValueError("--max: must be at least 1")
+    if not Path(args.catalogue).exists():
+        raise ValueError(f"{args.catalogue}: no such catalogue")
+    page = gallery(
+        args.catalogue, args.output, spectra=args.spectra, everything=args.all, limit=args.max,
+        allow_low_resolution=args.allow_low_resolution,
+    )  # fmt: skip
+    n = len(list(Path(args.output).glob("*.png")))
+    print(f"wrote {n:,} figures and {page}")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .bench import run
 
@@ -343,6 +359,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="search per-arm 4MOST files one by one instead of combining the arms "
                    "of each object (same OBJ_UID/OBJ_NAME/OBJECT) into one spectrum")  # fmt: skip
     d.set_defaults(func=_detect)
+    pl = sub.add_parser(
+        "plot", help="vetting figures and a gallery of a catalogue's detections",
+        description="A figure per detected spectrum of a catalogue (mgfast detect's output): the "
+        "preprocessed spectrum arm by arm with every candidate marked, and each absorber in "
+        "velocity around both lines; DIR/index.html is a gallery sortable by probability.",
+    )  # fmt: skip
+    pl.add_argument("catalogue", help="a catalogue written by mgfast detect (or Detections.write)")
+    pl.add_argument("-o", "--output", required=True, help="directory for the figures and page")
+    pl.add_argument("--spectra", nargs="+", default=[], metavar="DIR",
+                    help="where to look for files whose catalogue path is gone")  # fmt: skip
+    pl.add_argument("--all", action="store_true", help="every row, not only detections")
+    pl.add_argument("--max", type=int, help="at most this many figures (most probable first)")
+    pl.add_argument("--allow-low-resolution", action="store_true")
+    pl.set_defaults(func=_plot)
     b = sub.add_parser(
         "bench", help="throughput of detection on one device, split into stages",
         description="Time detection end to end on simulated realistic spectra (unnormalised, "

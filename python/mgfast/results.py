@@ -130,6 +130,13 @@ class Detections:
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         return Catalog(rows, (), self.meta() | {"n_files": 0, "date": now}, absorbers)
 
+    def plot(self, i: int, flux: Any, wave: Any = None, err: Any = None, **kwargs: Any) -> Any:
+        """A vetting figure (matplotlib) of spectrum i: give the arrays given to detect (all
+        rows, or row i alone), and any of detect's ivar, mask, normalised; mgfast.plot."""
+        from .plot import plot_detection
+
+        return plot_detection(self, i, flux, wave, err, **kwargs)
+
     def write(self, path: str | Path) -> list[Path]:
         """Write the detections as a catalogue (Catalog.write: .fits, .csv, .parquet, .h5; with
         a multi-absorber model its absorber table too); read it back with ``Catalog.read``."""
