@@ -727,3 +727,33 @@ def test_every_input_is_a_row_or_an_error_row_and_exit_codes(tmp_path, capsys):
     text = capsys.readouterr().out
     for code in ("0 ", "3 ", "2 ", "130"):
         assert f"  {code}" in text
+
+
+def test_z_em_table_reaches_every_spectrum(tmp_path, capsys):
+    """mgfast detect --zem TABLE: each spectrum's z_em by id or file name; an absorber just in
+    front of the quasar is ASSOCIATED, one behind it is not searched; others keep NaN."""
+    from mgfast.flags import DetectionFlag
+
+    from spectrum_files import Z_ABS
+
+    q = quasar(3, seed=4)
+    d = tmp_path / "data"
+    d.mkdir()
+    for i, name in enumerate(("a", "b", "c")):
+        write_4most(d / f"{name}.fits", q.wave, q.flux[i], q.err[i], header={"OBJECT": f"Q{i}"})
+    table = tmp_path / "zem.csv"
+    table.write_text(f"# quasar redshifts\nid,z_em\nQ0,{Z_ABS + 0.01}\nb.fits,{Z_ABS - 0.1}\n")
+    out = tmp_path / "c.fits"
+    argv = ["detect", str(d), "-o", str(out), "--zem", str(table), "--method", "matched-filter"]
+    assert main(argv) == 0
+    cat = read_catalog(out)
+    z = cat.columns["z_em"]
+    np.testing.assert_allclose(z[:2], [Z_ABS + 0.01, Z_ABS - 0.1])
+    assert np.isnan(z[2])
+    assert cat.detected[0] and cat.columns["flags"][0] & DetectionFlag.ASSOCIATED
+    assert not cat.detected[1]  # the doublet lies where no MgII can be: not searched
+    assert cat.detected[2] and not cat.columns["flags"][2] & DetectionFlag.ASSOCIATED
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,redshift\nQ0,1.0\n")
+    assert main([*argv[:-3], str(bad), "--overwrite"]) == 2
+    assert "needs a redshift column" in capsys.readouterr().err

@@ -278,3 +278,23 @@ def test_mgfast_reads_the_sets_mgfast_simulate_writes(tmp_path):
         f["x"] = np.zeros(3)
     with pytest.raises(io.ReadError, match="not an mgfast simulated set"):
         io.read(tmp_path / "other.h5")
+
+
+def test_sdss_pipeline_redshift_becomes_z_em(tmp_path):
+    """An SDSS spec file's SPECOBJ Z is the spectrum's z_em (meta); a file without it has none."""
+    from astropy.io import fits
+
+    w = 10 ** (3.5500 + 1e-4 * np.arange(3800))
+    args = (w, np.ones(w.size, np.float32), np.full(w.size, 25.0, np.float32),
+            np.zeros(w.size, np.int32))  # fmt: skip
+    plain = write_sdss(tmp_path / "spec-1-2-3.fits", *args)
+    with pytest.warns(io.LowResolutionWarning):
+        (s,) = io.read(plain, allow_low_resolution=True)
+    assert "z_em" not in s.meta
+    path = write_sdss(tmp_path / "spec-1-2-4.fits", *args)
+    z_col = fits.Column(name="Z", format="E", array=np.array([2.345]))
+    with fits.open(path, mode="append") as h:
+        h.append(fits.BinTableHDU.from_columns([z_col], name="SPECOBJ"))
+    with pytest.warns(io.LowResolutionWarning):
+        (s,) = io.read(path, allow_low_resolution=True)
+    assert s.meta["z_em"] == pytest.approx(2.345, rel=1e-6)

@@ -207,6 +207,7 @@ def _detect(args: argparse.Namespace) -> int:
         absorber_threshold=args.absorber_threshold,
     )  # fmt: skip
     parts = out.with_name(out.name + ".parts")
+    z_em = read_z_em_table(args.zem) if args.zem else None
 
     def warn_one_line(message, category, *_args, **_kw):  # type: ignore[no-untyped-def]
         print(f"mgfast detect: warning: {message}", file=sys.stderr)
@@ -229,7 +230,7 @@ def _detect(args: argparse.Namespace) -> int:
                 allow_low_resolution=args.allow_low_resolution, journal=parts,
                 resume=args.resume, dask=args.dask, files_per_chunk=args.files_per_chunk,
                 merge_arms=not args.no_merge_arms, progress=progress, on_error=bad_file,
-                command=shlex.join(["mgfast", *args.argv]),
+                command=shlex.join(["mgfast", *args.argv]), z_em=z_em,
             )  # fmt: skip
         except KeyboardInterrupt:
             print(f"mgfast detect: interrupted; the results so far are in {parts}: run the same "
@@ -268,6 +269,44 @@ def _plot(args: argparse.Namespace) -> int:
     n = len(list(Path(args.output).glob("*.png")))
     print(f"wrote {n:,} figures and {page}")
     return 0
+
+
+Z_COLUMNS = ("z_em", "zem", "z_qso", "zqso", "z")
+KEY_COLUMNS = ("id", "object", "obj_name", "targetid", "file", "filename")
+
+
+def read_z_em_table(path: str) -> dict[str, float]:
+    """``--zem TABLE``: {spectrum id or file name: z_em} from a CSV (header row) or FITS table."""
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"--zem {path}: no such file")
+    if p.suffix.lower() in (".fits", ".fit", ".fits.gz"):
+        import fitsio
+
+        t = fitsio.read(str(p), ext=1)
+        cols = {n.lower(): np.asarray(t[n]) for n in t.dtype.names}
+    else:
+        import csv
+
+        with open(p, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(line for line in fh if not line.startswith("#")))
+        if not rows:
+            raise ValueError(f"--zem {path}: empty table")
+        head = [h.strip().lower() for h in rows[0]]
+        cols = {h: np.array([r[k].strip() for r in rows[1:]]) for k, h in enumerate(head)}
+    zc = next((c for c in Z_COLUMNS if c in cols), None)
+    kc = next((c for c in KEY_COLUMNS if c in cols), None)
+    if zc is None or kc is None:
+        raise ValueError(
+            f"--zem {path}: needs a redshift column ({', '.join(Z_COLUMNS)}) and a name column "
+            f"({', '.join(KEY_COLUMNS)}); it has {', '.join(cols) or 'none'}"
+        )
+    try:
+        z = np.asarray(cols[zc], np.float64)
+    except ValueError:
+        raise ValueError(f"--zem {path}: column {zc} holds values that are not numbers") from None
+    keys = [k.decode().strip() if isinstance(k, bytes) else str(k).strip() for k in cols[kc]]
+    return {k: float(v) for k, v in zip(keys, z, strict=True) if np.isfinite(v)}
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -334,6 +373,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="multi-absorber models: an absorber's probability threshold, in [0, 1] "
                    "(default: the model's); the spectrum row summarises the absorbers, so "
                    "--threshold sets it too")  # fmt: skip
+    d.add_argument("--zem", metavar="TABLE",
+                   help="quasar redshifts: a CSV or FITS table with a column z_em (or Z, "
+                   "Z_EM, ZQSO) and a column id (or OBJECT, OBJ_NAME, file) naming the spectrum "
+                   "or its file; see docs/io.md")  # fmt: skip
     d.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: all)")
     d.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]: the GPU engine")
     d.add_argument("--precision", default="fp32", help="fp32 (default) or, on cuda, fp16")

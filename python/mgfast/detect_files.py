@@ -5,10 +5,11 @@ process or across the workers of a dask cluster. docs/io.md describes the journa
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,9 +106,11 @@ def _detect_group(det: Detector, g: list[Spectrum]) -> Detections:
         return None if getattr(s0, attr) is None else np.stack([getattr(s, attr) for s in g])
 
     res = None if s0.resolution is None else np.array([s.resolution for s in g])
+    z_em = np.array([float(s.meta.get("z_em", np.nan)) for s in g])
     return det.detect(
         stack("flux"), wave=s0.wave, err=stack("err"), ivar=stack("ivar"), mask=stack("mask"),
         resolution=res, normalised=s0.normalised,
+        z_em=z_em if np.isfinite(z_em).any() else None,
     )  # fmt: skip
 
 
@@ -177,6 +180,23 @@ def _read(path: str, format: str | None, allow_low_resolution: bool) -> list[Spe
         return io.read(path, format, allow_low_resolution=allow_low_resolution)
 
 
+ZemTable = Mapping[str, float] | None
+
+
+def _with_z_em(spectra: list[Spectrum] | str, file: str, z_em: ZemTable) -> list[Spectrum] | str:
+    """Each spectrum's z_em from the table (by its id, else by its file's name, else by its
+    file's name without extensions), over what its file says (meta['z_em'])."""
+    if z_em is None or isinstance(spectra, str):
+        return spectra
+    name = os.path.basename(file)
+    for s in spectra:
+        for key in (s.id, name, name.split(".")[0]):
+            if key in z_em:
+                s.meta["z_em"] = float(z_em[key])
+                break
+    return spectra
+
+
 def _read_or_reason(path: str, format: str | None, allow_low: bool) -> list[Spectrum] | str:
     """A file's spectra, or the reason it cannot be read: one bad file must never stop a run
     (a low-resolution file without allow_low_resolution included: its reason says so)."""
@@ -203,10 +223,12 @@ def process_file(
 
 
 def process_unit(
-    det: Detector, files: Sequence[str], format: str | None, allow_low_resolution: bool
-) -> list[Outcome]:
+    det: Detector, files: Sequence[str], format: str | None, allow_low_resolution: bool,
+    z_em: ZemTable = None,
+) -> list[Outcome]:  # fmt: skip
     """Read and search one unit of work (read_unit): one outcome per file."""
-    return _search_jobs(det, read_unit(files, format, allow_low_resolution, det.multi_absorber))
+    items = read_unit(files, format, allow_low_resolution, det.multi_absorber, z_em=z_em)
+    return _search_jobs(det, items)
 
 
 class _Batcher:
@@ -214,15 +236,18 @@ class _Batcher:
     READ_AHEAD_PIXELS input pixels read but not yet searched: a chunk of many large files is
     searched in several batches, never all in memory at once."""
 
-    def __init__(self, det: Detector, format: str | None, allow_low: bool) -> None:
-        self.det, self.format, self.allow_low = det, format, allow_low
+    def __init__(
+        self, det: Detector, format: str | None, allow_low: bool, z_em: ZemTable = None
+    ) -> None:
+        self.det, self.format, self.allow_low, self.z_em = det, format, allow_low, z_em
         self.pending: list[Outcome | _Job] = []
         self.done: list[Outcome] = []
         self.pixels = 0
 
     def add(self, unit: Sequence[str]) -> int:
         """Reads a unit; returns its number of spectra."""
-        items = read_unit(unit, self.format, self.allow_low, self.det.multi_absorber)
+        multi = self.det.multi_absorber
+        items = read_unit(unit, self.format, self.allow_low, multi, z_em=self.z_em)
         self.pending += items
         jobs = [it for it in items if isinstance(it, _Job)]
         self.pixels += sum(int(np.size(s.flux)) for job in jobs for s in job.spectra)
@@ -242,19 +267,21 @@ class _Batcher:
 
 
 def process_units(
-    det: Detector, units: Sequence[Sequence[str]], format: str | None, allow_low: bool
-) -> list[Outcome]:
+    det: Detector, units: Sequence[Sequence[str]], format: str | None, allow_low: bool,
+    z_em: ZemTable = None,
+) -> list[Outcome]:  # fmt: skip
     """Read several units and search their spectra together (_Batcher): what a chunk of work
     does, locally or on a dask worker. One outcome per file, in order."""
-    b = _Batcher(det, format, allow_low)
+    b = _Batcher(det, format, allow_low, z_em)
     for unit in units:
         b.add(unit)
     return b.outcomes()
 
 
 def read_unit(
-    files: Sequence[str], format: str | None, allow_low_resolution: bool, multi: bool
-) -> list[Outcome | _Job]:
+    files: Sequence[str], format: str | None, allow_low_resolution: bool, multi: bool,
+    *, z_em: ZemTable = None,
+) -> list[Outcome | _Job]:  # fmt: skip
     """Read a unit of work (io.group_arm_files): one file, or the per-arm 4MOST files of one
     object. Returns per file its outcome (an error) or a _Job to search (process_unit,
     process_units), or nothing (a per-arm file in its group's row). The per-arm spectra of a
@@ -266,11 +293,12 @@ def read_unit(
     files of one arm make the object an error (on its first file) naming both."""
     if len(files) == 1:
         spectra = _read_or_reason(files[0], format, allow_low_resolution)
+        spectra = _with_z_em(spectra, files[0], z_em)
         return [(None, spectra) if isinstance(spectra, str) else _Job(spectra, files[0], files[0])]
     outcomes: list[Outcome | _Job | None] = [None] * len(files)
     arms: list[tuple[int, Spectrum]] = []
     for i, f in enumerate(files):
-        spectra = _read_or_reason(f, format, allow_low_resolution)
+        spectra = _with_z_em(_read_or_reason(f, format, allow_low_resolution), f, z_em)
         if isinstance(spectra, str):  # this arm is lost; the others still make a row
             outcomes[i] = (None, spectra)
             continue
@@ -403,10 +431,10 @@ class Journal:
 
 def _chunks_local(
     det: Detector, units: list[tuple[str, ...]], format: str | None, allow_low: bool,
-    files_per_chunk: int,
+    files_per_chunk: int, z_em: ZemTable = None,
 ) -> Iterator[tuple[list[str], list[Outcome]]]:  # fmt: skip
     names: list[str] = []
-    batcher = _Batcher(det, format, allow_low)  # a chunk's spectra searched together
+    batcher = _Batcher(det, format, allow_low, z_em)  # a chunk's spectra searched together
     n_spec = 0
     for unit in units:  # a unit is never split across chunks
         n_spec += batcher.add(unit)
@@ -422,8 +450,9 @@ _WORKER_DETECTORS: dict[str, Detector] = {}
 
 
 def _worker_chunk(
-    config: dict[str, Any], units: list[tuple[str, ...]], format: str | None, allow_low: bool
-) -> list[Outcome]:
+    config: dict[str, Any], units: list[tuple[str, ...]], format: str | None, allow_low: bool,
+    z_em: ZemTable = None,
+) -> list[Outcome]:  # fmt: skip
     """A dask task: one Detector per worker process, built once from ``config``."""
     from .detector import Detector
 
@@ -431,7 +460,7 @@ def _worker_chunk(
     if key not in _WORKER_DETECTORS:
         _WORKER_DETECTORS[key] = Detector(**config)
     det = _WORKER_DETECTORS[key]
-    return process_units(det, units, format, allow_low)
+    return process_units(det, units, format, allow_low, z_em)
 
 
 def dask_client(spec: str) -> tuple[Any, Any]:
@@ -479,7 +508,7 @@ def _unit_chunks(units: list[tuple[str, ...]], files_per_chunk: int) -> list[lis
 
 def _chunks_dask(
     det: Detector, spec: str, units: list[tuple[str, ...]], format: str | None, allow_low: bool,
-    files_per_chunk: int,
+    files_per_chunk: int, z_em: ZemTable = None,
 ) -> Iterator[tuple[list[str], list[Outcome]]]:  # fmt: skip
     client, cluster = dask_client(spec)  # first: it says clearly when dask is missing
     from distributed import as_completed
@@ -491,7 +520,7 @@ def _chunks_dask(
         config["threads"] = 1  # one thread per worker process: N workers use N cores
     try:
         futures = {
-            client.submit(_worker_chunk, config, c, format, allow_low, pure=False): [
+            client.submit(_worker_chunk, config, c, format, allow_low, z_em, pure=False): [
                 f for unit in c for f in unit
             ]
             for c in _unit_chunks(units, files_per_chunk)
@@ -518,6 +547,7 @@ def detect_files(
     progress: Callable[[int, int, int], None] | None = None,
     on_error: Callable[[str, str], None] | None = None,
     command: str = "",
+    z_em: ZemTable = None,
 ) -> Catalog:
     """``Detector.detect_files``: see its docstring."""
     if format is not None and format not in io.FORMATS:
@@ -536,6 +566,9 @@ def detect_files(
         settings["absorber_threshold"] = det.absorber_threshold
     if det.model_name is not None:
         settings["model"] = det.model_name
+    if z_em is not None:  # a resumed run must use the same table
+        table = json.dumps(sorted((str(k), float(v)) for k, v in z_em.items()))
+        settings["z_em_table_sha256"] = hashlib.sha256(table.encode()).hexdigest()
     jr = Journal(journal, settings, resume) if journal is not None else None
     done = jr.load() if jr is not None else {}
     if det.multi_absorber:  # results journalled without absorber rows are searched again
@@ -553,9 +586,11 @@ def detect_files(
     if progress:
         progress(n_files, len(files), n_spec)
     if dask:
-        chunks = _chunks_dask(det, dask, todo, format, allow_low_resolution, files_per_chunk)
+        chunks = _chunks_dask(
+            det, dask, todo, format, allow_low_resolution, files_per_chunk, dict(z_em or {}) or None
+        )
     else:
-        chunks = _chunks_local(det, todo, format, allow_low_resolution, files_per_chunk)
+        chunks = _chunks_local(det, todo, format, allow_low_resolution, files_per_chunk, z_em)
     warned = False
     for names, outcomes in chunks:
         if jr is not None:

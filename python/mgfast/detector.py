@@ -504,6 +504,7 @@ class Detector:
         merge_arms: bool = True,
         progress: Callable[[int, int, int], None] | None = None,
         on_error: Callable[[str, str], None] | None = None,
+        z_em: Mapping[str, float] | None = None,
     ) -> Catalog:
         """Detect MgII in spectrum files: one catalogue row per spectrum, one error per file that
         could not be read or searched (never an exception for a bad file). With a multi-absorber
@@ -527,13 +528,17 @@ class Detector:
             False: each per-arm file is a row of its own (docs/io.md)
         progress : called as progress(files_done, files_total, spectra_done)
         on_error : called as on_error(file, reason) for each file that fails in this call
+        z_em : quasar redshifts by spectrum id or by file name (with or without extensions), over
+            those the files carry (SDSS spec files' pipeline Z); each spectrum found gets
+            detect's z_em treatment (DetectionFlag IN_FOREST, ASSOCIATED; nothing searched
+            beyond z_em) and the catalogue its z_em column
         """
         from .detect_files import detect_files
 
         return detect_files(
             self, paths, format=format, allow_low_resolution=allow_low_resolution,
             journal=journal, resume=resume, dask=dask, files_per_chunk=files_per_chunk,
-            merge_arms=merge_arms, progress=progress, on_error=on_error,
+            merge_arms=merge_arms, progress=progress, on_error=on_error, z_em=z_em,
         )  # fmt: skip
 
 

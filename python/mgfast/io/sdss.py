@@ -61,6 +61,9 @@ def read_sdss(f: Any, path: str, allow_low_resolution: bool = False) -> list[Spe
         "hdu": hdu.get_extnum(),
         "index": 0,
     }
+    z = _pipeline_z(f)
+    if z is not None:
+        meta["z_em"] = z
     return [
         Spectrum(
             wave=wave,
@@ -72,6 +75,21 @@ def read_sdss(f: Any, path: str, allow_low_resolution: bool = False) -> list[Spe
             meta=meta,
         )
     ]
+
+
+def _pipeline_z(f: Any) -> float | None:
+    """The SDSS pipeline's redshift (HDU SPECOBJ, column Z) when the file has it and it is a
+    plausible quasar redshift (finite, >= 0); None otherwise."""
+    try:
+        if "SPECOBJ" not in f:
+            return None
+        h = f["SPECOBJ"]
+        if "Z" not in {c.upper() for c in h.get_colnames()} or h.get_nrows() < 1:
+            return None
+        z = float(np.asarray(h.read(columns=["Z"], rows=[0])["Z"]).reshape(-1)[0])
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    return z if np.isfinite(z) and z >= 0 else None
 
 
 __all__ = ["RESOLUTION", "read_sdss"]
