@@ -13,7 +13,9 @@ PixelFlag = enum.IntFlag("PixelFlag", dict(_core.PIXEL_FLAGS))  # type: ignore[m
 PixelFlag.__doc__ = """Why an output pixel is masked (any bit set: flux 1, ivar 0).
 
 NOT_COVERED: no input data there; BAD_INPUT: NaN/inf flux, error <= 0, ivar 0 or a bad mask bit;
-ARM_MISSING: the whole arm had too little data; CONTINUUM_FAILED: the arm's continuum fit failed.
+ARM_MISSING: the whole arm had too little data; CONTINUUM_FAILED: the arm's continuum fit failed;
+SPIKE: a spike (cosmic ray, hot pixel) far above its neighbours and the continuum, found while
+fitting the continuum (``normalised=False`` only).
 """
 
 SpectrumFlag = enum.IntFlag("SpectrumFlag", dict(_core.SPECTRUM_FLAGS))  # type: ignore[misc]

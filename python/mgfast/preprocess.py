@@ -31,15 +31,19 @@ class ContinuumOptions:
     grow: int = 4  # grow rejected absorption by this many pixels either side
     max_iter: int = 15
     sigma_floor: float = 0.01  # clipping scale never below this fraction of the continuum
+    # A pixel this many sigma above both the median of its 6 neighbours and the 90th percentile of
+    # the flux within 40 pixels is a spike (cosmic ray): left out of the first fit, and masked
+    # (PixelFlag.SPIKE) where the final fit clips it too. 0: off.
+    spike_sigma: float = 10.0
 
 
 def continuum_args(
     c: ContinuumOptions | None,
-) -> tuple[float, float, float, float, int, int, float]:
+) -> tuple[float, float, float, float, int, int, float, float]:
     """The continuum options (default when None) as the core's preprocessing calls take them."""
     c = c or ContinuumOptions()
     return (float(c.knot_spacing), float(c.penalty), float(c.clip_low), float(c.clip_high),
-            int(c.grow), int(c.max_iter), float(c.sigma_floor))  # fmt: skip
+            int(c.grow), int(c.max_iter), float(c.sigma_floor), float(c.spike_sigma))  # fmt: skip
 
 
 @dataclass(frozen=True)
