@@ -275,3 +275,57 @@ def test_fuzzed_spectra_never_crash_or_leak_nan(flux, start, step, normalised):
         return
     assert np.isfinite(out.flux).all() and np.isfinite(out.ivar).all()
     assert np.all(out.flux[out.pixmask != 0] == 1.0)
+
+
+# ---- unit-free numerics -----------------------------------------------------------------
+
+
+def test_a_power_of_two_in_the_flux_unit_changes_no_bit():
+    # Unnormalised spectra far from 1 are brought back by a power of two, which is exact and
+    # commutes with every step: the normalised output is the same to the bit, the continuum comes
+    # back in the input's units (and precision).
+    sim = mgfast.simulate(4, seed=3, snr=10, realism=mgfast.Realism(unnormalised=True))
+    kw = dict(normalised=False, return_continuum=True)
+    ref = mgfast.preprocess(sim.flux, grid.wavelength(), sim.err, **kw)
+    for k in (-70, -30, 30, 70):  # float32 overflows 1/σ² beyond about 2^±62
+        s = np.float32(2.0**k)
+        out = mgfast.preprocess(sim.flux * s, grid.wavelength(), sim.err * s, **kw)
+        for name in ("flux", "ivar", "pixmask", "flags"):
+            np.testing.assert_array_equal(getattr(out, name), getattr(ref, name), err_msg=name)
+        np.testing.assert_array_equal(out.continuum, ref.continuum * s)
+    tiny = mgfast.preprocess(sim.flux.astype(np.float64) * 1e-40, None,
+                             sim.err.astype(np.float64) * 1e-40, **kw)  # fmt: skip
+    assert tiny.continuum.dtype == np.float64 and ref.continuum.dtype == np.float32
+    np.testing.assert_allclose(tiny.continuum * 1e40, ref.continuum, rtol=1e-6)
+    np.testing.assert_allclose(tiny.flux, ref.flux, rtol=1e-6)
+
+
+def test_unit_exponents_of_odd_spectra():
+    # the level is the median error over good pixels (|flux| without errors); a power of two
+    from mgfast.preprocess import UNIT_EXPONENT_LIMIT, _unit_exponents
+
+    n = grid.N_PIX
+    f = np.ones((7, n), np.float64)
+    f[1] *= 1e-19  # W m^-2 nm^-1
+    f[2] = 0.0  # no flux: errors set the level all the same
+    f[3, ::2] = np.nan  # every sampled pixel bad: all of them are used
+    f[3] *= 1e15
+    f[5] = np.nan  # nothing usable: left alone
+    f[6, :10] = 1e35  # 1e-30 with a few pixels at 1e35: scaled up only as far as they allow
+    f[6, 10:] = 1e-30
+    e = 0.1 * np.where(np.isfinite(f), f, 1.0)
+    e[2] = 1e-21
+    e[4] = 2.0 ** -(UNIT_EXPONENT_LIMIT - 1)  # within 2^±UNIT_EXPONENT_LIMIT: left alone
+    k = _unit_exponents(f, e, False, None, 0)
+    assert k[0] == 0 and k[4] == 0 and k[5] == 0
+    for i, level in ((1, 1e-20), (2, 1e-21), (3, 1e14)):
+        assert abs(np.log2(level) - k[i]) <= 0.5, i
+    assert k[6] == np.frexp(1e35)[1] - 125 and np.isfinite(np.ldexp(np.float32(1e35), -k[6]))
+    np.testing.assert_array_equal(_unit_exponents(f, 1.0 / e**2, True, None, 0), k)
+    np.testing.assert_array_equal(_unit_exponents(f, None, False, None, 0)[:2], [0, -63])
+    # masked pixels and pixels with unusable errors do not count
+    m = np.zeros((7, n), np.uint32)
+    e2 = e.copy()
+    e2[0, : n // 2], m[0, : n // 2] = 1e30, 1
+    e2[1, : n // 2] = np.inf
+    np.testing.assert_array_equal(_unit_exponents(f, e2, False, m, 1), k)

@@ -18,6 +18,11 @@ from .flags import ARM_MISSING, SpectrumFlag
 # preprocess()'s defaults: the share of an output pixel, and of an arm, that must be good
 MIN_PIXEL_GOOD = 0.5
 MIN_ARM_GOOD = 0.5
+# Unnormalised spectra whose typical error (|flux| without errors) lies outside
+# 2^±UNIT_EXPONENT_LIMIT are brought to about 1 by a power of two before anything is cast to
+# float32 (_unit_exponents).
+UNIT_EXPONENT_LIMIT = 10
+_LEVEL_SAMPLES = 256  # pixels per spectrum whose median gives its level
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ class Preprocessed:
     pixmask: np.ndarray  # uint8 PixelFlag bits, 0 where the pixel is good
     flags: np.ndarray  # uint32 SpectrumFlag bits per spectrum
     n_masked: np.ndarray  # int32 masked pixels per arm, (N, 3)
-    continuum: np.ndarray | None = field(default=None)  # fitted continuum, when asked for
+    continuum: np.ndarray | None = field(default=None)  # fitted continuum (input units), if asked
 
     @property
     def err(self) -> np.ndarray:
@@ -70,7 +75,9 @@ class Preprocessed:
         return np.stack([(f & int(b)) != 0 for b in ARM_MISSING], axis=-1)
 
 
-def real_array(x: npt.ArrayLike, name: str, dtype: type) -> np.ndarray:
+def real_array(x: npt.ArrayLike, name: str, dtype: type | None) -> np.ndarray:
+    """x as a C-contiguous array of dtype (None: float32 and float64 kept, other reals as
+    float64), or a ValueError naming it."""
     a = np.asarray(x)
     if a.dtype == object or not (
         np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)
@@ -78,7 +85,78 @@ def real_array(x: npt.ArrayLike, name: str, dtype: type) -> np.ndarray:
         raise ValueError(f"{name}: expected real numbers, got an array of dtype {a.dtype}")
     if a.size == 0:
         raise ValueError(f"{name}: empty array (shape {a.shape})")
+    if dtype is None:
+        dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.float64
     return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _row_median(a: np.ndarray) -> np.ndarray:
+    """Median of each row's non-NaN values (NaN for a row without one)."""
+    a = np.sort(a, axis=1)  # NaN last
+    n = np.sum(~np.isnan(a), axis=1)
+    mid = a[np.arange(len(a)), np.maximum(n - 1, 0) // 2]
+    return np.where(n > 0, mid, np.nan)
+
+
+def _levels(f: np.ndarray, e: np.ndarray | None, is_ivar: bool, m: np.ndarray | None,
+            bad_bits: int) -> np.ndarray:  # fmt: skip
+    """Typical size of each row's values over its good pixels (finite flux with a finite positive
+    error, not masked): the median error, or the median |flux| without errors (or where the
+    errors give none); NaN where there is no good pixel."""
+    with np.errstate(all="ignore"):
+        fa = np.abs(f.astype(np.float64))
+        ok = np.isfinite(fa)
+        es = None
+        if e is not None:
+            es = e.astype(np.float64)
+            es = 1.0 / np.sqrt(es) if is_ivar else es
+            ok &= np.isfinite(es) & (es > 0)
+        if m is not None:
+            ok &= (m & bad_bits) == 0
+        level = np.full(len(f), np.nan) if es is None else _row_median(np.where(ok, es, np.nan))
+        return np.where(level > 0, level, _row_median(np.where(ok, fa, np.nan)))
+
+
+def _top_exponents(x: np.ndarray, is_ivar: bool) -> np.ndarray:
+    """Per row, the binary exponent of its largest finite |value| (for ivar, of 1/sqrt(ivar))."""
+    with np.errstate(all="ignore"):
+        a = np.abs(x.astype(np.float64))
+        if is_ivar:
+            a = np.where(a > 0, 1.0 / np.sqrt(a), 0.0)
+        top = np.max(np.where(np.isfinite(a), a, 0.0), axis=1)
+    return np.frexp(top)[1].astype(np.int64)
+
+
+def _unit_exponents(f: np.ndarray, e: np.ndarray | None, is_ivar: bool, m: np.ndarray | None,
+                    bad_bits: int) -> np.ndarray:  # fmt: skip
+    """Per spectrum, the power of two k that brings its typical error (the median over good
+    pixels; its typical |flux| without errors) to about 1, or 0 where that lies within
+    2^±UNIT_EXPONENT_LIMIT already. Dividing flux and errors by 2^k is exact and commutes with every
+    step of the pipeline (each is homogeneous in the flux), so it changes no bit of the normalised
+    output; it only keeps the float32 steps (the input cast, 1/σ² of the rebinned pixels) inside
+    float32's range, which units like W m⁻² nm⁻¹ (σ ~ 1e-20, 1/σ² ~ 1e40) leave. The level is
+    the median of a sample of _LEVEL_SAMPLES pixels (any level within a few powers of two will
+    do), and k never takes the largest value beyond 2^125 (float32 ends at 2^128)."""
+    n = f.shape[1]
+    step = max(1, n // _LEVEL_SAMPLES)
+    sample = np.s_[:, ::step]
+    level = _levels(f[sample], None if e is None else e[sample], is_ivar,
+                    None if m is None else m[sample], bad_bits)  # fmt: skip
+    redo = np.flatnonzero(~(level > 0)) if step > 1 else np.empty(0, np.int64)
+    if redo.size:  # nothing usable among the sampled pixels: all of them
+        level[redo] = _levels(f[redo], None if e is None else e[redo], is_ivar,
+                              None if m is None else m[redo], bad_bits)  # fmt: skip
+    with np.errstate(all="ignore"):
+        k = np.where((level > 0) & np.isfinite(level), np.round(np.log2(level)), 0.0)
+    k = k.astype(np.int64)
+    k = np.where(np.abs(k) > UNIT_EXPONENT_LIMIT, k, 0)
+    rows = np.flatnonzero(k < 0)  # scaled up: no value may overflow
+    if rows.size:
+        top = _top_exponents(f[rows], False)
+        if e is not None:
+            top = np.maximum(top, _top_exponents(e[rows], is_ivar))
+        k[rows] = np.maximum(k[rows], top - 125)
+    return k
 
 
 def _per_spectrum(x: npt.ArrayLike | None, n: int, name: str) -> np.ndarray | None:
@@ -138,7 +216,10 @@ def preprocess(
         Resolving power of the input. Finer than R = 20000 is degraded with a Gaussian LSF;
         coarser is only rebinned and flagged LOW_RESOLUTION. Default: 20000.
     normalised : bool
-        Whether flux is already continuum-normalised. If False, a continuum is fitted per arm.
+        Whether flux is already continuum-normalised. If False, a continuum is fitted per arm,
+        and the flux may be in any unit (W m⁻² nm⁻¹, erg s⁻¹ cm⁻² Å⁻¹, counts; float64 down to
+        1e-300): each spectrum is scaled by a power of two before anything is rounded to
+        float32, so the normalised output does not depend on the unit.
     missing_arm : "flag" or "raise"
         An arm with under ``min_arm_good`` of its pixels usable is masked and flagged
         (ARM_MISSING_*), or raises ``ValueError``.
@@ -146,12 +227,14 @@ def preprocess(
         Keep spectra with no usable pixel at all (flagged ALL_MASKED) instead of raising.
     min_pixel_good : float
         An output pixel needs this fraction of its width covered by good input, or it is masked.
+    return_continuum : bool
+        Also return the fitted continuum, in the input's units (float64 when flux is float64).
     device : "cpu" or "cuda[:N]"
     threads : int
         CPU threads (0: all).
     """
     single = np.ndim(flux) == 1
-    f = real_array(flux, "flux", np.float32)
+    f = real_array(flux, "flux", None)  # float32 or float64: cast after any unit scaling
     if single:
         f = f[None, :]
     if f.ndim != 2:
@@ -187,7 +270,7 @@ def preprocess(
     e, is_ivar = None, False
     for name, arr in (("err", err), ("ivar", ivar)):
         if arr is not None:
-            e = real_array(arr, name, np.float32)
+            e = real_array(arr, name, None)
             if single:
                 e = e[None, :] if e.ndim == 1 else e
             if e.shape != f.shape:
@@ -210,6 +293,19 @@ def preprocess(
         if not 0.0 < v <= 1.0:
             raise ValueError(f"{name}: must lie in (0, 1], got {v}")
 
+    # Unit-free numerics: an unnormalised spectrum whose errors (or flux) are far from 1 is scaled
+    # by a power of two, in its own precision, before the cast to float32 (_unit_exponents); its
+    # continuum is scaled back. Normalised flux is unit-free already.
+    k = None if normalised else _unit_exponents(f, e, is_ivar, m, int(bad_bits) & 0xFFFFFFFF)
+    if k is not None and np.any(k):
+        kk = -k[:, None]
+        f = np.ldexp(f, kk)
+        if e is not None:
+            e = np.ldexp(e, -2 * kk if is_ivar else kk)
+    cont_dtype = f.dtype
+    f = np.ascontiguousarray(f, np.float32)
+    e = None if e is None else np.ascontiguousarray(e, np.float32)
+
     # Already on the grid and not finer than it: skip resampling (the fast path).
     if w is not None and _is_grid(w) and (r is None or np.all(r <= grid.RESOLVING_POWER)):
         w = None
@@ -219,6 +315,9 @@ def preprocess(
         bool(return_continuum), device, int(threads),
     )  # fmt: skip
 
+    if "continuum" in out:  # in the input's units, and precision
+        c = out["continuum"].astype(cont_dtype, copy=False)
+        out["continuum"] = c if k is None or not np.any(k) else np.ldexp(c, k[:, None])
     flags = out["flags"]
     if not allow_empty:
         empty = np.flatnonzero(flags & int(SpectrumFlag.ALL_MASKED))
