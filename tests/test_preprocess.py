@@ -329,3 +329,50 @@ def test_unit_exponents_of_odd_spectra():
     e2[0, : n // 2], m[0, : n // 2] = 1e30, 1
     e2[1, : n // 2] = np.inf
     np.testing.assert_array_equal(_unit_exponents(f, e2, False, m, 1), k)
+
+
+# ---- wavelengths that cannot be searched -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "convert, message",
+    [
+        (lambda w: w / 10, r"wave: 392.6-67[89].* looks like nm; mgfast wants vacuum Å \(multiply"),
+        (lambda w: w / 1e4, r"looks like µm.*multiply by 1e4"),
+        (lambda w: w / 1e10, r"looks like m;.*multiply by 1e10"),
+        (np.log10, r"looks like log10\(λ/Å\).*10\*\*wave"),
+        (lambda w: w - 3000, r"Å misses every arm of the grid \(blue 3926-4355"),  # far UV
+        (lambda w: 4400 + (w - w[0]) * 0.2, r"misses every arm"),  # the blue-green gap
+    ],
+    ids=["nm", "um", "m", "log10", "ultraviolet", "gap"],
+)
+def test_wavelengths_that_miss_every_arm_are_rejected(convert, message):
+    # They used to come back ALL_MASKED (probability 0 from the Detector), without an error.
+    w = log_grid(3926.0, 6790.0, 20000.0, 2.0)
+    f = np.ones(w.size, np.float32)
+    with pytest.raises(ValueError, match=message):
+        mgfast.preprocess(f, convert(w), allow_empty=True)
+    with pytest.raises(ValueError, match=message):
+        mgfast.Detector(method="matched-filter").detect(f, convert(w), normalised=False)
+
+
+def test_per_spectrum_wavelengths_name_the_spectrum_that_misses():
+    w = log_grid(3926.0, 6790.0, 20000.0, 2.0)
+    ws = np.stack([w, w / 10, w])
+    with pytest.raises(ValueError, match=r"wave \(spectrum 1\): .* looks like nm"):
+        mgfast.preprocess(np.ones(ws.shape, np.float32), ws)
+
+
+def test_one_arm_is_enough():
+    # Covering one arm is legitimate: the others are flagged. Overlapping an arm only by a sliver
+    # (under min_arm_good of it) is not an error either: the spectrum is flagged ALL_MASKED.
+    missing = SpectrumFlag.ARM_MISSING_BLUE | SpectrumFlag.ARM_MISSING_GREEN
+    for lo, hi in ((6100.0, 6790.0), (6400.0, 7500.0)):
+        w = log_grid(lo, hi, 20000.0, 2.0)
+        out = mgfast.preprocess(np.ones(w.size, np.float32), w)
+        assert out.flags & missing == missing and not out.flags & SpectrumFlag.ARM_MISSING_RED
+    w = log_grid(3000.0, 4000.0, 20000.0, 2.0)  # 74 of the blue arm's 429 Å
+    out = mgfast.preprocess(np.ones(w.size, np.float32), w, allow_empty=True)
+    assert out.flags & SpectrumFlag.ALL_MASKED
+    with pytest.raises(ValueError, match="no usable pixel"):
+        mgfast.preprocess(np.ones(w.size, np.float32), w)

@@ -23,6 +23,13 @@ MIN_ARM_GOOD = 0.5
 # float32 (_unit_exponents).
 UNIT_EXPONENT_LIMIT = 10
 _LEVEL_SAMPLES = 256  # pixels per spectrum whose median gives its level
+# What wavelengths that miss every arm may be in: (unit, factor to Å, what to do); None: log10 Å.
+_WAVE_UNITS: tuple[tuple[str, float | None, str], ...] = (
+    ("nm", 10.0, "multiply by 10"),
+    ("µm", 1e4, "multiply by 1e4"),
+    ("m", 1e10, "multiply by 1e10"),
+    ("log10(λ/Å)", None, "pass 10**wave"),
+)
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,40 @@ def real_array(x: npt.ArrayLike, name: str, dtype: type | None) -> np.ndarray:
     if dtype is None:
         dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.float64
     return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _arms_hit(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Whether [lo, hi] (Å) overlaps at least one arm of the grid, elementwise."""
+    return np.any([(lo <= a.hi) & (hi >= a.lo) for a in grid.ARMS], axis=0)
+
+
+def wave_problem(lo: float, hi: float) -> str | None:
+    """Why wavelengths from lo to hi cannot be searched (they miss every arm of the grid, with
+    the unit they look like), or None when they overlap at least one arm."""
+    if _arms_hit(np.asarray(lo), np.asarray(hi)):
+        return None
+    for unit, factor, fix in _WAVE_UNITS:
+        if factor is None:  # log10(λ/Å): the arms lie between 3.59 and 3.84
+            ok = 0.0 < lo and hi < 10.0 and _arms_hit(np.asarray(10.0**lo), np.asarray(10.0**hi))
+        else:
+            ok = _arms_hit(np.asarray(lo * factor), np.asarray(hi * factor))
+        if ok:
+            return f"{lo:.6g}-{hi:.6g} looks like {unit}; mgfast wants vacuum Å ({fix})"
+    arms = ", ".join(f"{a.name} {a.lo:.0f}-{a.hi:.0f}" for a in grid.ARMS)
+    return (
+        f"{lo:.6g}-{hi:.6g} Å misses every arm of the grid ({arms} Å); mgfast needs vacuum Å "
+        "covering at least one arm"
+    )
+
+
+def _check_coverage(w: np.ndarray) -> None:
+    """ValueError when the wavelengths of some spectrum miss every arm (wrong unit, or another
+    part of the spectrum): such a spectrum could only come back empty."""
+    lo, hi = np.atleast_1d(w[..., 0]), np.atleast_1d(w[..., -1])
+    bad = np.flatnonzero(~_arms_hit(lo, hi))
+    if bad.size:
+        where = "wave" if w.ndim == 1 else f"wave (spectrum {_list(bad)})"
+        raise ValueError(f"{where}: {wave_problem(float(lo[bad[0]]), float(hi[bad[0]]))}")
 
 
 def _row_median(a: np.ndarray) -> np.ndarray:
@@ -206,7 +247,9 @@ def preprocess(
         Flux densities. Without ``wave`` they must already be on the grid (n = N_PIX): the fast
         path, which only masks and fills.
     wave : (n,) or (N, n) array, optional
-        Vacuum wavelengths in Å of the pixel centres, strictly increasing.
+        Vacuum wavelengths in Å of the pixel centres, strictly increasing, overlapping at least
+        one arm of the grid (a ValueError otherwise, saying what unit they look like: nm, µm, m
+        or log10 Å). Covering one or two arms is fine: the others are flagged ARM_MISSING_*.
     err, ivar : arrays like flux, optional
         1-sigma errors or inverse variances (not both). Pixels with err <= 0, ivar <= 0 or
         non-finite values are masked.
@@ -259,6 +302,7 @@ def preprocess(
             raise ValueError("wave: contains NaN or inf")
         if not np.all(np.diff(w, axis=-1) > 0):
             raise ValueError("wave: wavelengths must increase strictly along each spectrum")
+        _check_coverage(w)
     elif n_in != grid.N_PIX:
         raise ValueError(
             f"flux: {n_in} pixels but no wave given; spectra off the grid need wave "
@@ -371,4 +415,4 @@ def _list(idx: np.ndarray, limit: int = 10) -> str:
     return s + (f" … ({idx.size} in all)" if idx.size > limit else "")
 
 
-__all__ = ["ContinuumOptions", "Preprocessed", "lsf_degrade", "preprocess"]
+__all__ = ["ContinuumOptions", "Preprocessed", "lsf_degrade", "preprocess", "wave_problem"]
