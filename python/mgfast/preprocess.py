@@ -143,29 +143,33 @@ def _levels(f: np.ndarray, e: np.ndarray | None, is_ivar: bool, m: np.ndarray | 
             bad_bits: int) -> np.ndarray:  # fmt: skip
     """Typical size of each row's values over its good pixels (finite flux with a finite positive
     error, not masked): the median error, or the median |flux| without errors (or where the
-    errors give none); NaN where there is no good pixel."""
+    errors give none); NaN where there is no good pixel. In the arrays' own precision."""
     with np.errstate(all="ignore"):
-        fa = np.abs(f.astype(np.float64))
+        fa = np.abs(f)
         ok = np.isfinite(fa)
         es = None
         if e is not None:
-            es = e.astype(np.float64)
-            es = 1.0 / np.sqrt(es) if is_ivar else es
+            es = 1.0 / np.sqrt(e) if is_ivar else e
             ok &= np.isfinite(es) & (es > 0)
         if m is not None:
             ok &= (m & bad_bits) == 0
-        level = np.full(len(f), np.nan) if es is None else _row_median(np.where(ok, es, np.nan))
-        return np.where(level > 0, level, _row_median(np.where(ok, fa, np.nan)))
+        level = np.full(len(f), np.nan)
+        if es is not None:
+            level[:] = _row_median(np.where(ok, es, np.nan))
+        rows = np.flatnonzero(~(level > 0))
+        if rows.size:
+            level[rows] = _row_median(np.where(ok[rows], fa[rows], np.nan))
+    return level
 
 
-def _top_exponents(x: np.ndarray, is_ivar: bool) -> np.ndarray:
-    """Per row, the binary exponent of its largest finite |value| (for ivar, of 1/sqrt(ivar))."""
-    with np.errstate(all="ignore"):
-        a = np.abs(x.astype(np.float64))
-        if is_ivar:
-            a = np.where(a > 0, 1.0 / np.sqrt(a), 0.0)
-        top = np.max(np.where(np.isfinite(a), a, 0.0), axis=1)
-    return np.frexp(top)[1].astype(np.int64)
+def _times_power_of_two(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """x[i] * 2^k[i], exact (bar underflow and overflow): a product with a power of two in x's
+    own precision where that holds it (much faster than np.ldexp), else np.ldexp."""
+    lim = 126 if x.dtype == np.float32 else 1022
+    with np.errstate(over="ignore", under="ignore"):
+        if np.all(np.abs(k) <= lim):
+            return x * np.ldexp(np.ones(len(k), x.dtype), k)[:, None]
+        return np.ldexp(x, k[:, None])
 
 
 def _unit_exponents(f: np.ndarray, e: np.ndarray | None, is_ivar: bool, m: np.ndarray | None,
@@ -177,27 +181,27 @@ def _unit_exponents(f: np.ndarray, e: np.ndarray | None, is_ivar: bool, m: np.nd
     output; it only keeps the float32 steps (the input cast, 1/σ² of the rebinned pixels) inside
     float32's range, which units like W m⁻² nm⁻¹ (σ ~ 1e-20, 1/σ² ~ 1e40) leave. The level is
     the median of a sample of _LEVEL_SAMPLES pixels (any level within a few powers of two will
-    do), and k never takes the largest value beyond 2^125 (float32 ends at 2^128)."""
+    do). A pixel more than 2^127 times the typical error (beyond float32 either way) comes out
+    inf and is masked as bad input, as it always was."""
     n = f.shape[1]
-    step = max(1, n // _LEVEL_SAMPLES)
-    sample = np.s_[:, ::step]
-    level = _levels(f[sample], None if e is None else e[sample], is_ivar,
-                    None if m is None else m[sample], bad_bits)  # fmt: skip
-    redo = np.flatnonzero(~(level > 0)) if step > 1 else np.empty(0, np.int64)
+    cols = None  # all of them
+    if n > _LEVEL_SAMPLES:  # blocks of 32 pixels spread over the spectrum (a strided sample of
+        # a large array would cost a cache miss per pixel)
+        starts = np.linspace(0, n - 32, _LEVEL_SAMPLES // 32).astype(np.int64)
+        cols = (starts[:, None] + np.arange(32)).ravel()
+
+    def sample(x: np.ndarray | None) -> np.ndarray | None:
+        return x if x is None or cols is None else np.take(x, cols, axis=1)
+
+    level = _levels(sample(f), sample(e), is_ivar, sample(m), bad_bits)
+    redo = np.flatnonzero(~(level > 0)) if cols is not None else np.empty(0, np.int64)
     if redo.size:  # nothing usable among the sampled pixels: all of them
         level[redo] = _levels(f[redo], None if e is None else e[redo], is_ivar,
                               None if m is None else m[redo], bad_bits)  # fmt: skip
     with np.errstate(all="ignore"):
         k = np.where((level > 0) & np.isfinite(level), np.round(np.log2(level)), 0.0)
     k = k.astype(np.int64)
-    k = np.where(np.abs(k) > UNIT_EXPONENT_LIMIT, k, 0)
-    rows = np.flatnonzero(k < 0)  # scaled up: no value may overflow
-    if rows.size:
-        top = _top_exponents(f[rows], False)
-        if e is not None:
-            top = np.maximum(top, _top_exponents(e[rows], is_ivar))
-        k[rows] = np.maximum(k[rows], top - 125)
-    return k
+    return np.where(np.abs(k) > UNIT_EXPONENT_LIMIT, k, 0)
 
 
 def _per_spectrum(x: npt.ArrayLike | None, n: int, name: str) -> np.ndarray | None:
@@ -341,11 +345,10 @@ def preprocess(
     # by a power of two, in its own precision, before the cast to float32 (_unit_exponents); its
     # continuum is scaled back. Normalised flux is unit-free already.
     k = None if normalised else _unit_exponents(f, e, is_ivar, m, int(bad_bits) & 0xFFFFFFFF)
-    if k is not None and np.any(k):
-        kk = -k[:, None]
-        f = np.ldexp(f, kk)
+    if k is not None and np.any(k):  # (what overflows is masked as bad input)
+        f = _times_power_of_two(f, -k)
         if e is not None:
-            e = np.ldexp(e, -2 * kk if is_ivar else kk)
+            e = _times_power_of_two(e, 2 * k if is_ivar else -k)
     cont_dtype = f.dtype
     f = np.ascontiguousarray(f, np.float32)
     e = None if e is None else np.ascontiguousarray(e, np.float32)
