@@ -10,7 +10,7 @@ constexpr std::uint8_t kPixNotCovered = 1u << 0;  // no input data at this wavel
 constexpr std::uint8_t kPixBadInput = 1u << 1;    // NaN/inf flux, error <= 0, ivar 0, mask bits
 constexpr std::uint8_t kPixArmMissing = 1u << 2;  // the whole arm was dropped (too little data)
 constexpr std::uint8_t kPixContinuumFailed = 1u << 3;  // continuum fit failed for this arm
-constexpr std::uint8_t kPixSpike = 1u << 4;  // a spike far above its neighbours (cosmic ray)
+constexpr std::uint8_t kPixSpike = 1u << 5;  // a spike far above its neighbours (cosmic ray)
 
 // Per spectrum (uint32).
 constexpr std::uint32_t kArmMissingBlue = 1u << 0;
