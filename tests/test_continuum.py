@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import mgfast
-from mgfast import SpectrumFlag, grid
+from mgfast import PixelFlag, SpectrumFlag, grid
 from mgfast.atomic import MGII_2796, MGII_2803
+from mgfast.preprocess import ContinuumOptions
 from mgfast.testing import away_from_line_cores, synthetic_quasar
 
 from conftest import devices
@@ -85,8 +86,6 @@ def test_an_alternating_fit_ends_where_max_iter_says(device):
     # About one arm in eight alternates between two masks (a pixel flipping at a clipping
     # threshold); the fit stops once it sees that, on the mask that max_iter ends on: so the
     # result keeps max_iter's parity (15 like 17, 16 like 18), and 15 and 16 differ there.
-    from mgfast.preprocess import ContinuumOptions
-
     realism = mgfast.Realism(**{**mgfast.Realism.survey().__dict__, "unnormalised": True})
     sim = mgfast.simulate(64, seed=21, realism=realism, snr=[3, 10])
     cont = {
@@ -111,3 +110,81 @@ def test_an_alternating_fit_ends_where_max_iter_says(device):
     assert alternating.sum() >= 3
     # and every other spectrum either converged by 15 or still changes (slow convergence)
     assert np.all(alternating | same(15, 16) | ~same(15, 17))
+
+
+# ---- spikes: cosmic rays and hot pixels the errors do not know ----------------------------
+
+
+def _spiked(n: int, seed: int, frac: float = 0.01, factor: float = 100.0):
+    """Unnormalised simulated spectra at SNR 20, each with a strong MgII absorber, and the same
+    spectra with ``frac`` of their pixels set to ``factor`` times the continuum (errors as they
+    were): (simulation, spiked flux, boolean map of the spikes)."""
+    kw = dict(seed=seed, snr=20, with_absorber_fraction=1.0, ew_range=(1.5, 3.0),
+              realism=mgfast.Realism(unnormalised=True))  # fmt: skip
+    sim = mgfast.simulate(n, **kw)
+    quiet = mgfast.simulate(n, noise=False, return_clean=True, **kw)  # continuum x transmission
+    rng = np.random.default_rng(seed)
+    hit = np.zeros(sim.flux.shape, bool)
+    for i in range(n):
+        free = np.flatnonzero(quiet.clean[i] > 0.5)  # the continuum is known there
+        hit[i, rng.choice(free, int(frac * grid.N_PIX), replace=False)] = True
+    flux = sim.flux.copy()
+    flux[hit] = factor * quiet.flux[hit] / quiet.clean[hit]
+    return sim, flux, hit
+
+
+@pytest.mark.parametrize("device", devices())
+def test_cosmic_rays_leave_the_continuum_and_the_absorber(device):
+    # 1 % of the pixels at 100x the continuum used to make nearly every arm CONTINUUM_FAILED
+    # (the least-squares fit through them sits far above the continuum, and the clipping then
+    # rejects the continuum itself as absorption); now they are found, left out and masked, and
+    # the absorber is found as without them.
+    sim, flux, hit = _spiked(32, seed=31)
+    old = mgfast.preprocess(flux, None, sim.err, normalised=False, allow_empty=True,
+                            continuum=ContinuumOptions(spike_sigma=0), device=device)  # fmt: skip
+    assert np.mean((old.flags & SpectrumFlag.CONTINUUM_FAILED) != 0) > 0.9
+
+    pre = mgfast.preprocess(flux, None, sim.err, normalised=False, device=device)
+    assert not np.any(pre.flags & (SpectrumFlag.CONTINUUM_FAILED | SpectrumFlag.ALL_MASKED))
+    spike = (pre.pixmask & PixelFlag.SPIKE) != 0
+    assert np.array_equal(spike, hit)  # every spike masked as one, and nothing else
+    assert np.all(np.isfinite(pre.flux)) and pre.flux.max() < 2.0
+
+    if device == "cpu":
+        det = mgfast.Detector()
+        clean = det.detect(sim.flux, err=sim.err, normalised=False)
+        res = det.detect(flux, err=sim.err, normalised=False)
+        assert np.all(res.detected) and np.all(clean.detected)
+        assert np.max(np.abs(res.probability - clean.probability)) < 1e-3
+        assert np.max(np.abs(res.wavelength - sim.truth.lambda2796)) < 3.0
+
+
+def test_cosmic_rays_without_errors():
+    # without an error array the spikes stand out against the noise of first differences
+    _, flux, hit = _spiked(8, seed=32)
+    pre = mgfast.preprocess(flux, None, None, normalised=False)
+    assert not np.any(pre.flags & SpectrumFlag.CONTINUUM_FAILED)
+    assert np.array_equal((pre.pixmask & PixelFlag.SPIKE) != 0, hit)
+
+
+@pytest.mark.parametrize(
+    "realism",
+    [
+        mgfast.Realism(unnormalised=True),
+        mgfast.Realism(unnormalised=True, forest=True),  # transmission peaks are not spikes
+        mgfast.Realism(**{**mgfast.Realism.survey().__dict__, "unnormalised": True}),
+    ],
+    ids=["idealised", "forest", "survey"],
+)
+def test_spike_rejection_changes_nothing_without_spikes(realism):
+    # Spectra without cosmic rays come out to the bit as without the spike rejection (paper SNRs
+    # 3-50, absorbers up to 5 Å, the Lyman-alpha forest, sky residuals and bad pixels): nothing
+    # is flagged, so the first fit, and every later one, is the same.
+    sim = mgfast.simulate(200, seed=8, realism=realism)
+    kw = dict(normalised=False, allow_empty=True, return_continuum=True)
+    new = mgfast.preprocess(sim.flux, None, sim.err, **kw)
+    off = ContinuumOptions(spike_sigma=0)
+    old = mgfast.preprocess(sim.flux, None, sim.err, continuum=off, **kw)
+    assert not np.any(new.pixmask & PixelFlag.SPIKE)
+    for k in ("flux", "ivar", "continuum", "pixmask", "flags"):
+        np.testing.assert_array_equal(getattr(new, k), getattr(old, k), err_msg=k)

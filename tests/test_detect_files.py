@@ -757,3 +757,30 @@ def test_z_em_table_reaches_every_spectrum(tmp_path, capsys):
     bad.write_text("name,redshift\nQ0,1.0\n")
     assert main([*argv[:-3], str(bad), "--overwrite"]) == 2
     assert "needs a redshift column" in capsys.readouterr().err
+
+
+def test_flux_unit_and_wavelength_unit_of_files(tmp_path):
+    # ESO SDP files in W m^-2 nm^-1 (flux and error ~1e-19) used to come back ALL_MASKED with
+    # probability 0 and exit code 0: now the same row as in erg s^-1 cm^-2 Å^-1. A file whose
+    # wavelengths are in nm (no unit given) is an error row that says so; one that covers a single
+    # arm is a row, flagged for the arms it misses.
+    from spectrum_files import write_eso_sdp
+
+    q = quasar(seed=5)
+    cgs = write_eso_sdp(tmp_path / "cgs.fits", q.wave, q.flux[0], q.err[0])
+    si = write_eso_sdp(tmp_path / "si.fits", q.wave, q.flux[0] * np.float32(1e-19),
+                       q.err[0] * np.float32(1e-19))  # fmt: skip
+    nm = tmp_path / "nm.npz"
+    np.savez(nm, wave=q.wave / 10, flux=q.flux[0], err=q.err[0])
+    red = q.wave > mgfast.grid.ARMS[2].lo - 10
+    one_arm = tmp_path / "red.npz"
+    np.savez(one_arm, wave=q.wave[red], flux=q.flux[0][red], err=q.err[0][red])
+    cat = Detector().detect_files([cgs, si, nm, one_arm])
+    assert [str(f) for f in cat.columns["file"]] == [str(cgs), str(si), str(one_arm)]
+    flags = cat.columns["flags"]
+    assert not np.any(flags[:2] & int(mgfast.SpectrumFlag.ALL_MASKED))
+    assert cat.probability[0] > 0.5 and abs(cat.probability[1] - cat.probability[0]) < 1e-5
+    missing = mgfast.SpectrumFlag.ARM_MISSING_BLUE | mgfast.SpectrumFlag.ARM_MISSING_GREEN
+    assert flags[2] & int(missing) == int(missing)
+    assert [e.file for e in cat.errors] == [str(nm)]
+    assert "looks like nm" in cat.errors[0].reason and "multiply by 10" in cat.errors[0].reason

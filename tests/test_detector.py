@@ -6,6 +6,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import mgfast
 from mgfast import SpectrumFlag, grid
@@ -338,3 +340,59 @@ def test_multi_absorber_z_em_flags_each_absorber():
         * np.sqrt((1 + 5000 / 299792.458) / (1 - 5000 / 299792.458))
     )
     assert np.all(a.lambda2796 < cut)
+
+
+# ---- the flux unit does not matter -------------------------------------------------------
+
+_UNIT_SIM = mgfast.simulate(
+    6, seed=77, snr=[5, 20], with_absorber_fraction=0.5, ew_range=(0.3, 2.0),
+    realism=mgfast.Realism(unnormalised=True),
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def unit_reference():
+    det = Detector()
+    sim = _UNIT_SIM
+    return det, det.detect(sim.flux, grid.wavelength(), sim.err, normalised=False).probability
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    exponent=st.floats(-30.0, 30.0),
+    float64=st.booleans(),
+    off_grid=st.booleans(),
+)
+def test_probabilities_do_not_depend_on_the_flux_unit(unit_reference, exponent, float64, off_grid):
+    # W m^-2 nm^-1 (flux and error ~1e-19) used to lose every pixel: 1/σ² overflowed float32,
+    # the spectrum came back ALL_MASKED with probability 0 and no warning. Flux and error scaled
+    # together by anything from 1e-30 to 1e30 now give the same probabilities, in float32 or
+    # float64, on the grid or resampled from other wavelengths.
+    det, p_ref = unit_reference
+    sim = _UNIT_SIM
+    dtype = np.float64 if float64 else np.float32
+    scale = dtype(10.0**exponent)
+    flux, err = sim.flux.astype(dtype) * scale, sim.err.astype(dtype) * scale
+    wave = grid.wavelength()
+    if off_grid:  # the same pixels, given as a spectrum off the grid (resampled, LSF step)
+        res = det.detect(flux, wave, err, normalised=False, resolution=20000.0 * (1 + 1e-6))
+    else:
+        res = det.detect(flux, wave, err, normalised=False)
+    assert not np.any(res.flags & (SpectrumFlag.ALL_MASKED | SpectrumFlag.CONTINUUM_FAILED))
+    np.testing.assert_allclose(res.probability, p_ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "scale, errors",
+    [(1e-40, "err"), (1e-40, "ivar"), (1e-300, "err"), (1e40, "err"), (1e40, "ivar"),
+     (1e300, "err")],
+)  # fmt: skip
+def test_float64_flux_beyond_float32_range(unit_reference, scale, errors):
+    # float64 input that would underflow (or overflow) in float32 is scaled before the cast;
+    # errors as σ or as inverse variances (1/σ² of 1e±300 is beyond float64 itself)
+    det, p_ref = unit_reference
+    sim = _UNIT_SIM
+    flux, err = sim.flux.astype(np.float64) * scale, sim.err.astype(np.float64) * scale
+    kw = dict(err=err) if errors == "err" else dict(ivar=1.0 / err**2)
+    res = det.detect(flux, grid.wavelength(), normalised=False, **kw)
+    np.testing.assert_allclose(res.probability, p_ref, atol=1e-5, rtol=0)

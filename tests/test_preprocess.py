@@ -275,3 +275,101 @@ def test_fuzzed_spectra_never_crash_or_leak_nan(flux, start, step, normalised):
         return
     assert np.isfinite(out.flux).all() and np.isfinite(out.ivar).all()
     assert np.all(out.flux[out.pixmask != 0] == 1.0)
+
+
+# ---- unit-free numerics -----------------------------------------------------------------
+
+
+def test_a_power_of_two_in_the_flux_unit_changes_no_bit():
+    # Unnormalised spectra far from 1 are brought back by a power of two, which is exact and
+    # commutes with every step: the normalised output is the same to the bit, the continuum comes
+    # back in the input's units (and precision).
+    sim = mgfast.simulate(4, seed=3, snr=10, realism=mgfast.Realism(unnormalised=True))
+    kw = dict(normalised=False, return_continuum=True)
+    ref = mgfast.preprocess(sim.flux, grid.wavelength(), sim.err, **kw)
+    for k in (-70, -30, 30, 70):  # float32 overflows 1/σ² beyond about 2^±62
+        s = np.float32(2.0**k)
+        out = mgfast.preprocess(sim.flux * s, grid.wavelength(), sim.err * s, **kw)
+        for name in ("flux", "ivar", "pixmask", "flags"):
+            np.testing.assert_array_equal(getattr(out, name), getattr(ref, name), err_msg=name)
+        np.testing.assert_array_equal(out.continuum, ref.continuum * s)
+    tiny = mgfast.preprocess(sim.flux.astype(np.float64) * 1e-40, None,
+                             sim.err.astype(np.float64) * 1e-40, **kw)  # fmt: skip
+    assert tiny.continuum.dtype == np.float64 and ref.continuum.dtype == np.float32
+    np.testing.assert_allclose(tiny.continuum * 1e40, ref.continuum, rtol=1e-6)
+    np.testing.assert_allclose(tiny.flux, ref.flux, rtol=1e-6)
+
+
+def test_unit_exponents_of_odd_spectra():
+    # the level is the median error over good pixels (|flux| without errors); a power of two
+    from mgfast.preprocess import UNIT_EXPONENT_LIMIT, _unit_exponents
+
+    n = grid.N_PIX
+    f = np.ones((6, n), np.float64)
+    f[1] *= 1e-19  # W m^-2 nm^-1
+    f[2] = 0.0  # no flux: errors set the level all the same
+    f[3, ::2] = np.nan  # every sampled pixel bad: all of them are used
+    f[3] *= 1e15
+    f[5] = np.nan  # nothing usable: left alone
+    e = 0.1 * np.where(np.isfinite(f), f, 1.0)
+    e[2] = 1e-21
+    e[4] = 2.0 ** -(UNIT_EXPONENT_LIMIT - 1)  # within 2^±UNIT_EXPONENT_LIMIT: left alone
+    k = _unit_exponents(f, e, False, None, 0)
+    assert k[0] == 0 and k[4] == 0 and k[5] == 0
+    for i, level in ((1, 1e-20), (2, 1e-21), (3, 1e14)):
+        assert abs(np.log2(level) - k[i]) <= 0.5, i
+    np.testing.assert_array_equal(_unit_exponents(f, 1.0 / e**2, True, None, 0), k)
+    np.testing.assert_array_equal(_unit_exponents(f, None, False, None, 0)[:2], [0, -63])
+    # masked pixels and pixels with unusable errors do not count
+    m = np.zeros((6, n), np.uint32)
+    e2 = e.copy()
+    e2[0, : n // 2], m[0, : n // 2] = 1e30, 1
+    e2[1, : n // 2] = np.inf
+    np.testing.assert_array_equal(_unit_exponents(f, e2, False, m, 1), k)
+
+
+# ---- wavelengths that cannot be searched -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "convert, message",
+    [
+        (lambda w: w / 10, r"wave: 392.6-67[89].* looks like nm; mgfast wants vacuum Å \(multiply"),
+        (lambda w: w / 1e4, r"looks like µm.*multiply by 1e4"),
+        (lambda w: w / 1e10, r"looks like m;.*multiply by 1e10"),
+        (np.log10, r"looks like log10\(λ/Å\).*10\*\*wave"),
+        (lambda w: w - 3000, r"Å misses every arm of the grid \(blue 3926-4355"),  # far UV
+        (lambda w: 4400 + (w - w[0]) * 0.2, r"misses every arm"),  # the blue-green gap
+    ],
+    ids=["nm", "um", "m", "log10", "ultraviolet", "gap"],
+)
+def test_wavelengths_that_miss_every_arm_are_rejected(convert, message):
+    # They used to come back ALL_MASKED (probability 0 from the Detector), without an error.
+    w = log_grid(3926.0, 6790.0, 20000.0, 2.0)
+    f = np.ones(w.size, np.float32)
+    with pytest.raises(ValueError, match=message):
+        mgfast.preprocess(f, convert(w), allow_empty=True)
+    with pytest.raises(ValueError, match=message):
+        mgfast.Detector(method="matched-filter").detect(f, convert(w), normalised=False)
+
+
+def test_per_spectrum_wavelengths_name_the_spectrum_that_misses():
+    w = log_grid(3926.0, 6790.0, 20000.0, 2.0)
+    ws = np.stack([w, w / 10, w])
+    with pytest.raises(ValueError, match=r"wave \(spectrum 1\): .* looks like nm"):
+        mgfast.preprocess(np.ones(ws.shape, np.float32), ws)
+
+
+def test_one_arm_is_enough():
+    # Covering one arm is legitimate: the others are flagged. Overlapping an arm only by a sliver
+    # (under min_arm_good of it) is not an error either: the spectrum is flagged ALL_MASKED.
+    missing = SpectrumFlag.ARM_MISSING_BLUE | SpectrumFlag.ARM_MISSING_GREEN
+    for lo, hi in ((6100.0, 6790.0), (6400.0, 7500.0)):
+        w = log_grid(lo, hi, 20000.0, 2.0)
+        out = mgfast.preprocess(np.ones(w.size, np.float32), w)
+        assert out.flags & missing == missing and not out.flags & SpectrumFlag.ARM_MISSING_RED
+    w = log_grid(3000.0, 4000.0, 20000.0, 2.0)  # 74 of the blue arm's 429 Å
+    out = mgfast.preprocess(np.ones(w.size, np.float32), w, allow_empty=True)
+    assert out.flags & SpectrumFlag.ALL_MASKED
+    with pytest.raises(ValueError, match="no usable pixel"):
+        mgfast.preprocess(np.ones(w.size, np.float32), w)

@@ -39,6 +39,7 @@ def preprocess(
     grow: int,
     max_iter: int,
     sigma_floor: float,
+    spike_sigma: float,
     return_continuum: bool,
     device: str,
     threads: int,

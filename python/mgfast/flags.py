@@ -16,6 +16,8 @@ NOT_COVERED: no input data there; BAD_INPUT: NaN/inf flux, error <= 0, ivar 0 or
 ARM_MISSING: the whole arm had too little data; CONTINUUM_FAILED: the arm's continuum fit failed;
 BEYOND_ZEM: redward of where MgII can be given the quasar's redshift (Detector.detect's z_em:
 λ2803 of an absorber ASSOCIATED_KMS above z_em), masked so that nothing is searched there.
+SPIKE: a spike (cosmic ray, hot pixel) far above its neighbours and the continuum, found while
+fitting the continuum (``normalised=False`` only).
 """
 
 SpectrumFlag = enum.IntFlag("SpectrumFlag", dict(_core.SPECTRUM_FLAGS))  # type: ignore[misc]

@@ -18,6 +18,18 @@ from .flags import ARM_MISSING, SpectrumFlag
 # preprocess()'s defaults: the share of an output pixel, and of an arm, that must be good
 MIN_PIXEL_GOOD = 0.5
 MIN_ARM_GOOD = 0.5
+# Unnormalised spectra whose typical error (|flux| without errors) lies outside
+# 2^±UNIT_EXPONENT_LIMIT are brought to about 1 by a power of two before anything is cast to
+# float32 (_unit_exponents).
+UNIT_EXPONENT_LIMIT = 10
+_LEVEL_SAMPLES = 256  # pixels per spectrum whose median gives its level
+# What wavelengths that miss every arm may be in: (unit, factor to Å, what to do); None: log10 Å.
+_WAVE_UNITS: tuple[tuple[str, float | None, str], ...] = (
+    ("nm", 10.0, "multiply by 10"),
+    ("µm", 1e4, "multiply by 1e4"),
+    ("m", 1e10, "multiply by 1e10"),
+    ("log10(λ/Å)", None, "pass 10**wave"),
+)
 
 
 @dataclass(frozen=True)
@@ -31,15 +43,19 @@ class ContinuumOptions:
     grow: int = 4  # grow rejected absorption by this many pixels either side
     max_iter: int = 15
     sigma_floor: float = 0.01  # clipping scale never below this fraction of the continuum
+    # A pixel this many sigma above both the median of its 6 neighbours and the 90th percentile of
+    # the flux within 40 pixels is a spike (cosmic ray): left out of the first fit, and masked
+    # (PixelFlag.SPIKE) where the final fit clips it too. 0: off.
+    spike_sigma: float = 10.0
 
 
 def continuum_args(
     c: ContinuumOptions | None,
-) -> tuple[float, float, float, float, int, int, float]:
+) -> tuple[float, float, float, float, int, int, float, float]:
     """The continuum options (default when None) as the core's preprocessing calls take them."""
     c = c or ContinuumOptions()
     return (float(c.knot_spacing), float(c.penalty), float(c.clip_low), float(c.clip_high),
-            int(c.grow), int(c.max_iter), float(c.sigma_floor))  # fmt: skip
+            int(c.grow), int(c.max_iter), float(c.sigma_floor), float(c.spike_sigma))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -51,7 +67,7 @@ class Preprocessed:
     pixmask: np.ndarray  # uint8 PixelFlag bits, 0 where the pixel is good
     flags: np.ndarray  # uint32 SpectrumFlag bits per spectrum
     n_masked: np.ndarray  # int32 masked pixels per arm, (N, 3)
-    continuum: np.ndarray | None = field(default=None)  # fitted continuum, when asked for
+    continuum: np.ndarray | None = field(default=None)  # fitted continuum (input units), if asked
 
     @property
     def err(self) -> np.ndarray:
@@ -66,7 +82,9 @@ class Preprocessed:
         return np.stack([(f & int(b)) != 0 for b in ARM_MISSING], axis=-1)
 
 
-def real_array(x: npt.ArrayLike, name: str, dtype: type) -> np.ndarray:
+def real_array(x: npt.ArrayLike, name: str, dtype: type | None) -> np.ndarray:
+    """x as a C-contiguous array of dtype (None: float32 and float64 kept, other reals as
+    float64), or a ValueError naming it."""
     a = np.asarray(x)
     if a.dtype == object or not (
         np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)
@@ -74,7 +92,116 @@ def real_array(x: npt.ArrayLike, name: str, dtype: type) -> np.ndarray:
         raise ValueError(f"{name}: expected real numbers, got an array of dtype {a.dtype}")
     if a.size == 0:
         raise ValueError(f"{name}: empty array (shape {a.shape})")
+    if dtype is None:
+        dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.float64
     return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _arms_hit(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Whether [lo, hi] (Å) overlaps at least one arm of the grid, elementwise."""
+    return np.any([(lo <= a.hi) & (hi >= a.lo) for a in grid.ARMS], axis=0)
+
+
+def wave_problem(lo: float, hi: float) -> str | None:
+    """Why wavelengths from lo to hi cannot be searched (they miss every arm of the grid, with
+    the unit they look like), or None when they overlap at least one arm."""
+    if _arms_hit(np.asarray(lo), np.asarray(hi)):
+        return None
+    for unit, factor, fix in _WAVE_UNITS:
+        if factor is None:  # log10(λ/Å): the arms lie between 3.59 and 3.84
+            ok = 0.0 < lo and hi < 10.0 and _arms_hit(np.asarray(10.0**lo), np.asarray(10.0**hi))
+        else:
+            ok = _arms_hit(np.asarray(lo * factor), np.asarray(hi * factor))
+        if ok:
+            return f"{lo:.6g}-{hi:.6g} looks like {unit}; mgfast wants vacuum Å ({fix})"
+    arms = ", ".join(f"{a.name} {a.lo:.0f}-{a.hi:.0f}" for a in grid.ARMS)
+    return (
+        f"{lo:.6g}-{hi:.6g} Å misses every arm of the grid ({arms} Å); mgfast needs vacuum Å "
+        "covering at least one arm"
+    )
+
+
+def _check_coverage(w: np.ndarray) -> None:
+    """ValueError when the wavelengths of some spectrum miss every arm (wrong unit, or another
+    part of the spectrum): such a spectrum could only come back empty."""
+    lo, hi = np.atleast_1d(w[..., 0]), np.atleast_1d(w[..., -1])
+    bad = np.flatnonzero(~_arms_hit(lo, hi))
+    if bad.size:
+        where = "wave" if w.ndim == 1 else f"wave (spectrum {_list(bad)})"
+        raise ValueError(f"{where}: {wave_problem(float(lo[bad[0]]), float(hi[bad[0]]))}")
+
+
+def _row_median(a: np.ndarray) -> np.ndarray:
+    """Median of each row's non-NaN values (NaN for a row without one)."""
+    a = np.sort(a, axis=1)  # NaN last
+    n = np.sum(~np.isnan(a), axis=1)
+    mid = a[np.arange(len(a)), np.maximum(n - 1, 0) // 2]
+    return np.where(n > 0, mid, np.nan)
+
+
+def _levels(f: np.ndarray, e: np.ndarray | None, is_ivar: bool, m: np.ndarray | None,
+            bad_bits: int) -> np.ndarray:  # fmt: skip
+    """Typical size of each row's values over its good pixels (finite flux with a finite positive
+    error, not masked): the median error, or the median |flux| without errors (or where the
+    errors give none); NaN where there is no good pixel. In the arrays' own precision."""
+    with np.errstate(all="ignore"):
+        fa = np.abs(f)
+        ok = np.isfinite(fa)
+        es = None
+        if e is not None:
+            es = 1.0 / np.sqrt(e) if is_ivar else e
+            ok &= np.isfinite(es) & (es > 0)
+        if m is not None:
+            ok &= (m & bad_bits) == 0
+        level = np.full(len(f), np.nan)
+        if es is not None:
+            level[:] = _row_median(np.where(ok, es, np.nan))
+        rows = np.flatnonzero(~(level > 0))
+        if rows.size:
+            level[rows] = _row_median(np.where(ok[rows], fa[rows], np.nan))
+    return level
+
+
+def _times_power_of_two(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """x[i] * 2^k[i], exact (bar underflow and overflow): a product with a power of two in x's
+    own precision where that holds it (much faster than np.ldexp), else np.ldexp."""
+    lim = 126 if x.dtype == np.float32 else 1022
+    with np.errstate(over="ignore", under="ignore"):
+        if np.all(np.abs(k) <= lim):
+            return x * np.ldexp(np.ones(len(k), x.dtype), k)[:, None]
+        return np.ldexp(x, k[:, None])
+
+
+def _unit_exponents(f: np.ndarray, e: np.ndarray | None, is_ivar: bool, m: np.ndarray | None,
+                    bad_bits: int) -> np.ndarray:  # fmt: skip
+    """Per spectrum, the power of two k that brings its typical error (the median over good
+    pixels; its typical |flux| without errors) to about 1, or 0 where that lies within
+    2^±UNIT_EXPONENT_LIMIT already. Dividing flux and errors by 2^k is exact and commutes with every
+    step of the pipeline (each is homogeneous in the flux), so it changes no bit of the normalised
+    output; it only keeps the float32 steps (the input cast, 1/σ² of the rebinned pixels) inside
+    float32's range, which units like W m⁻² nm⁻¹ (σ ~ 1e-20, 1/σ² ~ 1e40) leave. The level is
+    the median of a sample of _LEVEL_SAMPLES pixels (any level within a few powers of two will
+    do). A pixel more than 2^127 times the typical error (beyond float32 either way) comes out
+    inf and is masked as bad input, as it always was."""
+    n = f.shape[1]
+    cols = None  # all of them
+    if n > _LEVEL_SAMPLES:  # blocks of 32 pixels spread over the spectrum (a strided sample of
+        # a large array would cost a cache miss per pixel)
+        starts = np.linspace(0, n - 32, _LEVEL_SAMPLES // 32).astype(np.int64)
+        cols = (starts[:, None] + np.arange(32)).ravel()
+
+    def sample(x: np.ndarray | None) -> np.ndarray | None:
+        return x if x is None or cols is None else np.take(x, cols, axis=1)
+
+    level = _levels(sample(f), sample(e), is_ivar, sample(m), bad_bits)
+    redo = np.flatnonzero(~(level > 0)) if cols is not None else np.empty(0, np.int64)
+    if redo.size:  # nothing usable among the sampled pixels: all of them
+        level[redo] = _levels(f[redo], None if e is None else e[redo], is_ivar,
+                              None if m is None else m[redo], bad_bits)  # fmt: skip
+    with np.errstate(all="ignore"):
+        k = np.where((level > 0) & np.isfinite(level), np.round(np.log2(level)), 0.0)
+    k = k.astype(np.int64)
+    return np.where(np.abs(k) > UNIT_EXPONENT_LIMIT, k, 0)
 
 
 def _per_spectrum(x: npt.ArrayLike | None, n: int, name: str) -> np.ndarray | None:
@@ -124,7 +251,9 @@ def preprocess(
         Flux densities. Without ``wave`` they must already be on the grid (n = N_PIX): the fast
         path, which only masks and fills.
     wave : (n,) or (N, n) array, optional
-        Vacuum wavelengths in Å of the pixel centres, strictly increasing.
+        Vacuum wavelengths in Å of the pixel centres, strictly increasing, overlapping at least
+        one arm of the grid (a ValueError otherwise, saying what unit they look like: nm, µm, m
+        or log10 Å). Covering one or two arms is fine: the others are flagged ARM_MISSING_*.
     err, ivar : arrays like flux, optional
         1-sigma errors or inverse variances (not both). Pixels with err <= 0, ivar <= 0 or
         non-finite values are masked.
@@ -134,7 +263,10 @@ def preprocess(
         Resolving power of the input. Finer than R = 20000 is degraded with a Gaussian LSF;
         coarser is only rebinned and flagged LOW_RESOLUTION. Default: 20000.
     normalised : bool
-        Whether flux is already continuum-normalised. If False, a continuum is fitted per arm.
+        Whether flux is already continuum-normalised. If False, a continuum is fitted per arm,
+        and the flux may be in any unit (W m⁻² nm⁻¹, erg s⁻¹ cm⁻² Å⁻¹, counts; float64 down to
+        1e-300): each spectrum is scaled by a power of two before anything is rounded to
+        float32, so the normalised output does not depend on the unit.
     missing_arm : "flag" or "raise"
         An arm with under ``min_arm_good`` of its pixels usable is masked and flagged
         (ARM_MISSING_*), or raises ``ValueError``.
@@ -142,12 +274,14 @@ def preprocess(
         Keep spectra with no usable pixel at all (flagged ALL_MASKED) instead of raising.
     min_pixel_good : float
         An output pixel needs this fraction of its width covered by good input, or it is masked.
+    return_continuum : bool
+        Also return the fitted continuum, in the input's units (float64 when flux is float64).
     device : "cpu" or "cuda[:N]"
     threads : int
         CPU threads (0: all).
     """
     single = np.ndim(flux) == 1
-    f = real_array(flux, "flux", np.float32)
+    f = real_array(flux, "flux", None)  # float32 or float64: cast after any unit scaling
     if single:
         f = f[None, :]
     if f.ndim != 2:
@@ -172,6 +306,7 @@ def preprocess(
             raise ValueError("wave: contains NaN or inf")
         if not np.all(np.diff(w, axis=-1) > 0):
             raise ValueError("wave: wavelengths must increase strictly along each spectrum")
+        _check_coverage(w)
     elif n_in != grid.N_PIX:
         raise ValueError(
             f"flux: {n_in} pixels but no wave given; spectra off the grid need wave "
@@ -183,7 +318,7 @@ def preprocess(
     e, is_ivar = None, False
     for name, arr in (("err", err), ("ivar", ivar)):
         if arr is not None:
-            e = real_array(arr, name, np.float32)
+            e = real_array(arr, name, None)
             if single:
                 e = e[None, :] if e.ndim == 1 else e
             if e.shape != f.shape:
@@ -206,6 +341,18 @@ def preprocess(
         if not 0.0 < v <= 1.0:
             raise ValueError(f"{name}: must lie in (0, 1], got {v}")
 
+    # Unit-free numerics: an unnormalised spectrum whose errors (or flux) are far from 1 is scaled
+    # by a power of two, in its own precision, before the cast to float32 (_unit_exponents); its
+    # continuum is scaled back. Normalised flux is unit-free already.
+    k = None if normalised else _unit_exponents(f, e, is_ivar, m, int(bad_bits) & 0xFFFFFFFF)
+    if k is not None and np.any(k):  # (what overflows is masked as bad input)
+        f = _times_power_of_two(f, -k)
+        if e is not None:
+            e = _times_power_of_two(e, 2 * k if is_ivar else -k)
+    cont_dtype = f.dtype
+    f = np.ascontiguousarray(f, np.float32)
+    e = None if e is None else np.ascontiguousarray(e, np.float32)
+
     # Already on the grid and not finer than it: skip resampling (the fast path).
     if w is not None and _is_grid(w) and (r is None or np.all(r <= grid.RESOLVING_POWER)):
         w = None
@@ -215,6 +362,9 @@ def preprocess(
         bool(return_continuum), device, int(threads),
     )  # fmt: skip
 
+    if "continuum" in out:  # in the input's units, and precision
+        c = out["continuum"].astype(cont_dtype, copy=False)
+        out["continuum"] = c if k is None or not np.any(k) else np.ldexp(c, k[:, None])
     flags = out["flags"]
     if not allow_empty:
         empty = np.flatnonzero(flags & int(SpectrumFlag.ALL_MASKED))
@@ -268,4 +418,4 @@ def _list(idx: np.ndarray, limit: int = 10) -> str:
     return s + (f" … ({idx.size} in all)" if idx.size > limit else "")
 
 
-__all__ = ["ContinuumOptions", "Preprocessed", "lsf_degrade", "preprocess"]
+__all__ = ["ContinuumOptions", "Preprocessed", "lsf_degrade", "preprocess", "wave_problem"]

@@ -28,6 +28,9 @@ struct Params {
   double min_fraction = 0.2;  // fewer retained pixels than this fraction of the arm: failure
   double sigma_floor = 0.01;  // clipping scale never below this fraction of the continuum, so
                               // that noiseless or very high-SNR spectra do not clip everything
+  double spike_sigma = 10.0;  // a pixel this many sigma above the median of its neighbours is a
+                              // spike (cosmic ray, hot pixel): left out of the first fit and, if
+                              // the final fit also clips it, masked; 0 switches this off
 };
 
 // Number of B-spline coefficients used for an arm of n pixels.
@@ -120,18 +123,198 @@ MGFAST_HD bool beyond(double d, double k2, const float* ivar, int i, double glob
   return d * d > k2 * (global_var + f * f);
 }
 
+// Spikes: cosmic rays, hot pixels and sky-subtraction residuals that the error array does not
+// know, 1-3 pixels wide and of any height. A least-squares fit through them sits far above the
+// continuum, and the asymmetric clipping then rejects the real continuum as "absorption" (with 1 %
+// of the pixels at 100 times the continuum every arm failed). So they are found before the first
+// fit: pixels far above the median of their neighbours (which a run of up to kSpikeHalfWindow
+// spikes does not move) and far above the local upper level too, kSpikeQuantile of the flux
+// within kSpikeLevelHalfWindow pixels (so that a pixel of continuum between absorption lines, or
+// a transmission peak of the Lyman-alpha forest, which reach the continuum and no higher, is not
+// one, even on top of an emission line).
+
+// Bits of fit_arm's work bytes: kUse the mask an iteration fits, kLow and kNear rejected
+// absorption and its neighbours, kPrev the mask the previous iteration fitted, kSpike a spike (on
+// return from a successful fit: a spike to mask).
+constexpr std::uint8_t kUse = 1, kLow = 2, kNear = 4, kPrev = 8, kSpike = 16;
+constexpr std::uint8_t kCandidate = 32;  // mark_spikes: a pixel that might be a spike
+// Neighbours each side that a pixel is compared with (the window shifts at the arm's ends).
+constexpr int kSpikeHalfWindow = 3;
+// The local upper level: this quantile of the good pixels' flux within kSpikeLevelHalfWindow
+// pixels either side (a knot spacing; the window shifts at the arm's ends). Spikes, a few per cent
+// of the pixels at most, do not reach it.
+constexpr double kSpikeQuantile = 0.9;
+constexpr int kSpikeLevelHalfWindow = 40;
+
+// The k-th smallest of a[0 .. m) (0-based), reordering a: Hoare's selection, iterative.
+MGFAST_HD float select_kth(float* a, int m, int k) {
+  int lo = 0, hi = m - 1;
+  while (lo < hi) {
+    const float pivot = a[lo + (hi - lo) / 2];
+    int i = lo, j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) ++i;
+      while (a[j] > pivot) --j;
+      if (i <= j) {
+        const float t = a[i];
+        a[i] = a[j], a[j] = t;
+        ++i, --j;
+      }
+    }
+    if (k <= j) {
+      hi = j;
+    } else if (k >= i) {
+      lo = i;
+    } else {
+      break;
+    }
+  }
+  return a[k];
+}
+
+// The median of a few values (sorting them in place).
+MGFAST_HD double median_small(double* a, int m) {
+  for (int i = 1; i < m; ++i)
+    for (int j = i; j > 0 && a[j - 1] > a[j]; --j) {
+      const double t = a[j];
+      a[j] = a[j - 1], a[j - 1] = t;
+    }
+  return (m & 1) ? a[m / 2] : 0.5 * (a[m / 2 - 1] + a[m / 2]);
+}
+
+// Noise variance of an arm without errors, from its first differences: the median of their
+// squares over 2 x 0.45494 (the median of chi-squared with one degree of freedom), which spikes
+// and lines barely move. scratch holds n floats. 0 when there are too few pairs.
+MGFAST_HD double difference_noise_var(int n, const float* flux, const std::uint8_t* good,
+                                      float* scratch) {
+  int m = 0;
+  for (int i = 0; i + 1 < n; ++i)
+    if (good[i] && good[i + 1]) {
+      const float d = flux[i + 1] - flux[i];
+      scratch[m++] = d * d;
+    }
+  if (m < 8) return 0.0;
+  return select_kth(scratch, m, m / 2) / (2.0 * 0.45494);
+}
+
+// The median flux of the good neighbours of pixel i (kSpikeHalfWindow each side, the window
+// shifted at the arm's ends) and their noise variance: the median of their variances (noise_var
+// without errors). False when fewer than 3 neighbours are good (or have errors).
+MGFAST_HD bool neighbourhood(int n, int i, const float* flux, const float* ivar,
+                             const std::uint8_t* good, double noise_var, double* med, double* var) {
+  constexpr int kW = 2 * kSpikeHalfWindow;
+  int lo = i - kSpikeHalfWindow;
+  if (lo > n - 1 - kW) lo = n - 1 - kW;
+  if (lo < 0) lo = 0;
+  double f[kW], v[kW];
+  int nf = 0, nv = 0;
+  for (int j = lo; j <= lo + kW && j < n; ++j) {
+    if (j == i || !good[j]) continue;
+    f[nf++] = flux[j];
+    if (ivar && ivar[j] > 0.0f) v[nv++] = 1.0 / static_cast<double>(ivar[j]);
+  }
+  if (nf < 3 || (ivar && nv < 3)) return false;
+  *med = median_small(f, nf);
+  *var = ivar ? median_small(v, nv) : noise_var;
+  return true;
+}
+
+// Whether flux f lies more than p.spike_sigma sigma above level: sigma^2 = var plus
+// (sigma_floor level)^2.
+MGFAST_HD bool far_above(double f, double level, double var, const Params& p) {
+  const double d = f - level, fl = p.sigma_floor * level;
+  return d > 0.0 && d * d > p.spike_sigma * p.spike_sigma * (var + fl * fl);
+}
+
+// A bound that every spike away from the arm's ends passes, computed without a branch (so that it
+// vectorises): more than spike_sigma sigma above the lowest good neighbour (scratch: the flux, bad
+// pixels at +huge), sigma no less than that of the neighbour with the largest ivar (inv_noise_var
+// without errors; a bad neighbour's ivar only loosens the bound). Sets kCandidate in work.
+template <bool kErr>
+MGFAST_HD void spike_candidates(int n, const float* flux, const float* ivar,
+                                const std::uint8_t* good, const float* scratch, float inv_noise_var,
+                                float k2, std::uint8_t* work) {
+  constexpr int h = kSpikeHalfWindow;
+  for (int i = h; i < n - h; ++i) {
+    float mn = scratch[i - 1], iv = kErr ? ivar[i - 1] : inv_noise_var;
+    for (int k = 1; k <= h; ++k) {
+      mn = scratch[i - k] < mn ? scratch[i - k] : mn;
+      mn = scratch[i + k] < mn ? scratch[i + k] : mn;
+      if (kErr) {
+        iv = ivar[i - k] > iv ? ivar[i - k] : iv;
+        iv = ivar[i + k] > iv ? ivar[i + k] : iv;
+      }
+    }
+    const float e = flux[i] - mn;
+    const bool c = (good[i] != 0) & (e > 0.0f) & (e * e * iv > k2);
+    work[i] = static_cast<std::uint8_t>(work[i] | (c ? kCandidate : 0));
+  }
+}
+
+// Marks the spikes among an arm's good pixels: more than p.spike_sigma sigma (their
+// neighbourhood's) above both the median of their neighbours and the local upper level. Their
+// work byte becomes kSpike, so that the first fit leaves them out. scratch holds n floats. A cheap
+// bound that every spike passes (spike_candidates) leaves the medians to the few pixels that might
+// be one, and the upper level to those that stand out from their neighbours. Returns how many it
+// marked.
+MGFAST_HD int mark_spikes(int n, const float* flux, const float* ivar, const std::uint8_t* good,
+                          std::uint8_t* work, double noise_var, float* scratch, const Params& p) {
+  constexpr float kHuge = 3.0e38f;
+  constexpr int h = kSpikeHalfWindow;
+  if (!ivar && !(noise_var > 0.0)) return 0;
+  for (int i = 0; i < n; ++i) {
+    const float f = flux[i];  // loaded whatever good says, so that the loop vectorises
+    scratch[i] = good[i] ? f : kHuge;
+  }
+  // (a little below the exact bound, so that float rounding cannot drop a spike)
+  const float k2 = static_cast<float>(0.99 * p.spike_sigma * p.spike_sigma);
+  if (ivar) {
+    spike_candidates<true>(n, flux, ivar, good, scratch, 0.0f, k2, work);
+  } else {
+    spike_candidates<false>(n, flux, ivar, good, scratch, static_cast<float>(1.0 / noise_var), k2,
+                            work);
+  }
+  int marked = 0;
+  double med = 0.0, var = 0.0;
+  for (int i = 0; i < n; ++i) {
+    if (!((work[i] & kCandidate) || i < h || i >= n - h)) continue;
+    work[i] = static_cast<std::uint8_t>(work[i] & ~kCandidate);
+    if (good[i] && neighbourhood(n, i, flux, ivar, good, noise_var, &med, &var) &&
+        far_above(flux[i], med, var, p)) {
+      work[i] = kSpike;
+      ++marked;
+    }
+  }
+  for (int i = 0; i < n && marked > 0; ++i) {
+    if (!(work[i] & kSpike)) continue;
+    int lo = i - kSpikeLevelHalfWindow;
+    if (lo > n - 1 - 2 * kSpikeLevelHalfWindow) lo = n - 1 - 2 * kSpikeLevelHalfWindow;
+    if (lo < 0) lo = 0;
+    int m = 0;
+    for (int j = lo; j <= lo + 2 * kSpikeLevelHalfWindow && j < n; ++j)
+      if (good[j]) scratch[m++] = flux[j];
+    const double upper = select_kth(scratch, m, static_cast<int>(kSpikeQuantile * (m - 1)));
+    neighbourhood(n, i, flux, ivar, good, noise_var, &med, &var);
+    if (!far_above(flux[i], upper, var, p)) {
+      work[i] = kUse;  // not a spike after all
+      --marked;
+    }
+  }
+  return marked;
+}
+
 // (10 / SNR)^2 of an arm, the factor that scales the penalty. The SNR is that of a typical pixel,
 // from mean(ivar f^2), which low-flux pixels barely move; without errors, from the scatter of
 // first differences (the continuum varies little from one pixel to the next). Clamped to
 // [1e-3, 1e3] so that a pathological arm cannot switch the penalty off or make it everything.
 MGFAST_HD double penalty_noise_scale(int n, const float* flux, const float* ivar,
-                                     const std::uint8_t* good) {
+                                     const std::uint8_t* good, std::uint8_t use_bits = 0xFF) {
   double snr2 = 0.0;
   if (ivar) {
     double sum = 0.0;
     int cnt = 0;
     for (int i = 0; i < n; ++i)
-      if (good[i]) {
+      if (good[i] & use_bits) {
         sum += static_cast<double>(ivar[i]) * flux[i] * flux[i];
         ++cnt;
       }
@@ -140,10 +323,10 @@ MGFAST_HD double penalty_noise_scale(int n, const float* flux, const float* ivar
     double d2 = 0.0, f = 0.0;
     int cd = 0, cf = 0;
     for (int i = 0; i < n; ++i) {
-      if (!good[i]) continue;
+      if (!(good[i] & use_bits)) continue;
       f += flux[i];
       ++cf;
-      if (i + 1 < n && good[i + 1]) {
+      if (i + 1 < n && (good[i + 1] & use_bits)) {
         d2 += (flux[i + 1] - flux[i]) * (flux[i + 1] - flux[i]);
         ++cd;
       }
@@ -162,13 +345,12 @@ MGFAST_HD double penalty_noise_scale(int n, const float* flux, const float* ivar
 // the fit sets the clipping scale) are the arm's pixels; good marks usable ones; work holds n
 // bytes of scratch; cont receives the continuum; basis, when given, is this arm's (fill_basis
 // with p.knot_spacing). Returns false (cont untouched beyond garbage) when too few pixels survive
-// or the fit is not positive.
+// or the fit is not positive. Spikes (mark_spikes) are left out of the first fit; later fits clip
+// them like any pixel far above the continuum. On success, work[i] & kSpike marks the spikes the
+// final fit clips too (more than clip_high sigma above it): the pixels to mask.
 MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::uint8_t* good,
                        std::uint8_t* work, float* cont, const Params& p,
                        const Basis* basis = nullptr) {
-  // work bits: kUse the mask this iteration fits, kLow and kNear rejected absorption and its
-  // neighbours, kPrev the mask the previous iteration fitted.
-  constexpr std::uint8_t kUse = 1, kLow = 2, kNear = 4, kPrev = 8;
   const int m = n_basis(n, p.knot_spacing);
   if (m > kMaxBasis || n < 8) return false;
   double inv_h = 0.0;
@@ -180,7 +362,14 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
   const double low2 = p.clip_low * p.clip_low, high2 = p.clip_high * p.clip_high;
 
   for (int i = 0; i < n; ++i) work[i] = good[i] ? kUse : 0;
-  const double noise_scale = penalty_noise_scale(n, flux, ivar, good);
+  // Spikes first (cont is scratch until the first fit): without errors, against the noise of
+  // first differences. The penalty's SNR leaves them out too (a few spikes would multiply it).
+  double global_var = 0.0;
+  if (p.spike_sigma > 0.0) {
+    const double noise_var = ivar ? 0.0 : difference_noise_var(n, flux, good, cont);
+    mark_spikes(n, flux, ivar, good, work, noise_var, cont, p);
+  }
+  const double noise_scale = penalty_noise_scale(n, flux, ivar, work, kUse);
   bool fitted = false;
   for (int it = 0; it < p.max_iter; ++it) {
     for (int k = 0; k < m; ++k) {
@@ -237,7 +426,7 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
       const double d = flux[i] - c;
       ss += (work[i] & kUse) ? d * d : 0.0;
     }
-    const double global_var = ss / used;
+    global_var = ss / used;
 
     // New rejection from all good pixels (not cumulative, so a pixel wrongly clipped early,
     // e.g. on an emission-line peak the fit had not yet reached, comes back).
@@ -245,7 +434,7 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
       const double d = flux[i] - cont[i];
       const bool low =
           (good[i] != 0) & (d < 0.0) & beyond(d, low2, ivar, i, global_var, cont[i], p);
-      work[i] = static_cast<std::uint8_t>((work[i] & (kUse | kPrev)) | (low ? kLow : 0));
+      work[i] = static_cast<std::uint8_t>((work[i] & (kUse | kPrev | kSpike)) | (low ? kLow : 0));
     }
     // Grow each rejected absorption pixel by p.grow pixels either side (bit 4 marks "near a
     // low pixel on the right", found in a backward sweep; the forward sweep adds the left).
@@ -265,7 +454,8 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
       const bool cur = (work[i] & kUse) != 0;
       changed |= use != cur;
       as_before &= use == ((work[i] & kPrev) != 0);
-      work[i] = static_cast<std::uint8_t>((use ? kUse : 0) | (cur ? kPrev : 0));
+      work[i] =
+          static_cast<std::uint8_t>((use ? kUse : 0) | (cur ? kPrev : 0) | (work[i] & kSpike));
     }
     fitted = true;
     if (!changed) break;
@@ -278,6 +468,14 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
   if (!fitted) return false;
   for (int i = 0; i < n; ++i)
     if (!(cont[i] > 0.0f) || !is_finite(cont[i])) return false;
+  // A spike stays one only where the final fit clips it as well: a pixel marked against a
+  // neighbourhood of absorption, at the continuum itself, is not.
+  for (int i = 0; i < n; ++i) {
+    if (!(work[i] & kSpike)) continue;
+    const double d = flux[i] - cont[i];
+    if (!(d > 0.0 && beyond(d, high2, ivar, i, global_var, cont[i], p)))
+      work[i] = static_cast<std::uint8_t>(work[i] & ~kSpike);
+  }
   return true;
 }
 

@@ -12,6 +12,7 @@ constexpr std::uint8_t kPixArmMissing = 1u << 2;  // the whole arm was dropped (
 constexpr std::uint8_t kPixContinuumFailed = 1u << 3;  // continuum fit failed for this arm
 // redward of where MgII can be given the quasar's redshift (set by the Detector, from z_em)
 constexpr std::uint8_t kPixBeyondZem = 1u << 4;
+constexpr std::uint8_t kPixSpike = 1u << 5;  // a spike far above its neighbours (cosmic ray)
 
 // Per spectrum (uint32).
 constexpr std::uint32_t kArmMissingBlue = 1u << 0;

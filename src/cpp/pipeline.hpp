@@ -133,6 +133,7 @@ MGFAST_HD std::uint32_t stage_arm(const Options& o, bool have_err, int a, float*
     const float c = cont[p0 + i];
     flux[p0 + i] /= c;
     ivar[p0 + i] *= c * c;
+    if (work[n + i] & continuum::kSpike) mask[p0 + i] |= flags::kPixSpike;
   }
   return 0u;
 }

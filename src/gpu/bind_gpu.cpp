@@ -184,16 +184,18 @@ PYBIND11_MODULE(_gpu, m) {
           [](GpuBackend& self, const py::object& flux, const py::object& err,
              const py::object& mask, bool err_is_ivar, std::uint32_t bad_bits, bool normalise,
              double min_pixel_good, double min_arm_good, double knot_spacing, double penalty,
-             double clip_low, double clip_high, int grow, int max_iter, double sigma_floor) {
+             double clip_low, double clip_high, int grow, int max_iter, double sigma_floor,
+             double spike_sigma) {
             return detect_device(
                 self, flux, err, mask, err_is_ivar, bad_bits,
                 preprocess_options(normalise, min_pixel_good, min_arm_good, knot_spacing, penalty,
-                                   clip_low, clip_high, grow, max_iter, sigma_floor));
+                                   clip_low, clip_high, grow, max_iter, sigma_floor, spike_sigma));
           },
           py::arg("flux"), py::arg("err"), py::arg("mask"), py::arg("err_is_ivar"),
           py::arg("bad_bits"), py::arg("normalise"), py::arg("min_pixel_good"),
           py::arg("min_arm_good"), py::arg("knot_spacing"), py::arg("penalty"), py::arg("clip_low"),
-          py::arg("clip_high"), py::arg("grow"), py::arg("max_iter"), py::arg("sigma_floor"))
+          py::arg("clip_high"), py::arg("grow"), py::arg("max_iter"), py::arg("sigma_floor"),
+          py::arg("spike_sigma"))
       .def(
           "profile",
           [](GpuBackend& self, const carray<float>& x) {

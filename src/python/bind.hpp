@@ -60,11 +60,14 @@ inline int as_int(py::ssize_t v, const char* what) {
 inline pipeline::Options preprocess_options(bool normalise, double min_pixel_good,
                                             double min_arm_good, double knot_spacing,
                                             double penalty, double clip_low, double clip_high,
-                                            int grow, int max_iter, double sigma_floor) {
+                                            int grow, int max_iter, double sigma_floor,
+                                            double spike_sigma) {
   if (!(knot_spacing >= 4.0) ||
       continuum::n_basis(grid::kArmNPix[2], knot_spacing) > continuum::kMaxBasis)
     throw std::invalid_argument("knot_spacing: must be at least 9 pixels (and at least 4)");
   if (max_iter < 1) throw std::invalid_argument("max_iter: must be at least 1");
+  if (!(spike_sigma >= 0.0 && spike_sigma < 1e30))
+    throw std::invalid_argument("spike_sigma: must be finite and >= 0 (0: no spike rejection)");
   pipeline::Options o;
   o.normalise = normalise;
   o.min_pixel_good = min_pixel_good;
@@ -76,6 +79,7 @@ inline pipeline::Options preprocess_options(bool normalise, double min_pixel_goo
   o.continuum.grow = grow;
   o.continuum.max_iter = max_iter;
   o.continuum.sigma_floor = sigma_floor;
+  o.continuum.spike_sigma = spike_sigma;
   return o;
 }
 

@@ -49,7 +49,8 @@ py::dict preprocess(const carray<float>& flux, const std::optional<carray<double
                     std::uint32_t bad_bits, bool normalise, double min_pixel_good,
                     double min_arm_good, double knot_spacing, double penalty, double clip_low,
                     double clip_high, int grow, int max_iter, double sigma_floor,
-                    bool return_continuum, const std::string& device, int threads) {
+                    double spike_sigma, bool return_continuum, const std::string& device,
+                    int threads) {
   if (flux.ndim() != 2) throw std::invalid_argument("flux: expected a 2-D array (n_spec, n_pix)");
   pipeline::Batch b;
   b.n_spec = as_int(flux.shape(0), "flux");
@@ -82,7 +83,7 @@ py::dict preprocess(const carray<float>& flux, const std::optional<carray<double
   }
   const pipeline::Options o =
       bind::preprocess_options(normalise, min_pixel_good, min_arm_good, knot_spacing, penalty,
-                               clip_low, clip_high, grow, max_iter, sigma_floor);
+                               clip_low, clip_high, grow, max_iter, sigma_floor, spike_sigma);
 
   const py::ssize_t n = flux.shape(0);
   py::array_t<float> out_flux({n, py::ssize_t{grid::kNPix}});
@@ -193,6 +194,7 @@ PYBIND11_MODULE(_core, m) {
   pix["ARM_MISSING"] = flags::kPixArmMissing;
   pix["CONTINUUM_FAILED"] = flags::kPixContinuumFailed;
   pix["BEYOND_ZEM"] = flags::kPixBeyondZem;
+  pix["SPIKE"] = flags::kPixSpike;
   spec["ARM_MISSING_BLUE"] = flags::kArmMissingBlue;
   spec["ARM_MISSING_GREEN"] = flags::kArmMissingGreen;
   spec["ARM_MISSING_RED"] = flags::kArmMissingRed;
@@ -208,8 +210,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("mask"), py::arg("resolution"), py::arg("err_is_ivar"), py::arg("bad_bits"),
         py::arg("normalise"), py::arg("min_pixel_good"), py::arg("min_arm_good"),
         py::arg("knot_spacing"), py::arg("penalty"), py::arg("clip_low"), py::arg("clip_high"),
-        py::arg("grow"), py::arg("max_iter"), py::arg("sigma_floor"), py::arg("return_continuum"),
-        py::arg("device"), py::arg("threads"));
+        py::arg("grow"), py::arg("max_iter"), py::arg("sigma_floor"), py::arg("spike_sigma"),
+        py::arg("return_continuum"), py::arg("device"), py::arg("threads"));
   m.def(
       "median_snr",
       [](const carray<float>& ivar, int threads) {

@@ -2,6 +2,7 @@
 // LSF-rebinning weights, checked against independent computations.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -78,6 +79,54 @@ TEST(Continuum, ASharedBasisTableGivesTheSameFitToTheBit) {
   ASSERT_TRUE(
       continuum::fit_arm(n, f.data(), ivar.data(), good.data(), work.data(), b.data(), p, &table));
   for (int i = 0; i < n; ++i) ASSERT_EQ(a[i], b[i]) << i;
+}
+
+TEST(Continuum, SelectKthAgreesWithNthElement) {
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int> small(0, 9);  // many ties
+  for (int m : {1, 2, 3, 8, 101, 2000}) {
+    std::vector<float> a(m);
+    for (auto& v : a) v = static_cast<float>(small(rng));
+    for (int k : {0, m / 2, m - 1}) {
+      std::vector<float> x = a, y = a;
+      std::nth_element(y.begin(), y.begin() + k, y.end());
+      EXPECT_EQ(continuum::select_kth(x.data(), m, k), y[k]) << m << " " << k;
+    }
+  }
+}
+
+TEST(Continuum, SpikesAreMarkedAndAbsorptionIsNot) {
+  // A flat arm at SNR 20 with absorption troughs that leave single continuum pixels between
+  // them (higher than all their neighbours: not spikes, they reach the continuum and no higher),
+  // a run of 3 spikes and a single one, and a bad pixel beside a spike.
+  const int n = 600;
+  std::mt19937 rng(5);
+  std::normal_distribution<double> noise(0.0, 0.05);
+  std::vector<float> f(n), ivar(n, 400.0f), scratch(n);
+  std::vector<std::uint8_t> good(n, 1), work(n, continuum::kUse);
+  for (int i = 0; i < n; ++i) f[i] = static_cast<float>(1.0 + noise(rng));
+  for (int i = 200; i < 240; ++i)
+    if (i % 4 != 0) f[i] = 0.05f;  // troughs, a continuum pixel every 4th
+  for (int i : {100, 101, 102, 400}) f[i] = 50.0f;
+  f[451] = 20.0f;
+  good[450] = work[450] = 0;
+  f[450] = 1e30f;  // bad: neither a spike nor a neighbour
+  continuum::Params p;
+  const int marked = continuum::mark_spikes(n, f.data(), ivar.data(), good.data(), work.data(), 0.0,
+                                            scratch.data(), p);
+  EXPECT_EQ(marked, 5);
+  for (int i = 0; i < n; ++i) {
+    const bool spike = i == 100 || i == 101 || i == 102 || i == 400 || i == 451;
+    EXPECT_EQ(work[i], spike ? continuum::kSpike : (good[i] ? continuum::kUse : 0)) << i;
+  }
+  // without errors, against the noise of first differences: the same
+  std::fill(work.begin(), work.end(), continuum::kUse);
+  work[450] = 0;
+  const double nv = continuum::difference_noise_var(n, f.data(), good.data(), scratch.data());
+  EXPECT_NEAR(std::sqrt(nv), 0.05, 0.01);
+  EXPECT_EQ(
+      continuum::mark_spikes(n, f.data(), nullptr, good.data(), work.data(), nv, scratch.data(), p),
+      5);
 }
 
 TEST(Resample, TheLsfEdgeCacheGivesTheSameRebinnedPixelsToTheBit) {

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import grid
+from ..preprocess import wave_problem
 
 # A spectrum's resolving power below this is "far coarser" than the grid's R = 20000 (SDSS and
 # BOSS ~2000, DESI ~2000-5500): such spectra are read only with allow_low_resolution=True.
@@ -127,12 +127,9 @@ def check_wave(w: np.ndarray, where: str, cover: bool = True) -> None:
         raise ReadError(f"{where}: wavelengths contain NaN or inf")
     if not np.all(np.diff(w) > 0):
         raise ReadError(f"{where}: wavelengths do not increase strictly")
-    lo, hi = w[0], w[-1]
-    if cover and (hi < grid.ARMS[0].lo or lo > grid.ARMS[-1].hi):
-        raise ReadError(
-            f"{where}: wavelengths {lo:.6g}-{hi:.6g} Å miss the 4MOST arms "
-            f"({grid.ARMS[0].lo:.0f}-{grid.ARMS[-1].hi:.0f} Å); wrong unit (TUNIT)?"
-        )
+    problem = wave_problem(float(w[0]), float(w[-1])) if cover else None
+    if problem:
+        raise ReadError(f"{where}: wavelength range {problem}; wrong unit (TUNIT)?")
 
 
 def real_1d(x: Any, n: int, name: str, where: str, dtype: type = np.float32) -> np.ndarray:
