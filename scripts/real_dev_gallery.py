@@ -1,7 +1,7 @@
 """The real development spectra (../shared/data/real_dev.npz) as a survey would meet them: written
 as ESO Phase 3 SDP files, searched with `mgfast detect` (the shipped multi-absorber model, so the
-catalogue has its absorber table), and drawn with `mgfast plot`; optionally the gallery page
-rendered by headless Chromium to a screenshot.
+catalogue has its absorber table; the quasars' redshifts through --zem), and drawn with
+`mgfast plot`; optionally the gallery page rendered by headless Chromium to a screenshot.
 
     python scripts/real_dev_gallery.py --out docs/figures/real-dev-gallery \
         [--screenshot docs/figures/real-dev-gallery.png]
@@ -63,8 +63,13 @@ def main() -> None:
                 stem = "".join(c if c.isalnum() else "_" for c in str(name))
                 write_sdp(Path("sdp") / f"{i}_{stem}.fits", str(name), d["wave"], d["flux"][i],
                           d["err"][i])  # fmt: skip
+            names = sorted((f.name for f in Path("sdp").iterdir()), key=lambda n: int(n[0]))
+            pairs = zip(names, d["z_em"], strict=True)
+            lines = ["file,z_em", *(f"{n},{float(z)}" for n, z in pairs)]
+            Path("zem.csv").write_text("\n".join(lines) + "\n")
             cat = out / "catalog.fits"
-            rc = mgfast_main(["detect", "sdp", "-o", str(cat), "--model", args.model])
+            rc = mgfast_main(["detect", "sdp", "-o", str(cat), "--model", args.model,
+                              "--zem", "zem.csv"])  # fmt: skip
             if rc not in (0, 3):
                 raise SystemExit(f"mgfast detect failed ({rc})")
             rc = mgfast_main(["plot", str(cat), "-o", str(out), "--all"])
