@@ -15,6 +15,7 @@ from mgfast.absorbers import (
     decode_absorbers,
     expected_calibration_error,
     fit_calibration,
+    lift_by_summary,
     match,
 )
 from mgfast.atomic import MGII_2796
@@ -70,6 +71,31 @@ def test_decoding_rejects_outputs_of_the_wrong_shape():
     logits, maps = _maps(1)
     with pytest.raises(ValueError, match="maps"):
         decode_absorbers(logits, maps[..., :5])
+
+
+def test_the_summary_lifts_only_the_nearest_candidate_within_the_window():
+    logits, maps = _maps(3)
+    for row, cell in ((0, 200), (0, 203 + 10), (1, 400), (2, 600)):
+        logits[row, cell] = -1.0  # raw score ~0.27 each
+    a = decode_absorbers(logits, maps)
+    assert a.spectrum.tolist() == [0, 0, 1, 2]
+    lam = a.lambda2796.copy()
+    # spectrum 0: the summary is 1 Å from its first candidate, 30+ Å from its second;
+    # spectrum 1: the summary is 6 Å away (outside the 5 Å window); spectrum 2: no λ2796
+    summary_p = np.array([0.9, 0.95, 0.99], np.float32)
+    summary_lam = np.array([lam[0] + 1.0, lam[2] + 6.0, np.nan])
+    lifted = lift_by_summary(a, summary_p, summary_lam)
+    np.testing.assert_allclose(lifted.probability, [0.9, a.probability[1], a.probability[2],
+                                                    a.probability[3]], rtol=1e-6)
+    # never lowers: a summary below the candidate's own probability leaves it
+    low = lift_by_summary(a, np.zeros(3, np.float32), summary_lam)
+    np.testing.assert_array_equal(low.probability, a.probability)
+    # with two candidates in the window, only the nearer is lifted
+    two = lift_by_summary(a, summary_p, np.array([(lam[0] + lam[1]) / 2 + 0.1, 0, 0]),
+                          window=100.0)
+    assert two.probability[1] == pytest.approx(0.9) and two.probability[0] == a.probability[0]
+    # every other column is untouched
+    np.testing.assert_array_equal(lifted.lambda2796, a.lambda2796)
 
 
 def test_matching_is_one_to_one_and_closest_first():
@@ -250,6 +276,14 @@ def test_dual_network_is_the_single_network_plus_a_map_head(tmp_path):
     assert res.threshold == 0.3 and res.absorber_threshold == 0.3
     assert res.absorbers is not None
     assert_one_story(res)
+    # the summary head lifts its own absorber: the candidate nearest its λ2796 (within 5 Å)
+    # is at least as probable as the summary says
+    ab = res.absorbers
+    for i in range(len(x)):
+        d = np.abs(ab.lambda2796 - lam[i])
+        near = np.flatnonzero((ab.spectrum == i) & (d <= 5.0))
+        if near.size:
+            assert ab.probability[near[np.argmin(d[near])]] >= p[i] - 1e-6
     res.write(tmp_path / "cat.csv")
     assert (tmp_path / "cat.absorbers.csv").exists()
     with pytest.raises(ValueError, match="summary"):

@@ -80,6 +80,35 @@ class Absorbers:
         return count, best
 
 
+SUMMARY_WINDOW = 5.0  # Å: a candidate this close to mgfast_dual's summary λ2796 is its absorber
+
+
+def lift_by_summary(
+    a: Absorbers, probability: npt.ArrayLike, lambda2796: npt.ArrayLike,
+    window: float = SUMMARY_WINDOW,
+) -> Absorbers:  # fmt: skip
+    """mgfast_dual: its summary head's probability that a spectrum holds an absorber at its
+    λ2796 is a lower bound on the probability of the candidate found there. The candidate
+    nearest the summary's λ2796 (within ``window`` Å) of each spectrum gets max(its probability,
+    the summary's); the others are unchanged. (The summary head is the stronger per-spectrum
+    detector; its map head finds the others.)"""
+    if len(a) == 0:
+        return a
+    p_s = np.asarray(probability, np.float32)
+    lam_s = np.asarray(lambda2796, np.float64)[a.spectrum]
+    with np.errstate(invalid="ignore"):
+        d = np.abs(a.lambda2796 - lam_s)
+    near = np.flatnonzero(d <= window)  # NaN: no summary λ2796, never near
+    if near.size == 0:
+        return a
+    # per spectrum, the nearest of its near candidates
+    order = near[np.lexsort((d[near], a.spectrum[near]))]
+    first = order[np.r_[True, np.diff(a.spectrum[order]) != 0]]
+    p = a.probability.copy()
+    p[first] = np.maximum(p[first], p_s[a.spectrum[first]])
+    return Absorbers(**{**a.columns(), "probability": p})
+
+
 def calibrate(score: np.ndarray, curve: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
     """Raw scores to probabilities through a monotone piecewise-linear curve (x, y)."""
     if curve is None:

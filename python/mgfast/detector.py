@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from . import _core, grid
 from . import ew as ew_mod
-from .absorbers import Absorbers, decode_absorbers
+from .absorbers import Absorbers, decode_absorbers, lift_by_summary
 from .atomic import C_KMS, MGII_2796, MGII_2803
 from .flags import (
     ASSOCIATED_KMS,
@@ -366,6 +366,9 @@ class Detector:
         iv = ivar_net if self.model.reads_noise else None
         if not self._backend.map_output:
             return ("pairs", *self._backend.infer(x, iv))
+        if self._backend.has_summary:  # mgfast_dual: the summary head's too (lift_by_summary)
+            prob, lam32, maps = self._backend.infer_dual(x, iv)
+            return "maps", maps, np.stack([prob, lam32], axis=1)
         return "maps", self._backend.infer_map(x, iv), None
 
     def _device_stages(
@@ -412,9 +415,10 @@ class Detector:
             calibration=self.model.calibration,
             sigma_scale=self.model.sigma_scale,
         )
+        if out[2] is not None:  # mgfast_dual: the summary's probability lifts its absorber's
+            absorbers = lift_by_summary(absorbers, out[2][:, 0], out[2][:, 1])
         # One story per spectrum: the row is its most probable absorber (probability, λ2796),
         # so that it is detected exactly when one absorber reaches the absorber threshold.
-        # (mgfast_dual's own summary head is not used for the row.)
         assert self.absorber_threshold is not None
         n_abs, best = absorbers.per_spectrum(n, self.absorber_threshold)
         found = best >= 0
