@@ -75,9 +75,9 @@ def test_one_channel_models_are_unchanged(tmp_path):
     assert m.input_channels == ("flux",) and not m.reads_noise
     s = ort.InferenceSession(str(d / "model.onnx"))
     assert [(i.name, i.shape) for i in s.get_inputs()] == [("flux", ["N", mgfast.grid.N_PIX])]
-    # the shipped multi-absorber models are one-channel (the default reads the noise since the
-    # widened-sky run; docs/TRAINING.md): the ivar they are given changes nothing
-    shipped = mm.load_model(Path(mgfast.__file__).parent / "models" / "multi")
+    # multi-joint is one-channel (the default and multi read the noise since the widened-sky
+    # run; docs/TRAINING.md): the ivar it is given changes nothing
+    shipped = mm.load_model(Path(mgfast.__file__).parent / "models" / "multi-joint")
     assert shipped.input_channels == ("flux",)
     if _core.built_with_onednn:
         sim = mgfast.simulate(6, seed=1)
