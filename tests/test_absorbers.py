@@ -85,14 +85,14 @@ def test_the_summary_lifts_only_the_nearest_candidate_within_the_window():
     summary_p = np.array([0.9, 0.95, 0.99], np.float32)
     summary_lam = np.array([lam[0] + 1.0, lam[2] + 6.0, np.nan])
     lifted = lift_by_summary(a, summary_p, summary_lam)
-    np.testing.assert_allclose(lifted.probability, [0.9, a.probability[1], a.probability[2],
-                                                    a.probability[3]], rtol=1e-6)
+    np.testing.assert_allclose(
+        lifted.probability, [0.9, a.probability[1], a.probability[2], a.probability[3]], rtol=1e-6
+    )
     # never lowers: a summary below the candidate's own probability leaves it
     low = lift_by_summary(a, np.zeros(3, np.float32), summary_lam)
     np.testing.assert_array_equal(low.probability, a.probability)
     # with two candidates in the window, only the nearer is lifted
-    two = lift_by_summary(a, summary_p, np.array([(lam[0] + lam[1]) / 2 + 0.1, 0, 0]),
-                          window=100.0)
+    two = lift_by_summary(a, summary_p, np.array([(lam[0] + lam[1]) / 2 + 0.1, 0, 0]), window=100.0)
     assert two.probability[1] == pytest.approx(0.9) and two.probability[0] == a.probability[0]
     # every other column is untouched
     np.testing.assert_array_equal(lifted.lambda2796, a.lambda2796)
