@@ -25,7 +25,17 @@ struct Params {
   double clip_high = 3.0;  // ... and this many above (noise spikes, residuals)
   int grow = 4;            // rejected absorption grows by this many pixels each side
   int max_iter = 15;
-  double min_fraction = 0.2;  // fewer retained pixels than this fraction of the arm: failure
+  double min_fraction = 0.2;  // fewer retained pixels than this fraction of the arm: failure;
+                              // also fewer supported pixels (below) than this fraction
+  // Local support: the continuum at a pixel is trusted only where the final fit used at least
+  // min_support of the pixels on each side of it within support_knots knot spacings, is
+  // positive, and lies at least min_cont_snr sigma above zero (a pixel whose continuum is below its
+  // own noise holds no absorption to find: below a Lyman limit, in a saturated trough). Elsewhere
+  // the pixel is masked (kUnsupported, PixelFlag CONTINUUM_FAILED) and the rest of the arm is kept:
+  // a dense Lyman-alpha forest in half an arm no longer takes the other half with it.
+  double support_knots = 6.0;
+  double min_support = 0.1;
+  double min_cont_snr = 1.0;
   double sigma_floor = 0.01;  // clipping scale never below this fraction of the continuum, so
                               // that noiseless or very high-SNR spectra do not clip everything
   double spike_sigma = 10.0;  // a pixel this many sigma above the median of its neighbours is a
@@ -137,7 +147,8 @@ MGFAST_HD bool beyond(double d, double k2, const float* ivar, int i, double glob
 // absorption and its neighbours, kPrev the mask the previous iteration fitted, kSpike a spike (on
 // return from a successful fit: a spike to mask).
 constexpr std::uint8_t kUse = 1, kLow = 2, kNear = 4, kPrev = 8, kSpike = 16;
-constexpr std::uint8_t kCandidate = 32;  // mark_spikes: a pixel that might be a spike
+constexpr std::uint8_t kCandidate = 32;    // mark_spikes: a pixel that might be a spike
+constexpr std::uint8_t kUnsupported = 64;  // fit_arm's result: no trustworthy continuum here
 // Neighbours each side that a pixel is compared with (the window shifts at the arm's ends).
 constexpr int kSpikeHalfWindow = 3;
 // The local upper level: this quantile of the good pixels' flux within kSpikeLevelHalfWindow
@@ -341,6 +352,57 @@ MGFAST_HD double penalty_noise_scale(int n, const float* flux, const float* ivar
   return scale;
 }
 
+// After the last fit (work's kPrev bits: the pixels it used), marks kUnsupported the pixels
+// whose continuum is not trustworthy and returns how many good pixels remain supported. A pixel
+// is supported when, on each side of it within support_knots knot spacings (cut at the arm's
+// ends; a side shorter than half that is not asked), the fit used at least min_support of the
+// good pixels there: the spline bridges a gap
+// (a broad absorption trough) but does not extrapolate across one (the ramp of a fit into a
+// Lyman-limit break or a saturated stretch of forest). Its continuum must also be finite,
+// positive and, where the pixel has an error, at least min_cont_snr sigma. Two sliding windows:
+// O(n), no scratch beyond work.
+MGFAST_HD int mark_unsupported(int n, const float* ivar, const std::uint8_t* good,
+                               std::uint8_t* work, const float* cont, const Params& p) {
+  int half = static_cast<int>(p.support_knots * p.knot_spacing);
+  if (half < 1) half = 1;
+  // used and good pixels in [i - half, i - 1] and [i + 1, i + half]
+  int left = 0, right = 0, good_left = 0, good_right = 0;
+  for (int j = 1; j < n && j <= half; ++j) {
+    right += (work[j] & kPrev) != 0;
+    good_right += good[j] != 0;
+  }
+  const double snr2 = p.min_cont_snr * p.min_cont_snr;
+  int supported = 0;
+  for (int i = 0; i < n; ++i) {
+    if (i > 0) {
+      left += (work[i - 1] & kPrev) != 0;
+      good_left += good[i - 1] != 0;
+      if (i - 1 - half >= 0) {
+        left -= (work[i - 1 - half] & kPrev) != 0;
+        good_left -= good[i - 1 - half] != 0;
+      }
+      right -= (work[i] & kPrev) != 0;
+      good_right -= good[i] != 0;
+      if (i + half < n) {
+        right += (work[i + half] & kPrev) != 0;
+        good_right += good[i + half] != 0;
+      }
+    }
+    const double c = cont[i];
+    // A side with fewer good pixels than half a window (the pixel is near the arm's end, where
+    // the fit is anchored by the other side alone) is not asked for support.
+    const bool left_ok = 2 * good_left < half || left >= p.min_support * good_left;
+    const bool right_ok = 2 * good_right < half || right >= p.min_support * good_right;
+    bool ok = is_finite(c) && c > 0.0 && left_ok && right_ok;
+    // The continuum's own S/N needs the error array (without one, the arm's scatter about the
+    // fit is too easily inflated by what the fit did not follow to judge single pixels).
+    if (ok && snr2 > 0.0 && ivar && ivar[i] > 0.0f) ok = c * c * ivar[i] >= snr2;
+    work[i] = static_cast<std::uint8_t>(ok ? (work[i] & ~kUnsupported) : (work[i] | kUnsupported));
+    supported += (ok && good[i]) ? 1 : 0;
+  }
+  return supported;
+}
+
 // Fits the continuum of one arm of n pixels. flux and ivar (may be null: then the scatter about
 // the fit sets the clipping scale) are the arm's pixels; good marks usable ones; work holds n
 // bytes of scratch; cont receives the continuum; basis, when given, is this arm's (fill_basis
@@ -466,8 +528,7 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
     if (as_before && (p.max_iter - 1 - it) % 2 == 0) break;
   }
   if (!fitted) return false;
-  for (int i = 0; i < n; ++i)
-    if (!(cont[i] > 0.0f) || !is_finite(cont[i])) return false;
+  if (mark_unsupported(n, ivar, good, work, cont, p) < min_keep) return false;
   // A spike stays one only where the final fit clips it as well: a pixel marked against a
   // neighbourhood of absorption, at the continuum itself, is not.
   for (int i = 0; i < n; ++i) {

@@ -129,13 +129,20 @@ MGFAST_HD std::uint32_t stage_arm(const Options& o, bool have_err, int a, float*
     }
     return flags::kContinuumFailed;
   }
+  std::uint32_t f = 0u;
   for (int i = 0; i < n; ++i) {
+    if (work[n + i] & continuum::kUnsupported) {  // no trustworthy continuum here: masked
+      if (work[i]) f = flags::kContinuumFailed;   // (a pixel masked already says why)
+      mask[p0 + i] |= flags::kPixContinuumFailed;
+      cont[p0 + i] = 1.0f;
+      continue;
+    }
     const float c = cont[p0 + i];
     flux[p0 + i] /= c;
     ivar[p0 + i] *= c * c;
     if (work[n + i] & continuum::kSpike) mask[p0 + i] |= flags::kPixSpike;
   }
-  return 0u;
+  return f;
 }
 
 // Stage 4, per output pixel: masked pixels carry the continuum value 1 and no weight.
