@@ -13,7 +13,8 @@ PixelFlag = enum.IntFlag("PixelFlag", dict(_core.PIXEL_FLAGS))  # type: ignore[m
 PixelFlag.__doc__ = """Why an output pixel is masked (any bit set: flux 1, ivar 0).
 
 NOT_COVERED: no input data there; BAD_INPUT: NaN/inf flux, error <= 0, ivar 0 or a bad mask bit;
-ARM_MISSING: the whole arm had too little data; CONTINUUM_FAILED: the arm's continuum fit failed;
+ARM_MISSING: the whole arm had too little data; CONTINUUM_FAILED: the arm's continuum fit failed,
+or the fit is not trusted at this pixel (no support on both sides, or a continuum below the noise);
 BEYOND_ZEM: redward of where MgII can be given the quasar's redshift (Detector.detect's z_em:
 λ2803 of an absorber ASSOCIATED_KMS above z_em), masked so that nothing is searched there.
 SPIKE: a spike (cosmic ray, hot pixel) far above its neighbours and the continuum, found while
@@ -24,7 +25,8 @@ SpectrumFlag = enum.IntFlag("SpectrumFlag", dict(_core.SPECTRUM_FLAGS))  # type:
 SpectrumFlag.__doc__ = """Per-spectrum summary of preprocessing.
 
 ARM_MISSING_BLUE/GREEN/RED: that arm was dropped (masked); LOW_RESOLUTION: input R < 20000;
-CONTINUUM_FAILED: some arm's continuum fit failed; ALL_MASKED: no usable pixel;
+CONTINUUM_FAILED: some arm's continuum fit failed or was not trusted at some usable pixel;
+ALL_MASKED: no usable pixel;
 NO_ERRORS: no error array was given, so ivar is 0 everywhere.
 """
 
