@@ -396,3 +396,32 @@ def test_float64_flux_beyond_float32_range(unit_reference, scale, errors):
     kw = dict(err=err) if errors == "err" else dict(ivar=1.0 / err**2)
     res = det.detect(flux, grid.wavelength(), normalised=False, **kw)
     np.testing.assert_allclose(res.probability, p_ref, atol=1e-5, rtol=0)
+
+
+def _assert_same(a, b) -> None:  # type: ignore[no-untyped-def]
+    for k, v in a.__dict__.items():
+        w = getattr(b, k)
+        if isinstance(v, np.ndarray):
+            assert np.array_equal(v, w, equal_nan=v.dtype.kind == "f"), k
+        elif k == "absorbers" and v is not None:
+            for c, x in v.columns().items():
+                assert np.array_equal(x, w.columns()[c], equal_nan=x.dtype.kind == "f"), c
+        else:
+            assert v == w, k
+
+
+@pytest.mark.parametrize("model", ["default", "multi"])
+def test_detect_in_chunks_equals_one_call(model):
+    """Detector(chunk_size=k) bounds detect()'s working memory; the results are those of one
+    call, per-spectrum arguments (z_em, resolution, a wavelength array per spectrum) sliced."""
+    sim = mgfast.simulate(23, seed=3, with_absorber_fraction=0.7, max_absorbers=3,
+                          realism=mgfast.Realism(unnormalised=True))  # fmt: skip
+    w = np.broadcast_to(grid.wavelength(), sim.flux.shape)
+    kw = dict(wave=w, err=sim.err, normalised=False, z_em=sim.truth.z_em,
+              resolution=np.full(23, 20000.0))  # fmt: skip
+    whole = Detector(model=model).detect(sim.flux, **kw)
+    chunked = Detector(model=model, chunk_size=5).detect(sim.flux, **kw)
+    _assert_same(whole, chunked)
+    assert len(chunked) == 23
+    with pytest.raises(ValueError, match="chunk_size"):
+        Detector(model=model, chunk_size=0)

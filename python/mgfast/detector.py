@@ -149,6 +149,9 @@ class Detector:
         preprocessed spectrum and combines them with the network's (mgfast.ew); "network" keeps
         the network's alone. Spectra given as GPU arrays get the network's (the preprocessed
         spectra stay on the device).
+    chunk_size : ``detect`` on more host spectra than this works through them this many at a
+        time (the results are the same as in one call): its working memory is that of one chunk
+        (about 100 kB per spectrum), not of the whole array. Default 2048.
     """
 
     def __init__(
@@ -163,8 +166,13 @@ class Detector:
         precision: Literal["fp32", "bf16", "fp16"] = "fp32",
         ew: Literal["combined", "network"] = "combined",
         absorber_threshold: float | None = None,
+        chunk_size: int = 2048,
     ) -> None:
         from .engine import CPU_PRECISIONS, GPU_PRECISIONS, cuda_index
+
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size: expected a positive integer, got {chunk_size!r}")
+        self.chunk_size = chunk_size
 
         if method not in ("network", "matched-filter"):
             raise ValueError(f"method: expected 'network' or 'matched-filter', got {method!r}")
@@ -198,7 +206,7 @@ class Detector:
             "model": None if model is None else str(resolve_model(model).resolve()),
             "backend": backend, "method": method, "batch_size": batch_size, "threads": threads,
             "threshold": threshold, "precision": precision, "ew": ew,
-            "absorber_threshold": absorber_threshold,
+            "absorber_threshold": absorber_threshold, "chunk_size": chunk_size,
         }  # fmt: skip
         self._backend = None
         self.model = None
@@ -289,6 +297,11 @@ class Detector:
         the results come back (GpuBackend.detect_device)."""
         single = np.ndim(flux) == 1
         on_gpu = _on_gpu(flux)
+        if not single and not on_gpu and len(flux) > self.chunk_size:  # type: ignore[arg-type]
+            return self._detect_chunks(
+                flux, wave, err, ivar=ivar, mask=mask, resolution=resolution,
+                normalised=normalised, z_em=z_em,
+            )  # fmt: skip
         if z_em is not None and on_gpu:
             raise ValueError("z_em: not supported for spectra given as GPU arrays (pass NumPy)")
         if on_gpu:
@@ -350,6 +363,31 @@ class Detector:
                 k: (v[0] if isinstance(v, np.ndarray) else v) for k, v in res.__dict__.items()
             })  # fmt: skip
         return res
+
+    def _detect_chunks(
+        self, flux: Any, wave: Any, err: Any, **kw: Any
+    ) -> Detections:  # fmt: skip
+        """detect() on host arrays of more than chunk_size spectra, chunk_size at a time: every
+        per-spectrum argument is sliced, the results joined. Each spectrum's result does not
+        depend on the others', so this equals one call, with the working memory of one chunk
+        (preprocessed spectra, weights, network outputs) rather than of all."""
+        flux = np.asarray(flux)
+        n = len(flux)
+
+        def per_spectrum(a: Any, ndim: int) -> bool:  # an argument with one entry per spectrum
+            return a is not None and np.ndim(a) == ndim and len(a) == n
+
+        sliced = {"err": 2, "ivar": 2, "mask": 2, "wave": 2, "resolution": 1, "z_em": 1}
+        args = {"wave": wave, "err": err, **kw}
+        parts = []
+        for start in range(0, n, self.chunk_size):
+            stop = min(start + self.chunk_size, n)
+            chunk = {
+                k: (np.asarray(v)[start:stop] if per_spectrum(v, sliced.get(k, -1)) else v)
+                for k, v in args.items()
+            }
+            parts.append(self.detect(flux[start:stop], **chunk))
+        return Detections.concat(parts)
 
     def _host_outputs(self, x: np.ndarray, ivar: np.ndarray, ivar_net: np.ndarray) -> tuple:
         """The method on preprocessed host spectra: ("score", score, λ2796) from the matched

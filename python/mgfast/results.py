@@ -72,6 +72,33 @@ class Detections:
             fields["absorbers"] = Absorbers(**{**a.columns(), "spectrum": a.spectrum - start})
         return Detections(**fields)
 
+    @classmethod
+    def concat(cls, parts: list[Detections]) -> Detections:
+        """The rows of several Detections of one detector, in order, as one (absorbers
+        re-indexed to the joined rows). Run settings (threshold, method, model) are the first
+        part's."""
+        if not parts:
+            raise ValueError("parts: nothing to concatenate")
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        fields: dict[str, Any] = {}
+        for k, v in first.__dict__.items():
+            if isinstance(v, np.ndarray):
+                fields[k] = np.concatenate([getattr(p, k) for p in parts])
+            elif k != "absorbers":
+                fields[k] = v
+        if first.absorbers is not None:
+            start = np.cumsum([0, *(len(p) for p in parts)])
+            cols = [p.absorbers.columns() for p in parts if p.absorbers is not None]
+            joined = {k: np.concatenate([c[k] for c in cols]) for k in cols[0]}
+            joined["spectrum"] = np.concatenate([
+                p.absorbers.spectrum + s for p, s in zip(parts, start[:-1], strict=True)
+                if p.absorbers is not None
+            ])  # fmt: skip
+            fields["absorbers"] = Absorbers(**joined)
+        return cls(**fields)
+
     def columns(self) -> dict[str, np.ndarray]:
         nan = np.full(np.shape(self.probability), np.nan, np.float32)
         ews = {k: nan if getattr(self, k) is None else getattr(self, k) for k in _EW_COLUMNS}
