@@ -4,6 +4,7 @@ engine's map output and the Detector's absorber table."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -389,3 +390,44 @@ def test_thresholds_are_checked_and_honoured():
     d = mgfast.Detector(model="multi")
     assert d.threshold == d.absorber_threshold == d.model.thresholds["absorber"]
     assert mgfast.Detector(threshold=0.25).threshold == 0.25
+
+
+def test_error_model_scales_lambda_errors_with_snr_and_adds_ew_floors(tmp_path):
+    """model.json's calibration.error_model (training/calibrate_errors.py) corrects the stated
+    errors last: σ(λ), σ(z) × scale (SNR/10)^slope; σ(EW)² + (floor EW)²."""
+    import shutil
+
+    from mgfast.absorbers import ErrorModel
+
+    src = Path(mgfast.__file__).parent / "models" / "multi"
+    for name in ("model.onnx", "model.json"):
+        shutil.copy(src / name, tmp_path / name)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    meta["calibration"].pop("error_model", None)
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    sim = mgfast.simulate(20, seed=4, snr=(5, 40), with_absorber_fraction=1.0, max_absorbers=2)
+    raw = mgfast.Detector(model=tmp_path).detect(sim.flux, err=sim.err)
+    em = {"lambda_scale": 0.7, "lambda_slope": -0.2, "ew2796_floor": 0.08, "ew2803_floor": 0.05}
+    meta["calibration"]["error_model"] = em
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    cal = mgfast.Detector(model=tmp_path).detect(sim.flux, err=sim.err)
+    a, b = raw.absorbers, cal.absorbers
+    assert len(a) == len(b) > 0
+    np.testing.assert_array_equal(a.lambda2796, b.lambda2796)  # values untouched
+    np.testing.assert_array_equal(a.ew2796, b.ew2796)
+    snr = np.clip(raw.snr[a.spectrum], 2, 100)
+    f = 0.7 * (snr / 10) ** -0.2
+    np.testing.assert_allclose(b.lambda2796_err, a.lambda2796_err * f, rtol=1e-6)
+    np.testing.assert_allclose(b.z_err, a.z_err * f, rtol=1e-6)
+    want = np.sqrt(a.ew2796_err.astype(np.float64) ** 2 + (0.08 * a.ew2796) ** 2)
+    np.testing.assert_allclose(b.ew2796_err, want, rtol=1e-5)
+    want = np.sqrt(a.ew2803_err.astype(np.float64) ** 2 + (0.05 * a.ew2803) ** 2)
+    np.testing.assert_allclose(b.ew2803_err, want, rtol=1e-5)
+    # the shipped multi carries one, and a malformed one is refused at load
+    assert load_model(src).error_model is not None
+    assert ErrorModel.from_json({}).lambda_factor(np.nan) == 1.0
+    for bad in ({"lambda_scale": -1.0}, {"ew2796_floor": "x"}, [1, 2], {"lambda_slope": np.inf}):
+        meta["calibration"]["error_model"] = bad
+        (tmp_path / "model.json").write_text(json.dumps(meta))
+        with pytest.raises(ValueError, match="error_model"):
+            load_model(tmp_path)

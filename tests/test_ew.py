@@ -129,9 +129,27 @@ def test_detector_combined_ews_beat_the_networks_alone_at_high_snr():
 
     assert ok.sum() > 200
     assert err(a_comb) < 0.6 * err(a_net)
-    # the combined σ still covers the truth about as often as stated
+    # these narrow paper-like systems: the model's error model (fitted for the sky's broad
+    # systems, docs/absorbers.md) makes the stated σ conservative, never too small
     within = np.abs(a_comb.ew2796[ok] - truth) <= a_comb.ew2796_err[ok]
-    assert 0.55 < within.mean() < 0.85
+    assert within.mean() > 0.6
+
+
+def test_stated_errors_cover_68_percent_on_the_sky_mode():
+    """The error model is fitted on the simulator's sky mode (other seeds): there the stated
+    σ(EW2796) and σ(λ2796) cover about 68 % of the errors (measured: 66 % and 69 %)."""
+    sim = mgfast.simulate(150, seed=31, snr=30.0, with_absorber_fraction=1.0, max_absorbers=3,
+                          kinematics="sky", realism=mgfast.Realism.sky())  # fmt: skip
+    res = mgfast.Detector(model="multi").detect(sim.flux, err=sim.err)
+    a = res.absorbers
+    col, _ = match(a.spectrum, a.lambda2796, sim.truth.abs_lambda2796, 5.0)
+    ok = (col >= 0) & (a.probability >= res.absorber_threshold)
+    assert ok.sum() > 150
+    i, c = a.spectrum[ok], col[ok]
+    ew = np.abs(a.ew2796[ok] - sim.truth.abs_ew2796[i, c]) <= a.ew2796_err[ok]
+    lam = np.abs(a.lambda2796[ok] - sim.truth.abs_lambda2796[i, c]) <= a.lambda2796_err[ok]
+    assert 0.55 < ew.mean() < 0.8
+    assert 0.55 < lam.mean() < 0.8
 
 
 def test_every_detection_carries_measured_ews():

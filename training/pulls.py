@@ -36,23 +36,26 @@ SNRS = (3, 5, 10, 20, 30, 40, 50)
 QUANTITIES = ("lambda2796", "ew2796", "ew2803")
 
 
-def _sets(n: int):  # type: ignore[no-untyped-def]
+def _sets(n: int, seed_base: int = 5000, heldout: bool = True):  # type: ignore[no-untyped-def]
     """(name, SNR, flux, err, truth λ (N, M), EW2796 (N, M), EW2803 (N, M), in-forest (N, M) or
-    None), n spectra per SNR."""
+    None), n spectra per SNR; the simulator's seeds seed_base + 100 (200) + SNR (5000: this
+    script's; training/calibrate_errors.py fits on 6000's)."""
     from heldout_mock import generate
 
     for s in SNRS:
-        sim = mgfast.simulate(n, seed=5100 + s, snr=s, with_absorber_fraction=0.8,
+        sim = mgfast.simulate(n, seed=seed_base + 100 + s, snr=s, with_absorber_fraction=0.8,
                               max_absorbers=4)  # fmt: skip
         t = sim.truth
         yield ("simulator, idealised", s, sim.flux, sim.err, t.abs_lambda2796, t.abs_ew2796,
                t.abs_ew2803, None)  # fmt: skip
-        sim = mgfast.simulate(n, seed=5200 + s, snr=s, with_absorber_fraction=0.8,
+        sim = mgfast.simulate(n, seed=seed_base + 200 + s, snr=s, with_absorber_fraction=0.8,
                               max_absorbers=4, kinematics="sky",
                               realism=mgfast.Realism.sky())  # fmt: skip
         t = sim.truth
         yield ("simulator, sky mode", s, sim.flux, sim.err, t.abs_lambda2796, t.abs_ew2796,
                t.abs_ew2803, None)  # fmt: skip
+        if not heldout:
+            continue
         for family, seed in (("idealised", 90011), ("realistic", 90012)):
             d = generate(n, family=family, seed=[seed, s], snr=s, absorber_fraction=0.8)
             t = {k: np.asarray(v, np.float64)[:, None] for k, v in d["truth"].items()

@@ -109,6 +109,54 @@ def lift_by_summary(
     return Absorbers(**{**a.columns(), "probability": p})
 
 
+@dataclass(frozen=True)
+class ErrorModel:
+    """Corrections to a catalogue's stated errors, applied last (after the EWs are combined),
+    fitted on the simulator's spectra by training/calibrate_errors.py and stored in model.json
+    (``calibration.error_model``); their pulls are reported by training/pulls.py.
+
+    σ(λ2796) and σ(z) are multiplied by ``lambda_scale`` × (SNR / 10) ** ``lambda_slope`` (SNR:
+    the spectrum's median per pixel, clipped to 2-100; 10 where unknown). A systematic
+    ``ew2796_floor`` × EW (``ew2803_floor`` for EW2803) is added in quadrature to σ(EW): what
+    the noise does not account for (profile wings beyond the windows, blends, the continuum)."""
+
+    lambda_scale: float = 1.0
+    lambda_slope: float = 0.0
+    ew2796_floor: float = 0.0
+    ew2803_floor: float = 0.0
+
+    @classmethod
+    def from_json(cls, d: object) -> ErrorModel:
+        keys = ("lambda_scale", "lambda_slope", "ew2796_floor", "ew2803_floor")
+        if not isinstance(d, dict) or not all(
+            isinstance(d.get(k, 0.0), int | float) and np.isfinite(d.get(k, 0.0)) for k in keys
+        ):
+            raise ValueError(f"error_model: expected finite numbers {keys}, got {d!r}")
+        m = cls(**{k: float(d[k]) for k in keys if k in d})
+        if m.lambda_scale <= 0 or m.ew2796_floor < 0 or m.ew2803_floor < 0:
+            raise ValueError(f"error_model: scale must be > 0 and floors >= 0, got {d!r}")
+        return m
+
+    def lambda_factor(self, snr: npt.ArrayLike) -> np.ndarray:
+        s = np.asarray(snr, np.float64)
+        s = np.clip(np.where(np.isfinite(s), s, 10.0), 2.0, 100.0)
+        return self.lambda_scale * (s / 10.0) ** self.lambda_slope
+
+    def apply(self, a: Absorbers, snr: npt.ArrayLike) -> Absorbers:
+        """The absorbers with corrected errors; ``snr``: per input spectrum."""
+        if len(a) == 0:
+            return a
+        f = self.lambda_factor(np.asarray(snr)[a.spectrum])
+        cols = a.columns()
+        cols["lambda2796_err"] = a.lambda2796_err * f
+        cols["z_err"] = a.z_err * f
+        for line, floor in (("ew2796", self.ew2796_floor), ("ew2803", self.ew2803_floor)):
+            ew = cols[line].astype(np.float64)
+            err = cols[line + "_err"].astype(np.float64)
+            cols[line + "_err"] = np.sqrt(err * err + (floor * ew) ** 2).astype(np.float32)
+        return Absorbers(**cols)
+
+
 def calibrate(score: np.ndarray, curve: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
     """Raw scores to probabilities through a monotone piecewise-linear curve (x, y)."""
     if curve is None:
@@ -303,6 +351,7 @@ def expected_calibration_error(
 __all__ = [
     "CHANNELS",
     "Absorbers",
+    "ErrorModel",
     "calibrate",
     "decode_absorbers",
     "expected_calibration_error",

@@ -327,6 +327,8 @@ class Detector:
         score, lam, sha, absorbers, n_abs = self._decode(out, len(flags))
         if absorbers is not None and self.ew == "combined" and not on_gpu:
             absorbers = ew_mod.apply(absorbers, flux2, ivar_ew, threads=self.threads)
+        if absorbers is not None and self.model is not None and self.model.error_model:
+            absorbers = self.model.error_model.apply(absorbers, snr)
         empty = (flags & int(SpectrumFlag.ALL_MASKED)) != 0
         if absorbers is not None:  # nothing is found in a spectrum without a usable pixel
             absorbers = absorbers.select(~empty[absorbers.spectrum])

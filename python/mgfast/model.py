@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core, grid
+from .absorbers import ErrorModel
 from .simulate import NO_ABSORBER_LAMBDA
 
 FORMAT = "mgfast-model"
@@ -739,6 +740,13 @@ class Model:
         return {k: float(v) for k, v in scale.items()} if isinstance(scale, dict) else None
 
     @property
+    def error_model(self) -> ErrorModel | None:
+        """Corrections to the catalogue's stated errors (mgfast.absorbers.ErrorModel), or None."""
+        c = self.metadata.get("calibration")
+        e = c.get("error_model") if isinstance(c, dict) else None
+        return None if e is None else ErrorModel.from_json(e)
+
+    @property
     def flops_per_spectrum(self) -> float:
         return flops_per_spectrum(self.layers, self.n_pix)
 
@@ -831,6 +839,11 @@ def load_model(path: str | Path) -> Model:
         and all(isinstance(v, int | float) for v in cal["x"] + cal["y"])
     ):
         raise ValueError(f"{json_path}: calibration must hold lists x and y of equal length")
+    if isinstance(cal, dict) and cal.get("error_model") is not None:
+        try:
+            ErrorModel.from_json(cal["error_model"])
+        except ValueError as e:
+            raise ValueError(f"{json_path}: {e}") from None
     return Model(
         path=d,
         architecture=arch,
