@@ -28,10 +28,9 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
-from pulls import _sets
+from pulls import _sets, matched
 
 import mgfast
-from mgfast.absorbers import match
 
 
 def sigma68(p: np.ndarray) -> float:
@@ -61,13 +60,7 @@ def main() -> None:
         for name, s, flux, err, lam, ew1, ew2, _ in _sets(a.n_per_snr, 6000, heldout=False):
             if a.sets == "sky" and "sky" not in name:
                 continue
-            res = det.detect(flux, err=err)
-            ab = res.absorbers
-            assert ab is not None
-            ab = ab.select(ab.probability >= res.absorber_threshold)
-            col, _ = match(ab.spectrum, ab.lambda2796, lam)
-            ok = col >= 0
-            i, c = ab.spectrum[ok], col[ok]
+            res, ab, ok, i, c = matched(det, flux, err, lam)
             cells.append({
                 "set": name, "snr_bin": s, "snr": float(np.nanmedian(res.snr[i])),
                 "pull_lambda": (ab.lambda2796[ok] - lam[i, c]) / ab.lambda2796_err[ok],

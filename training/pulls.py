@@ -65,6 +65,18 @@ def _sets(n: int, seed_base: int = 5000, heldout: bool = True):  # type: ignore[
                    t["ew2796"], t["ew2803"], forest)  # fmt: skip
 
 
+def matched(det: mgfast.Detector, flux: np.ndarray, err: np.ndarray, lam: np.ndarray):  # type: ignore[no-untyped-def]
+    """det on the spectra: its Detections, the absorbers at or above its threshold, which of
+    them match a true λ2796 within 5 Å, and the (spectrum, column) of their true absorber."""
+    res = det.detect(flux, err=err)
+    ab = res.absorbers
+    assert ab is not None
+    ab = ab.select(ab.probability >= res.absorber_threshold)
+    col, _ = match(ab.spectrum, ab.lambda2796, lam)
+    ok = col >= 0
+    return res, ab, ok, ab.spectrum[ok], col[ok]
+
+
 def _stats(p: np.ndarray) -> dict[str, float]:
     p = p[np.isfinite(p)]
     if p.size < 5:
@@ -88,13 +100,7 @@ def main() -> None:
         raise SystemExit(f"{a.model}: not a multi-absorber model (its rows carry no errors)")
     pulls: dict[tuple[str, int], dict[str, list[np.ndarray]]] = {}
     for name, s, flux, err, lam, ew1, ew2, forest in _sets(a.n_per_snr):
-        res = det.detect(flux, err=err)
-        ab = res.absorbers
-        assert ab is not None
-        ab = ab.select(ab.probability >= res.absorber_threshold)
-        col, _ = match(ab.spectrum, ab.lambda2796, lam)
-        ok = col >= 0
-        i, c = ab.spectrum[ok], col[ok]
+        _, ab, ok, i, c = matched(det, flux, err, lam)
         values = {
             "lambda2796": (ab.lambda2796[ok] - lam[i, c]) / ab.lambda2796_err[ok],
             "ew2796": (ab.ew2796[ok] - ew1[i, c]) / ab.ew2796_err[ok],
