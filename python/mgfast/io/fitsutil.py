@@ -58,14 +58,29 @@ def open_fits(path: str) -> Any:
     that is truncated or corrupt is a ReadError."""
     fitsio = fitsio_module()
     logical_size(path)  # a compressed file: its whole stream checked before cfitsio inflates it
+    opened = []
+
+    def open_all() -> Any:
+        opened.clear()
+        f = fitsio.FITS(path, "r", vstorage="object")
+        opened.append(f)
+        f.update_hdu_list()  # every HDU's header parsed now (fitsio would on first use)
+        return f
+
     try:
-        return past_stale_cfitsio_errors(lambda: fitsio.FITS(path, "r", vstorage="object"))
+        return past_stale_cfitsio_errors(open_all)
     except OSError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ReadError(f"{path}: not a readable FITS file ({one_line(first)})") from None
-    except UnicodeDecodeError:  # cfitsio quotes the bad "card" in its message: not ASCII
+    except UnicodeDecodeError:  # cfitsio quotes the bad card in its message: not ASCII
+        if not opened:
+            raise ReadError(
+                f"{path}: not a FITS file (its first header holds bytes that are not ASCII)"
+            ) from None
+        opened[0].close()
         raise ReadError(
-            f"{path}: not a FITS file (its first header holds bytes that are not ASCII)"
+            f"{path}: a corrupt FITS file (a header after the first holds a card cfitsio cannot "
+            "parse, with bytes that are not ASCII)"
         ) from None
 
 
