@@ -298,3 +298,11 @@ def test_detect_files_reports_a_corrupt_file_by_its_reason(tmp_path):
         warnings.simplefilter("ignore")
         reason = _read_or_reason(str(junk), None, False)
     assert reason.startswith("not a FITS file"), reason
+
+
+def test_a_string_column_that_is_not_ascii_is_a_read_error(tmp_path):
+    base = fuzz_files.base_files(tmp_path, ("table-rows",))["table-rows"]
+    path = tmp_path / "ids.fits"  # the ID column's "qso-a" with a non-ASCII byte
+    path.write_bytes(base.data.replace(b"qso-a", b"qso-\xe9", 1))
+    with pytest.raises(io.ReadError, match=r"\[1\]: text that is not ASCII in column ID"):
+        io.read(path)  # was: UnicodeDecodeError

@@ -243,7 +243,14 @@ def read_table(hdu: Any, cols: list[Column], where: str, rows: list[int] | None 
     for c in cols:
         if c.vla:
             vla_lengths(hdu, c, rows, where)
-    return hdu.read(columns=[c.name for c in cols], rows=rows, vstorage="object")
+    names = [c.name for c in cols]
+    try:  # once more past a stale cfitsio error (past_stale_cfitsio_errors), then it is the data
+        return past_stale_cfitsio_errors(lambda: hdu.read(columns=names, rows=rows,
+                                                          vstorage="object"))  # fmt: skip
+    except UnicodeDecodeError:
+        raise ReadError(
+            f"{where}: text that is not ASCII in column {', '.join(names)} (corrupt?)"
+        ) from None
 
 
 def find(cols: dict[str, Column], *names: str) -> Column | None:
