@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .fitsutil import check_inside_file, columns, hdu_by_name, read_image, require
+from .fitsutil import check_inside_file, columns, hdu_by_name, read_image, read_table, require
 from .spectrum import (
     ReadError,
     Spectrum,
@@ -65,7 +65,9 @@ def read_desi(f: Any, path: str, allow_low_resolution: bool = False) -> list[Spe
     fcols = columns(fm)
     tid = require(fcols, f"{path}[FIBERMAP]", "TARGETID").name
     ra_c, dec_c = fcols.get("TARGET_RA"), fcols.get("TARGET_DEC")
-    fmap = fm.read(columns=[c.name for c in (fcols[tid.upper()], ra_c, dec_c) if c is not None])
+    fmap = read_table(
+        fm, [c for c in (fcols[tid.upper()], ra_c, dec_c) if c is not None], f"{path}[FIBERMAP]"
+    )
     n_spec = fmap.size
     if n_spec < 1:
         raise ReadError(f"{path}[FIBERMAP]: no targets")
@@ -85,6 +87,7 @@ def read_desi(f: Any, path: str, allow_low_resolution: bool = False) -> list[Spe
             )
         iv = np.where(np.isfinite(iv) & np.isfinite(fl) & (iv > 0), iv, 0.0)
         if f"{c}_MASK" in f:
+            check_inside_file(f[f"{c}_MASK"], path)
             m = np.atleast_2d(read_image(f[f"{c}_MASK"], f"{path}[{c}_MASK]"))
             if m.shape != fl.shape or m.dtype.kind not in "iub":
                 raise ReadError(f"{path}[{c}_MASK]: expected integers of shape {fl.shape}")

@@ -1,15 +1,22 @@
 """Which reader a file needs: the format is detected from the file's headers (or its extension for
-NumPy files) and can be given explicitly; ``read`` dispatches to the reader."""
+NumPy files) and can be given explicitly; ``read`` dispatches to the reader.
+
+The readers' contract holds here: whatever a reader or the library under it (fitsio, cfitsio,
+NumPy, h5py) raises for a file, ``read`` and ``detect_format`` raise ``ReadError`` with the path
+and a reason (the original exception chained as its cause). KeyboardInterrupt, SystemExit and
+warnings turned into errors are not wrapped.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .desi import is_desi, read_desi
 from .eso_sdp import read_eso_sdp
-from .fitsutil import open_fits, past_stale_cfitsio_errors
+from .fitsutil import one_line, open_fits, past_stale_cfitsio_errors
 from .fourmost import read_4most
 from .generic import read_fits_table, read_numpy
 from .mgfast_hdf5 import is_hdf5, read_mgfast_hdf5
@@ -32,7 +39,12 @@ HDF5_SUFFIXES = (".h5", ".hdf5")
 def _fits_format(f: Any) -> str:
     if is_desi(f):
         return "desi"
-    if "COADD" in f and "LOGLAM" in {c.upper() for c in f["COADD"].get_colnames()}:
+    coadd = f["COADD"] if "COADD" in f else None
+    if (
+        coadd is not None
+        and coadd.get_exttype() == "BINARY_TBL"
+        and "LOGLAM" in {c.upper() for c in coadd.get_colnames()}
+    ):
         return "sdss"
     hdr0 = f[0].read_header()
     table = next((h for h in list(f)[1:] if h.get_exttype() == "BINARY_TBL"), None)
@@ -45,15 +57,53 @@ def _fits_format(f: Any) -> str:
     return "fits-table"
 
 
+def _reason(e: BaseException) -> str:
+    """What an exception from a library says about a file, in one line."""
+    msg = one_line(e)
+    if isinstance(e, UnicodeDecodeError):
+        return (
+            "bytes that are not ASCII where FITS wants text (a header card or a string "
+            "column): a corrupt file"
+        )
+    if isinstance(e, MemoryError):
+        return f"its sizes ask for more memory than there is (corrupt?) (MemoryError: {msg})"
+    if isinstance(e, OSError):
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        return f"corrupt or truncated ({type(e).__name__}: {one_line(first)})"
+    return f"cannot be read, corrupt? ({type(e).__name__}: {msg})"
+
+
+@contextmanager
+def read_errors(path: str) -> Iterator[None]:
+    """Every exception of the block as a ReadError for ``path`` (chained ``from`` the original),
+    except KeyboardInterrupt, SystemExit and the like (not Exceptions) and warnings raised as
+    errors; a ReadError gets its ``path`` and ``reason`` set."""
+    try:
+        yield
+    except ReadError as e:
+        e.attach(path)
+        raise
+    except Warning:
+        raise
+    except Exception as e:
+        reason = _reason(e)
+        raise ReadError(f"{path}: {reason}", path=path, reason=reason) from e
+
+
 def detect_format(path: str | Path) -> str:
     """The format of a file: one of FORMATS. Raises ReadError if it is not a spectrum file."""
     p = str(path)
     if p.lower().endswith(NUMPY_SUFFIXES):
         return "numpy"
-    if p.lower().endswith(HDF5_SUFFIXES) or is_hdf5(p):
-        return "mgfast-hdf5"
-    with open_fits(p) as f:
-        return _fits_format(f)
+    with read_errors(p):
+        if p.lower().endswith(HDF5_SUFFIXES) or is_hdf5(p):
+            return "mgfast-hdf5"
+
+        def fits_format() -> str:
+            with open_fits(p) as f:
+                return _fits_format(f)
+
+        return past_stale_cfitsio_errors(fits_format)
 
 
 def read(
@@ -72,6 +122,11 @@ def read(
     p = str(path)
     if format is not None and format not in FORMATS:
         raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {format!r}")
+    with read_errors(p):
+        return _read(p, format, allow_low_resolution)
+
+
+def _read(p: str, format: str | None, allow_low_resolution: bool) -> list[Spectrum]:
     if not Path(p).is_file():
         raise ReadError(f"{p}: no such file")
     if format == "numpy" or (format is None and p.lower().endswith(NUMPY_SUFFIXES)):
@@ -91,4 +146,4 @@ def read(
     return spectra
 
 
-__all__ = ["FORMATS", "LOW_RESOLUTION_FORMATS", "detect_format", "read"]
+__all__ = ["FORMATS", "LOW_RESOLUTION_FORMATS", "detect_format", "read", "read_errors"]

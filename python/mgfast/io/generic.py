@@ -6,7 +6,8 @@ IVAR, a mask (MASK, QUAL, QUALITY, AND_MASK; non-zero = bad) and per-row ID/RA/D
 holds a whole spectrum in array columns (many spectra per file), or each row is one pixel with
 scalar columns (one spectrum). Units from TUNITn (no unit: Å); air when TUCDn is
 'em.wl;obs.atmos' or the header says AIRORVAC = 'air'. Header OBJECT, RA, DEC, SPEC_RES are used
-when present.
+when present. Array columns may be variable-length arrays (TFORM P or Q): then each row's
+spectrum has that row's own length.
 
 NumPy: ``.npz`` with arrays ``wave`` (n,) or (N, n), ``flux`` (n,) or (N, n), optional ``err`` or
 ``ivar``, ``mask``, ``id``, ``ra``, ``dec``, and scalars ``resolution``, ``air`` (bool),
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .eso_sdp import read_row_spectrum
-from .fitsutil import AIR_UCD, Column, check_inside_file, columns, find
+from .fitsutil import AIR_UCD, Column, check_inside_file, columns, find, one_line, read_table
 from .spectrum import (
     MAX_PIXELS,
     ReadError,
@@ -91,9 +92,9 @@ def read_fits_table(f: Any, path: str, allow_low_resolution: bool = False) -> li
         "format": "fits-table", "hdu": hdu.get_extnum(),
     }  # fmt: skip
     id_col, ra_col, dec_col = find(cols, *ID_NAMES), find(cols, "RA"), find(cols, "DEC")
-    if wave.repeat == 1:  # one pixel per row: the whole table is one spectrum
+    if wave.repeat == 1 and not wave.vla:  # one pixel per row: the whole table is one spectrum
         check_pixels(nrows, where)
-        t = hdu.read(columns=[c.name for c in (wave, flux, err, ivar, mask) if c is not None])
+        t = read_table(hdu, [c for c in (wave, flux, err, ivar, mask) if c is not None], where)
         w = real_1d(t[wave.name], nrows, wave.name, where, np.float64)
         if log10:
             with np.errstate(over="ignore", invalid="ignore"):
@@ -111,7 +112,7 @@ def read_fits_table(f: Any, path: str, allow_low_resolution: bool = False) -> li
                 raise ReadError(f"{where}: column {mask.name} holds {m.dtype}, expected integers")
             arrays["mask"] = (m != 0).astype(np.uint32)
         return [Spectrum(**arrays, id=name, resolution=resolution, meta={**meta0, "index": 0})]
-    extra = hdu.read(columns=[c.name for c in (id_col, ra_col, dec_col) if c is not None]) if (
+    extra = read_table(hdu, [c for c in (id_col, ra_col, dec_col) if c is not None], where) if (
         id_col or ra_col or dec_col
     ) else None  # fmt: skip
     out = []
@@ -132,20 +133,52 @@ def read_fits_table(f: Any, path: str, allow_low_resolution: bool = False) -> li
     return out
 
 
+def _why(e: BaseException) -> str:
+    return f"{type(e).__name__}: {one_line(e)}" if not isinstance(e, ValueError) else one_line(e)
+
+
+def _npy_header(fh: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a .npy header (NumPy's own parser; any failure is the caller's)."""
+    version = np.lib.format.read_magic(fh)
+    parse = {(1, 0): np.lib.format.read_array_header_1_0,
+             (2, 0): np.lib.format.read_array_header_2_0}.get(version)  # fmt: skip
+    if parse is None:
+        raise ValueError(f".npy format version {version} (mgfast reads 1.0 and 2.0)")
+    shape, _, dtype = parse(fh)
+    return tuple(int(k) for k in shape), np.dtype(dtype)
+
+
 def _npz_arrays(path: str) -> dict[str, np.ndarray]:
-    # Sizes are checked from the archive's directory before anything is inflated.
+    # Sizes are checked from the archive's directory and each array's header before anything is
+    # inflated or allocated: an array must fit in its member, the members in 16 · MAX_PIXELS
+    # doubles.
     try:
         with zipfile.ZipFile(path) as z:
-            total = sum(i.file_size for i in z.infolist())
-    except (zipfile.BadZipFile, OSError) as e:
-        raise ReadError(f"{path}: not a readable .npz archive ({e})") from None
-    if total > 16 * MAX_PIXELS * 8:
-        raise ReadError(f"{path}: {total:,} bytes uncompressed: too large for spectra")
+            infos = z.infolist()
+            total = sum(i.file_size for i in infos)
+            if total > 16 * MAX_PIXELS * 8:
+                raise ReadError(f"{path}: {total:,} bytes uncompressed: too large for spectra")
+            for i in (i for i in infos if i.filename.endswith(".npy")):
+                with z.open(i) as fh:
+                    try:
+                        shape, dtype = _npy_header(fh)
+                    except Exception as e:  # NumPy raises many kinds for a bad header
+                        raise ReadError(f"{path}: {i.filename}: not a .npy array ({_why(e)})"
+                                        ) from None  # fmt: skip
+                need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if need > i.file_size or any(k < 0 for k in shape):
+                    raise ReadError(f"{path}: {i.filename}: its header says shape {shape} of "
+                                    f"{dtype} ({need:,} bytes) in a member of {i.file_size:,} "
+                                    "bytes (corrupt?)")  # fmt: skip
+    except ReadError:
+        raise
+    except Exception as e:  # zipfile: BadZipFile, OSError, EOFError, NotImplementedError, ...
+        raise ReadError(f"{path}: not a readable .npz archive ({_why(e)})") from None
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise ReadError(f"{path}: unreadable .npz ({' '.join(str(e).split())})") from None
+    except Exception as e:  # ValueError, OSError, EOFError, TokenError, zlib.error, ...
+        raise ReadError(f"{path}: unreadable .npz ({_why(e)})") from None
 
 
 def _row(per: dict[str, np.ndarray], key: str, i: int) -> np.ndarray | None:
@@ -155,10 +188,10 @@ def _row(per: dict[str, np.ndarray], key: str, i: int) -> np.ndarray | None:
 def read_numpy(path: str, allow_low_resolution: bool = False) -> list[Spectrum]:
     """Read spectra from a .npz archive or a .npy array (layouts in the module docstring)."""
     if path.lower().endswith(".npy"):
-        try:
+        try:  # memory-mapped: a header asking for more than the file holds fails here
             a = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise ReadError(f"{path}: unreadable .npy ({' '.join(str(e).split())})") from None
+        except Exception as e:  # ValueError, OSError, EOFError, TokenError, SyntaxError, ...
+            raise ReadError(f"{path}: unreadable .npy ({_why(e)})") from None
         if a.ndim != 2 or a.shape[0] not in (2, 3, 4):
             raise ReadError(f"{path}: expected a (2-4, n) array of wave, flux[, err[, mask]], "
                             f"got shape {a.shape}")  # fmt: skip

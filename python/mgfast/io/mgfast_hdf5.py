@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .spectrum import ReadError, Spectrum
+from .spectrum import ReadError, Spectrum, check_wave
 
 FORMAT_ATTR = "mgfast-simulation-1"  # mgfast.io_hdf5.FORMAT (not imported: it loads the simulator)
 
@@ -19,6 +19,20 @@ def is_hdf5(path: str) -> bool:
             return fh.read(8) == b"\x89HDF\r\n\x1a\n"
     except OSError:
         return False
+
+
+def _check_stored(d: Any, where: str) -> None:
+    """Refuse a dataset whose shape claims far more data than the file stores for it (a corrupt
+    shape would otherwise be read as fill values, all of it allocated)."""
+    if not hasattr(d, "shape") or d.shape is None:
+        raise ReadError(f"{where}: not a dataset")
+    need = int(np.prod(d.shape, dtype=object)) * d.dtype.itemsize
+    stored = int(d.id.get_storage_size())
+    if need > 64 * stored + (1 << 20):
+        raise ReadError(
+            f"{where}: shape {d.shape} of {d.dtype} ({need:,} bytes) but {stored:,} bytes stored "
+            "(corrupt?)"
+        )
 
 
 def read_mgfast_hdf5(path: str, allow_low_resolution: bool = False) -> list[Spectrum]:
@@ -39,7 +53,10 @@ def read_mgfast_hdf5(path: str, allow_low_resolution: bool = False) -> list[Spec
             missing = [k for k in ("wavelength", "flux", "err") if k not in f]
             if missing:
                 raise ReadError(f"{path}: no dataset {', '.join(missing)}")
+            for k in ("wavelength", "flux", "err"):
+                _check_stored(f[k], f"{path}[{k}]")
             wave: Any = np.asarray(f["wavelength"][()], np.float64)
+            check_wave(wave, f"{path}[wavelength]")
             flux, err = f["flux"], f["err"]
             if flux.ndim != 2 or flux.shape != err.shape or flux.shape[1] != wave.size:
                 raise ReadError(

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .fitsutil import check_inside_file, columns, hdu_by_name, require
+from .fitsutil import check_inside_file, columns, hdu_by_name, read_table, require
 from .spectrum import (
     ReadError,
     Spectrum,
@@ -35,12 +35,13 @@ def read_sdss(f: Any, path: str, allow_low_resolution: bool = False) -> list[Spe
     check_resolution(RESOLUTION, "SDSS/BOSS", allow_low_resolution, where)
     check_inside_file(hdu, path)
     cols = columns(hdu)
-    names = {k: require(cols, where, k).name for k in ("LOGLAM", "FLUX", "IVAR", "AND_MASK")}
+    need = {k: require(cols, where, k) for k in ("LOGLAM", "FLUX", "IVAR", "AND_MASK")}
+    names = {k: c.name for k, c in need.items()}
     n = hdu.get_nrows()
     check_pixels(n, where)
     if n < 2:
         raise ReadError(f"{where}: {n} pixels; expected a spectrum")
-    t = hdu.read(columns=list(names.values()))
+    t = read_table(hdu, list(need.values()), where)
     loglam = real_1d(t[names["LOGLAM"]], n, "loglam", where, np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         wave = as_vacuum_angstrom(10.0**loglam, "Angstrom", False, where)
@@ -61,7 +62,7 @@ def read_sdss(f: Any, path: str, allow_low_resolution: bool = False) -> list[Spe
         "hdu": hdu.get_extnum(),
         "index": 0,
     }
-    z = _pipeline_z(f)
+    z = _pipeline_z(f, path)
     if z is not None:
         meta["z_em"] = z
     return [
@@ -77,16 +78,19 @@ def read_sdss(f: Any, path: str, allow_low_resolution: bool = False) -> list[Spe
     ]
 
 
-def _pipeline_z(f: Any) -> float | None:
+def _pipeline_z(f: Any, path: str) -> float | None:
     """The SDSS pipeline's redshift (HDU SPECOBJ, column Z) when the file has it and it is a
     plausible quasar redshift (finite, >= 0); None otherwise."""
     try:
         if "SPECOBJ" not in f:
             return None
         h = f["SPECOBJ"]
-        if "Z" not in {c.upper() for c in h.get_colnames()} or h.get_nrows() < 1:
+        z_col = columns(h).get("Z") if h.get_exttype() == "BINARY_TBL" else None
+        if z_col is None or h.get_nrows() < 1:
             return None
-        z = float(np.asarray(h.read(columns=["Z"], rows=[0])["Z"]).reshape(-1)[0])
+        check_inside_file(h, path)
+        t = read_table(h, [z_col], "SPECOBJ", rows=[0])
+        z = float(np.asarray(t[z_col.name]).reshape(-1)[0])
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None
     return z if np.isfinite(z) and z >= 0 else None

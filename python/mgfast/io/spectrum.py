@@ -33,7 +33,30 @@ _WAVE_UNITS: dict[str, float] = {
 
 
 class ReadError(ValueError):
-    """A file that is not a readable spectrum of the expected format."""
+    """A file that is not a readable spectrum of the expected format.
+
+    Every failure of ``mgfast.io.read`` and ``detect_format`` to read a file is a ReadError,
+    whatever the library underneath raised (that exception is its ``__cause__``): ``path`` is
+    the file, ``reason`` what is wrong with it (the message less the path); ``str(e)`` is
+    ``"PATH: REASON"`` or, from a reader deeper down, names the HDU or column as well.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, reason: str | None = None):
+        super().__init__(message)
+        self.path = path
+        self.reason = reason if reason is not None else message
+
+    def attach(self, path: str) -> ReadError:
+        """This error, its ``path`` set to ``path`` when not set yet and ``reason`` its message
+        less that path."""
+        if self.path is None:
+            self.path = path
+            msg = str(self)
+            if msg.startswith(path):
+                msg = msg[len(path) :]
+                msg = msg.lstrip(": ") if not msg.startswith("[") else msg
+            self.reason = msg
+        return self
 
 
 class LowResolutionError(ReadError):
@@ -125,6 +148,8 @@ def check_wave(w: np.ndarray, where: str, cover: bool = True) -> None:
         raise ReadError(f"{where}: wavelength array must be 1D with >= 2 values, got {w.shape}")
     if not np.all(np.isfinite(w)):
         raise ReadError(f"{where}: wavelengths contain NaN or inf")
+    if not w[0] > 0:
+        raise ReadError(f"{where}: wavelengths must be positive, the first is {w[0]:g}")
     if not np.all(np.diff(w) > 0):
         raise ReadError(f"{where}: wavelengths do not increase strictly")
     problem = wave_problem(float(w[0]), float(w[-1])) if cover else None
@@ -151,9 +176,12 @@ def check_pixels(n: int, where: str) -> None:
 def check_resolution(
     resolution: float | None, fmt: str, allow_low_resolution: bool, where: str
 ) -> None:
-    """Refuse (or warn about) spectra far coarser than the model's R = 20000."""
+    """Refuse (or warn about) spectra far coarser than the model's R = 20000, and a resolving
+    power that is not a positive number (a corrupt SPEC_RES, say)."""
     if resolution is None or resolution >= MIN_RESOLUTION:
         return
+    if not resolution > 0:
+        raise ReadError(f"{where}: resolving power {resolution:g} (SPEC_RES) is not positive")
     what = f"{where}: {fmt} spectra have R ≈ {resolution:.0f}; the model was trained at R = 20000"
     if not allow_low_resolution:
         raise LowResolutionError(
