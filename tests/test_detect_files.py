@@ -784,3 +784,69 @@ def test_flux_unit_and_wavelength_unit_of_files(tmp_path):
     assert flags[2] & int(missing) == int(missing)
     assert [e.file for e in cat.errors] == [str(nm)]
     assert "looks like nm" in cat.errors[0].reason and "multiply by 10" in cat.errors[0].reason
+
+
+def _write_table_file(path: Path, n: int, seed: int = 5, bad_row: int | None = None) -> Path:
+    """A 4MOST L1 file of n spectra, one per table row, on the grid (bad_row: that row's
+    wavelengths reversed, which its reader refuses)."""
+    sim = mgfast.simulate(n, seed=seed, with_absorber_fraction=0.5)
+    data = np.zeros(n, [("WAVE", "f8", mgfast.grid.N_PIX), ("FLUX", "f4", mgfast.grid.N_PIX),
+                        ("ERR_FLUX", "f4", mgfast.grid.N_PIX)])  # fmt: skip
+    data["WAVE"], data["FLUX"], data["ERR_FLUX"] = mgfast.grid.wavelength(), sim.flux, sim.err
+    if bad_row is not None:
+        data["WAVE"][bad_row] = data["WAVE"][bad_row][::-1]
+    with fitsio.FITS(str(path), "rw", clobber=True) as f:
+        f.write(None, header={"INSTRUME": "4MOST", "OBJECT": "BIG", "SPEC_RES": 20000.0})
+        f.write(data, extname="SPECTRUM")
+    return path
+
+
+def test_a_big_file_is_read_and_searched_a_chunk_at_a_time(tmp_path, monkeypatch):
+    """A file of many spectra is read row by row (io.iter_read) and searched a chunk at a time:
+    the same rows as reading it whole, with each Detector call no bigger than a chunk; a file
+    that turns out corrupt after its first chunks is one error row, and the run goes on."""
+    from mgfast.detect_files import process_units
+
+    big = _write_table_file(tmp_path / "big.fits", 230)
+    small = _write_table_file(tmp_path / "small.fits", 3, seed=6)
+    bad = _write_table_file(tmp_path / "bad.fits", 230, seed=7, bad_row=180)
+    units = [[str(small)], [str(big)], [str(bad)]]
+
+    calls: list[int] = []
+
+    class Counting(Detector):
+        def detect(self, flux, *args, **kwargs):  # type: ignore[no-untyped-def]
+            calls.append(len(np.atleast_2d(flux)))
+            return super().detect(flux, *args, **kwargs)
+
+    det = Counting(method="matched-filter")
+    whole = process_units(det, units, None, False)
+    assert max(calls) == 233  # both good files in one call
+    calls.clear()
+    monkeypatch.setattr(detect_files_module, "FILE_CHUNK_SPECTRA", 50)
+    chunked = process_units(det, units, None, False)
+    assert max(calls) <= 50 and sum(calls) >= 3 + 230
+    for (a, ea), (b, eb) in zip(whole[:2], chunked[:2], strict=True):
+        assert ea is None and eb is None
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert len(chunked[1][0]["probability"]) == 230
+    assert chunked[1][0]["index"].tolist() == list(range(230))
+    # the bad row is met after three chunks were searched: the file is one error row
+    assert chunked[2][0] is None and "wavelengths do not increase" in chunked[2][1]
+    assert whole[2][0] is None  # read whole, the bad file was an error row too
+
+
+def test_iter_read_gives_a_files_spectra_in_chunks(tmp_path):
+    path = _write_table_file(tmp_path / "t.fits", 23)
+    whole = mgfast.io.read(path)
+    chunks = list(mgfast.io.iter_read(path, chunk=5))
+    assert [len(c) for c in chunks] == [5, 5, 5, 5, 3]
+    flat = [s for c in chunks for s in c]
+    assert [s.id for s in flat] == [s.id for s in whole]
+    for a, b in zip(flat, whole, strict=True):
+        np.testing.assert_array_equal(a.flux, b.flux)
+    with pytest.raises(ValueError, match="chunk"):
+        next(mgfast.io.iter_read(path, chunk=0))
+    with pytest.raises(mgfast.io.ReadError, match="no such file"):
+        next(mgfast.io.iter_read(tmp_path / "missing.fits"))

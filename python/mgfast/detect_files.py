@@ -208,6 +208,40 @@ def _read_or_reason(path: str, format: str | None, allow_low: bool) -> list[Spec
         return _reason(e, path)
 
 
+FILE_CHUNK_SPECTRA = 512  # a file with more spectra is read and searched this many at a time
+
+
+def _first_chunk(
+    path: str, format: str | None, allow_low: bool
+) -> tuple[list[Spectrum] | str, Iterator[list[Spectrum]] | None]:
+    """A file's spectra (or the reason it cannot be read) and None; or, for a file of more than
+    FILE_CHUNK_SPECTRA spectra, its first chunk and an iterator over the others (io.iter_read:
+    a table file is read row by row, so a big file is never held whole)."""
+    if not os.path.exists(path) and glob.has_magic(path):
+        return "the pattern matches no file", None
+    chunks = io.iter_read(path, format, allow_low_resolution=allow_low, chunk=FILE_CHUNK_SPECTRA)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", io.LowResolutionWarning)  # the run warns once
+            first = next(chunks)
+            if len(first) < FILE_CHUNK_SPECTRA:
+                return first, None
+            second = next(chunks, None)
+    except Exception as e:
+        chunks.close()
+        return _reason(e, path), None
+    if second is None:
+        return first, None
+
+    def rest() -> Iterator[list[Spectrum]]:
+        yield second
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", io.LowResolutionWarning)
+            yield from chunks
+
+    return first, rest()
+
+
 def _search(det: Detector, spectra: list[Spectrum], file: str, path: str) -> Outcome:
     try:
         return detect_spectra(det, spectra, file), None
@@ -245,15 +279,54 @@ class _Batcher:
         self.pixels = 0
 
     def add(self, unit: Sequence[str]) -> int:
-        """Reads a unit; returns its number of spectra."""
+        """Reads a unit; returns its number of spectra. A single file of more than
+        FILE_CHUNK_SPECTRA spectra is read and searched a chunk at a time (_search_big)."""
         multi = self.det.multi_absorber
-        items = read_unit(unit, self.format, self.allow_low, multi, z_em=self.z_em)
+        if len(unit) == 1:
+            first, rest = _first_chunk(unit[0], self.format, self.allow_low)
+            if rest is not None:
+                return self._search_big(unit[0], first, rest)
+            items: list[Outcome | _Job] = [
+                (None, first) if isinstance(first, str)
+                else _Job(_with_z_em(first, unit[0], self.z_em), unit[0], unit[0])  # type: ignore[arg-type]
+            ]  # fmt: skip
+        else:
+            items = read_unit(unit, self.format, self.allow_low, multi, z_em=self.z_em)
         self.pending += items
         jobs = [it for it in items if isinstance(it, _Job)]
         self.pixels += sum(int(np.size(s.flux)) for job in jobs for s in job.spectra)
         if self.pixels >= READ_AHEAD_PIXELS:
             self.flush()
         return sum(len(job.spectra) for job in jobs)
+
+    def _search_big(self, path: str, first: list[Spectrum], rest: Iterator[list[Spectrum]]) -> int:
+        """A big file: what is pending is searched first, then the file chunk by chunk, its
+        rows joined into its one outcome (or its error: a chunk that cannot be read or searched
+        makes the whole file an error row, as a bad small file is)."""
+        self.flush()
+        parts, n, why = [], 0, None
+        chunks = iter([first])
+        try:
+            while True:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    chunk = next(rest, None)
+                if chunk is None:
+                    break
+                n += len(chunk)
+                chunk = _with_z_em(chunk, path, self.z_em)  # type: ignore[assignment]
+                out, why = _search_jobs(self.det, [_Job(chunk, path, path)])[0]  # type: ignore[list-item]
+                if why is not None:
+                    break
+                parts.append(out)
+        except Exception as e:  # a read error after some chunks: the file is an error row
+            why = _reason(e, path)
+        finally:
+            if hasattr(rest, "close"):
+                rest.close()  # type: ignore[union-attr]
+        multi = self.det.multi_absorber
+        self.done.append((None, why) if why is not None else (concat(parts, multi=multi), None))
+        return n
 
     def flush(self) -> None:
         self.done += _search_jobs(self.det, self.pending)

@@ -10,6 +10,7 @@ divided by it (and marked normalised); pixels where it is not positive are maske
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -92,8 +93,9 @@ def read_row_spectrum(
     return out
 
 
-def read_eso_sdp(f: Any, path: str, allow_low_resolution: bool = False) -> list[Spectrum]:
-    """Read an ESO Phase 3 SDP 1D spectrum (one spectrum per table row; SDP files have one)."""
+def read_eso_sdp(f: Any, path: str, allow_low_resolution: bool = False) -> Iterator[Spectrum]:
+    """Read an ESO Phase 3 SDP 1D spectrum (one spectrum per table row; SDP files have one).
+    The headers are checked now; the rows are read as the iterator is consumed."""
     hdr0 = f[0].read_header()
     if len(f) < 2:
         raise ReadError(f"{path}: no spectrum table after the primary HDU")
@@ -121,14 +123,16 @@ def read_eso_sdp(f: Any, path: str, allow_low_resolution: bool = False) -> list[
         "format": "eso-sdp",
         "hdu": hdu.get_extnum(),
     }
-    out = []
-    for row in range(nrows):
-        arrays = read_row_spectrum(hdu, row, where, wave, flux, err, None, qual, cont)
-        sid = name if nrows == 1 else f"{name}[{row}]"
-        out.append(
-            Spectrum(**arrays, id=sid, resolution=res, meta={**meta, "index": row, "row": row})
-        )
-    return out
+
+    def rows() -> Iterator[Spectrum]:  # one row at a time: a big table is never held whole
+        for row in range(nrows):
+            arrays = read_row_spectrum(hdu, row, where, wave, flux, err, None, qual, cont)
+            sid = name if nrows == 1 else f"{name}[{row}]"
+            yield Spectrum(
+                **arrays, id=sid, resolution=res, meta={**meta, "index": row, "row": row}
+            )
+
+    return rows()
 
 
 __all__ = ["read_eso_sdp", "read_row_spectrum"]

@@ -9,7 +9,7 @@ warnings turned into errors are not wrapped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,9 @@ from .mgfast_hdf5 import is_hdf5, read_mgfast_hdf5
 from .sdss import read_sdss
 from .spectrum import ReadError, Spectrum
 
-FITS_READERS: dict[str, Callable[[Any, str, bool], list[Spectrum]]] = {
+# Each reader checks the file's headers when called and gives its spectra as an iterable: the
+# table readers (4most, eso-sdp, fits-table) read one row at a time as it is consumed.
+FITS_READERS: dict[str, Callable[[Any, str, bool], Iterable[Spectrum]]] = {
     "4most": read_4most,
     "eso-sdp": read_eso_sdp,
     "sdss": read_sdss,
@@ -138,7 +140,7 @@ def _read(p: str, format: str | None, allow_low_resolution: bool) -> list[Spectr
 
     def read_fits() -> list[Spectrum]:
         with open_fits(p) as f:
-            return FITS_READERS[format or _fits_format(f)](f, p, allow_low_resolution)
+            return list(FITS_READERS[format or _fits_format(f)](f, p, allow_low_resolution))
 
     spectra = past_stale_cfitsio_errors(read_fits)
     if not spectra:
@@ -146,4 +148,57 @@ def _read(p: str, format: str | None, allow_low_resolution: bool) -> list[Spectr
     return spectra
 
 
-__all__ = ["FORMATS", "LOW_RESOLUTION_FORMATS", "detect_format", "read", "read_errors"]
+def iter_read(
+    path: str | Path, format: str | None = None, *, allow_low_resolution: bool = False,
+    chunk: int = 512,
+) -> Iterator[list[Spectrum]]:  # fmt: skip
+    """The spectra of a file in lists of at most ``chunk``, in order, read as they are consumed:
+    a table file (4MOST L1, ESO SDP, generic FITS tables) is read row by row with the file held
+    open, so a file of any size costs the memory of one chunk. Other formats (SDSS, DESI,
+    NumPy, mgfast HDF5) are read whole first, then handed out in chunks. Failures are
+    ReadErrors as with ``read``, raised where they happen (after the chunks before them)."""
+    p = str(path)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk: expected a positive integer, got {chunk!r}")
+    if format is not None and format not in FORMATS:
+        raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {format!r}")
+    lazy_formats = ("4most", "eso-sdp", "fits-table")
+    with read_errors(p):
+        if not Path(p).is_file():
+            raise ReadError(f"{p}: no such file")
+        fits = not (
+            format in ("numpy", "mgfast-hdf5")
+            or (format is None and p.lower().endswith(NUMPY_SUFFIXES + HDF5_SUFFIXES))
+            or (format is None and is_hdf5(p))
+        )
+        if fits:
+            fmt = format or detect_format(p)
+            fits = fmt in lazy_formats
+    if not fits:
+        spectra = read(p, format, allow_low_resolution=allow_low_resolution)
+        for i in range(0, len(spectra), chunk):
+            yield spectra[i : i + chunk]
+        return
+    with read_errors(p), open_fits(p) as f:
+        rows = iter(past_stale_cfitsio_errors(
+            lambda: FITS_READERS[fmt](f, p, allow_low_resolution)
+        ))  # fmt: skip
+        n = 0
+        while True:
+            part = [s for _, s in zip(range(chunk), rows, strict=False)]
+            if not part:
+                break
+            n += len(part)
+            yield part
+        if n == 0:
+            raise ReadError(f"{p}: no spectra in the file")
+
+
+__all__ = [
+    "FORMATS",
+    "LOW_RESOLUTION_FORMATS",
+    "detect_format",
+    "iter_read",
+    "read",
+    "read_errors",
+]

@@ -11,6 +11,7 @@ or nm (TUNITn), vacuum unless its TUCDn is 'em.wl;obs.atmos'. A per-arm file cov
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -45,8 +46,9 @@ def arm_name(wave: np.ndarray) -> str:
     return grid.ARMS[int(arms[0])].name if arms.size == 1 else "joined"
 
 
-def read_4most(f: Any, path: str, allow_low_resolution: bool = False) -> list[Spectrum]:
-    """Read a 4MOST L1 per-arm or joined spectrum file (one spectrum per table row)."""
+def read_4most(f: Any, path: str, allow_low_resolution: bool = False) -> Iterator[Spectrum]:
+    """Read a 4MOST L1 per-arm or joined spectrum file (one spectrum per table row). The
+    headers are checked now; the rows are read as the iterator is consumed."""
     hdr0 = f[0].read_header()
     hdu = spectrum_hdu(f, path)
     where = f"{path}[{hdu.get_extnum()}]"
@@ -69,15 +71,19 @@ def read_4most(f: Any, path: str, allow_low_resolution: bool = False) -> list[Sp
         "format": "4most",
         "hdu": hdu.get_extnum(),
     }
-    out = []
-    for row in range(nrows):
-        arrays = read_row_spectrum(hdu, row, where, wave, flux, err, None, mask, drop_nan_wave=True)
-        arm = header_str(hdr0, "ARM").lower() or arm_name(arrays["wave"])
-        sid = name if nrows == 1 else f"{name}[{row}]"
-        out.append(
-            Spectrum(**arrays, id=sid, resolution=res, meta={**meta, "index": row, "arm": arm})
-        )
-    return out
+
+    def rows() -> Iterator[Spectrum]:  # one row at a time: a big table is never held whole
+        for row in range(nrows):
+            arrays = read_row_spectrum(
+                hdu, row, where, wave, flux, err, None, mask, drop_nan_wave=True
+            )
+            arm = header_str(hdr0, "ARM").lower() or arm_name(arrays["wave"])
+            sid = name if nrows == 1 else f"{name}[{row}]"
+            yield Spectrum(
+                **arrays, id=sid, resolution=res, meta={**meta, "index": row, "arm": arm}
+            )
+
+    return rows()
 
 
 __all__ = ["read_4most"]

@@ -18,6 +18,7 @@ array of wave, flux, err, mask rows. Loaded with allow_pickle=False.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -62,7 +63,9 @@ def _is_air(wave: Column, *headers: Any) -> bool:
     return any(header_str(h, "AIRORVAC").lower() == "air" for h in headers)
 
 
-def read_fits_table(f: Any, path: str, allow_low_resolution: bool = False) -> list[Spectrum]:
+def read_fits_table(
+    f: Any, path: str, allow_low_resolution: bool = False
+) -> Iterable[Spectrum]:
     """Read spectra from the first suitable binary table of a FITS file."""
     hdu = find_table(f, path)
     where = f"{path}[{hdu.get_extnum()}]"
@@ -115,22 +118,24 @@ def read_fits_table(f: Any, path: str, allow_low_resolution: bool = False) -> li
     extra = read_table(hdu, [c for c in (id_col, ra_col, dec_col) if c is not None], where) if (
         id_col or ra_col or dec_col
     ) else None  # fmt: skip
-    out = []
-    for row in range(nrows):
-        arrays = read_row_spectrum(
-            hdu, row, where, wave, flux, err, ivar, mask, air=air, log10_wave=log10
-        )
-        meta = {**meta0, "index": row}
-        sid = name if nrows == 1 else f"{name}[{row}]"
-        if extra is not None:
-            if id_col is not None:
-                v = extra[id_col.name][row]
-                sid = v.decode() if isinstance(v, bytes) else str(v).strip()
-            for key, col in (("ra", ra_col), ("dec", dec_col)):
-                if col is not None:
-                    meta[key] = float(np.asarray(extra[col.name][row]).reshape(-1)[0])
-        out.append(Spectrum(**arrays, id=sid, resolution=resolution, meta=meta))
-    return out
+
+    def rows() -> Iterator[Spectrum]:  # one row at a time: a big table is never held whole
+        for row in range(nrows):
+            arrays = read_row_spectrum(
+                hdu, row, where, wave, flux, err, ivar, mask, air=air, log10_wave=log10
+            )
+            meta = {**meta0, "index": row}
+            sid = name if nrows == 1 else f"{name}[{row}]"
+            if extra is not None:
+                if id_col is not None:
+                    v = extra[id_col.name][row]
+                    sid = v.decode() if isinstance(v, bytes) else str(v).strip()
+                for key, col in (("ra", ra_col), ("dec", dec_col)):
+                    if col is not None:
+                        meta[key] = float(np.asarray(extra[col.name][row]).reshape(-1)[0])
+            yield Spectrum(**arrays, id=sid, resolution=resolution, meta=meta)
+
+    return rows()
 
 
 def _why(e: BaseException) -> str:
