@@ -34,8 +34,8 @@ __all__ = [
     "combine_cameras",
     "detect_format",
     "group_arm_files",
-    "object_key",
     "iter_read",
+    "object_key",
     "read",
     "vacuum_to_air",
 ]

@@ -63,9 +63,7 @@ def _is_air(wave: Column, *headers: Any) -> bool:
     return any(header_str(h, "AIRORVAC").lower() == "air" for h in headers)
 
 
-def read_fits_table(
-    f: Any, path: str, allow_low_resolution: bool = False
-) -> Iterable[Spectrum]:
+def read_fits_table(f: Any, path: str, allow_low_resolution: bool = False) -> Iterable[Spectrum]:
     """Read spectra from the first suitable binary table of a FITS file."""
     hdu = find_table(f, path)
     where = f"{path}[{hdu.get_extnum()}]"
