@@ -850,3 +850,44 @@ def test_iter_read_gives_a_files_spectra_in_chunks(tmp_path):
         next(mgfast.io.iter_read(path, chunk=0))
     with pytest.raises(mgfast.io.ReadError, match="no such file"):
         next(mgfast.io.iter_read(tmp_path / "missing.fits"))
+
+
+def test_a_run_killed_inside_a_big_file_resumes_inside_it(tmp_path, monkeypatch):
+    """Each chunk of a big file is journalled as it is searched: a run killed inside the file
+    resumes after its last journalled chunk (not from the file's start) and ends with the clean
+    run's catalogue."""
+    big = _write_table_file(tmp_path / "big.fits", 230)
+    small = _write_table_file(tmp_path / "small.fits", 3, seed=6)
+    monkeypatch.setattr(detect_files_module, "FILE_CHUNK_SPECTRA", 50)
+    paths = [str(small), str(big)]
+    clean = Detector(method="matched-filter").detect_files(paths)
+
+    calls: list[int] = []
+
+    class Killed(BaseException):  # like a KeyboardInterrupt: nothing catches it
+        pass
+
+    class Dying(Detector):
+        def detect(self, flux, *args, **kwargs):  # type: ignore[no-untyped-def]
+            calls.append(len(np.atleast_2d(flux)))
+            if len(calls) == 4:  # the small file, then three chunks of the big one
+                raise Killed
+            return super().detect(flux, *args, **kwargs)
+
+    journal = tmp_path / "run.parts"
+    with pytest.raises(Killed):
+        Dying(method="matched-filter").detect_files(paths, journal=journal, files_per_chunk=1)
+    assert len(list((journal / "parts").glob("*.npz"))) == 2  # chunks 1 and 2 of the big file
+    calls.clear()
+
+    class Counting(Detector):
+        def detect(self, flux, *args, **kwargs):  # type: ignore[no-untyped-def]
+            calls.append(len(np.atleast_2d(flux)))
+            return super().detect(flux, *args, **kwargs)
+
+    resumed = Counting(method="matched-filter").detect_files(
+        paths, journal=journal, resume=True, files_per_chunk=1
+    )
+    assert sum(calls) == 230 - 100  # only the rest of the big file was searched
+    same_catalogue(clean, resumed)
+    assert not list((journal / "parts").glob("*.npz"))  # dropped once the file was journalled

@@ -212,18 +212,20 @@ FILE_CHUNK_SPECTRA = 512  # a file with more spectra is read and searched this m
 
 
 def _first_chunk(
-    path: str, format: str | None, allow_low: bool
+    path: str, format: str | None, allow_low: bool, start: int = 0
 ) -> tuple[list[Spectrum] | str, Iterator[list[Spectrum]] | None]:
     """A file's spectra (or the reason it cannot be read) and None; or, for a file of more than
     FILE_CHUNK_SPECTRA spectra, its first chunk and an iterator over the others (io.iter_read:
     a table file is read row by row, so a big file is never held whole)."""
     if not os.path.exists(path) and glob.has_magic(path):
         return "the pattern matches no file", None
-    chunks = io.iter_read(path, format, allow_low_resolution=allow_low, chunk=FILE_CHUNK_SPECTRA)
+    chunks = io.iter_read(
+        path, format, allow_low_resolution=allow_low, chunk=FILE_CHUNK_SPECTRA, start=start
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", io.LowResolutionWarning)  # the run warns once
-            first = next(chunks)
+            first = next(chunks, [])
             if len(first) < FILE_CHUNK_SPECTRA:
                 return first, None
             second = next(chunks, None)
@@ -271,9 +273,11 @@ class _Batcher:
     searched in several batches, never all in memory at once."""
 
     def __init__(
-        self, det: Detector, format: str | None, allow_low: bool, z_em: ZemTable = None
-    ) -> None:
+        self, det: Detector, format: str | None, allow_low: bool, z_em: ZemTable = None,
+        journal: Journal | None = None,
+    ) -> None:  # fmt: skip
         self.det, self.format, self.allow_low, self.z_em = det, format, allow_low, z_em
+        self.journal = journal  # a big file's progress is journalled chunk by chunk
         self.pending: list[Outcome | _Job] = []
         self.done: list[Outcome] = []
         self.pixels = 0
@@ -283,9 +287,12 @@ class _Batcher:
         FILE_CHUNK_SPECTRA spectra is read and searched a chunk at a time (_search_big)."""
         multi = self.det.multi_absorber
         if len(unit) == 1:
-            first, rest = _first_chunk(unit[0], self.format, self.allow_low)
-            if rest is not None:
-                return self._search_big(unit[0], first, rest)
+            key = os.path.abspath(unit[0])
+            done = self.journal.load_parts(key) if self.journal is not None else []
+            start = sum(len(c["probability"]) for c in done)
+            first, rest = _first_chunk(unit[0], self.format, self.allow_low, start)
+            if rest is not None or (done and not isinstance(first, str)):
+                return self._search_big(unit[0], first, rest, done)  # type: ignore[arg-type]
             items: list[Outcome | _Job] = [
                 (None, first) if isinstance(first, str)
                 else _Job(_with_z_em(first, unit[0], self.z_em), unit[0], unit[0])  # type: ignore[arg-type]
@@ -299,13 +306,20 @@ class _Batcher:
             self.flush()
         return sum(len(job.spectra) for job in jobs)
 
-    def _search_big(self, path: str, first: list[Spectrum], rest: Iterator[list[Spectrum]]) -> int:
+    def _search_big(
+        self, path: str, first: list[Spectrum], rest: Iterator[list[Spectrum]] | None,
+        done: list[dict[str, np.ndarray]],
+    ) -> int:  # fmt: skip
         """A big file: what is pending is searched first, then the file chunk by chunk, its
         rows joined into its one outcome (or its error: a chunk that cannot be read or searched
-        makes the whole file an error row, as a bad small file is)."""
+        makes the whole file an error row, as a bad small file is). With a journal each chunk's
+        rows are journalled as a part; ``done``: the parts a killed run left (the file is read
+        from after them)."""
         self.flush()
-        parts, n, why = [], 0, None
+        parts, n, why = list(done), 0, None
+        key = os.path.abspath(path)
         chunks = iter([first])
+        rest = rest if rest is not None else iter(())
         try:
             while True:
                 chunk = next(chunks, None)
@@ -313,11 +327,15 @@ class _Batcher:
                     chunk = next(rest, None)
                 if chunk is None:
                     break
+                if not chunk:  # resumed after the file's last part: nothing left to read
+                    continue
                 n += len(chunk)
                 chunk = _with_z_em(chunk, path, self.z_em)  # type: ignore[assignment]
                 out, why = _search_jobs(self.det, [_Job(chunk, path, path)])[0]  # type: ignore[list-item]
                 if why is not None:
                     break
+                if self.journal is not None:
+                    self.journal.write_part(key, len(parts), out)  # type: ignore[arg-type]
                 parts.append(out)
         except Exception as e:  # a read error after some chunks: the file is an error row
             why = _reason(e, path)
@@ -495,19 +513,67 @@ class Journal:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         self.next += 1
+        self.drop_parts([os.path.abspath(f) for f in files])
+
+    # A big file's progress (_Batcher._search_big): the rows of each chunk of its spectra as it
+    # is searched, parts/<file key hash>-<k>.npz, so that a killed run resumes inside the file.
+    # They are dropped once the file's whole outcome is in a chunk (write).
+
+    def _part_paths(self, key: str) -> list[Path]:
+        h = hashlib.sha1(key.encode()).hexdigest()[:20]
+        return sorted((self.dir / "parts").glob(f"{h}-*.npz"))
+
+    def write_part(self, key: str, k: int, cols: dict[str, np.ndarray]) -> None:
+        """Part k of the file ``key`` (its rows, and absorbers with a multi-absorber model)."""
+        rows, absorbers = split_rows(cols)
+        arrays = {"key": np.array(key), **{f"col_{n}": v for n, v in rows.items()}}
+        if absorbers is not None:
+            arrays |= {f"abs_{n}": v for n, v in absorbers.items()}
+        (self.dir / "parts").mkdir(exist_ok=True)
+        h = hashlib.sha1(key.encode()).hexdigest()[:20]
+        path = self.dir / "parts" / f"{h}-{k:06d}.npz"
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def load_parts(self, key: str) -> list[dict[str, np.ndarray]]:
+        """The parts of the file ``key`` written so far, in order (the first k contiguous)."""
+        out: list[dict[str, np.ndarray]] = []
+        for k, p in enumerate(self._part_paths(key)):
+            if not p.name.endswith(f"-{k:06d}.npz"):
+                break
+            try:
+                with np.load(p, allow_pickle=False) as z:
+                    d = {n: z[n] for n in z.files}
+            except Exception:  # cannot happen with atomic writes: search from here on
+                break
+            if str(d["key"]) != key:
+                break
+            cols = {n[4:]: v for n, v in d.items() if n.startswith("col_")}
+            cols |= {ABSORBER_PREFIX + n[4:]: v for n, v in d.items() if n.startswith("abs_")}
+            out.append(cols)
+        return out
+
+    def drop_parts(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            for p in self._part_paths(key):
+                p.unlink()
 
     def remove(self) -> None:
-        for p in self.dir.iterdir():
-            p.unlink()
+        for p in sorted(self.dir.rglob("*"), reverse=True):  # files first, then parts/
+            p.rmdir() if p.is_dir() else p.unlink()
         self.dir.rmdir()
 
 
 def _chunks_local(
     det: Detector, units: list[tuple[str, ...]], format: str | None, allow_low: bool,
-    files_per_chunk: int, z_em: ZemTable = None,
+    files_per_chunk: int, z_em: ZemTable = None, journal: Journal | None = None,
 ) -> Iterator[tuple[list[str], list[Outcome]]]:  # fmt: skip
     names: list[str] = []
-    batcher = _Batcher(det, format, allow_low, z_em)  # a chunk's spectra searched together
+    batcher = _Batcher(det, format, allow_low, z_em, journal)  # a chunk's spectra searched together
     n_spec = 0
     for unit in units:  # a unit is never split across chunks
         n_spec += batcher.add(unit)
@@ -663,7 +729,9 @@ def detect_files(
             det, dask, todo, format, allow_low_resolution, files_per_chunk, dict(z_em or {}) or None
         )
     else:
-        chunks = _chunks_local(det, todo, format, allow_low_resolution, files_per_chunk, z_em)
+        chunks = _chunks_local(
+            det, todo, format, allow_low_resolution, files_per_chunk, z_em, journal=jr
+        )
     warned = False
     for names, outcomes in chunks:
         if jr is not None:

@@ -93,7 +93,9 @@ def read_row_spectrum(
     return out
 
 
-def read_eso_sdp(f: Any, path: str, allow_low_resolution: bool = False) -> Iterator[Spectrum]:
+def read_eso_sdp(
+    f: Any, path: str, allow_low_resolution: bool = False, start: int = 0
+) -> Iterator[Spectrum]:
     """Read an ESO Phase 3 SDP 1D spectrum (one spectrum per table row; SDP files have one).
     The headers are checked now; the rows are read as the iterator is consumed."""
     hdr0 = f[0].read_header()
@@ -125,7 +127,7 @@ def read_eso_sdp(f: Any, path: str, allow_low_resolution: bool = False) -> Itera
     }
 
     def rows() -> Iterator[Spectrum]:  # one row at a time: a big table is never held whole
-        for row in range(nrows):
+        for row in range(start, nrows):
             arrays = read_row_spectrum(hdu, row, where, wave, flux, err, None, qual, cont)
             sid = name if nrows == 1 else f"{name}[{row}]"
             yield Spectrum(

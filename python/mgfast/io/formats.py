@@ -150,16 +150,20 @@ def _read(p: str, format: str | None, allow_low_resolution: bool) -> list[Spectr
 
 def iter_read(
     path: str | Path, format: str | None = None, *, allow_low_resolution: bool = False,
-    chunk: int = 512,
+    chunk: int = 512, start: int = 0,
 ) -> Iterator[list[Spectrum]]:  # fmt: skip
     """The spectra of a file in lists of at most ``chunk``, in order, read as they are consumed:
     a table file (4MOST L1, ESO SDP, generic FITS tables) is read row by row with the file held
     open, so a file of any size costs the memory of one chunk. Other formats (SDSS, DESI,
     NumPy, mgfast HDF5) are read whole first, then handed out in chunks. Failures are
-    ReadErrors as with ``read``, raised where they happen (after the chunks before them)."""
+    ReadErrors as with ``read``, raised where they happen (after the chunks before them).
+    ``start``: the first spectrum to give (a resumed run's place inside the file: table files
+    do not read the rows before it)."""
     p = str(path)
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk: expected a positive integer, got {chunk!r}")
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise ValueError(f"start: expected an integer >= 0, got {start!r}")
     if format is not None and format not in FORMATS:
         raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {format!r}")
     lazy_formats = ("4most", "eso-sdp", "fits-table")
@@ -175,13 +179,13 @@ def iter_read(
             fmt = format or detect_format(p)
             fits = fmt in lazy_formats
     if not fits:
-        spectra = read(p, format, allow_low_resolution=allow_low_resolution)
+        spectra = read(p, format, allow_low_resolution=allow_low_resolution)[start:]
         for i in range(0, len(spectra), chunk):
             yield spectra[i : i + chunk]
         return
     with read_errors(p), open_fits(p) as f:
         rows = iter(past_stale_cfitsio_errors(
-            lambda: FITS_READERS[fmt](f, p, allow_low_resolution)
+            lambda: FITS_READERS[fmt](f, p, allow_low_resolution, start)  # type: ignore[call-arg]
         ))  # fmt: skip
         n = 0
         while True:
@@ -190,7 +194,7 @@ def iter_read(
                 break
             n += len(part)
             yield part
-        if n == 0:
+        if n == 0 and start == 0:
             raise ReadError(f"{p}: no spectra in the file")
 
 

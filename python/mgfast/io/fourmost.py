@@ -46,7 +46,9 @@ def arm_name(wave: np.ndarray) -> str:
     return grid.ARMS[int(arms[0])].name if arms.size == 1 else "joined"
 
 
-def read_4most(f: Any, path: str, allow_low_resolution: bool = False) -> Iterator[Spectrum]:
+def read_4most(
+    f: Any, path: str, allow_low_resolution: bool = False, start: int = 0
+) -> Iterator[Spectrum]:
     """Read a 4MOST L1 per-arm or joined spectrum file (one spectrum per table row). The
     headers are checked now; the rows are read as the iterator is consumed."""
     hdr0 = f[0].read_header()
@@ -73,7 +75,7 @@ def read_4most(f: Any, path: str, allow_low_resolution: bool = False) -> Iterato
     }
 
     def rows() -> Iterator[Spectrum]:  # one row at a time: a big table is never held whole
-        for row in range(nrows):
+        for row in range(start, nrows):
             arrays = read_row_spectrum(
                 hdu, row, where, wave, flux, err, None, mask, drop_nan_wave=True
             )

@@ -63,7 +63,9 @@ def _is_air(wave: Column, *headers: Any) -> bool:
     return any(header_str(h, "AIRORVAC").lower() == "air" for h in headers)
 
 
-def read_fits_table(f: Any, path: str, allow_low_resolution: bool = False) -> Iterable[Spectrum]:
+def read_fits_table(
+    f: Any, path: str, allow_low_resolution: bool = False, start: int = 0
+) -> Iterable[Spectrum]:
     """Read spectra from the first suitable binary table of a FITS file."""
     hdu = find_table(f, path)
     where = f"{path}[{hdu.get_extnum()}]"
@@ -112,13 +114,14 @@ def read_fits_table(f: Any, path: str, allow_low_resolution: bool = False) -> It
             if m.dtype.kind not in "iub":
                 raise ReadError(f"{where}: column {mask.name} holds {m.dtype}, expected integers")
             arrays["mask"] = (m != 0).astype(np.uint32)
-        return [Spectrum(**arrays, id=name, resolution=resolution, meta={**meta0, "index": 0})]
+        one = Spectrum(**arrays, id=name, resolution=resolution, meta={**meta0, "index": 0})
+        return [one][start:]
     extra = read_table(hdu, [c for c in (id_col, ra_col, dec_col) if c is not None], where) if (
         id_col or ra_col or dec_col
     ) else None  # fmt: skip
 
     def rows() -> Iterator[Spectrum]:  # one row at a time: a big table is never held whole
-        for row in range(nrows):
+        for row in range(start, nrows):
             arrays = read_row_spectrum(
                 hdu, row, where, wave, flux, err, ivar, mask, air=air, log10_wave=log10
             )
