@@ -74,6 +74,7 @@ def main() -> None:
     p.add_argument("--n-good", type=int, default=990)
     p.add_argument("--kills", type=int, default=4)
     p.add_argument("--method", default="network", choices=("network", "matched-filter"))
+    p.add_argument("--big", type=int, default=0, help="also one file of this many spectra")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
@@ -129,6 +130,50 @@ def main() -> None:
             f"| SIGKILL {a.kills} times, --resume each time | {rc2} | {len(resumed)} | "
             f"{len(resumed.errors)} | {'yes' if accounted else 'NO'} | {same} | {took2:.0f} |"
         )
+        if a.big:
+            big_file(tmp, a.big, a.kills, a.method)
+
+
+def big_file(tmp: Path, n: int, kills: int, method: str) -> None:
+    """One file of n spectra, killed inside it (after each run journals one more part of 512
+    spectra) and resumed each time: the resumed catalogue against the clean run's."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from detect_file_memory import write_file
+
+    path = tmp / "big.fits"
+    write_file(str(path), n)
+    args = ["--method", method]
+    clean = tmp / "big-clean.fits"
+    cmd = [sys.executable, "-m", "mgfast", "detect", str(path), "-o", str(clean), *args]
+    subprocess.run(cmd, capture_output=True, check=False)
+    out = tmp / "big-killed.fits"
+    parts = Path(str(out) + ".parts") / "parts"
+    seen = []
+    for k in range(kills):
+        argv = [str(path), "-o", str(out), *args] + (["--resume"] if k else [])
+        before = len(list(parts.glob("*.npz"))) if parts.exists() else 0
+        proc = detect(argv)
+        while proc.poll() is None:
+            if parts.exists() and len(list(parts.glob("*.npz"))) >= before + 1:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.01)
+        proc.wait()
+        seen.append(len(list(parts.glob("*.npz"))) if parts.exists() else 0)
+    final = [sys.executable, "-m", "mgfast", "detect", str(path), "-o", str(out), *args]
+    rc = subprocess.run([*final, "--resume"], capture_output=True, text=True).returncode
+    a, b = read_catalog(clean), read_catalog(out)
+    try:
+        same_catalogue(a, b)
+        same = "yes"
+    except AssertionError as e:
+        same = f"NO ({str(e).splitlines()[0][:80]})"
+    print()
+    print(
+        f"One file of {n:,} spectra, SIGKILL {kills} times inside it (journalled parts of 512 "
+        f"spectra after each kill: {', '.join(map(str, seen))}), --resume each time: exit code "
+        f"{rc}, {len(b):,} rows, catalogue equal to the clean run's: {same}"
+    )
 
 
 if __name__ == "__main__":
