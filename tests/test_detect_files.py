@@ -109,6 +109,17 @@ def make_run(tmp: Path, n_good: int, corruptions=CORRUPTIONS, seed: int = 0):
     return d, bad, sim
 
 
+def counting(calls: list[int]) -> Detector:
+    """A matched-filter Detector that appends the size of every detect call to ``calls``."""
+
+    class Counting(Detector):
+        def detect(self, flux, *args, **kwargs):  # type: ignore[no-untyped-def]
+            calls.append(len(np.atleast_2d(flux)))
+            return super().detect(flux, *args, **kwargs)
+
+    return Counting(method="matched-filter")
+
+
 def same_catalogue(a, b) -> None:
     assert list(a.columns) == list(b.columns)
     for k in a.columns:
@@ -668,12 +679,7 @@ def test_files_are_searched_in_batches_of_bounded_size(tmp_path, monkeypatch):
 
     calls: list[int] = []
 
-    class Counting(Detector):
-        def detect(self, flux, *args, **kwargs):  # type: ignore[no-untyped-def]
-            calls.append(len(np.atleast_2d(flux)))
-            return super().detect(flux, *args, **kwargs)
-
-    det = Counting(method="matched-filter")
+    det = counting(calls)
     whole = process_units(det, units, None, False)
     assert calls == [9]  # one grid, one call
     calls.clear()
@@ -814,12 +820,7 @@ def test_a_big_file_is_read_and_searched_a_chunk_at_a_time(tmp_path, monkeypatch
 
     calls: list[int] = []
 
-    class Counting(Detector):
-        def detect(self, flux, *args, **kwargs):  # type: ignore[no-untyped-def]
-            calls.append(len(np.atleast_2d(flux)))
-            return super().detect(flux, *args, **kwargs)
-
-    det = Counting(method="matched-filter")
+    det = counting(calls)
     whole = process_units(det, units, None, False)
     assert max(calls) == 233  # both good files in one call
     calls.clear()
@@ -880,14 +881,7 @@ def test_a_run_killed_inside_a_big_file_resumes_inside_it(tmp_path, monkeypatch)
     assert len(list((journal / "parts").glob("*.npz"))) == 2  # chunks 1 and 2 of the big file
     calls.clear()
 
-    class Counting(Detector):
-        def detect(self, flux, *args, **kwargs):  # type: ignore[no-untyped-def]
-            calls.append(len(np.atleast_2d(flux)))
-            return super().detect(flux, *args, **kwargs)
-
-    resumed = Counting(method="matched-filter").detect_files(
-        paths, journal=journal, resume=True, files_per_chunk=1
-    )
+    resumed = counting(calls).detect_files(paths, journal=journal, resume=True, files_per_chunk=1)
     assert sum(calls) == 230 - 100  # only the rest of the big file was searched
     same_catalogue(clean, resumed)
     assert not list((journal / "parts").glob("*.npz"))  # dropped once the file was journalled

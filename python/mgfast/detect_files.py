@@ -461,6 +461,16 @@ class Journal:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
 
+    @staticmethod
+    def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+        """Written to a hidden temporary file, flushed to disk and renamed: whole or absent."""
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
     def load(self) -> dict[str, tuple[str, Outcome]]:
         """Outcomes already on disk, by absolute path: (file as given, outcome)."""
         out: dict[str, tuple[str, Outcome]] = {}
@@ -505,13 +515,7 @@ class Journal:
             key = ABSORBER_PREFIX + "spectrum"
             arrays["nabs"] = np.array([-1 if c is None else len(c[key]) for c, _ in outcomes])
             arrays |= {f"abs_{k}": v for k, v in absorbers.items()}
-        path = self.dir / f"chunk-{self.next:06d}.npz"
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        self._save_npz(self.dir / f"chunk-{self.next:06d}.npz", arrays)
         self.next += 1
         self.drop_parts([os.path.abspath(f) for f in files])
 
@@ -531,13 +535,7 @@ class Journal:
             arrays |= {f"abs_{n}": v for n, v in absorbers.items()}
         (self.dir / "parts").mkdir(exist_ok=True)
         h = hashlib.sha1(key.encode()).hexdigest()[:20]
-        path = self.dir / "parts" / f"{h}-{k:06d}.npz"
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        self._save_npz(self.dir / "parts" / f"{h}-{k:06d}.npz", arrays)
 
     def load_parts(self, key: str) -> list[dict[str, np.ndarray]]:
         """The parts of the file ``key`` written so far, in order (the first k contiguous)."""
