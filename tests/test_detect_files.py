@@ -885,3 +885,30 @@ def test_a_run_killed_inside_a_big_file_resumes_inside_it(tmp_path, monkeypatch)
     assert sum(calls) == 230 - 100  # only the rest of the big file was searched
     same_catalogue(clean, resumed)
     assert not list((journal / "parts").glob("*.npz"))  # dropped once the file was journalled
+
+
+def test_z_em_from_the_files_headers_and_a_desi_redshift_catalogue(tmp_path):
+    """z_em where a file carries it (Z_EM, ZEM, Z_QSO, ZQSO or REDSHIFT in an ESO SDP or 4MOST
+    header), and from a DESI redshift catalogue (TARGETID, Z) given as --zem; the table wins."""
+    from spectrum_files import Z_ABS, write_eso_sdp
+
+    q = quasar(2, seed=4)
+    a = write_4most(tmp_path / "a.fits", q.wave, q.flux[0], q.err[0],
+                    header={"OBJECT": "Q0", "Z_EM": Z_ABS + 0.01})  # fmt: skip
+    b = write_eso_sdp(tmp_path / "b.fits", q.wave, q.flux[1], q.err[1],
+                      header={"OBJECT": "Q1", "REDSHIFT": Z_ABS - 0.1})  # fmt: skip
+    assert mgfast.io.read(a)[0].meta["z_em"] == pytest.approx(Z_ABS + 0.01)
+    assert mgfast.io.read(b)[0].meta["z_em"] == pytest.approx(Z_ABS - 0.1)
+    cat = Detector(method="matched-filter").detect_files([a, b])
+    np.testing.assert_allclose(cat.columns["z_em"], [Z_ABS + 0.01, Z_ABS - 0.1])
+    assert cat.detected[0] and not cat.detected[1]  # behind the quasar: not searched
+    # a DESI redshift catalogue (redrock REDSHIFTS: TARGETID, Z) as the --zem table
+    red = tmp_path / "redrock.fits"
+    t = np.zeros(2, [("TARGETID", "i8"), ("Z", "f8"), ("SPECTYPE", "S6")])
+    t["TARGETID"], t["Z"] = [11, 12], [2.5, Z_ABS + 0.2]
+    fitsio.write(str(red), t, extname="REDSHIFTS", clobber=True)
+    from mgfast.cli import read_z_em_table
+
+    assert read_z_em_table(str(red)) == {"11": 2.5, "12": pytest.approx(Z_ABS + 0.2)}
+    c = Detector(method="matched-filter").detect_files([a], z_em={"Q0": 2.5})
+    assert c.columns["z_em"][0] == 2.5  # the table over the header

@@ -31,6 +31,7 @@ from .spectrum import (
     check_resolution,
     header_float,
     header_str,
+    header_z_em,
     real_1d,
     stem,
 )
@@ -124,6 +125,7 @@ def read_eso_sdp(
         "dec": header_float(hdr0, "DEC"),
         "format": "eso-sdp",
         "hdu": hdu.get_extnum(),
+        **header_z_em(hdr0, hdr1),
     }
 
     def rows() -> Iterator[Spectrum]:  # one row at a time: a big table is never held whole

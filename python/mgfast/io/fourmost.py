@@ -25,6 +25,7 @@ from .spectrum import (
     check_resolution,
     header_float,
     header_str,
+    header_z_em,
     stem,
 )
 
@@ -72,6 +73,7 @@ def read_4most(
         "dec": header_float(hdr0, "DEC"),
         "format": "4most",
         "hdu": hdu.get_extnum(),
+        **header_z_em(hdr0),
     }
 
     def rows() -> Iterator[Spectrum]:  # one row at a time: a big table is never held whole

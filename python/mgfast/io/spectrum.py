@@ -194,6 +194,21 @@ def check_resolution(
     )
 
 
+# Header keywords that give the quasar's emission redshift where a file carries one (ESO SDP and
+# 4MOST L1 have no standard keyword for it; these are the names in use), read into meta['z_em'].
+Z_EM_KEYWORDS = ("Z_EM", "ZEM", "Z_QSO", "ZQSO", "REDSHIFT")
+
+
+def header_z_em(*headers: Any) -> dict[str, float]:
+    """{'z_em': z} from the first header holding one of Z_EM_KEYWORDS with a value >= 0, else
+    {}."""
+    for hdr in headers:
+        z = header_float(hdr, *Z_EM_KEYWORDS)
+        if np.isfinite(z) and z >= 0:
+            return {"z_em": z}
+    return {}
+
+
 def header_float(hdr: Any, *keys: str) -> float:
     """The first of ``keys`` present in a header as a finite float, else NaN."""
     for k in keys:
