@@ -19,11 +19,42 @@ def test_detections_plot_draws_every_candidate():
     fig = res.plot(1, sim.flux, err=sim.err)
     n_cand = int(np.sum(res.absorbers.spectrum == 1))
     panels = 2 * min(n_cand, 4)
-    assert len(fig.axes) == 3 + panels  # three arms, two lines per absorber
+    # three arms, the probability map under each, two lines per absorber
+    assert len(fig.axes) == 3 + 3 + panels
     same = res.plot(1, sim.flux[1], err=sim.err[1])  # row i alone
     assert len(same.axes) == len(fig.axes)
     with pytest.raises(IndexError, match="4 rows"):
         res.plot(7, sim.flux, err=sim.err)
+    # the single-absorber model has no map
+    one = mgfast.Detector().detect(sim.flux, err=sim.err)
+    assert len(one.plot(1, sim.flux, err=sim.err).axes) == 3 + 2 * int(
+        np.isfinite(one.wavelength[1])
+    )
+
+
+def test_cell_probabilities_peak_at_the_absorbers():
+    """Detector.cell_probabilities: the map the absorbers are decoded from, one value per
+    4-pixel cell, highest at each true absorber's λ2796."""
+    sim = mgfast.simulate(6, seed=9, snr=30, with_absorber_fraction=1.0, max_absorbers=2,
+                          ew_range=(1.0, 3.0))  # fmt: skip
+    det = mgfast.Detector(model="multi")
+    pre = mgfast.preprocess(sim.flux, None, sim.err)
+    cp = det.cell_probabilities(pre.flux, pre.ivar, pre.pixmask)
+    assert cp.shape == (6, -(-mgfast.grid.N_PIX // 4))
+    assert np.all((cp >= 0) & (cp <= 1))
+    lam = sim.truth.abs_lambda2796
+    for i in range(6):
+        for x in lam[i][np.isfinite(lam[i])]:
+            c = int(mgfast.grid.pixel_of(x) // 4)
+            assert cp[i, max(c - 2, 0) : c + 3].sum() > 0.5  # the absorber's cells
+    far = np.ones_like(cp, bool)
+    for i in range(6):
+        for x in lam[i][np.isfinite(lam[i])]:
+            c = int(mgfast.grid.pixel_of(x) // 4)
+            far[i, max(c - 20, 0) : c + 21] = False
+    assert np.median(cp[far]) < 0.01
+    with pytest.raises(ValueError, match="multi-absorber"):
+        mgfast.Detector().cell_probabilities(pre.flux)
 
 
 def test_gallery_writes_a_figure_per_detection_and_a_sortable_page(tmp_path, capsys):

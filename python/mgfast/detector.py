@@ -366,6 +366,23 @@ class Detector:
             })  # fmt: skip
         return res
 
+    def cell_probabilities(
+        self, flux: npt.ArrayLike, ivar: npt.ArrayLike | None = None,
+        pixmask: npt.ArrayLike | None = None,
+    ) -> np.ndarray:  # fmt: skip
+        """A multi-absorber model's map for preprocessed spectra on the grid ((N, n_pix), as
+        ``mgfast.preprocess`` gives them): per 4-pixel cell (cell c: pixels 4c to 4c + 3) the
+        network's probability that an absorber's λ2796 lies there, sigmoid of its cell logit,
+        before the decoding sums neighbours and calibrates (docs/absorbers.md). (N, cells)."""
+        if not self.multi_absorber or self._backend is None or self.model is None:
+            raise ValueError("cell_probabilities: needs a multi-absorber model (model='multi')")
+        x = np.atleast_2d(np.asarray(flux, np.float32))
+        iv = np.zeros_like(x) if ivar is None else np.atleast_2d(np.asarray(ivar, np.float32))
+        pm = np.zeros(x.shape, np.uint8) if pixmask is None else np.atleast_2d(pixmask)
+        iv_net = ew_mod.scatter_ivar(x, iv, pm) if self.model.reads_noise else None
+        logits, _ = _split_maps(self._backend.infer_map(x, iv_net))
+        return 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -60.0, 60.0)))
+
     def _detect_chunks(
         self, flux: Any, wave: Any, err: Any, **kw: Any
     ) -> Detections:  # fmt: skip

@@ -6,7 +6,8 @@
 Each figure shows what the network saw: the preprocessed spectrum on the grid (continuum-
 normalised flux, its 1σ error, the continuum at 1 and masked pixels shaded), the whole spectrum
 arm by arm with every candidate marked at both lines, and per absorber a panel in velocity around
-λ2796 and λ2803 with both lines marked. (The network's per-cell probability map is not drawn.)
+λ2796 and λ2803 with both lines marked, and for a multi-absorber model the network's per-cell
+probability map under the arms (Detector.cell_probabilities: where it saw an absorber's λ2796).
 Needs matplotlib (``pip install "mgfast[plot]"``).
 """
 
@@ -65,18 +66,24 @@ def figure(
     pixmask: np.ndarray,
     candidates: Sequence[Candidate],
     title: str = "",
+    cell_probability: np.ndarray | None = None,
 ) -> Any:
     """A vetting figure of one preprocessed spectrum (on the grid): the three arms with every
-    candidate marked, then up to MAX_PANELS velocity panels of the most probable candidates."""
+    candidate marked, the per-cell probability map under them when given (cells of 4 pixels),
+    then up to MAX_PANELS velocity panels of the most probable candidates."""
     plt = _pyplot()
     wave = grid.wavelength()
     with np.errstate(divide="ignore"):
         err = np.where(ivar > 0, 1.0 / np.sqrt(np.maximum(ivar, 1e-30)), np.nan)
     masked = pixmask != 0
     shown = sorted(candidates, key=lambda c: -c.probability)[:MAX_PANELS]
-    n_rows = 1 + (len(shown) + 1) // 2
-    fig = plt.figure(figsize=(12, 2.6 * n_rows), layout="constrained")
-    top = fig.add_gridspec(n_rows, 1)[0].subgridspec(1, grid.N_ARMS)
+    has_map = cell_probability is not None
+    n_panels = (len(shown) + 1) // 2
+    ratios = [1.0] + ([0.45] if has_map else []) + [1.0] * n_panels
+    n_rows = len(ratios)
+    fig = plt.figure(figsize=(12, 2.6 * sum(ratios)), layout="constrained")
+    rows = fig.add_gridspec(n_rows, 1, height_ratios=ratios)
+    top = rows[0].subgridspec(1, grid.N_ARMS)
     for k, arm in enumerate(grid.ARMS):
         ax = fig.add_subplot(top[k])
         s = arm.slice
@@ -94,9 +101,23 @@ def figure(
         ax.set_xlabel(f"{arm.name} arm, λ (Å)")
         if k == 0:
             ax.set_ylabel("normalised flux")
-    lower = fig.add_gridspec(n_rows, 1)
+    if has_map:
+        cp = np.asarray(cell_probability, np.float64).ravel()
+        centre = np.minimum(4 * np.arange(cp.size) + 1.5, grid.N_PIX - 1)  # a cell's middle
+        lam_cell = grid.wavelength_of(centre)
+        strip = rows[1].subgridspec(1, grid.N_ARMS)
+        for k, arm in enumerate(grid.ARMS):
+            ax = fig.add_subplot(strip[k])
+            inside = (lam_cell >= arm.lo) & (lam_cell <= arm.hi)
+            ax.fill_between(lam_cell[inside], cp[inside], step="mid", color="tab:purple", lw=0)
+            ax.set_xlim(arm.lo, arm.hi)
+            ax.set_ylim(0.0, 1.0)
+            ax.tick_params(labelbottom=False)
+            if k == 0:
+                ax.set_ylabel("cell p", fontsize=8)
+    first_panel = 2 if has_map else 1
     for j, c in enumerate(shown):
-        cell = lower[1 + j // 2].subgridspec(1, 4)
+        cell = rows[first_panel + j // 2].subgridspec(1, 4)
         for m, line in enumerate((MGII_2796, MGII_2803)):
             ax = fig.add_subplot(cell[2 * (j % 2) + m])
             centre = c.lambda2796 * line.wavelength / MGII_2796.wavelength
@@ -166,7 +187,32 @@ def plot_detection(
     )  # fmt: skip
     p = float(np.atleast_1d(res.probability)[i])
     label = title if title is not None else f"spectrum {i}: p = {p:.3f}"
-    return figure(pre.flux, pre.ivar, pre.pixmask, candidates_of(res, i), label)
+    model = res.model if res.absorbers is not None else None
+    cp = _cell_probability(model, pre, res.model_sha256)
+    return figure(pre.flux, pre.ivar, pre.pixmask, candidates_of(res, i), label, cp)
+
+
+_DETECTORS: dict[str, Any] = {}
+
+
+def _cell_probability(model: str | None, pre: Any, sha256: str | None = None) -> np.ndarray | None:
+    """The per-cell probability map of a multi-absorber ``model`` (a shipped name or a
+    directory) for one preprocessed spectrum; None without a model, when it cannot be loaded
+    (a catalogue written elsewhere) or when it is not the model that made the results
+    (``sha256``): the figure is then drawn without the map."""
+    if not model:
+        return None
+    from .detector import Detector
+
+    try:
+        if model not in _DETECTORS:
+            _DETECTORS[model] = Detector(model=model)
+        det = _DETECTORS[model]
+        if not det.multi_absorber or (sha256 and det.model.sha256 != sha256):
+            return None
+        return det.cell_probabilities(pre.flux, pre.ivar, pre.pixmask)[0]
+    except (OSError, ValueError):
+        return None
 
 
 def gallery(
@@ -241,7 +287,9 @@ def gallery(
             cands = [Candidate(lam, float(cat.probability[r]), bool(cat.detected[r]))] if ok else []
         p = float(cat.probability[r])
         z = float(cat.columns["z_abs"][r])
-        fig = figure(pre.flux, pre.ivar, pre.pixmask, cands, f"{sid} ({file}): p = {p:.3f}")
+        model = str(cat.meta.get("model") or "") if a is not None else None
+        cp = _cell_probability(model, pre, str(cat.meta.get("model_sha256") or ""))
+        fig = figure(pre.flux, pre.ivar, pre.pixmask, cands, f"{sid} ({file}): p = {p:.3f}", cp)
         name = f"{k:05d}.png"
         fig.savefig(out / name, dpi=90)
         plt.close(fig)
