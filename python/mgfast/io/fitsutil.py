@@ -8,6 +8,7 @@ import functools
 import gzip
 import os
 import re
+import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,23 @@ def past_stale_cfitsio_errors(fn: Callable[[], T]) -> T:
         return fn()
     except UnicodeDecodeError:
         return fn()
+
+
+_NO_FILE = os.path.join(os.sep, "nonexistent-mgfast-dir", "clear-cfitsio-errors.fits")
+
+
+def clear_cfitsio_errors() -> None:
+    """Empty cfitsio's process-wide error-message stack. A corrupt file can leave messages
+    there, bytes that are not ASCII among them, which the next fitsio call that reports an
+    error (even one fitsio expects and handles itself, as when a file is written) then fails to
+    decode: one corrupt input would break the caller's own FITS writing afterwards. Opening a
+    file that does not exist makes fitsio read, and so empty, the whole stack."""
+    if sys.modules.get("fitsio") is None:
+        return
+    try:
+        sys.modules["fitsio"].FITS(_NO_FILE, "r")
+    except Exception:  # the expected failure, or the stale bytes failing to decode: both empty it
+        pass
 
 
 def open_fits(path: str) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .desi import is_desi, read_desi
 from .eso_sdp import read_eso_sdp
-from .fitsutil import one_line, open_fits, past_stale_cfitsio_errors
+from .fitsutil import clear_cfitsio_errors, one_line, open_fits, past_stale_cfitsio_errors
 from .fourmost import read_4most
 from .generic import read_fits_table, read_numpy
 from .mgfast_hdf5 import is_hdf5, read_mgfast_hdf5
@@ -90,6 +90,8 @@ def read_errors(path: str) -> Iterator[None]:
     except Exception as e:
         reason = _reason(e)
         raise ReadError(f"{path}: {reason}", path=path, reason=reason) from e
+    finally:  # whatever a corrupt file left on cfitsio's error stack goes with it
+        clear_cfitsio_errors()
 
 
 def detect_format(path: str | Path) -> str:
