@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import itertools
 import json
 import os
 import warnings
@@ -262,9 +263,8 @@ def process_unit(
     det: Detector, files: Sequence[str], format: str | None, allow_low_resolution: bool,
     z_em: ZemTable = None,
 ) -> list[Outcome]:  # fmt: skip
-    """Read and search one unit of work (read_unit): one outcome per file."""
-    items = read_unit(files, format, allow_low_resolution, det.multi_absorber, z_em=z_em)
-    return _search_jobs(det, items)
+    """Read and search one unit of work (_Batcher.add): one outcome per file."""
+    return process_units(det, [files], format, allow_low_resolution, z_em)
 
 
 class _Batcher:
@@ -318,15 +318,8 @@ class _Batcher:
         self.flush()
         parts, n, why = list(done), 0, None
         key = os.path.abspath(path)
-        chunks = iter([first])
-        rest = rest if rest is not None else iter(())
         try:
-            while True:
-                chunk = next(chunks, None)
-                if chunk is None:
-                    chunk = next(rest, None)
-                if chunk is None:
-                    break
+            for chunk in itertools.chain([first], rest or ()):
                 if not chunk:  # resumed after the file's last part: nothing left to read
                     continue
                 n += len(chunk)
@@ -340,8 +333,8 @@ class _Batcher:
         except Exception as e:  # a read error after some chunks: the file is an error row
             why = _reason(e, path)
         finally:
-            if hasattr(rest, "close"):
-                rest.close()  # type: ignore[union-attr]
+            if rest is not None:
+                rest.close()  # type: ignore[attr-defined]
         multi = self.det.multi_absorber
         self.done.append((None, why) if why is not None else (concat(parts, multi=multi), None))
         return n
@@ -373,19 +366,15 @@ def read_unit(
     files: Sequence[str], format: str | None, allow_low_resolution: bool, multi: bool,
     *, z_em: ZemTable = None,
 ) -> list[Outcome | _Job]:  # fmt: skip
-    """Read a unit of work (io.group_arm_files): one file, or the per-arm 4MOST files of one
-    object. Returns per file its outcome (an error) or a _Job to search (process_unit,
-    process_units), or nothing (a per-arm file in its group's row). The per-arm spectra of a
-    group are combined
+    """Read a unit of several files (io.group_arm_files: the per-arm 4MOST files of one object;
+    a single file goes through _Batcher.add, which reads a big one a chunk at a time). Returns
+    per file its outcome (an error) or a _Job to search, or nothing (a per-arm file in its
+    group's row). The per-arm spectra of a group are combined
     (io.combine_arms) into one row, whose ``file`` is their files joined by ';' in wavelength
     order; the row is the outcome of the first of them in input order, the others have no rows
     of their own. A file of the group that fails is an error of its own; one that is not a
     single per-arm spectrum (a joined file of the same object, say) gives its rows as alone. Two
     files of one arm make the object an error (on its first file) naming both."""
-    if len(files) == 1:
-        spectra = _read_or_reason(files[0], format, allow_low_resolution)
-        spectra = _with_z_em(spectra, files[0], z_em)
-        return [(None, spectra) if isinstance(spectra, str) else _Job(spectra, files[0], files[0])]
     outcomes: list[Outcome | _Job | None] = [None] * len(files)
     arms: list[tuple[int, Spectrum]] = []
     for i, f in enumerate(files):
@@ -523,9 +512,12 @@ class Journal:
     # is searched, parts/<file key hash>-<k>.npz, so that a killed run resumes inside the file.
     # They are dropped once the file's whole outcome is in a chunk (write).
 
+    def _part_stem(self, key: str) -> Path:
+        return self.dir / "parts" / hashlib.sha1(key.encode()).hexdigest()[:20]
+
     def _part_paths(self, key: str) -> list[Path]:
-        h = hashlib.sha1(key.encode()).hexdigest()[:20]
-        return sorted((self.dir / "parts").glob(f"{h}-*.npz"))
+        stem = self._part_stem(key)
+        return sorted(stem.parent.glob(f"{stem.name}-*.npz"))
 
     def write_part(self, key: str, k: int, cols: dict[str, np.ndarray]) -> None:
         """Part k of the file ``key`` (its rows, and absorbers with a multi-absorber model)."""
@@ -533,9 +525,9 @@ class Journal:
         arrays = {"key": np.array(key), **{f"col_{n}": v for n, v in rows.items()}}
         if absorbers is not None:
             arrays |= {f"abs_{n}": v for n, v in absorbers.items()}
-        (self.dir / "parts").mkdir(exist_ok=True)
-        h = hashlib.sha1(key.encode()).hexdigest()[:20]
-        self._save_npz(self.dir / "parts" / f"{h}-{k:06d}.npz", arrays)
+        stem = self._part_stem(key)
+        stem.parent.mkdir(exist_ok=True)
+        self._save_npz(stem.with_name(f"{stem.name}-{k:06d}.npz"), arrays)
 
     def load_parts(self, key: str) -> list[dict[str, np.ndarray]]:
         """The parts of the file ``key`` written so far, in order (the first k contiguous)."""

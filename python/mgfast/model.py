@@ -17,6 +17,7 @@ seed), metrics, mgfast_version and onnx_sha256.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -739,7 +740,7 @@ class Model:
         scale = c.get("sigma_scale") if isinstance(c, dict) else None
         return {k: float(v) for k, v in scale.items()} if isinstance(scale, dict) else None
 
-    @property
+    @functools.cached_property
     def error_model(self) -> ErrorModel | None:
         """Corrections to the catalogue's stated errors (mgfast.absorbers.ErrorModel), or None."""
         c = self.metadata.get("calibration")
@@ -839,12 +840,7 @@ def load_model(path: str | Path) -> Model:
         and all(isinstance(v, int | float) for v in cal["x"] + cal["y"])
     ):
         raise ValueError(f"{json_path}: calibration must hold lists x and y of equal length")
-    if isinstance(cal, dict) and cal.get("error_model") is not None:
-        try:
-            ErrorModel.from_json(cal["error_model"])
-        except ValueError as e:
-            raise ValueError(f"{json_path}: {e}") from None
-    return Model(
+    model = Model(
         path=d,
         architecture=arch,
         n_pix=grid.N_PIX,
@@ -854,6 +850,11 @@ def load_model(path: str | Path) -> Model:
         sha256=digest,
         metadata=meta,
     )
+    try:
+        model.error_model  # noqa: B018  (parsed now, once: a malformed one is refused at load)
+    except ValueError as e:
+        raise ValueError(f"{json_path}: {e}") from None
+    return model
 
 
 def _sha256(path: Path) -> str:
