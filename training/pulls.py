@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -119,11 +118,9 @@ def main() -> None:
         f"{g} | {s}": {q: _stats(np.concatenate(v[q])) for q in QUANTITIES}
         for (g, s), v in pulls.items()
     }
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+    from evaluate_heldout import git_commit
+
+    commit = git_commit()  # the commit, and whether the tree had uncommitted changes
     lines = [
         f"### Pulls of the catalogue's errors (training/pulls.py), model {a.model}",
         "",
