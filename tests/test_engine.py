@@ -150,7 +150,7 @@ def test_onnx_graph_computes_what_keras_computes(tmp_path: Path, tiny: str):
     np.testing.assert_allclose(p, p_ref, atol=1e-5)
     np.testing.assert_allclose(lam, lam_ref, atol=LAMBDA_TOL)
     # The check can fail: the same weights read with a channels-first flatten give other numbers.
-    c, length = mm._shapes(TINY, mgfast.grid.N_PIX)[5]  # entering the flatten
+    c, length = mm.layer_shapes(TINY, mgfast.grid.N_PIX)[5]  # entering the flatten
     wrong = list(weights)
     w, b = wrong[3]  # the dense layer after the flatten, (length * c, units) in Keras' order
     wrong[3] = (w.reshape(c, length, -1).transpose(1, 0, 2).reshape(w.shape), b)
@@ -208,7 +208,7 @@ def test_truncated_or_changed_onnx(tiny_dir: Path):
     with pytest.raises(ValueError, match=r"SHA-256 .* truncated, corrupt"):
         mm.load_model(tiny_dir)
     # Truncated with a matching hash (a broken export): the parser says so.
-    _write_json(tiny_dir, onnx_sha256=mm._sha256(onnx_path))
+    _write_json(tiny_dir, onnx_sha256=mm.file_sha256(onnx_path))
     with pytest.raises(ValueError, match="not a readable ONNX file"):
         mm.load_model(tiny_dir)
 
