@@ -16,9 +16,9 @@ import pytest
 import mgfast
 from mgfast import ew
 from mgfast.absorbers import decode_absorbers
-from mgfast.detector import _split_maps
 from mgfast.engine import CpuBackend
 from mgfast.model import load_model
+from mgfast.stages import split_maps as _split_maps
 
 N = 1024
 

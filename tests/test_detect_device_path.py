@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import mgfast
-from mgfast.detector import _median_snr
 from mgfast.engine import CpuBackend
+from mgfast.stages import median_snr as _median_snr
 
 
 class PosingGpuArray:

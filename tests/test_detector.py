@@ -135,7 +135,7 @@ def test_the_shipped_model_loads_and_detects():
 
 
 def test_median_snr_is_numpys_nanmedian_of_sqrt_ivar():
-    from mgfast.detector import _median_snr
+    from mgfast.stages import median_snr as _median_snr
 
     rng = np.random.default_rng(4)
     ivar = rng.uniform(0.1, 400.0, (40, grid.N_PIX)).astype(np.float32)
@@ -158,8 +158,9 @@ def test_median_snr_is_numpys_nanmedian_of_sqrt_ivar():
 
 
 def test_detection_flags_low_snr_near_edge_near_masked():
-    from mgfast.detector import _median_snr, _quality
     from mgfast.flags import EDGE_PIXELS, DetectionFlag
+    from mgfast.quality import quality_flags as _quality
+    from mgfast.stages import median_snr as _median_snr
 
     w = grid.wavelength()
     flux = np.ones((5, grid.N_PIX), np.float32)

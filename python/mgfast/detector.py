@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -25,23 +24,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from . import _core, grid
 from . import ew as ew_mod
-from .absorbers import Absorbers, decode_absorbers, lift_by_summary
-from .atomic import C_KMS, MGII_2796, MGII_2803
-from .flags import (
-    ASSOCIATED_KMS,
-    EDGE_PIXELS,
-    LOW_SNR_LIMIT,
-    LYA_REST,
-    NORMALISED_MEDIAN_RANGE,
-    DetectionFlag,
-    NormalisationWarning,
-    PixelFlag,
-    SpectrumFlag,
-)
-from .preprocess import preprocess
-from .results import _EW_COLUMNS, Catalog, Detections
+from . import stages
+from .results import Catalog, Detections
 
 DEFAULT_MODEL = "default"  # python/mgfast/models/default: model.onnx + model.json
 
@@ -115,11 +100,6 @@ def _stream_item(item: Any, start: int) -> tuple[dict[str, Any], np.ndarray]:
     if len(ids) != n:
         raise ValueError(f"detect_stream: {len(ids)} ids for a batch of {n} spectra")
     return kwargs, ids
-
-
-def _split_maps(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """mgfast_multi's (N, cells, 7) output to logits (N, cells) and maps (N, cells, 6)."""
-    return maps[:, :, 0], maps[:, :, 1:]
 
 
 class Detector:
@@ -296,70 +276,26 @@ class Detector:
         likewise on the GPU) are preprocessed and run there without a copy to the host: only
         the results come back (GpuBackend.detect_device)."""
         single = np.ndim(flux) == 1
-        on_gpu = _on_gpu(flux)
-        if not single and not on_gpu and len(flux) > self.chunk_size:  # type: ignore[arg-type]
+        gpu = stages.on_gpu(flux)
+        if not single and not gpu and len(flux) > self.chunk_size:  # type: ignore[arg-type]
             return self._detect_chunks(
                 flux, wave, err, ivar=ivar, mask=mask, resolution=resolution,
                 normalised=normalised, z_em=z_em,
             )  # fmt: skip
-        if z_em is not None and on_gpu:
-            raise ValueError("z_em: not supported for spectra given as GPU arrays (pass NumPy)")
-        if on_gpu:
-            flags, n_masked, snr, pixmask, out = self._device_stages(
-                flux, wave, err, ivar, mask, resolution, normalised
+        if gpu:
+            if z_em is not None:
+                raise ValueError("z_em: not supported for spectra given as GPU arrays (pass NumPy)")
+            prep, out = stages.prepare_device(
+                self, flux, wave, err, ivar, mask, resolution, normalised
             )
         else:
-            pre = preprocess(
+            prep = stages.prepare(
                 flux, wave, err, ivar=ivar, mask=mask, resolution=resolution,
-                normalised=normalised, allow_empty=True, threads=self.threads,
+                normalised=normalised, z_em=z_em, threads=self.threads,
             )  # fmt: skip
-            flags, n_masked = np.atleast_1d(pre.flags), np.atleast_2d(pre.n_masked)
-            ivar2, pixmask = np.atleast_2d(pre.ivar), np.atleast_2d(pre.pixmask)
-            flux2 = np.atleast_2d(pre.flux)
-            zem = _check_z_em(z_em, len(flags))
-            if zem is not None:
-                n_masked = _mask_beyond_z_em(zem, flux2, ivar2, pixmask)
-            snr = _median_snr(ivar2, self.threads)
-            # the EW measurement's weights, and those of a network that reads the noise: spectra
-            # without errors get them from their scatter
-            ivar_ew = ew_mod.scatter_ivar(flux2, ivar2, pixmask)
-            out = self._host_outputs(flux2, ivar2, ivar_ew)
-        score, lam, sha, absorbers, n_abs = self._decode(out, len(flags))
-        if absorbers is not None and self.ew == "combined" and not on_gpu:
-            absorbers = ew_mod.apply(absorbers, flux2, ivar_ew, threads=self.threads)
-        if absorbers is not None and self.model is not None and self.model.error_model:
-            absorbers = self.model.error_model.apply(absorbers, snr)
-        empty = (flags & int(SpectrumFlag.ALL_MASKED)) != 0
-        if absorbers is not None:  # nothing is found in a spectrum without a usable pixel
-            absorbers = absorbers.select(~empty[absorbers.spectrum])
-            n_abs = np.where(empty, 0, n_abs)
-        score = np.where(empty, 0.0, score).astype(np.float32)
-        # a multi-absorber model's row is detected exactly when it has an absorber
-        detected = score >= self.threshold if n_abs is None else n_abs > 0
-        # λ2796 only where it points into the arms; a "no absorber" label is not a wavelength.
-        lam = np.where(np.isfinite(grid.pixel_of(lam)) & ~empty, lam, np.nan)
-        flags = flags | _quality(snr, pixmask, lam)
-        zem = None if on_gpu else _check_z_em(z_em, len(flags))
-        if zem is not None:
-            flags = flags | _z_em_flags(lam, zem)
-            if absorbers is not None:
-                af = absorbers.flags | _z_em_flags(absorbers.lambda2796, zem[absorbers.spectrum])
-                absorbers = Absorbers(**{**absorbers.columns(), "flags": af})
-        if normalised and not on_gpu:
-            flags = flags | _check_normalised(flux2, pixmask)
-        masked = n_masked.sum(axis=1) / grid.N_PIX
-        if absorbers is not None:  # the row's EWs: those of its most probable absorber
-            ews = _best_absorber_ews(absorbers, detected)
-        else:
-            ews = {} if on_gpu else _summary_ews(flux2, ivar_ew, lam, detected, self.threads)
-        res = Detections(
-            probability=score, wavelength=lam, redshift=lam / MGII_2796.wavelength - 1.0,
-            detected=detected, flags=flags, masked_fraction=masked.astype(np.float32), snr=snr,
-            z_em=zem,
-            threshold=self.threshold, method=self.method, model_sha256=sha, model=self.model_name,
-            absorbers=absorbers, n_absorbers=n_abs,
-            absorber_threshold=self.absorber_threshold if absorbers is not None else None, **ews,
-        )  # fmt: skip
+            out = stages.infer(self, prep)
+        dec = stages.measure(self, prep, stages.decode(self, out, len(prep)))
+        res = stages.assemble(self, prep, dec, normalised)
         if single:
             return Detections(**{
                 k: (v[0] if isinstance(v, np.ndarray) else v) for k, v in res.__dict__.items()
@@ -380,7 +316,7 @@ class Detector:
         iv = np.zeros_like(x) if ivar is None else np.atleast_2d(np.asarray(ivar, np.float32))
         pm = np.zeros(x.shape, np.uint8) if pixmask is None else np.atleast_2d(pixmask)
         iv_net = ew_mod.scatter_ivar(x, iv, pm) if self.model.reads_noise else None
-        logits, _ = _split_maps(self._backend.infer_map(x, iv_net))
+        logits, _ = stages.split_maps(self._backend.infer_map(x, iv_net))
         return 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -60.0, 60.0)))
 
     def _detect_chunks(
@@ -407,83 +343,6 @@ class Detector:
             }
             parts.append(self.detect(flux[start:stop], **chunk))
         return Detections.concat(parts)
-
-    def _host_outputs(self, x: np.ndarray, ivar: np.ndarray, ivar_net: np.ndarray) -> tuple:
-        """The method on preprocessed host spectra: ("score", score, λ2796) from the matched
-        filter, ("pairs", probability, λ2796), or ("maps", maps, summary or None). ivar_net:
-        what a network that reads the noise gets (ivar, with the scatter's estimate for spectra
-        without errors)."""
-        if self.method == "matched-filter":
-            from .matched_filter import match
-
-            r = match(x, ivar if np.any(ivar) else None, threshold=self.threshold,
-                      threads=self.threads)  # fmt: skip
-            return "score", np.asarray(r.significance, np.float32), r.lambda2796
-        assert self._backend is not None and self.model is not None
-        iv = ivar_net if self.model.reads_noise else None
-        if not self._backend.map_output:
-            return ("pairs", *self._backend.infer(x, iv))
-        if self._backend.has_summary:  # mgfast_dual: the summary head's too (lift_by_summary)
-            prob, lam32, maps = self._backend.infer_dual(x, iv)
-            return "maps", maps, np.stack([prob, lam32], axis=1)
-        return "maps", self._backend.infer_map(x, iv), None
-
-    def _device_stages(
-        self, flux: Any, wave: Any, err: Any, ivar: Any, mask: Any, resolution: Any,
-        normalised: bool,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple]:  # fmt: skip
-        """detect() on spectra in GPU memory: flags, n_masked, snr, pixmask and the outputs, all
-        made on the device."""
-        if self._backend is None or not hasattr(self._backend, "detect_device"):
-            raise ValueError(
-                "flux: a GPU array needs a GPU backend (Detector(backend='cuda')) and the "
-                "network method; pass a host (NumPy) array otherwise"
-            )
-        if wave is not None or resolution is not None:
-            raise ValueError(
-                "flux: GPU arrays must already be on mgfast.grid (no wave, no resolution); "
-                "spectra on other grids go through the host path (pass NumPy arrays)"
-            )
-        for name, a in (("err", err), ("ivar", ivar), ("mask", mask)):
-            if a is not None and not _on_gpu(a):
-                raise ValueError(f"{name}: must be a GPU array like flux (or None)")
-        if np.ndim(flux) == 1:  # one spectrum
-            flux, err, ivar, mask = (None if a is None else a.reshape(1, -1)
-                                     for a in (flux, err, ivar, mask))  # fmt: skip
-        r = self._backend.detect_device(flux, err, ivar, mask, normalised=normalised)
-        out = r["out"]
-        kind = ("maps", out, r.get("summary")) if self._backend.map_output else (
-            "pairs", out[:, 0].copy(), out[:, 1].copy())  # fmt: skip
-        return r["flags"], r["n_masked"], r["snr"], r["pixmask"], kind
-
-    def _decode(
-        self, out: tuple, n: int
-    ) -> tuple[np.ndarray, np.ndarray, str | None, Absorbers | None, np.ndarray | None]:
-        """Per-spectrum score and λ2796 (float64), the model's hash, and for a map model the
-        absorbers and their count per spectrum."""
-        kind = out[0]
-        if kind == "score":
-            return out[1], np.asarray(out[2], np.float64), None, None, None
-        assert self.model is not None
-        if kind == "pairs":
-            return out[1], out[2].astype(np.float64), self.model.sha256, None, None
-        absorbers = decode_absorbers(
-            *_split_maps(out[1]),
-            calibration=self.model.calibration,
-            sigma_scale=self.model.sigma_scale,
-        )
-        if out[2] is not None:  # mgfast_dual: the summary's probability lifts its absorber's
-            absorbers = lift_by_summary(absorbers, out[2][:, 0], out[2][:, 1])
-        # One story per spectrum: the row is its most probable absorber (probability, λ2796),
-        # so that it is detected exactly when one absorber reaches the absorber threshold.
-        assert self.absorber_threshold is not None
-        n_abs, best = absorbers.per_spectrum(n, self.absorber_threshold)
-        found = best >= 0
-        score = np.zeros(n, np.float32)
-        score[found] = absorbers.probability[best[found]]
-        lam = np.full(n, np.nan)
-        lam[found] = absorbers.lambda2796[best[found]]
-        return score, lam, self.model.sha256, absorbers, n_abs
 
     def detect_stream(
         self,
@@ -601,138 +460,6 @@ class Detector:
             journal=journal, resume=resume, dask=dask, files_per_chunk=files_per_chunk,
             merge_arms=merge_arms, progress=progress, on_error=on_error, z_em=z_em,
         )  # fmt: skip
-
-
-def _summary_ews(
-    flux: np.ndarray, ivar: np.ndarray, lam: np.ndarray, detected: np.ndarray, threads: int
-) -> dict[str, np.ndarray]:
-    """The per-spectrum EW columns: the doublet measured at λ2796 in detected spectra (without a
-    network's EW to size the windows: mgfast.ew.measure's two passes)."""
-    n = len(lam)
-    cols = {k: np.full(n, np.nan, np.float32) for k in _EW_COLUMNS}
-    rows = np.flatnonzero(detected & np.isfinite(lam))
-    if rows.size == 0:
-        return cols
-    z = lam[rows] / MGII_2796.wavelength - 1.0
-    ew, sig = ew_mod.measure(flux, ivar, rows, z, np.full(rows.size, np.nan), threads=threads)
-    for j, line in enumerate(("ew2796", "ew2803")):
-        cols[line][rows] = ew[:, j]
-        cols[line + "_err"][rows] = sig[:, j]
-    return cols
-
-
-def _best_absorber_ews(absorbers: Absorbers, detected: np.ndarray) -> dict[str, np.ndarray]:
-    """The per-spectrum EW columns of a multi-absorber model: its most probable absorber's, in
-    detected spectra (NaN elsewhere)."""
-    n = len(detected)
-    _, best = absorbers.per_spectrum(n, 1.0)
-    rows = np.flatnonzero(detected & (best >= 0))
-    cols = {k: np.full(n, np.nan, np.float32) for k in _EW_COLUMNS}
-    for k in _EW_COLUMNS:
-        cols[k][rows] = getattr(absorbers, k)[best[rows]]
-    return cols
-
-
-def _check_normalised(flux: np.ndarray, pixmask: np.ndarray) -> np.ndarray:
-    """DetectionFlag.NOT_NORMALISED where spectra given as normalised do not look it: more than
-    half of every 7th usable pixel below or above NORMALISED_MEDIAN_RANGE (their median outside
-    it), with one warning for them all. Counts, not a median: cheap on every call."""
-    lo, hi = NORMALISED_MEDIAN_RANGE
-    f = flux[:, ::7]
-    usable = pixmask[:, ::7] == 0
-    half = usable.sum(axis=1) / 2.0
-    bad = (np.sum(usable & (f < lo), axis=1) > half) | (np.sum(usable & (f > hi), axis=1) > half)
-    if bad.any():
-        example = float(np.median(f[bad][0][usable[bad][0]]))
-        warnings.warn(
-            f"{int(bad.sum())} of {len(bad)} spectra given as continuum-normalised do not look it "
-            f"(median flux of their usable pixels outside [{lo:g}, {hi:g}], e.g. {example:.3g}); "
-            "they were searched as given and are flagged NOT_NORMALISED: pass normalised=False "
-            "to fit their continuum",
-            NormalisationWarning,
-            stacklevel=3,
-        )
-    return np.where(bad, np.uint32(DetectionFlag.NOT_NORMALISED), np.uint32(0))
-
-
-def _on_gpu(a: Any) -> bool:
-    """Whether ``a`` lives in GPU memory (CuPy, PyTorch CUDA tensors, pycuda, Numba, ...)."""
-    return hasattr(a, "__cuda_array_interface__")
-
-
-def _median_snr(ivar: np.ndarray, threads: int = 0) -> np.ndarray:
-    """Median sqrt(ivar) over the pixels with ivar > 0 per row, NaN where there are none: numpy's
-    nanmedian of the same, in the core (a selection per row, not a sort; the GPU engine computes
-    it on the device, cuda::enqueue_median_snr)."""
-    return _core.median_snr(np.ascontiguousarray(ivar, np.float32), int(threads))
-
-
-def _check_z_em(z_em: Any, n: int) -> np.ndarray | None:
-    """z_em as (n,) float64 (NaN: unknown), or None; ValueError for a bad value or shape."""
-    if z_em is None:
-        return None
-    try:
-        z = np.asarray(z_em, np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"z_em: expected a number or an array of numbers, got {z_em!r}") from None
-    if z.ndim == 0:
-        z = np.full(n, float(z))
-    if z.shape != (n,):
-        raise ValueError(f"z_em: {z.shape[0] if z.ndim == 1 else z.shape} values for {n} spectra")
-    bad = np.isinf(z) | (z < 0)
-    if bad.any():
-        raise ValueError(f"z_em: must be >= 0 or NaN (unknown), got {z[bad][0]!r}")
-    return z
-
-
-def _doppler(kms: float) -> float:
-    return float(np.sqrt((1 + kms / C_KMS) / (1 - kms / C_KMS)))
-
-
-def _mask_beyond_z_em(
-    z_em: np.ndarray, flux: np.ndarray, ivar: np.ndarray, pixmask: np.ndarray
-) -> np.ndarray:
-    """Mask, in place, the pixels redward of λ2803 at ASSOCIATED_KMS above z_em; returns the
-    masked pixels per spectrum and arm."""
-    cut = MGII_2803.wavelength * (1 + z_em) * _doppler(ASSOCIATED_KMS)  # NaN: nothing cut
-    beyond = grid.wavelength()[None, :] > cut[:, None]
-    flux[beyond] = 1.0
-    ivar[beyond] = 0.0
-    pixmask[beyond] |= np.uint8(PixelFlag.BEYOND_ZEM)
-    masked = pixmask != 0
-    return np.stack([masked[:, a.start : a.stop].sum(axis=1) for a in grid.ARMS], axis=1)
-
-
-def _z_em_flags(lam: np.ndarray, z_em: np.ndarray) -> np.ndarray:
-    """DetectionFlag IN_FOREST and ASSOCIATED of λ2796 values given z_em (0 where either is
-    NaN)."""
-    z_abs = lam / MGII_2796.wavelength - 1.0
-    with np.errstate(invalid="ignore"):
-        forest = lam < LYA_REST * (1 + z_em)
-        assoc = np.abs(np.log((1 + z_abs) / (1 + z_em))) <= np.log(_doppler(ASSOCIATED_KMS))
-    return (np.where(forest, int(DetectionFlag.IN_FOREST), 0)
-            | np.where(assoc, int(DetectionFlag.ASSOCIATED), 0)).astype(np.uint32)  # fmt: skip
-
-
-def _quality(snr: np.ndarray, pixmask: np.ndarray, lam: np.ndarray) -> np.ndarray:
-    """The DetectionFlag bits of spectra (2D pixmask) given their SNR and λ2796."""
-    flags = np.where(snr < LOW_SNR_LIMIT, int(DetectionFlag.LOW_SNR), 0).astype(np.uint32)
-    rows = np.flatnonzero(np.isfinite(lam))
-    if rows.size:
-        ratio = MGII_2803.wavelength / MGII_2796.wavelength
-        offsets = np.arange(-EDGE_PIXELS, EDGE_PIXELS + 1)
-        near_edge = np.zeros(rows.size, bool)
-        near_mask = np.zeros(rows.size, bool)
-        for line in (lam[rows], lam[rows] * ratio):
-            p = grid.pixel_of(line)
-            ok = np.isfinite(p)
-            pix = np.clip(np.rint(np.where(ok, p, 0)).astype(np.int64), 0, grid.N_PIX - 1)
-            near_edge |= ~ok | (grid.edge_distance()[pix] < EDGE_PIXELS)
-            window = np.clip(pix[:, None] + offsets, 0, grid.N_PIX - 1)
-            near_mask |= ok & (pixmask[rows[:, None], window] != 0).any(axis=1)
-        flags[rows] |= np.where(near_edge, int(DetectionFlag.NEAR_EDGE), 0).astype(np.uint32)
-        flags[rows] |= np.where(near_mask, int(DetectionFlag.NEAR_MASKED), 0).astype(np.uint32)
-    return flags
 
 
 __all__ = ["Detections", "Detector", "default_model_path", "resolve_model", "shipped_models"]
