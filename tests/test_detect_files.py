@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import mgfast
 import mgfast.detect_files as detect_files_module
+from mgfast import detect_dask, file_read
 from mgfast.catalog import errors_sibling, read_catalog
 from mgfast.cli import PARTIAL, main
 from mgfast.detect_files import Journal, expand_paths, process_file
@@ -422,7 +423,7 @@ def test_dask_local_cluster_gives_the_local_catalogue(tmp_path, capsys):
     args = ["--files-per-chunk", "3"]
     assert main(["detect", str(d), "-o", str(local), *args]) == PARTIAL
     assert main(["detect", str(d), "-o", str(dist), *args, "--dask", "local:2"]) == PARTIAL
-    assert not detect_files_module._WORKER_DETECTORS  # the work ran in the worker processes
+    assert not detect_dask._WORKER_DETECTORS  # the work ran in the worker processes
     same_catalogue(read_catalog(local), read_catalog(dist))
 
 
@@ -824,7 +825,7 @@ def test_a_big_file_is_read_and_searched_a_chunk_at_a_time(tmp_path, monkeypatch
     whole = process_units(det, units, None, False)
     assert max(calls) == 233  # both good files in one call
     calls.clear()
-    monkeypatch.setattr(detect_files_module, "FILE_CHUNK_SPECTRA", 50)
+    monkeypatch.setattr(file_read, "FILE_CHUNK_SPECTRA", 50)
     chunked = process_units(det, units, None, False)
     assert max(calls) <= 50 and sum(calls) >= 3 + 230
     for (a, ea), (b, eb) in zip(whole[:2], chunked[:2], strict=True):
@@ -859,7 +860,7 @@ def test_a_run_killed_inside_a_big_file_resumes_inside_it(tmp_path, monkeypatch)
     run's catalogue."""
     big = _write_table_file(tmp_path / "big.fits", 230)
     small = _write_table_file(tmp_path / "small.fits", 3, seed=6)
-    monkeypatch.setattr(detect_files_module, "FILE_CHUNK_SPECTRA", 50)
+    monkeypatch.setattr(file_read, "FILE_CHUNK_SPECTRA", 50)
     paths = [str(small), str(big)]
     clean = Detector(method="matched-filter").detect_files(paths)
 

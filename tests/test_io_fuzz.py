@@ -290,7 +290,7 @@ def test_hdf5_wavelengths_are_checked(tmp_path):
 
 
 def test_detect_files_reports_a_corrupt_file_by_its_reason(tmp_path):
-    from mgfast.detect_files import _read_or_reason
+    from mgfast.file_read import read_or_reason as _read_or_reason
 
     junk = tmp_path / "junk.fits"
     junk.write_bytes(b"\xfa\xfb" * 3000)

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ._fileutil import atomic_write
 
 CATALOG_HDU = "CATALOG"
 ERRORS_HDU = "ERRORS"
@@ -99,20 +99,20 @@ def write_tables(
                 lambda: _write_fits(tmp, rows, errors, meta, absorbers, comments)
             )
 
-        _atomic(path, fits)
+        atomic_write(path, fits)
         return [path]
     if path.suffix in (".h5", ".hdf5"):
-        _atomic(path, lambda tmp: _write_hdf5(tmp, rows, errors, meta, absorbers))
+        atomic_write(path, lambda tmp: _write_hdf5(tmp, rows, errors, meta, absorbers))
         return [path]
     write = _write_csv if path.suffix == ".csv" else _write_parquet
     written = [path, errors_sibling(path)]
-    _atomic(written[1], lambda tmp: write(errors, meta, tmp))
+    atomic_write(written[1], lambda tmp: write(errors, meta, tmp))
     if absorbers is not None:
         written.append(absorbers_sibling(path))
-        _atomic(written[2], lambda tmp: write(absorbers, meta, tmp))
+        atomic_write(written[2], lambda tmp: write(absorbers, meta, tmp))
     elif absorbers_sibling(path).exists():  # an earlier multi-absorber run's: not this one's
         absorbers_sibling(path).unlink()
-    _atomic(path, lambda tmp: write(rows, meta, tmp))
+    atomic_write(path, lambda tmp: write(rows, meta, tmp))
     return written
 
 
@@ -136,16 +136,6 @@ def read_tables(path: str | Path) -> tuple[Columns, Columns, dict[str, Any], Col
         errors = read(errors_sibling(path))[0]
     absorbers = read(absorbers_sibling(path))[0] if absorbers_sibling(path).exists() else None
     return rows, errors, meta, absorbers
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _ascii(a: np.ndarray) -> np.ndarray:

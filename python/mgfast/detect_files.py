@@ -4,70 +4,40 @@ process or across the workers of a dask cluster. docs/io.md describes the journa
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import itertools
 import json
 import os
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import __version__, io
 from .catalog import ABSORBER_PREFIX, Catalog, FileError, concat, rows_for, split_rows
+from .detect_dask import chunks_dask
+from .file_read import (
+    ZemTable,
+    expand_paths,
+    first_chunk,
+    read_or_reason,
+    reason,
+    with_z_em,
+)
 from .flags import SpectrumFlag
 from .io.spectrum import Spectrum
+from .journal import Journal, Outcome
 
 if TYPE_CHECKING:
     from .detector import Detections, Detector
 
-SPECTRUM_SUFFIXES = (
-    ".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz", ".npz", ".npy", ".h5", ".hdf5",
-)  # fmt: skip
 MAX_CHUNK_SPECTRA = 8192  # a local chunk is written once it holds this many spectra
 # Input pixels read but not yet searched (2^23: about 360 native-sampled 4MOST spectra, 130 MB
 # with their errors and wavelengths): files are searched in batches of at most about this much.
 READ_AHEAD_PIXELS = 1 << 23
-# One file's outcome: its catalogue columns, or the reason it has none. With a multi-absorber
-# model the columns include the file's absorber rows (catalog.ABSORBER_PREFIX, catalog.split_rows).
-Outcome = tuple[dict[str, np.ndarray] | None, str | None]
-
-
-def expand_paths(paths: str | Path | Sequence[str | Path]) -> list[str]:
-    """Files, directories (their spectrum files, recursively, sorted) and glob patterns → files,
-    each once, in the order given. A path that does not exist, or a pattern that matches no
-    file, stays in as it is: it becomes an error row (every input is accounted for)."""
-    if isinstance(paths, str | Path):
-        paths = [paths]
-    out: list[str] = []
-    for p in map(str, paths):
-        if os.path.isdir(p):
-            found = [
-                os.path.join(root, name)
-                for root, dirs, names in os.walk(p)
-                for name in names
-                if name.lower().endswith(SPECTRUM_SUFFIXES) and not name.startswith(".")
-            ]
-            out += sorted(found)
-        elif not os.path.exists(p) and glob.has_magic(p):
-            hits = [h for h in sorted(glob.glob(p, recursive=True)) if os.path.isfile(h)]
-            out += hits or [p]  # no match: the pattern's error row says so
-        else:
-            out.append(p)
-    return list(dict.fromkeys(out))
-
-
-def _reason(e: BaseException, path: str) -> str:
-    msg = " ".join(str(e).split()) or type(e).__name__
-    if msg.startswith(path):
-        msg = msg[len(path) :].lstrip(": ")
-    if isinstance(e, OSError | MemoryError) or not isinstance(e, ValueError):
-        msg = f"{type(e).__name__}: {msg}"
-    return msg if len(msg) <= 500 else msg[:497] + "..."
 
 
 def _same_grid(a: Spectrum, b: Spectrum) -> bool:
@@ -175,81 +145,11 @@ def _search_jobs(det: Detector, items: list[Outcome | _Job]) -> list[Outcome]:
     return out
 
 
-def _read(path: str, format: str | None, allow_low_resolution: bool) -> list[Spectrum]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", io.LowResolutionWarning)  # the run warns once
-        return io.read(path, format, allow_low_resolution=allow_low_resolution)
-
-
-ZemTable = Mapping[str, float] | None
-
-
-def _with_z_em(spectra: list[Spectrum] | str, file: str, z_em: ZemTable) -> list[Spectrum] | str:
-    """Each spectrum's z_em from the table (by its id, else by its file's name, else by its
-    file's name without extensions), over what its file says (meta['z_em'])."""
-    if z_em is None or isinstance(spectra, str):
-        return spectra
-    name = os.path.basename(file)
-    for s in spectra:
-        for key in (s.id, name, name.split(".")[0]):
-            if key in z_em:
-                s.meta["z_em"] = float(z_em[key])
-                break
-    return spectra
-
-
-def _read_or_reason(path: str, format: str | None, allow_low: bool) -> list[Spectrum] | str:
-    """A file's spectra, or the reason it cannot be read: one bad file must never stop a run
-    (a low-resolution file without allow_low_resolution included: its reason says so)."""
-    if not os.path.exists(path) and glob.has_magic(path):
-        return "the pattern matches no file"
-    try:
-        return _read(path, format, allow_low)
-    except Exception as e:
-        return _reason(e, path)
-
-
-FILE_CHUNK_SPECTRA = 512  # a file with more spectra is read and searched this many at a time
-
-
-def _first_chunk(
-    path: str, format: str | None, allow_low: bool, start: int = 0
-) -> tuple[list[Spectrum] | str, Iterator[list[Spectrum]] | None]:
-    """A file's spectra (or the reason it cannot be read) and None; or, for a file of more than
-    FILE_CHUNK_SPECTRA spectra, its first chunk and an iterator over the others (io.iter_read:
-    a table file is read row by row, so a big file is never held whole)."""
-    if not os.path.exists(path) and glob.has_magic(path):
-        return "the pattern matches no file", None
-    chunks = io.iter_read(
-        path, format, allow_low_resolution=allow_low, chunk=FILE_CHUNK_SPECTRA, start=start
-    )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", io.LowResolutionWarning)  # the run warns once
-            first = next(chunks, [])
-            if len(first) < FILE_CHUNK_SPECTRA:
-                return first, None
-            second = next(chunks, None)
-    except Exception as e:
-        chunks.close()
-        return _reason(e, path), None
-    if second is None:
-        return first, None
-
-    def rest() -> Iterator[list[Spectrum]]:
-        yield second
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", io.LowResolutionWarning)
-            yield from chunks
-
-    return first, rest()
-
-
 def _search(det: Detector, spectra: list[Spectrum], file: str, path: str) -> Outcome:
     try:
         return detect_spectra(det, spectra, file), None
     except Exception as e:  # one bad file must never stop a run
-        return None, _reason(e, path)
+        return None, reason(e, path)
 
 
 def process_file(
@@ -290,12 +190,12 @@ class _Batcher:
             key = os.path.abspath(unit[0])
             done = self.journal.load_parts(key) if self.journal is not None else []
             start = sum(len(c["probability"]) for c in done)
-            first, rest = _first_chunk(unit[0], self.format, self.allow_low, start)
+            first, rest = first_chunk(unit[0], self.format, self.allow_low, start)
             if rest is not None or (done and not isinstance(first, str)):
                 return self._search_big(unit[0], first, rest, done)  # type: ignore[arg-type]
             items: list[Outcome | _Job] = [
                 (None, first) if isinstance(first, str)
-                else _Job(_with_z_em(first, unit[0], self.z_em), unit[0], unit[0])  # type: ignore[arg-type]
+                else _Job(with_z_em(first, unit[0], self.z_em), unit[0], unit[0])  # type: ignore[arg-type]
             ]  # fmt: skip
         else:
             items = read_unit(unit, self.format, self.allow_low, multi, z_em=self.z_em)
@@ -323,7 +223,7 @@ class _Batcher:
                 if not chunk:  # resumed after the file's last part: nothing left to read
                     continue
                 n += len(chunk)
-                chunk = _with_z_em(chunk, path, self.z_em)  # type: ignore[assignment]
+                chunk = with_z_em(chunk, path, self.z_em)  # type: ignore[assignment]
                 out, why = _search_jobs(self.det, [_Job(chunk, path, path)])[0]  # type: ignore[list-item]
                 if why is not None:
                     break
@@ -331,7 +231,7 @@ class _Batcher:
                     self.journal.write_part(key, len(parts), out)  # type: ignore[arg-type]
                 parts.append(out)
         except Exception as e:  # a read error after some chunks: the file is an error row
-            why = _reason(e, path)
+            why = reason(e, path)
         finally:
             if rest is not None:
                 rest.close()  # type: ignore[attr-defined]
@@ -378,7 +278,7 @@ def read_unit(
     outcomes: list[Outcome | _Job | None] = [None] * len(files)
     arms: list[tuple[int, Spectrum]] = []
     for i, f in enumerate(files):
-        spectra = _with_z_em(_read_or_reason(f, format, allow_low_resolution), f, z_em)
+        spectra = with_z_em(read_or_reason(f, format, allow_low_resolution), f, z_em)
         if isinstance(spectra, str):  # this arm is lost; the others still make a row
             outcomes[i] = (None, spectra)
             continue
@@ -392,7 +292,7 @@ def read_unit(
         try:
             spectrum, order = io.combine_arms([s for _, s in arms], [files[i] for i in members])
         except Exception as e:  # every file of the object gets this error, under its own name
-            why = _reason(e, "") + " (--no-merge-arms searches each arm file alone)"
+            why = reason(e, "") + " (--no-merge-arms searches each arm file alone)"
             for i in members:
                 outcomes[i] = (None, why)
         else:
@@ -401,161 +301,6 @@ def read_unit(
             for i in members[1:]:
                 outcomes[i] = (concat([], multi=multi), None)  # in the first's row
     return [o for o in outcomes if o is not None]
-
-
-class Journal:
-    """Results on disk as they come: ``run.json`` (the settings) and ``chunk-NNNNNN.npz`` files,
-    each written to a temporary file, flushed and renamed, so that a chunk is whole or absent.
-    A chunk holds its files' rows (``col_*``, ``nrows`` per file) and, with a multi-absorber
-    model, their absorber rows (``abs_*``, ``nabs`` per file) in the same npz."""
-
-    def __init__(
-        self, directory: str | Path, settings: dict[str, Any] | None = None, resume: bool = True
-    ) -> None:
-        """Open (``settings`` None: only to load) or start a journal; a run's journal is resumed
-        only with ``resume`` and the same settings."""
-        self.dir = Path(directory)
-        run = self.dir / "run.json"
-        self.next = 1 + max((int(p.stem.split("-")[1]) for p in self._chunks()), default=-1)
-        if settings is None:
-            return
-        if self.dir.exists() and not resume:
-            raise ValueError(
-                f"{self.dir}: holds the partial results of an earlier run; pass --resume "
-                "(resume=True) to finish it, or delete the directory to start again"
-            )
-        if run.exists():
-            old = json.loads(run.read_text())
-            diff = sorted(k for k in settings if old.get(k) != settings[k])
-            if diff:
-                what = ", ".join(f"{k} {old.get(k)!r} then, {settings[k]!r} now" for k in diff)
-                raise ValueError(
-                    f"{self.dir}: cannot resume a run made with other settings ({what}); "
-                    "use the same settings, or delete the directory to start again"
-                )
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.dir.glob(".*.tmp"):  # a write cut short by a kill
-            stale.unlink()
-        if not run.exists():
-            self._write_bytes(run, json.dumps(settings, sort_keys=True, indent=1).encode())
-
-    def _chunks(self) -> list[Path]:
-        return sorted(self.dir.glob("chunk-*.npz"))
-
-    def _write_bytes(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-
-    @staticmethod
-    def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-        """Written to a hidden temporary file, flushed to disk and renamed: whole or absent."""
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-
-    def load(self) -> dict[str, tuple[str, Outcome]]:
-        """Outcomes already on disk, by absolute path: (file as given, outcome)."""
-        out: dict[str, tuple[str, Outcome]] = {}
-        for p in self._chunks():
-            try:
-                with np.load(p, allow_pickle=False) as z:
-                    d = {k: z[k] for k in z.files}
-            except Exception as e:  # cannot happen with atomic writes; redo its files if it does
-                warnings.warn(f"{p}: unreadable ({e}); its files will be searched again",
-                              stacklevel=2)  # fmt: skip
-                continue
-            start = a_start = 0
-            cols = {k[4:]: v for k, v in d.items() if k.startswith("col_")}
-            absorbers = {k[4:]: v for k, v in d.items() if k.startswith("abs_")}
-            nabs = d.get("nabs", np.zeros(len(d["files"]), np.int64))
-            for f, key, n, na, reason in zip(d["files"], d["keys"], d["nrows"], nabs,
-                                             d["reasons"], strict=True):  # fmt: skip
-                if n < 0:
-                    out[str(key)] = (str(f), (None, str(reason)))
-                    continue
-                rows = {k: v[start : start + n] for k, v in cols.items()}
-                if "nabs" in d:  # the file's absorbers, their `spectrum` back to its own rows
-                    for k, v in absorbers.items():
-                        a = v[a_start : a_start + na]
-                        rows[ABSORBER_PREFIX + k] = a - start if k == "spectrum" else a
-                    a_start += int(na)
-                out[str(key)] = (str(f), (rows, None))
-                start += int(n)
-        return out
-
-    def write(self, files: list[str], outcomes: list[Outcome]) -> None:
-        nrows = [-1 if c is None else len(c["probability"]) for c, _ in outcomes]
-        rows, absorbers = split_rows(concat([c for c, _ in outcomes if c is not None]))
-        arrays = {
-            "files": np.array(files, dtype=str),
-            "keys": np.array([os.path.abspath(f) for f in files], dtype=str),
-            "nrows": np.array(nrows, np.int64),
-            "reasons": np.array([r or "" for _, r in outcomes], dtype=str),
-            **{f"col_{k}": v for k, v in rows.items()},
-        }
-        if absorbers is not None:  # one chunk, one file: rows and absorbers stay together
-            key = ABSORBER_PREFIX + "spectrum"
-            arrays["nabs"] = np.array([-1 if c is None else len(c[key]) for c, _ in outcomes])
-            arrays |= {f"abs_{k}": v for k, v in absorbers.items()}
-        self._save_npz(self.dir / f"chunk-{self.next:06d}.npz", arrays)
-        self.next += 1
-        self.drop_parts([os.path.abspath(f) for f in files])
-
-    # A big file's progress (_Batcher._search_big): the rows of each chunk of its spectra as it
-    # is searched, parts/<file key hash>-<k>.npz, so that a killed run resumes inside the file.
-    # They are dropped once the file's whole outcome is in a chunk (write).
-
-    def _part_stem(self, key: str) -> Path:
-        return self.dir / "parts" / hashlib.sha1(key.encode()).hexdigest()[:20]
-
-    def _part_paths(self, key: str) -> list[Path]:
-        stem = self._part_stem(key)
-        return sorted(stem.parent.glob(f"{stem.name}-*.npz"))
-
-    def write_part(self, key: str, k: int, cols: dict[str, np.ndarray]) -> None:
-        """Part k of the file ``key`` (its rows, and absorbers with a multi-absorber model)."""
-        rows, absorbers = split_rows(cols)
-        arrays = {"key": np.array(key), **{f"col_{n}": v for n, v in rows.items()}}
-        if absorbers is not None:
-            arrays |= {f"abs_{n}": v for n, v in absorbers.items()}
-        stem = self._part_stem(key)
-        stem.parent.mkdir(exist_ok=True)
-        self._save_npz(stem.with_name(f"{stem.name}-{k:06d}.npz"), arrays)
-
-    def load_parts(self, key: str) -> list[dict[str, np.ndarray]]:
-        """The parts of the file ``key`` written so far, in order (the first k contiguous)."""
-        out: list[dict[str, np.ndarray]] = []
-        for k, p in enumerate(self._part_paths(key)):
-            if not p.name.endswith(f"-{k:06d}.npz"):
-                break
-            try:
-                with np.load(p, allow_pickle=False) as z:
-                    d = {n: z[n] for n in z.files}
-            except Exception:  # cannot happen with atomic writes: search from here on
-                break
-            if str(d["key"]) != key:
-                break
-            cols = {n[4:]: v for n, v in d.items() if n.startswith("col_")}
-            cols |= {ABSORBER_PREFIX + n[4:]: v for n, v in d.items() if n.startswith("abs_")}
-            out.append(cols)
-        return out
-
-    def drop_parts(self, keys: Sequence[str]) -> None:
-        for key in keys:
-            for p in self._part_paths(key):
-                p.unlink()
-
-    def remove(self) -> None:
-        for p in sorted(self.dir.rglob("*"), reverse=True):  # files first, then parts/
-            p.rmdir() if p.is_dir() else p.unlink()
-        self.dir.rmdir()
 
 
 def _chunks_local(
@@ -573,93 +318,6 @@ def _chunks_local(
             names, n_spec = [], 0
     if names:
         yield names, batcher.outcomes()
-
-
-_WORKER_DETECTORS: dict[str, Detector] = {}
-
-
-def _worker_chunk(
-    config: dict[str, Any], units: list[tuple[str, ...]], format: str | None, allow_low: bool,
-    z_em: ZemTable = None,
-) -> list[Outcome]:  # fmt: skip
-    """A dask task: one Detector per worker process, built once from ``config``."""
-    from .detector import Detector
-
-    key = json.dumps(config, sort_keys=True)
-    if key not in _WORKER_DETECTORS:
-        _WORKER_DETECTORS[key] = Detector(**config)
-    det = _WORKER_DETECTORS[key]
-    return process_units(det, units, format, allow_low, z_em)
-
-
-def dask_client(spec: str) -> tuple[Any, Any]:
-    """A dask.distributed Client for a scheduler address, or for a new LocalCluster ("local:N");
-    returns (client, cluster or None)."""
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise RuntimeError(
-            f"--dask {spec}: dask.distributed is not installed; pip install 'dask[distributed]', "
-            "or run without --dask"
-        ) from None
-    if spec.startswith("local:"):
-        try:
-            n = int(spec.split(":", 1)[1])
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise ValueError(f"--dask {spec}: expected local:N with N >= 1 worker processes")
-        import logging
-
-        cluster = LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )  # fmt: skip
-        return Client(cluster), cluster
-    try:
-        return Client(spec, timeout="20s"), None
-    except OSError as e:
-        raise RuntimeError(f"--dask {spec}: cannot reach the scheduler ({e})") from None
-
-
-def _unit_chunks(units: list[tuple[str, ...]], files_per_chunk: int) -> list[list[tuple[str, ...]]]:
-    """Consecutive units, about ``files_per_chunk`` files a chunk, a unit never split."""
-    chunks: list[list[tuple[str, ...]]] = []
-    n = files_per_chunk
-    for u in units:
-        if n >= files_per_chunk:
-            chunks.append([])
-            n = 0
-        chunks[-1].append(u)
-        n += len(u)
-    return chunks
-
-
-def _chunks_dask(
-    det: Detector, spec: str, units: list[tuple[str, ...]], format: str | None, allow_low: bool,
-    files_per_chunk: int, z_em: ZemTable = None,
-) -> Iterator[tuple[list[str], list[Outcome]]]:  # fmt: skip
-    client, cluster = dask_client(spec)  # first: it says clearly when dask is missing
-    from distributed import as_completed
-
-    config = dict(det.config)
-    config["threshold"] = det.threshold
-    config["absorber_threshold"] = det.absorber_threshold
-    if cluster is not None and not config["threads"]:
-        config["threads"] = 1  # one thread per worker process: N workers use N cores
-    try:
-        futures = {
-            client.submit(_worker_chunk, config, c, format, allow_low, z_em, pure=False): [
-                f for unit in c for f in unit
-            ]
-            for c in _unit_chunks(units, files_per_chunk)
-        }
-        for fut, outcomes in as_completed(futures, with_results=True):
-            yield futures[fut], outcomes
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def detect_files(
@@ -715,7 +373,7 @@ def detect_files(
     if progress:
         progress(n_files, len(files), n_spec)
     if dask:
-        chunks = _chunks_dask(
+        chunks = chunks_dask(
             det, dask, todo, format, allow_low_resolution, files_per_chunk, dict(z_em or {}) or None
         )
     else:
