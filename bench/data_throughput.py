@@ -9,13 +9,9 @@ given device, as the training loop sees it.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "training"))
-
-from data import DataConfig, batches
+from mgfast_train.data import DataConfig, batches
 
 
 def main() -> None:

@@ -20,31 +20,7 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
-
-def write_file(path: str, n: int, block: int = 1000) -> None:
-    import fitsio
-
-    import mgfast
-
-    npix = mgfast.grid.N_PIX
-    dtype = [("WAVE", "f8", npix), ("FLUX", "f4", npix), ("ERR_FLUX", "f4", npix)]
-    with fitsio.FITS(path, "rw", clobber=True) as f:
-        f.write(None, header={"INSTRUME": "4MOST", "OBJECT": "BENCH", "SPEC_RES": 20000.0})
-        for start in range(0, n, block):
-            m = min(block, n - start)
-            sim = mgfast.simulate(m, seed=11, start=start, with_absorber_fraction=0.5)
-            data = np.zeros(m, dtype)
-            data["WAVE"], data["FLUX"], data["ERR_FLUX"] = (
-                mgfast.grid.wavelength(),
-                sim.flux,
-                sim.err,
-            )
-            if start == 0:
-                f.write(data, extname="SPECTRUM")
-            else:
-                f["SPECTRUM"].append(data)
+from mgfast.testing.survey import write_big_file as write_file
 
 
 def main() -> None:

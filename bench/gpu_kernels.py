@@ -15,13 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 from collections.abc import Callable
 from datetime import date
 
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(__file__))
 
 import mgfast
 from mgfast.bench import best_time

@@ -9,11 +9,8 @@ import argparse
 import os
 import platform
 import subprocess
-import sys
 import time
 from datetime import date
-
-sys.path.insert(0, os.path.dirname(__file__))
 
 import mgfast
 

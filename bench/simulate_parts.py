@@ -8,10 +8,6 @@ python bench/simulate_parts.py [--n 4000] [--repeat 3]
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(__file__))
 
 import mgfast
 from mgfast.bench import best_time

@@ -10,17 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 import time
 from datetime import date
-
-sys.path.insert(0, os.path.dirname(__file__))
-
-from simulate_numpy import simulate_numpy
 
 import mgfast
 from mgfast.bench import cpu_name
 from mgfast.simulate import PAPER_SNR
+from mgfast.testing.simulate_numpy import simulate_numpy
 
 FRACTION = 0.8  # the paper's training set: 80 % of spectra with an absorber
 

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "training"))
 
 import keras
 import numpy as np
-from models import ARCHITECTURES
-from train import training_model
+
+from mgfast_train.models import ARCHITECTURES
+from mgfast_train.objectives import training_model
 
 
 def main() -> None:

@@ -27,9 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-import fuzz_files
+from mgfast.testing import fuzz_files
 
 ADDRESS_SPACE = 6 << 30  # bytes a worker may map
 

@@ -22,16 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+from mgfast.catalog import read_catalog
+from mgfast.detect_files import expand_paths
+from mgfast.testing.spectrum_files import quasar, write_4most_arms, write_sdss
+from mgfast.testing.survey import CORRUPTIONS, make_run, same_catalogue
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-import numpy as np  # noqa: E402
-from test_detect_files import CORRUPTIONS, make_run, same_catalogue  # noqa: E402
-
-from mgfast.catalog import read_catalog  # noqa: E402
-from mgfast.detect_files import expand_paths  # noqa: E402
-
-from spectrum_files import quasar, write_4most_arms, write_sdss  # noqa: E402
 
 
 def more_corrupt(d: Path) -> list[Path]:
@@ -137,8 +135,7 @@ def main() -> None:
 def big_file(tmp: Path, n: int, kills: int, method: str) -> None:
     """One file of n spectra, killed inside it (after each run journals one more part of 512
     spectra) and resumed each time: the resumed catalogue against the clean run's."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    from detect_file_memory import write_file
+    from mgfast.testing.survey import write_big_file as write_file
 
     path = tmp / "big.fits"
     write_file(str(path), n)

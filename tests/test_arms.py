@@ -20,8 +20,7 @@ from mgfast.detect_files import Journal
 from mgfast.detector import Detector
 from mgfast.flags import SpectrumFlag
 from mgfast.io import combine_arms, group_arm_files, object_key, read
-
-from spectrum_files import LAMBDA2796, quasar, write_4most, write_4most_arms
+from mgfast.testing.spectrum_files import LAMBDA2796, quasar, write_4most, write_4most_arms
 
 ARMS_MISSING = int(
     SpectrumFlag.ARM_MISSING_BLUE | SpectrumFlag.ARM_MISSING_GREEN | SpectrumFlag.ARM_MISSING_RED
@@ -127,7 +126,7 @@ def test_object_keys_from_the_headers(tmp_path):
     assert object_key(p) == "OBJ_NAME=n" and object_key(p, "eso-sdp") is None
     p = write_4most(tmp_path / "c.fits", w, f, e, header={"ARM": "JOINED"})
     assert object_key(p) is None
-    from spectrum_files import write_eso_sdp
+    from mgfast.testing.spectrum_files import write_eso_sdp
 
     assert object_key(write_eso_sdp(tmp_path / "d.fits", w, f, e)) is None
     (tmp_path / "e.fits").write_bytes(b"junk" * 100)

@@ -28,86 +28,8 @@ from mgfast.catalog import errors_sibling, read_catalog
 from mgfast.cli import PARTIAL, main
 from mgfast.detect_files import Journal, expand_paths, process_file
 from mgfast.detector import Detector
-
-from spectrum_files import LAMBDA2796, quasar, write_4most
-
-
-def write_fast(path: Path, wave, flux, err, name: str) -> None:
-    """A 4MOST L1 file (docs/io.md layout) written with fitsio: fast enough for a thousand."""
-    data = np.zeros(1, dtype=[("WAVE", "f8", wave.size), ("FLUX", "f4", wave.size),
-                              ("ERR_FLUX", "f4", wave.size)])  # fmt: skip
-    data["WAVE"], data["FLUX"], data["ERR_FLUX"] = wave, flux, err
-    hdr = [{"name": "INSTRUME", "value": "4MOST"}, {"name": "OBJECT", "value": name},
-           {"name": "RA", "value": 1.5}, {"name": "DEC", "value": -3.0}]  # fmt: skip
-    with fitsio.FITS(str(path), "rw", clobber=True) as f:
-        f.write(None, header=hdr)
-        f.write(data, units=["Angstrom", "", ""], extname="SPECTRUM")
-
-
-CORRUPTIONS = ("truncated", "junk", "empty", "no-err-column", "string-wave", "nan-wave",
-               "decreasing-wave", "wrong-unit", "image-only", "fake-npz")  # fmt: skip
-
-
-def corrupt(path: Path, how: str, good: bytes) -> Path:
-    if how == "truncated":
-        path.write_bytes(good[: len(good) // 2])
-    elif how == "junk":
-        path.write_bytes(bytes(range(256)) * 40)
-    elif how == "empty":
-        path.write_bytes(b"")
-    elif how == "image-only":
-        fitsio.write(str(path), np.zeros((4, 4), np.float32), clobber=True)
-    elif how == "fake-npz":
-        path = path.with_suffix(".npz")
-        path.write_bytes(b"PK\x03\x04 this is no zip")
-    else:
-        w = mgfast.grid.wavelength().copy()
-        one = np.ones(w.size, np.float32)
-        if how == "no-err-column":
-            data = np.zeros(1, dtype=[("WAVE", "f8", w.size), ("FLUX", "f4", w.size)])
-            data["WAVE"], data["FLUX"] = w, one
-            with fitsio.FITS(str(path), "rw", clobber=True) as f:
-                f.write(None, header=[{"name": "INSTRUME", "value": "4MOST"}])
-                f.write(data)
-            return path
-        if how == "string-wave":
-            data = np.zeros(1, dtype=[("WAVE", "S8"), ("FLUX", "f4", w.size),
-                                      ("ERR_FLUX", "f4", w.size)])  # fmt: skip
-            with fitsio.FITS(str(path), "rw", clobber=True) as f:
-                f.write(None, header=[{"name": "INSTRUME", "value": "4MOST"}])
-                f.write(data)
-            return path
-        if how == "nan-wave":
-            w[:] = np.nan
-        elif how == "decreasing-wave":
-            w = w[::-1].copy()
-        elif how == "wrong-unit":
-            w = w / 1e4  # µm values labelled Å: miss the arms
-        write_fast(path, w, one, 0.1 * one, "bad")
-    return path
-
-
-def make_run(tmp: Path, n_good: int, corruptions=CORRUPTIONS, seed: int = 0):
-    """n_good 4MOST files on the grid (a third with an absorber) and one file per corruption,
-    interleaved; returns (directory, the bad files)."""
-    d = tmp / "spectra"
-    d.mkdir()
-    w = mgfast.grid.wavelength()
-    sim = mgfast.simulate(n_good, seed=seed, snr=15, with_absorber_fraction=0.33)
-    cont = 1.0 + 0.3 * (w / 5000.0) ** -1.5  # not normalised: the continuum gets fitted
-    bad = []
-    step = max(1, n_good // max(1, len(corruptions)))
-    ci = 0
-    good_bytes = b""
-    for i in range(n_good):
-        p = d / f"q{i:05d}.fits"
-        write_fast(p, w, sim.flux[i] * cont, sim.err[i] * cont, f"qso{i:05d}")
-        if i == 0:
-            good_bytes = p.read_bytes()
-        if i % step == step - 1 and ci < len(corruptions):
-            bad.append(corrupt(d / f"q{i:05d}x.fits", corruptions[ci], good_bytes))
-            ci += 1
-    return d, bad, sim
+from mgfast.testing.spectrum_files import LAMBDA2796, quasar, write_4most
+from mgfast.testing.survey import corrupt, make_run, same_catalogue, write_fast
 
 
 def counting(calls: list[int]) -> Detector:
@@ -119,13 +41,6 @@ def counting(calls: list[int]) -> Detector:
             return super().detect(flux, *args, **kwargs)
 
     return Counting(method="matched-filter")
-
-
-def same_catalogue(a, b) -> None:
-    assert list(a.columns) == list(b.columns)
-    for k in a.columns:
-        np.testing.assert_array_equal(a.columns[k], b.columns[k], err_msg=k)
-    assert [(e.file, e.reason) for e in a.errors] == [(e.file, e.reason) for e in b.errors]
 
 
 def test_thousand_files_ten_corrupt_give_990_rows_10_errors_exit_3(tmp_path, capsys):
@@ -343,7 +258,7 @@ def test_usage_errors_exit_2(tmp_path, monkeypatch, capsys, argv, message):
 
 
 def test_low_resolution_needs_the_flag(tmp_path, capsys):
-    from spectrum_files import write_sdss
+    from mgfast.testing.spectrum_files import write_sdss
 
     w = 10 ** (3.55 + 1e-4 * np.arange(3800))
     p = write_sdss(tmp_path / "spec.fits", w, np.ones(w.size), np.full(w.size, 25.0),
@@ -740,8 +655,7 @@ def test_z_em_table_reaches_every_spectrum(tmp_path, capsys):
     """mgfast detect --zem TABLE: each spectrum's z_em by id or file name; an absorber just in
     front of the quasar is ASSOCIATED, one behind it is not searched; others keep NaN."""
     from mgfast.flags import DetectionFlag
-
-    from spectrum_files import Z_ABS
+    from mgfast.testing.spectrum_files import Z_ABS
 
     q = quasar(3, seed=4)
     d = tmp_path / "data"
@@ -771,7 +685,7 @@ def test_flux_unit_and_wavelength_unit_of_files(tmp_path):
     # probability 0 and exit code 0: now the same row as in erg s^-1 cm^-2 Å^-1. A file whose
     # wavelengths are in nm (no unit given) is an error row that says so; one that covers a single
     # arm is a row, flagged for the arms it misses.
-    from spectrum_files import write_eso_sdp
+    from mgfast.testing.spectrum_files import write_eso_sdp
 
     q = quasar(seed=5)
     cgs = write_eso_sdp(tmp_path / "cgs.fits", q.wave, q.flux[0], q.err[0])
@@ -891,7 +805,7 @@ def test_a_run_killed_inside_a_big_file_resumes_inside_it(tmp_path, monkeypatch)
 def test_z_em_from_the_files_headers_and_a_desi_redshift_catalogue(tmp_path):
     """z_em where a file carries it (Z_EM, ZEM, Z_QSO, ZQSO or REDSHIFT in an ESO SDP or 4MOST
     header), and from a DESI redshift catalogue (TARGETID, Z) given as --zem; the table wins."""
-    from spectrum_files import Z_ABS, write_eso_sdp
+    from mgfast.testing.spectrum_files import Z_ABS, write_eso_sdp
 
     q = quasar(2, seed=4)
     a = write_4most(tmp_path / "a.fits", q.wave, q.flux[0], q.err[0],

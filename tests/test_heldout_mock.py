@@ -5,15 +5,10 @@ grid it defines for itself is the package's."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-
-import heldout_mock as hm
+from mgfast_train import heldout_mock as hm
 
 
 def test_grid_is_mgfasts():

@@ -85,9 +85,7 @@ def test_bad_channel_lists_are_refused(bad):
 def training():
     os.environ.setdefault("KERAS_BACKEND", "jax")
     pytest.importorskip("keras")
-    sys.path.insert(0, str(TRAINING))
-    import data
-    import models
+    from mgfast_train import data, models
 
     return data, models
 

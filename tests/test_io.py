@@ -15,8 +15,7 @@ from astropy.io import fits
 import mgfast
 from mgfast import io
 from mgfast.detector import Detector
-
-from spectrum_files import (
+from mgfast.testing.spectrum_files import (
     LAMBDA2796,
     quasar,
     write_4most,

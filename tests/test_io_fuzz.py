@@ -26,9 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mgfast import io
-
-import fuzz_files
-from spectrum_files import quasar, write_eso_sdp
+from mgfast.testing import fuzz_files
+from mgfast.testing.spectrum_files import quasar, write_eso_sdp
 
 FITS_BASES = ("eso-sdp", "4most", "sdss", "desi", "table-rows", "table-pixels", "table-vla")
 GZ_BASES = ("eso-sdp.gz", "table-vla.gz", "sdss.gz")

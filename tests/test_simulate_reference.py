@@ -3,16 +3,10 @@ renders the C++ truth into the C++ spectra and solves the same EWs, so the bench
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 
 import mgfast
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "bench"))
-
-from simulate_numpy import (
+from mgfast.testing.simulate_numpy import (
     N_PIX,
     TransitionWindow,
     arm_of,

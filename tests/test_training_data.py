@@ -3,18 +3,19 @@ and the multi-absorber targets put each absorber in its cell with its offset and
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-
-from data import N_CELLS, DataConfig, batches, fcn_targets, joint_targets, multi_targets
-
 import mgfast
 from mgfast import grid
+from mgfast_train.data import (
+    N_CELLS,
+    DataConfig,
+    batches,
+    fcn_targets,
+    joint_targets,
+    multi_targets,
+)
 
 
 @pytest.mark.parametrize("arch", ["mgfast_fcn", "mgfast_multi"])

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-
-from metrics import (
+from mgfast_train.metrics import (
     NO_ABSORBER,
     ew_threshold,
     fit_logistic,

@@ -19,18 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 import numpy as np
-from pulls import _sets, matched
 
 import mgfast
+from mgfast_train.pull_sets import matched, sets
 
 
 def sigma68(p: np.ndarray) -> float:
@@ -57,7 +54,7 @@ def main() -> None:
         if not det.multi_absorber:
             raise SystemExit(f"{a.model}: not a multi-absorber model")
         cells = []  # per (set, SNR): λ residual/σ, median SNR; EW (value, σ, residual) per line
-        for name, s, flux, err, lam, ew1, ew2, _ in _sets(a.n_per_snr, 6000, heldout=False):
+        for name, s, flux, err, lam, ew1, ew2, _ in sets(a.n_per_snr, 6000, heldout=False):
             if a.sets == "sky" and "sky" not in name:
                 continue
             res, ab, ok, i, c = matched(det, flux, err, lam)

@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
-from data import fixed_set
 
 import mgfast
+from mgfast_train.data import fixed_set
 
 SNRS = (3, 5, 10, 20, 30, 40, 50)
 EW_EDGES = np.array([0.05, 0.2, 0.5, 1.0, 2.0, 3.0, 5.15])

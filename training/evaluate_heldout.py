@@ -58,18 +58,16 @@ import datetime
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import heldout_mock as hm
 import numpy as np
-from metrics import threshold_at_fpr
 
 import mgfast
 from mgfast.absorbers import match
+from mgfast_train import heldout_mock as hm
+from mgfast_train.metrics import threshold_at_fpr
+from mgfast_train.provenance import cpu_name, git_commit
 
 SNRS = hm.SNRS
 SEEDS = {"idealised": 90001, "realistic": 90002}
@@ -431,28 +429,6 @@ def markdown(report: dict) -> str:
 
 def print_summary(report: dict) -> None:
     print(markdown(report))
-
-
-def cpu_name() -> str:
-    from mgfast.bench import cpu_name as name
-
-    return name()
-
-
-def git_commit() -> str:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True,
-            check=True,
-        ).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-        return sha + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _jsonable(x):  # type: ignore[no-untyped-def]

@@ -20,15 +20,12 @@ import argparse
 import itertools
 import json
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
-from data import fixed_set
 
 import mgfast
 from mgfast.absorbers import expected_calibration_error, match
+from mgfast_train.data import fixed_set
 
 EW_EDGES = np.array([0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.15])
 SNRS = (3, 5, 10, 20, 30, 40, 50)

@@ -23,14 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
-from data import model_input
-from decode import decode
 
 import mgfast
 from mgfast.model import (
@@ -43,10 +39,12 @@ from mgfast.model import (
     load_model,
     save_model,
 )
+from mgfast_train.data import model_input
+from mgfast_train.decode import decode
 
 
 def channels_of(net) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
-    from models import input_channels
+    from mgfast_train.models import input_channels
 
     return input_channels(net)
 
@@ -136,10 +134,9 @@ def absorber_threshold_at_fpr(  # type: ignore[no-untyped-def]
     detected."""
     import dataclasses
 
-    from data import fixed_set
-    from metrics import threshold_at_fpr
-
     from mgfast.absorbers import lift_by_summary
+    from mgfast_train.data import fixed_set
+    from mgfast_train.metrics import threshold_at_fpr
 
     val = fixed_set(n, seed=4042, sky=True)
     found, _ = multi_candidates(net, val)
@@ -172,8 +169,8 @@ def choose_thresholds(net, arch: str, n: int, threshold_set: str = "survey") -> 
     4041, not the test sets): Youden's J on idealised spectra, 1 % false positives on realistic
     ones (``threshold_set``: Realism.survey(), or the sky mode's Realism.sky() with the sky
     kinematics), the latter the default."""
-    from data import fixed_set
-    from metrics import threshold_at_fpr, youden
+    from mgfast_train.data import fixed_set
+    from mgfast_train.metrics import threshold_at_fpr, youden
 
     out = {}
     for realistic in (False, True):
@@ -226,14 +223,14 @@ def main() -> None:
     import onnxruntime as ort
 
     if args.keras_model.endswith(".weights.h5"):  # a checkpoint of train.py
-        from models import ARCHITECTURES
+        from mgfast_train.models import ARCHITECTURES
 
         state = os.path.join(os.path.dirname(args.keras_model), "state.json")
         run_state = json.load(open(state)) if os.path.exists(state) else {}
         trained = run_state.get("arch")
         if trained not in ARCHITECTURES:  # no run state beside it: what --arch implies
             trained = "mgfast_multi" if args.arch == "mgfast_dual" else args.arch
-        from train import training_model
+        from mgfast_train.objectives import training_model
 
         # the checkpoint holds the training model
         ch = run_state.get("input_channels", "flux").split(",")
@@ -244,7 +241,7 @@ def main() -> None:
     summary_net = None
     joint = net.name == "mgfast_joint"  # one trunk trained with both heads (train.py)
     if joint:
-        from models import split_joint
+        from mgfast_train.models import split_joint
 
         if args.arch != "mgfast_dual":
             raise SystemExit("an mgfast_joint model is exported with --arch mgfast_dual")
@@ -307,14 +304,13 @@ def main() -> None:
         }
     calibration, sigma_scale = None, None
     if args.calibrate and args.arch in ("mgfast_multi", "mgfast_dual"):
-        from data import fixed_set
-
         from mgfast.absorbers import (
             expected_calibration_error,
             fit_calibration,
             match,
             sigma_scales,
         )
+        from mgfast_train.data import fixed_set
 
         sky = args.threshold_set == "sky"
         scores, real, scales = [], [], []

@@ -17,16 +17,12 @@ to ship, so no fused score is in the package.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
-from data import fixed_set
-from metrics import fit_logistic, threshold_at_fpr
 
 import mgfast
+from mgfast_train.data import fixed_set
+from mgfast_train.metrics import fit_logistic, threshold_at_fpr
 
 SNRS = (3, 5, 10, 20, 30, 40, 50)
 WINDOW, S_MAX, TOP_K = 3.0, 30.0, 16

@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
-from data import model_input
-from decode import decode
-from models import mgfast_fcn, mgfast_multi
 
 import mgfast
 from mgfast import model as mm
+from mgfast_train.data import model_input
+from mgfast_train.decode import decode
+from mgfast_train.models import mgfast_fcn, mgfast_multi
 
 
 def _set_convs(net, convs: list) -> None:  # type: ignore[no-untyped-def]

@@ -11,16 +11,12 @@ Table 1 is worse than another's beyond the test set's own noise.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
-from data import fixed_set
-from metrics import threshold_at_fpr
 
 import mgfast
+from mgfast_train.data import fixed_set
+from mgfast_train.metrics import threshold_at_fpr
 
 METRICS = ("accuracy at 0.5", "completeness at 1 % FPR", "completeness at 0.1 % FPR")
 

@@ -19,61 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
 
 import mgfast
-from mgfast.absorbers import match
 from mgfast.atomic import MGII_2796
+from mgfast_train.pull_sets import SNRS, matched, sets
 
-SNRS = (3, 5, 10, 20, 30, 40, 50)
 QUANTITIES = ("lambda2796", "ew2796", "ew2803")
-
-
-def _sets(n: int, seed_base: int = 5000, heldout: bool = True):  # type: ignore[no-untyped-def]
-    """(name, SNR, flux, err, truth λ (N, M), EW2796 (N, M), EW2803 (N, M), in-forest (N, M) or
-    None), n spectra per SNR; the simulator's seeds seed_base + 100 (200) + SNR (5000: this
-    script's; training/calibrate_errors.py fits on 6000's)."""
-    from heldout_mock import generate
-
-    for s in SNRS:
-        sim = mgfast.simulate(n, seed=seed_base + 100 + s, snr=s, with_absorber_fraction=0.8,
-                              max_absorbers=4)  # fmt: skip
-        t = sim.truth
-        yield ("simulator, idealised", s, sim.flux, sim.err, t.abs_lambda2796, t.abs_ew2796,
-               t.abs_ew2803, None)  # fmt: skip
-        sim = mgfast.simulate(n, seed=seed_base + 200 + s, snr=s, with_absorber_fraction=0.8,
-                              max_absorbers=4, kinematics="sky",
-                              realism=mgfast.Realism.sky())  # fmt: skip
-        t = sim.truth
-        yield ("simulator, sky mode", s, sim.flux, sim.err, t.abs_lambda2796, t.abs_ew2796,
-               t.abs_ew2803, None)  # fmt: skip
-        if not heldout:
-            continue
-        for family, seed in (("idealised", 90011), ("realistic", 90012)):
-            d = generate(n, family=family, seed=[seed, s], snr=s, absorber_fraction=0.8)
-            t = {k: np.asarray(v, np.float64)[:, None] for k, v in d["truth"].items()
-                 if np.ndim(v) == 1}  # fmt: skip
-            forest = t["in_forest"].astype(bool) if family == "realistic" else None
-            yield (f"held-out, {family}", s, d["flux"], d["err"], t["lambda2796_centroid"],
-                   t["ew2796"], t["ew2803"], forest)  # fmt: skip
-
-
-def matched(det: mgfast.Detector, flux: np.ndarray, err: np.ndarray, lam: np.ndarray):  # type: ignore[no-untyped-def]
-    """det on the spectra: its Detections, the absorbers at or above its threshold, which of
-    them match a true λ2796 within 5 Å, and the (spectrum, column) of their true absorber."""
-    res = det.detect(flux, err=err)
-    ab = res.absorbers
-    assert ab is not None
-    ab = ab.select(ab.probability >= res.absorber_threshold)
-    col, _ = match(ab.spectrum, ab.lambda2796, lam)
-    ok = col >= 0
-    return res, ab, ok, ab.spectrum[ok], col[ok]
 
 
 def _stats(p: np.ndarray) -> dict[str, float]:
@@ -98,7 +53,7 @@ def main() -> None:
     if not det.multi_absorber:
         raise SystemExit(f"{a.model}: not a multi-absorber model (its rows carry no errors)")
     pulls: dict[tuple[str, int], dict[str, list[np.ndarray]]] = {}
-    for name, s, flux, err, lam, ew1, ew2, forest in _sets(a.n_per_snr):
+    for name, s, flux, err, lam, ew1, ew2, forest in sets(a.n_per_snr):
         _, ab, ok, i, c = matched(det, flux, err, lam)
         values = {
             "lambda2796": (ab.lambda2796[ok] - lam[i, c]) / ab.lambda2796_err[ok],
@@ -118,7 +73,7 @@ def main() -> None:
         f"{g} | {s}": {q: _stats(np.concatenate(v[q])) for q in QUANTITIES}
         for (g, s), v in pulls.items()
     }
-    from evaluate_heldout import git_commit
+    from mgfast_train.provenance import git_commit
 
     commit = git_commit()  # the commit, and whether the tree had uncommitted changes
     lines = [

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
-from evaluate import keras_detector, matched_filter_detector, package_detector
 
 import mgfast
 from mgfast import grid
+from mgfast_train.detectors import keras_detector, matched_filter_detector, package_detector
 
 
 def arm_cases(d) -> list[tuple[int, int, float | None]]:  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from spectrum_files import quasar, write_4most, write_desi, write_eso_sdp, write_sdss
+from .spectrum_files import quasar, write_4most, write_desi, write_eso_sdp, write_sdss
 
 BLOCK = 2880
 STEP = 16  # every 16th pixel of the synthetic quasar: ~1450 pixels, small files

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _core, grid
-from .atomic import MGII_2796, MGII_2803
+from .. import _core, grid
+from ..atomic import MGII_2796, MGII_2803
 
 C_KMS = 299792.458
 
