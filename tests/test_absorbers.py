@@ -291,6 +291,7 @@ def test_dual_network_is_the_single_network_plus_a_map_head(tmp_path):
         CpuBackend(load_model(write_random_model(tmp_path / "m", "mgfast_multi"))).infer_dual(x)
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("name", ["multi", "multi-joint"])
 def test_shipped_multi_absorber_models_find_every_strong_absorber_and_its_ew(name):
     """The shipped multi-absorber models on clean SNR-30 sightlines with 1-3 absorbers: nearly

@@ -133,6 +133,7 @@ def _spiked(n: int, seed: int, frac: float = 0.01, factor: float = 100.0):
     return sim, flux, hit
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("device", devices())
 def test_cosmic_rays_leave_the_continuum_and_the_absorber(device):
     # 1 % of the pixels at 100x the continuum used to make nearly every arm CONTINUUM_FAILED
@@ -227,6 +228,7 @@ def test_an_arm_without_flux_is_masked_not_searched():
     assert not np.any(res.detected & (res.wavelength < blue.hi))
 
 
+@pytest.mark.model
 def test_a_break_in_an_arm_masks_the_break_and_keeps_the_rest():
     # A saturated stretch (dense Lyman-alpha forest, a Lyman-limit break) in part of an arm used
     # to fail the whole arm's fit (the spline dips to zero in it), losing the clean part and any

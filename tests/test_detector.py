@@ -123,6 +123,7 @@ def test_bad_arguments():
         Detector("/no/such/model")
 
 
+@pytest.mark.model
 def test_the_shipped_model_loads_and_detects():
     det = Detector()
     assert det.model.trained and det.model.architecture == "mgfast_fcn"

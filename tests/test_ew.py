@@ -109,6 +109,7 @@ def test_options_are_checked():
         mgfast.Detector(model="multi", ew="measured")  # type: ignore[arg-type]
 
 
+@pytest.mark.model
 def test_detector_combined_ews_beat_the_networks_alone_at_high_snr():
     sim = mgfast.simulate(150, seed=31, snr=30.0, with_absorber_fraction=1.0, max_absorbers=3)
     res = {
@@ -135,6 +136,7 @@ def test_detector_combined_ews_beat_the_networks_alone_at_high_snr():
     assert within.mean() > 0.6
 
 
+@pytest.mark.model
 def test_stated_errors_cover_68_percent_on_the_sky_mode():
     """The error model is fitted on the simulator's sky mode (other seeds): there the stated
     σ(EW2796) and σ(λ2796) cover about 68 % of the errors (measured: 66 % and 69 %)."""
@@ -152,6 +154,7 @@ def test_stated_errors_cover_68_percent_on_the_sky_mode():
     assert 0.55 < lam.mean() < 0.8
 
 
+@pytest.mark.model
 def test_every_detection_carries_measured_ews():
     sim = mgfast.simulate(120, seed=41, snr=30.0, with_absorber_fraction=0.5)
     t = sim.truth

@@ -32,6 +32,7 @@ def test_detections_plot_draws_every_candidate():
     )
 
 
+@pytest.mark.model
 def test_cell_probabilities_peak_at_the_absorbers():
     """Detector.cell_probabilities: the map the absorbers are decoded from, one value per
     4-pixel cell, highest at each true absorber's λ2796."""
