@@ -1,4 +1,4 @@
-"""Training-data throughput: spectra/s delivered by training/data.py's batch producers (the
+"""Training-data throughput: spectra/s delivered by mgfast_train.data's batch producers (the
 simulator, half of the batches with Realism.survey(), the network's input and targets), on a
 given device, as the training loop sees it.
 

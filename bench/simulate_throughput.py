@@ -1,6 +1,6 @@
 """Simulator throughput for the paper's setup, as a Markdown table for docs/BENCHMARKS.md:
 mgfast.simulate (CPU with all threads and with 1; CUDA when visible) against the plain NumPy/SciPy
-implementation of the same physics (bench/simulate_numpy.py), timed in the same run.
+implementation of the same physics (mgfast.testing.simulate_numpy), timed in the same run.
 
 python bench/simulate_throughput.py [--n 3000] [--repeat 3]
 """

@@ -1,6 +1,6 @@
 """Fuzz the spectrum readers: mutate valid files of every format mgfast reads (bit flips,
 truncations, inserted and deleted bytes, header cards, VLA descriptors, gzip streams, NumPy
-headers; tests/fuzz_files.py) and read each one as ``mgfast detect`` would, then preprocess
+headers; mgfast.testing.fuzz_files) and read each one as ``mgfast detect`` would, then preprocess
 what it gives. The contract (docs/io.md): spectra, or ``mgfast.io.ReadError``; never another
 exception, a crash or a hang.
 

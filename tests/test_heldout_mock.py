@@ -1,4 +1,4 @@
-"""The held-out mock generator (training/heldout_mock.py): its grid, its truth and its noise.
+"""The held-out mock generator (mgfast_train.heldout_mock): its grid, its truth and its noise.
 
 The generator shares no code with mgfast's simulator; mgfast is used here only to check that the
 grid it defines for itself is the package's."""

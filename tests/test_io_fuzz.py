@@ -2,8 +2,8 @@
 preprocessing accepts, or ``mgfast.io.ReadError`` with its path and a reason, whatever the
 library underneath raised; never another exception, a crash, a hang or a runaway allocation.
 
-Seeded hypothesis fuzzing over every reader (tests/fuzz_files.py mutates valid files), then one
-regression test per failure the fuzzing found (issue 21 item 4)."""
+Seeded hypothesis fuzzing over every reader (mgfast.testing.fuzz_files mutates valid files),
+then one regression test per failure the fuzzing found (issue 21 item 4)."""
 
 from __future__ import annotations
 

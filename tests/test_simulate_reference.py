@@ -1,4 +1,4 @@
-"""The NumPy reference simulator (bench/simulate_numpy.py) is the C++ simulator's physics: it
+"""The NumPy reference simulator (mgfast.testing.simulate_numpy) is the C++ simulator's physics: it
 renders the C++ truth into the C++ spectra and solves the same EWs, so the benchmark is fair."""
 
 from __future__ import annotations

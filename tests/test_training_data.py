@@ -1,4 +1,4 @@
-"""Training data (training/data.py): batch k is the same spectra however the batches are made,
+"""Training data (mgfast_train.data): batch k is the same spectra however the batches are made,
 and the multi-absorber targets put each absorber in its cell with its offset and widths."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The paper's evaluation metrics (training/metrics.py) on hand-made cases with known answers."""
+"""The paper's evaluation metrics (mgfast_train.metrics) on hand-made cases with known answers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every detector on the held-out mock family (training/heldout_mock.py; GitHub issue 16).
+"""Every detector on the held-out mock family (mgfast_train.heldout_mock; GitHub issue 16).
 
 HELD OUT: the family comes from a second generator that shares no code with the project's
 simulator. It is never used to train a network, to choose or calibrate a threshold, or to select
@@ -323,7 +323,7 @@ def markdown(report: dict) -> str:
         "",
         f"    {meta['command']}",
         "",
-        "Held out: training/heldout_mock.py shares no code with the simulator and is never used "
+        "Held out: mgfast_train.heldout_mock shares no code with the simulator and is never used "
         "for training or thresholds. Completeness at 1 % FPR: threshold set on the negatives of "
         "the same SNR bin (of the whole set for 'all'), i.e. a ROC point, at equal "
         "false-positive rate. Everything else at each detector's default threshold.",

@@ -1,7 +1,7 @@
 """Do the catalogue's errors mean what they say? Pulls of every detected absorber (issue 17,
 item 4): (measured − true) / stated σ for λ2796 (and so z: σ(z) = σ(λ)/λ0), EW2796 and EW2803, per
 SNR bin, on four sets: the simulator's idealised multi-absorber spectra, its sky mode with
-`Realism.sky()`, and both held-out families (training/heldout_mock.py; for the realistic one,
+`Realism.sky()`, and both held-out families (mgfast_train.heldout_mock; for the realistic one,
 inside and outside the Lyα forest separately).
 
     python training/pulls.py --model multi [--n-per-snr 300] [--markdown F] [--json F]

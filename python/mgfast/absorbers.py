@@ -2,7 +2,7 @@
 a list of absorbers, each with λ2796, z, rest EW2796 and EW2803 with their uncertainties and a
 calibrated probability.
 
-The network (training/models.py, ``mgfast_multi``) gives per 4-pixel cell of the grid a logit
+The network (mgfast_train.models, ``mgfast_multi``) gives per 4-pixel cell of the grid a logit
 (an absorber's λ2796 lies in this cell) and five maps: the sub-cell offset (pixels) and the
 ln scale of its Laplace error, ln EW2796 and its ln σ, ln EW2803 and its ln σ. Decoding:
 

@@ -254,7 +254,7 @@ def _fcn_onnx(
     arch: str = "mgfast_fcn",
     channels: tuple[str, ...] = FLUX_ONLY,
 ) -> Any:
-    """The graph of a fully convolutional architecture (training/models.py) with Keras-layout
+    """The graph of a fully convolutional architecture (mgfast_train.models) with Keras-layout
     weights: the trunk's Conv1D kernels (kernel, c_in, c_out) with biases, then
     - mgfast_fcn: the cell-logit and cell-offset Conv1D kernels (1, C, 1) and the none-logit
       Dense kernel (2C, 1); outputs the raw heads cell_logits and cell_offsets (N, cells) and

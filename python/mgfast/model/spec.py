@@ -281,7 +281,7 @@ class Branch:
 
 Layer = Conv1d | AvgPool1d | Flatten | Dense | Heads | Affine | Heatmap | Branch
 
-# mgfast_fcn (training/models.py): (filters, kernel, stride, dilation) of its convolutions, all
+# mgfast_fcn (mgfast_train.models): (filters, kernel, stride, dilation) of its convolutions, all
 # with 'same' padding and ReLU, then the heatmap head on 4-pixel cells.
 FCN_CONVS: tuple[tuple[int, int, int, int], ...] = (
     (16, 7, 1, 1),
