@@ -78,8 +78,10 @@ def _detect_group(det: Detector, g: list[Spectrum]) -> Detections:
 
     res = None if s0.resolution is None else np.array([s.resolution for s in g])
     z_em = np.array([float(s.meta.get("z_em", np.nan)) for s in g])
+    flux = stack("flux")
+    assert flux is not None
     return det.detect(
-        stack("flux"), wave=s0.wave, err=stack("err"), ivar=stack("ivar"), mask=stack("mask"),
+        flux, wave=s0.wave, err=stack("err"), ivar=stack("ivar"), mask=stack("mask"),
         resolution=res, normalised=s0.normalised,
         z_em=z_em if np.isfinite(z_em).any() else None,
     )  # fmt: skip
@@ -127,7 +129,9 @@ def _search_jobs(det: Detector, items: list[Outcome | _Job]) -> list[Outcome]:
                 stop = start
                 while stop < len(members) and members[stop][0] == k:
                     stop += 1
-                rows.append((k, _rows(d.rows(start, stop), g[start:stop], items[k].file)))
+                job = items[k]
+                assert isinstance(job, _Job)
+                rows.append((k, _rows(d.rows(start, stop), g[start:stop], job.file)))
                 start = stop
         except Exception:  # search these files one by one: the bad one fails alone
             failed.update(k for k, _, _ in members)
@@ -224,11 +228,11 @@ class _Batcher:
                     continue
                 n += len(chunk)
                 chunk = with_z_em(chunk, path, self.z_em)  # type: ignore[assignment]
-                out, why = _search_jobs(self.det, [_Job(chunk, path, path)])[0]  # type: ignore[list-item]
-                if why is not None:
+                out, why = _search_jobs(self.det, [_Job(chunk, path, path)])[0]
+                if why is not None or out is None:
                     break
                 if self.journal is not None:
-                    self.journal.write_part(key, len(parts), out)  # type: ignore[arg-type]
+                    self.journal.write_part(key, len(parts), out)
                 parts.append(out)
         except Exception as e:  # a read error after some chunks: the file is an error row
             why = reason(e, path)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +27,10 @@ import numpy.typing as npt
 from . import ew as ew_mod
 from . import stages
 from .results import Catalog, Detections
+
+if TYPE_CHECKING:
+    from .engine import CpuBackend, GpuBackend
+    from .model import Model
 
 DEFAULT_MODEL = "default"  # python/mgfast/models/default: model.onnx + model.json
 
@@ -188,8 +192,8 @@ class Detector:
             "threshold": threshold, "precision": precision, "ew": ew,
             "absorber_threshold": absorber_threshold, "chunk_size": chunk_size,
         }  # fmt: skip
-        self._backend = None
-        self.model = None
+        self._backend: CpuBackend | GpuBackend | None = None
+        self.model: Model | None = None
         self.model_name: str | None = None
         self.absorber_threshold: float | None = None
         if method == "matched-filter":
@@ -337,7 +341,7 @@ class Detector:
         parts = []
         for start in range(0, n, self.chunk_size):
             stop = min(start + self.chunk_size, n)
-            chunk = {
+            chunk: dict[str, Any] = {
                 k: (np.asarray(v)[start:stop] if per_spectrum(v, sliced.get(k, -1)) else v)
                 for k, v in args.items()
             }
@@ -364,7 +368,7 @@ class Detector:
         """
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
             raise ValueError(f"prefetch: expected a positive integer, got {prefetch!r}")
-        q: queue.Queue = queue.Queue(maxsize=prefetch)
+        q: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(maxsize=prefetch)
         stop = threading.Event()
         done = object()
 
@@ -399,11 +403,12 @@ class Detector:
                     start += len(ids)
                     res = self.detect(**kwargs)
                     if np.ndim(res.probability) == 0:  # one spectrum: keep the batch shape
-                        res = Detections(**{
+                        one: dict[str, Any] = {
                             k: (np.atleast_1d(v) if isinstance(v, np.ndarray | np.generic)
                                 else v)
                             for k, v in res.__dict__.items()
-                        })  # fmt: skip
+                        }  # fmt: skip
+                        res = Detections(**one)
                     yield StreamResult(ids, res, None)
                 except (ValueError, RuntimeError) as e:
                     yield StreamResult(ids, None, f"{type(e).__name__}: {e}")

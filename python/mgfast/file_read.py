@@ -106,7 +106,7 @@ def first_chunk(
                 return first, None
             second = next(chunks, None)
     except Exception as e:
-        chunks.close()
+        chunks.close()  # type: ignore[attr-defined]  # io.iter_read is a generator
         return reason(e, path), None
     if second is None:
         return first, None

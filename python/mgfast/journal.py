@@ -62,7 +62,10 @@ class Journal:
 
     @staticmethod
     def _write_bytes(path: Path, data: bytes) -> None:
-        atomic_write(path, lambda tmp: tmp.write_bytes(data), durable=True)
+        def write(tmp: Path) -> None:
+            tmp.write_bytes(data)
+
+        atomic_write(path, write, durable=True)
 
     @staticmethod
     def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -70,7 +73,7 @@ class Journal:
 
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as fh:  # a path would get ".npz" appended
-                np.savez(fh, **arrays)
+                np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub: allow_pickle
 
         atomic_write(path, write, durable=True)
 

@@ -75,7 +75,7 @@ def mask_beyond_z_em(
     beyond = grid.wavelength()[None, :] > cut[:, None]
     flux[beyond] = 1.0
     ivar[beyond] = 0.0
-    pixmask[beyond] |= np.uint8(PixelFlag.BEYOND_ZEM)
+    np.bitwise_or(pixmask, np.uint8(PixelFlag.BEYOND_ZEM), out=pixmask, where=beyond)
     masked = pixmask != 0
     return np.stack([masked[:, a.start : a.stop].sum(axis=1) for a in grid.ARMS], axis=1)
 

@@ -179,6 +179,7 @@ def measure(det: Detector, prep: Prepared, dec: Decoded) -> Decoded:
     if absorbers is None:
         return dec
     if det.ew == "combined" and not prep.on_gpu:
+        assert prep.flux is not None and prep.ivar_ew is not None
         absorbers = ew_mod.apply(absorbers, prep.flux, prep.ivar_ew, threads=det.threads)
     if det.model is not None and det.model.error_model:
         absorbers = det.model.error_model.apply(absorbers, prep.snr)
@@ -189,7 +190,7 @@ def measure(det: Detector, prep: Prepared, dec: Decoded) -> Decoded:
 
 
 def _empty(prep: Prepared) -> np.ndarray:
-    return (prep.flags & int(SpectrumFlag.ALL_MASKED)) != 0
+    return np.asarray((prep.flags & int(SpectrumFlag.ALL_MASKED)) != 0)
 
 
 def assemble(det: Detector, prep: Prepared, dec: Decoded, normalised: bool) -> Detections:

@@ -367,7 +367,7 @@ def _fcn_onnx(
         outputs.append(
             helper.make_tensor_value_info(MULTI_OUTPUT, TensorProto.FLOAT, ["N", n, MULTI_MAPS])
         )
-    in_shape = ["N", n_pix] if n_ch == 1 else ["N", n_ch, n_pix]
+    in_shape: list[str | int] = ["N", n_pix] if n_ch == 1 else ["N", n_ch, n_pix]
     graph = helper.make_graph(
         nodes,
         arch,

@@ -80,7 +80,7 @@ def save_model(
     d.mkdir(parents=True, exist_ok=True)
     onnx_path = d / "model.onnx"
     onnx.save_model(onnx_model, onnx_path)
-    meta = {
+    meta: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "architecture": architecture,

@@ -85,7 +85,7 @@ def input_features(
         if iv.shape != f.shape:
             raise ValueError(f"ivar: shape {iv.shape} differs from flux's {f.shape}")
     if hasattr(_core, "input_features"):
-        codes = np.array([INPUT_CHANNELS.index(c) for c in chans], np.int32)
+        codes = [INPUT_CHANNELS.index(c) for c in chans]
         out = _core.input_features(f, iv, codes, bool(channels_last), int(threads))
     else:
         out = input_features_numpy(f, iv, chans)
