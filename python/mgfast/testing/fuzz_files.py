@@ -15,11 +15,12 @@ import io as _io
 import re
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
+from astropy.io import fits  # type: ignore[import-untyped]
 
 from .spectrum_files import quasar, write_4most, write_desi, write_eso_sdp, write_sdss
 
@@ -127,7 +128,7 @@ def _npy(path: Path) -> Path:
 
 
 def _hdf5(path: Path) -> Path:
-    import h5py
+    import h5py  # type: ignore[import-untyped]
 
     from mgfast import grid
 
@@ -278,17 +279,17 @@ def mutate_fits(data: bytes, kind: str, rng: np.random.Generator) -> bytes:
         hdus = [x for x in fits_layout(data) if x[2] > x[1]]
         if not hdus:
             return mutate_bytes(data, "bitflip", rng)
-        _, d, e, cards = hdus[int(rng.integers(len(hdus)))]
+        _, d, e, hdu_cards = hdus[int(rng.integers(len(hdus)))]
         try:
-            rows_end = d + int(cards.get("NAXIS1", "0")) * int(cards.get("NAXIS2", "0"))
+            rows_end = d + int(hdu_cards.get("NAXIS1", "0")) * int(hdu_cards.get("NAXIS2", "0"))
         except ValueError:
             rows_end = e
         rows_end = min(max(rows_end, d + 4), e, len(b))
         p = int(rng.integers(d, max(d + 1, rows_end - 3)))
-        v = (0xFFFFFFFF, 0x7FFFFFFF, 0x80000000, int(rng.integers(1 << 32)), 0)[
+        word = (0xFFFFFFFF, 0x7FFFFFFF, 0x80000000, int(rng.integers(1 << 32)), 0)[
             int(rng.integers(5))
         ]
-        b[p : p + 4] = int(v).to_bytes(4, "big")
+        b[p : p + 4] = int(word).to_bytes(4, "big")
         return bytes(b)
     return mutate_bytes(data, kind, rng)
 
@@ -322,7 +323,7 @@ def _mutate_npy_header(data: bytes, rng: np.random.Generator) -> bytes:
     if m is None:
         return mutate_bytes(data, "bitflip", rng)
     head = m.group(0)
-    edits = [
+    edits: list[Callable[[bytes], bytes]] = [
         lambda h: re.sub(rb"'shape': \([^)]*\)", b"'shape': (2, 4294967295)", h),
         lambda h: re.sub(rb"'shape': \([^)]*\)", b"'shape': (99999999999999,)", h),
         lambda h: re.sub(rb"'shape': \([^)]*\)", b"'shape': (-3, 2)", h),

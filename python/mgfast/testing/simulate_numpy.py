@@ -10,9 +10,12 @@ pixel by pixel (tests/test_simulate_reference.py).
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
+import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.special import erf
+from scipy.special import erf  # type: ignore[import-untyped]
 
 # Grid (src/cpp/grid.hpp): arms uniform in ln λ from their blue edges, gaps stripped.
 C_KMS = 299792.458
@@ -58,14 +61,14 @@ def hjerting(a: np.ndarray, u: np.ndarray) -> np.ndarray:
     m = np.where(u2s < 0.5, np.expm1(-2.0 * u2s), h0 * h0 - 1.0).astype(u2s.dtype)  # h0² - 1
     bracket = h0 * h0 * (4.0 * u2s * u2s + 7.0 * u2s + 4.0) - 1.0 + 1.5 / u2s * m
     far = h0 - a / SQRT_PI / u2s * bracket
-    return np.where(u2 < 1e-4, h0 * (1.0 - 2.0 * a / SQRT_PI), far)
+    return cast(np.ndarray, np.where(u2 < 1e-4, h0 * (1.0 - 2.0 * a / SQRT_PI), far))
 
 
 def support_kms(tau0: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Half-width (km/s) beyond which a component's τ < 1e-4: Gaussian core or Lorentzian wings."""
     u = np.sqrt(np.log(np.where(tau0 > 1.0001e-4, tau0 / 1e-4, 1.0001)))
     u = np.maximum(u, np.sqrt(tau0 * a / (SQRT_PI * 1e-4)))
-    return np.minimum((u + 1.0) * b, MAX_HALF_KMS)
+    return cast(np.ndarray, np.minimum((u + 1.0) * b, MAX_HALF_KMS))
 
 
 def snr_profile(edge_ratio: float = 2.5, taper: int = 420) -> np.ndarray:
@@ -82,7 +85,7 @@ def arm_of(lam: np.ndarray) -> np.ndarray:
     inside = (k >= -0.5) & (k <= ARM_NPIX - 0.5)
     if not np.all(inside.any(axis=1)):
         raise ValueError("an absorber lies outside the arms")
-    return inside.argmax(axis=1)
+    return cast(np.ndarray, inside.argmax(axis=1))
 
 
 class TransitionWindow:
@@ -90,7 +93,15 @@ class TransitionWindow:
     the profiles that does not depend on the column density (the Voigt shape H, the distances),
     so the EW solve only rescales τ0."""
 
-    def __init__(self, t: int, z, arm, logn, b, v):
+    def __init__(
+        self,
+        t: int,
+        z: np.ndarray,
+        arm: np.ndarray,
+        logn: np.ndarray,
+        b: np.ndarray,
+        v: np.ndarray,
+    ) -> None:
         self.lam0, self.f, gamma = MGII[t]
         self.valid = np.isfinite(logn)
         self.b = np.where(self.valid, b, 10.0).astype(np.float64)
@@ -120,7 +131,9 @@ class TransitionWindow:
         self.reach_kms = MAX_HALF_KMS - np.abs(self.v)
         assert self.h.shape == (n, logn.shape[1], WIN_SAMPLES)
 
-    def tau(self, logn: np.ndarray, dlogn: np.ndarray | float, sel=slice(None)) -> np.ndarray:
+    def tau(
+        self, logn: np.ndarray, dlogn: np.ndarray | float, sel: slice | np.ndarray = slice(None)
+    ) -> np.ndarray:
         """Optical depth on the window's samples with column densities scaled by 10^dlogn."""
         valid, b = self.valid[sel], self.b[sel]
         ln = np.where(valid, logn[sel], 0.0) + np.reshape(dlogn, (-1, 1))
@@ -130,20 +143,27 @@ class TransitionWindow:
         half = np.where(valid, half.astype(np.float32), -1.0)
         tau0 = np.where(valid, tau0.astype(np.float32), 0.0)
         inside = self.abs_d[sel] <= half[:, :, None]
-        return np.einsum("ncj,nc->nj", self.h[sel] * inside, tau0)
+        return cast(np.ndarray, np.einsum("ncj,nc->nj", self.h[sel] * inside, tau0))
 
-    def rest_ew(self, logn: np.ndarray, dlogn: np.ndarray | float = 0.0, sel=slice(None)):
+    def rest_ew(
+        self,
+        logn: np.ndarray,
+        dlogn: np.ndarray | float = 0.0,
+        sel: slice | np.ndarray = slice(None),
+    ) -> np.ndarray:
         absorbed = 1.0 - np.exp(-self.tau(logn, dlogn, sel))
-        return np.sum(absorbed * self.lam_weight[sel], axis=1)
+        return cast(np.ndarray, np.sum(absorbed * self.lam_weight[sel], axis=1))
 
     def absorbed_pixels(self, logn: np.ndarray) -> np.ndarray:
         """Σ_samples (1 - e^-τ) × LSF weight for each window pixel (the sum render_pixel makes)."""
         absorbed = 1.0 - np.exp(-self.tau(logn, 0.0))
         windows = sliding_window_view(absorbed, _M.size, axis=1)[:, ::K_FINE]
-        return windows @ LSF_WEIGHTS
+        return cast(np.ndarray, windows @ LSF_WEIGHTS)
 
 
-def solve_dlogn(tr: TransitionWindow, logn: np.ndarray, target: np.ndarray):
+def solve_dlogn(
+    tr: TransitionWindow, logn: np.ndarray, target: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """log N shift bringing each absorber's rest EW to target: bracketing, then Illinois regula
     falsi, vectorised over absorbers with the C++ solver's steps and tolerances. Returns (dlogn,
     ok); ok is False where the kinematics cannot reach the target."""
@@ -190,7 +210,9 @@ def solve_dlogn(tr: TransitionWindow, logn: np.ndarray, target: np.ndarray):
     return x, ok
 
 
-def draw_kinematics(rng: np.random.Generator, ew: np.ndarray):
+def draw_kinematics(
+    rng: np.random.Generator, ew: np.ndarray
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Components of MgII absorbers of rest EW2796 ew: as draw_kinematics in simulate.hpp.
     Returns logn, b, v as (n, MAX_COMP) float32, NaN beyond each absorber's components."""
     n = ew.size
@@ -220,10 +242,14 @@ def draw_lambda2796(rng: np.random.Generator, n: int, margin: float = 25.0) -> n
     length = np.maximum(hi - lo, 0.0)
     u = rng.uniform(size=n) * length.sum()
     arm = np.minimum(np.searchsorted(np.cumsum(length), u), len(lo) - 1)
-    return lo[arm] + np.minimum(u - (np.cumsum(length) - length)[arm], length[arm])
+    return cast(
+        np.ndarray, lo[arm] + np.minimum(u - (np.cumsum(length) - length)[arm], length[arm])
+    )
 
 
-def render_absorbers(z, comp_logn, comp_b, comp_v):
+def render_absorbers(
+    z: npt.ArrayLike, comp_logn: npt.ArrayLike, comp_b: npt.ArrayLike, comp_v: npt.ArrayLike
+) -> tuple[npt.NDArray[np.float32], np.ndarray, np.ndarray]:
     """Noiseless transmission (N, N_PIX) float32 and rest EW2796, EW2803 of one MgII absorber per
     spectrum, given its redshift and components (z NaN: no absorber), e.g. the C++ truth."""
     z = np.asarray(z, dtype=np.float64)
@@ -246,7 +272,15 @@ def render_absorbers(z, comp_logn, comp_b, comp_v):
     return clean, ew[:, 0], ew[:, 1]
 
 
-def _simulate_chunk(rng, n, snr_values, fraction, ew_range, profile, noise):
+def _simulate_chunk(
+    rng: np.random.Generator,
+    n: int,
+    snr_values: npt.ArrayLike,
+    fraction: float,
+    ew_range: tuple[float, float],
+    profile: np.ndarray,
+    noise: bool,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], dict[str, np.ndarray]]:
     snr = rng.choice(np.asarray(snr_values, dtype=np.float64), size=n)
     z_em = rng.uniform(1.0, 3.6, size=n)
     has = rng.uniform(size=n) < fraction
@@ -276,7 +310,7 @@ def _simulate_chunk(rng, n, snr_values, fraction, ew_range, profile, noise):
     z_em[has] = np.where(z_em[has] < z + 0.05, z + 0.05 + 0.5 * rng.uniform(size=m), z_em[has])
     sigma = 1.0 / (snr[:, None] * profile)
     flux = full_clean + sigma * rng.standard_normal((n, N_PIX)) if noise else full_clean
-    truth = {
+    truth: dict[str, np.ndarray] = {
         "has_absorber": has,
         "snr": snr,
         "z_em": z_em,
@@ -292,7 +326,7 @@ def _simulate_chunk(rng, n, snr_values, fraction, ew_range, profile, noise):
     return flux.astype(np.float32), sigma.astype(np.float32), truth
 
 
-def _scatter(has, values, fill=np.nan):
+def _scatter(has: np.ndarray, values: np.ndarray, fill: float = np.nan) -> np.ndarray:
     out = np.full((has.size, *values.shape[1:]), fill, dtype=values.dtype)
     out[has] = values
     return out
@@ -301,13 +335,13 @@ def _scatter(has, values, fill=np.nan):
 def simulate_numpy(
     n: int,
     seed: int,
-    snr_values=(3.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0),
+    snr_values: npt.ArrayLike = (3.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0),
     with_absorber_fraction: float = 0.8,
     *,
     ew_range: tuple[float, float] = (0.05, 5.15),
     noise: bool = True,
     chunk: int = 256,
-):
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], dict[str, np.ndarray]]:
     """n spectra of the paper's setup: flux, err (n, N_PIX) float32 and a dict of truth arrays
     (absorber columns NaN where there is none; ``lambda2796`` uses the paper's 5358 Å label).
     Spectra are made `chunk` at a time, which bounds the memory of the per-sample arrays."""

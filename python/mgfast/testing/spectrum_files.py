@@ -3,18 +3,20 @@ library than the fitsio the readers use), for the reader and detect-files tests.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
+import numpy.typing as npt
+from astropy.io import fits  # type: ignore[import-untyped]
 
-from mgfast.testing import synthetic_quasar
+from mgfast.testing import SyntheticQuasar, synthetic_quasar
 
 Z_ABS = 0.95
 LAMBDA2796 = 2796.3543 * (1 + Z_ABS)  # 5452.94 Å, in the green arm
 
 
-def quasar(n: int = 1, seed: int = 0, snr: float = 30.0):
+def quasar(n: int = 1, seed: int = 0, snr: float = 30.0) -> SyntheticQuasar:
     """Synthetic quasars (R = 20000, 3850-6870 Å, vacuum) with a strong MgII doublet at Z_ABS."""
     return synthetic_quasar(
         n, z_abs=Z_ABS, ew2796_rest=1.0, snr=snr, absorber_fwhm_kms=60, seed=seed
@@ -32,9 +34,10 @@ def _array_columns(row: dict[str, tuple[np.ndarray, str]]) -> list[fits.Column]:
 
 
 def write_eso_sdp(
-    path: Path, wave, flux, err, *, qual=None, continuum=None, unit: str = "Angstrom",
-    air: bool = False, header: dict | None = None, err_name: str = "ERR",
-    instrument: str = "UVES",
+    path: Path, wave: np.ndarray, flux: np.ndarray, err: np.ndarray, *,
+    qual: npt.ArrayLike | None = None, continuum: np.ndarray | None = None,
+    unit: str = "Angstrom", air: bool = False, header: Mapping[str, object] | None = None,
+    err_name: str = "ERR", instrument: str = "UVES",
 ) -> Path:  # fmt: skip
     """ESO Phase 3 SDP 1D: header-only primary, one-row BINTABLE of array columns."""
     row = {"WAVE": (wave, unit), "FLUX": (flux, "erg/(s cm2 Angstrom)"),
@@ -54,15 +57,18 @@ def write_eso_sdp(
     return path
 
 
-def write_4most(path: Path, wave, flux, err, *, qual=None, unit: str = "Angstrom",
-                header: dict | None = None) -> Path:  # fmt: skip
+def write_4most(path: Path, wave: np.ndarray, flux: np.ndarray, err: np.ndarray, *,
+                qual: npt.ArrayLike | None = None, unit: str = "Angstrom",
+                header: Mapping[str, object] | None = None) -> Path:  # fmt: skip
     """4MOST L1 (the assumed layout of docs/io.md): like ESO SDP with ERR_FLUX, INSTRUME 4MOST."""
     hdr = {"OBJECT": "4MOST-QSO-1", "PRODCATG": "SCIENCE.SPECTRUM", **(header or {})}
     return write_eso_sdp(path, wave, flux, err, qual=qual, unit=unit, header=hdr,
                          err_name="ERR_FLUX", instrument="4MOST")  # fmt: skip
 
 
-def write_sdss(path: Path, wave, flux, ivar, and_mask, plate=1234, mjd=56789, fiber=42) -> Path:
+def write_sdss(path: Path, wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray,
+               and_mask: np.ndarray, plate: int = 1234, mjd: int = 56789,
+               fiber: int = 42) -> Path:  # fmt: skip
     cols = [
         fits.Column(name="flux", format="E", array=flux),
         fits.Column(name="loglam", format="E", array=np.log10(wave)),
@@ -78,7 +84,13 @@ def write_sdss(path: Path, wave, flux, ivar, and_mask, plate=1234, mjd=56789, fi
     return path
 
 
-def write_desi(path: Path, cameras: dict, targetid, ra, dec) -> Path:
+def write_desi(
+    path: Path,
+    cameras: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike, npt.ArrayLike]],
+    targetid: npt.ArrayLike,
+    ra: npt.ArrayLike,
+    dec: npt.ArrayLike,
+) -> Path:
     """cameras: {"B": (wave, flux (N, n), ivar, mask), ...}."""
     fm = fits.BinTableHDU.from_columns(
         [fits.Column(name="TARGETID", format="K", array=np.asarray(targetid)),
@@ -98,8 +110,9 @@ def write_desi(path: Path, cameras: dict, targetid, ra, dec) -> Path:
     return path
 
 
-def write_4most_arms(directory: Path, stem: str, wave, flux, err, *, header: dict | None = None,
-                     arms=("blue", "green", "red"), arm_keyword: bool = True,
+def write_4most_arms(directory: Path, stem: str, wave: np.ndarray, flux: np.ndarray,
+                     err: np.ndarray, *, header: Mapping[str, object] | None = None,
+                     arms: Collection[str] = ("blue", "green", "red"), arm_keyword: bool = True,
                      pattern: str = "{stem}_{arm}.fits") -> list[Path]:  # fmt: skip
     """Per-arm 4MOST L1 files of one spectrum: ``pattern`` (default ``stem_ARM.fits``) for each
     of ``arms``, each the pixels of ``wave`` inside that arm (with ``ARM`` in the header unless

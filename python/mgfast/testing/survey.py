@@ -3,15 +3,16 @@ corrupt, a run of good and corrupt files, one big file, and the comparison of tw
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-import fitsio
+import fitsio  # type: ignore[import-untyped]
 import numpy as np
 
 import mgfast
 
 
-def write_fast(path: Path, wave, flux, err, name: str) -> None:
+def write_fast(path: Path, wave: np.ndarray, flux: np.ndarray, err: np.ndarray, name: str) -> None:
     """A 4MOST L1 file (docs/io.md layout) written with fitsio: fast enough for a thousand."""
     data = np.zeros(1, dtype=[("WAVE", "f8", wave.size), ("FLUX", "f4", wave.size),
                               ("ERR_FLUX", "f4", wave.size)])  # fmt: skip
@@ -66,7 +67,9 @@ def corrupt(path: Path, how: str, good: bytes) -> Path:
     return path
 
 
-def make_run(tmp: Path, n_good: int, corruptions=CORRUPTIONS, seed: int = 0):
+def make_run(
+    tmp: Path, n_good: int, corruptions: Sequence[str] = CORRUPTIONS, seed: int = 0
+) -> tuple[Path, list[Path], mgfast.Simulation]:
     """n_good 4MOST files on the grid (a third with an absorber) and one file per corruption,
     interleaved; returns (directory, the bad files)."""
     d = tmp / "spectra"
@@ -89,7 +92,7 @@ def make_run(tmp: Path, n_good: int, corruptions=CORRUPTIONS, seed: int = 0):
     return d, bad, sim
 
 
-def same_catalogue(a, b) -> None:
+def same_catalogue(a: mgfast.Catalog, b: mgfast.Catalog) -> None:
     assert list(a.columns) == list(b.columns)
     for k in a.columns:
         np.testing.assert_array_equal(a.columns[k], b.columns[k], err_msg=k)
