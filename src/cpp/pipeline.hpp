@@ -65,12 +65,14 @@ MGFAST_HD void stage_input(const Batch& b, int s, int j, std::uint8_t* good, dou
 // and rebinned in one linear step so that the propagated variance stays exact. edge and lnedge
 // hold the n_in + 1 input pixel edges in Å and ln λ (lnedge only needed when sigma > 0). Writes
 // flux, ivar (0 where unknown) and pixmask. lsf_cache (or null) carries the LSF's edge terms from
-// one output pixel to the next when a caller walks a spectrum's pixels in order.
+// one output pixel to the next when a caller walks a spectrum's pixels in order, and cursor (or
+// null; 0 before the spectrum's first pixel) the first input pixel each reads
+// (resample::first_pixel).
 MGFAST_HD void stage_rebin(const Batch& b, const Options& o, int p, double sigma,
                            const double* edge, const double* lnedge, const float* flux,
                            const double* var, const std::uint8_t* good, float* out_flux,
                            float* out_ivar, std::uint8_t* out_mask,
-                           resample::LsfEdgeCache* lsf_cache = nullptr) {
+                           resample::LsfEdgeCache* lsf_cache = nullptr, int* cursor = nullptr) {
   double v = 0.0;
   if (b.on_grid) {
     out_flux[p] = flux[p];
@@ -81,8 +83,8 @@ MGFAST_HD void stage_rebin(const Batch& b, const Options& o, int p, double sigma
     const resample::RebinResult r =
         sigma > resample::kMinLsfSigmaPixels * grid::kDlnLambda
             ? resample::lsf_rebin_pixel(log(lo), log(hi), sigma, b.n_in, lnedge, flux, var, good,
-                                        lsf_cache)
-            : resample::rebin_pixel(lo, hi, b.n_in, edge, flux, var, good);
+                                        lsf_cache, cursor)
+            : resample::rebin_pixel(lo, hi, b.n_in, edge, flux, var, good, cursor);
     out_flux[p] = r.flux;
     v = r.var;
     out_mask[p] = r.covered < o.min_pixel_good ? flags::kPixNotCovered

@@ -162,9 +162,10 @@ void preprocess_cpu(const Batch& b, const Options& o, Output& out, int threads) 
       float* oi = out.ivar + row;
       std::uint8_t* om = out.pixmask + row;
       resample::LsfEdgeCache lsf_cache{w.lsf_terms.data()};  // this spectrum's, in pixel order
+      int cursor = 0;                                        // likewise
       for (int p = 0; p < grid::kNPix; ++p)
         pipeline::stage_rebin(b, o, p, sigma, edge, lnedge, flux, w.var.data(), w.good.data(), of,
-                              oi, om, &lsf_cache);
+                              oi, om, &lsf_cache, &cursor);
 
       float* cont = out.continuum ? out.continuum + row : w.cont.data();
       for (int p = 0; p < grid::kNPix; ++p) cont[p] = 1.0f;

@@ -91,6 +91,24 @@ MGFAST_HD int first_pixel_above(const double* edge, int n, double lam) {
   return lo;
 }
 
+// The same as first_pixel_above for a caller that walks increasing lam (the CPU, output pixels in
+// order): a linear advance from its previous answer `from` (0 at first). The edges increase, so the
+// answer for a larger lam is never below the previous one, and the scan stops at the same pixel
+// the binary search finds. On a spectrum this replaces ~13 dependent loads per output pixel (the
+// binary search took a third of preprocessing) by one or two.
+MGFAST_HD int first_pixel_above_from(const double* edge, int n, double lam, int from) {
+  int j = from;
+  while (j < n && !(edge[j + 1] > lam)) ++j;
+  return j;
+}
+
+// first_pixel_above, or first_pixel_above_from when the caller keeps a cursor (then updated).
+MGFAST_HD int first_pixel(const double* edge, int n, double lam, int* cursor) {
+  if (!cursor) return first_pixel_above(edge, n, lam);
+  *cursor = first_pixel_above_from(edge, n, lam, *cursor);
+  return *cursor;
+}
+
 struct RebinResult {
   float flux;      // mean flux density over the good part of the output pixel
   double var;      // its variance
@@ -100,13 +118,15 @@ struct RebinResult {
 
 // Flux-conserving rebinning of the piecewise-constant input onto the output pixel [lo, hi]:
 // the output is the input's mean over the pixel (so sum(flux_out * width) = integral of the
-// input), with the variance of that mean propagated from the input variances.
+// input), with the variance of that mean propagated from the input variances. cursor (or null):
+// see first_pixel.
 MGFAST_HD RebinResult rebin_pixel(double lo, double hi, int n, const double* edge,
-                                  const float* flux, const double* var, const std::uint8_t* good) {
+                                  const float* flux, const double* var, const std::uint8_t* good,
+                                  int* cursor = nullptr) {
   RebinResult r{0.0f, 0.0, 0.0, 0.0};
   const double width = hi - lo;
   double cov = 0.0, og = 0.0, fs = 0.0, vs = 0.0;
-  for (int j = first_pixel_above(edge, n, lo); j < n && edge[j] < hi; ++j) {
+  for (int j = first_pixel(edge, n, lo, cursor); j < n && edge[j] < hi; ++j) {
     const double a = edge[j] > lo ? edge[j] : lo;
     const double b = edge[j + 1] < hi ? edge[j + 1] : hi;
     const double o = b - a;
@@ -153,10 +173,12 @@ struct LsfEdgeCache {
 // lnedge[0..n], so input pixel k's weight is the box-averaged Gaussian overlap, in closed form:
 // W_k = sigma/(l1-l0) · [F((l1-a)/σ) - F((l0-a)/σ) - F((l1-b)/σ) + F((l0-b)/σ)],
 // a, b the pixel's edges. The weights of a fully covered pixel sum to 1, so flux is conserved;
-// bad input pixels are left out and the weights renormalised. cache: see LsfEdgeCache.
+// bad input pixels are left out and the weights renormalised. cache: see LsfEdgeCache; cursor:
+// see first_pixel.
 MGFAST_HD RebinResult lsf_rebin_pixel(double l0, double l1, double sigma, int n,
                                       const double* lnedge, const float* flux, const double* var,
-                                      const std::uint8_t* good, LsfEdgeCache* cache = nullptr) {
+                                      const std::uint8_t* good, LsfEdgeCache* cache = nullptr,
+                                      int* cursor = nullptr) {
   RebinResult r{0.0f, 0.0, 0.0, 0.0};
   const double reach = kLsfTruncation * sigma;
   const double inv = 1.0 / sigma;
@@ -173,7 +195,7 @@ MGFAST_HD RebinResult lsf_rebin_pixel(double l0, double l1, double sigma, int n,
     if (cache) cache->f[e] = right;
     return right - left;
   };
-  int k = first_pixel_above(lnedge, n, l0 - reach);
+  int k = first_pixel(lnedge, n, l0 - reach, cursor);
   const int first = k;
   double ga = 0.0;
   if (k < n) ga = edge_term(k);
