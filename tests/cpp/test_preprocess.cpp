@@ -186,3 +186,55 @@ TEST(Resample, PlainRebinIsTheOverlapWeightedMean) {
   EXPECT_NEAR(r.var, (0.25 * 1 + 1.0 * 1 + 0.25 * 4) / 4.0, 1e-12);
   EXPECT_NEAR(r.covered, 1.0, 1e-12);
 }
+
+TEST(Resample, TheCursorFindsWhatTheBinarySearchFinds) {
+  // irregular increasing edges; increasing search points, some before the first edge, some past
+  // the last, some equal to an edge, several within one input pixel and jumps over many
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> width(0.01, 2.0), step(0.0, 3.0);
+  const int n = 500;
+  std::vector<double> edge(n + 1);
+  edge[0] = 100.0;
+  for (int k = 1; k <= n; ++k) edge[k] = edge[k - 1] + width(rng);
+  int cursor = 0;
+  int checked = 0;
+  for (double lam = edge[0] - 5.0; lam < edge[n] + 5.0; lam += step(rng)) {
+    const int expected = resample::first_pixel_above(edge.data(), n, lam);
+    ASSERT_EQ(resample::first_pixel(edge.data(), n, lam, &cursor), expected) << lam;
+    ASSERT_EQ(cursor, expected);
+    ++checked;
+  }
+  cursor = 0;                        // a new walk
+  for (int k = 0; k <= n; k += 7) {  // exactly on edges, in order
+    const int expected = resample::first_pixel_above(edge.data(), n, edge[k]);
+    ASSERT_EQ(resample::first_pixel(edge.data(), n, edge[k], &cursor), expected) << k;
+  }
+  EXPECT_GT(checked, 100);
+}
+
+TEST(Resample, RebinWithACursorIsRebinWithoutOneToTheBit) {
+  const int n = 800;
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<double> width(0.05, 0.4), u(0.0, 1.0);
+  std::vector<double> edge(n + 1), var(n);
+  std::vector<float> flux(n);
+  std::vector<std::uint8_t> good(n);
+  edge[0] = 5000.0;
+  for (int k = 1; k <= n; ++k) edge[k] = edge[k - 1] + width(rng);
+  for (int k = 0; k < n; ++k) {
+    flux[k] = static_cast<float>(1.0 + 0.1 * u(rng));
+    var[k] = 0.01 + 0.01 * u(rng);
+    good[k] = u(rng) > 0.05;
+  }
+  int cursor = 0;
+  for (double lo = edge[0] - 1.0; lo < edge[n] + 1.0; lo += 0.17) {
+    const auto a =
+        resample::rebin_pixel(lo, lo + 0.17, n, edge.data(), flux.data(), var.data(), good.data());
+    const auto b = resample::rebin_pixel(lo, lo + 0.17, n, edge.data(), flux.data(), var.data(),
+                                         good.data(), &cursor);
+    ASSERT_EQ(a.flux, b.flux) << lo;
+    ASSERT_EQ(a.var, b.var) << lo;
+    ASSERT_EQ(a.covered, b.covered) << lo;
+    ASSERT_EQ(a.good, b.good) << lo;
+  }
+}
