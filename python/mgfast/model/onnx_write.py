@@ -59,7 +59,6 @@ def build_onnx(
     outputs "probability" and "lambda2796", each (N, 1). With conv2d=True the convolutions and
     pools are 2-D with height 1 (what tf2onnx emits for Conv1D; ONNX Runtime runs it faster).
     """
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     specs = architecture_specs(architecture)
@@ -155,11 +154,24 @@ def build_onnx(
             )
     if next(it, None) is not None:
         raise ValueError(f"weights: more arrays than architecture {architecture!r} has layers")
+    outputs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, ["N", 1]) for o in OUTPUT_NAMES]
+    return _finish(nodes, architecture, INPUT_NAME, ["N", n_pix], outputs, inits)
+
+
+def _finish(
+    nodes: list[Any], name: str, input_name: str, in_shape: list[str | int], outputs: list[Any],
+    inits: list[Any],
+) -> Any:  # fmt: skip
+    """The checked ONNX model of a graph: one float input, mgfast as its producer, opset
+    ONNX_OPSET at IR version 8 (opset 17's: readable by ONNX Runtime and TensorRT of 2022 on)."""
+    import onnx
+    from onnx import TensorProto, helper
+
     graph = helper.make_graph(
         nodes,
-        architecture,
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", n_pix])],
-        [helper.make_tensor_value_info(o, TensorProto.FLOAT, ["N", 1]) for o in OUTPUT_NAMES],
+        name,
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, in_shape)],
+        outputs,
         initializer=inits,
     )
     model = helper.make_model(
@@ -168,7 +180,7 @@ def build_onnx(
         producer_name="mgfast",
         producer_version=_core.__version__,
     )
-    model.ir_version = 8  # opset 17's IR version: readable by ONNX Runtime and TensorRT of 2022 on
+    model.ir_version = 8
     onnx.checker.check_model(model)
     return model
 
@@ -263,7 +275,6 @@ def _fcn_onnx(
       one 1x1 convolution; output cell_maps (N, cells, 7), decoded by mgfast.absorbers;
     - mgfast_dual: mgfast_fcn's trunk and three heads, then mgfast_multi's head convolution
       (MULTI_CONVS[-1]), cell-logit and cell-maps kernels on the same trunk; both outputs."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     convs = trunk_convs(arch)
@@ -368,19 +379,4 @@ def _fcn_onnx(
             helper.make_tensor_value_info(MULTI_OUTPUT, TensorProto.FLOAT, ["N", n, MULTI_MAPS])
         )
     in_shape: list[str | int] = ["N", n_pix] if n_ch == 1 else ["N", n_ch, n_pix]
-    graph = helper.make_graph(
-        nodes,
-        arch,
-        [helper.make_tensor_value_info(input_name(channels), TensorProto.FLOAT, in_shape)],
-        outputs,
-        initializer=inits,
-    )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
-        producer_name="mgfast",
-        producer_version=_core.__version__,
-    )
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return _finish(nodes, arch, input_name(channels), in_shape, outputs, inits)
