@@ -141,6 +141,17 @@ def test_unnormalised_spectra_in_physical_units_match_python(
     assert_same(py, cpp)
 
 
+def test_spectra_with_ivar_match_python(
+    detect_exe: Path, detector: mgfast.Detector, tmp_path: Path
+) -> None:
+    """Inverse variances instead of errors, some of them 0 (masked pixels)."""
+    sim = mgfast.simulate(16, seed=11, snr=[5, 30])
+    ivar = (1.0 / sim.err.astype(np.float64) ** 2).astype(np.float32)
+    ivar[:, 3000:3040] = 0.0
+    py = detector.detect(sim.flux, ivar=ivar)
+    assert_same(py, run_cpp(detect_exe, tmp_path, sim.flux, ivar=ivar))
+
+
 def test_threshold_option_matches_python(detect_exe: Path, tmp_path: Path) -> None:
     sim = mgfast.simulate(16, seed=9, snr=[5])
     py = mgfast.Detector(model=str(MODEL), threshold=0.3).detect(sim.flux, err=sim.err)
