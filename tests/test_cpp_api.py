@@ -172,3 +172,12 @@ def test_real_spectra_match_python(detect_exe: Path, detector: mgfast.Detector, 
     args = () if normalised else ("--not-normalised",)
     cpp = run_cpp(detect_exe, tmp_path, flux, *args, wave=d["wave"], err=err, z_em=z_em)
     assert_same(py, cpp)
+
+
+def test_python_engine_goes_through_the_contract() -> None:
+    """The bound CPU engine reports the engine contract's inputs, precision and device."""
+    b = mgfast.CpuBackend(MODEL, threads=1)
+    assert b._net.input_features == list(b.model.input_channels)
+    assert b._net.in_channels == len(b.model.input_channels)
+    assert (b._net.precision, b._net.device_string) == ("fp32", "cpu")
+    assert not b._net.map_output and b._net.n_in == grid.N_PIX
