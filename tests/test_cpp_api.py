@@ -174,6 +174,7 @@ def test_real_spectra_match_python(detect_exe: Path, detector: mgfast.Detector, 
     assert_same(py, cpp)
 
 
+@pytest.mark.skipif(not mgfast._core.built_with_onednn, reason="built without oneDNN")
 def test_python_engine_goes_through_the_contract() -> None:
     """The bound CPU engine reports the engine contract's inputs, precision and device."""
     b = mgfast.CpuBackend(MODEL, threads=1)
