@@ -100,6 +100,12 @@ class Detector {
   // std::invalid_argument when it is corrupt, for another grid, a multi-absorber model, or the
   // options are out of range.
   explicit Detector(const std::string& model_dir, const DetectorOptions& options = {});
+  // The same with an engine of the caller's (any mgfast::Engine running this model's network:
+  // make_cpu_engine's, or one of the pipeline's own); std::invalid_argument when its inputs or
+  // outputs are not the model's. options.threads still sets the CPU steps' threads; batch_size
+  // and precision are the engine's.
+  Detector(const std::string& model_dir, std::unique_ptr<Engine> engine,
+           const DetectorOptions& options = {});
   ~Detector();
   Detector(Detector&&) noexcept;
   Detector& operator=(Detector&&) noexcept;

@@ -53,15 +53,15 @@ struct Detector::Impl {
   ModelInfo info;
   DetectorOptions opt;
   double threshold = 0.0;
-  std::unique_ptr<CpuBackend> engine;
+  std::unique_ptr<Engine> engine;
 
+  // The model read, its options checked; the engine is the caller's to set.
+  LoadedModel load(const std::string& model_dir, const DetectorOptions& options);
   void detect_chunk(const Spectra& s, std::vector<Detection>& rows);
 };
 
-Detector::Detector(const std::string& model_dir, const DetectorOptions& options)
-    : impl_(std::make_unique<Impl>()) {
-  Impl& m = *impl_;
-  m.opt = options;
+LoadedModel Detector::Impl::load(const std::string& model_dir, const DetectorOptions& options) {
+  opt = options;
   if (options.chunk_size < 1) throw std::invalid_argument("chunk_size: must be at least 1");
   if (!std::isnan(options.threshold) && !(options.threshold >= 0.0 && options.threshold <= 1.0))
     throw std::invalid_argument("threshold: a probability threshold must lie in [0, 1]");
@@ -71,10 +71,28 @@ Detector::Detector(const std::string& model_dir, const DetectorOptions& options)
         "model " + model_dir + ": a multi-absorber model (" + loaded.info.architecture +
         "); the C++ Detector decodes single-absorber models only so far: use the Python API "
         "(mgfast.Detector) for it, or run its network with make_cpu_engine");
-  m.info = loaded.info;
-  m.threshold = std::isnan(options.threshold) ? m.info.thresholds.at("default") : options.threshold;
-  m.engine =
+  info = loaded.info;
+  threshold = std::isnan(options.threshold) ? info.thresholds.at("default") : options.threshold;
+  return loaded;
+}
+
+Detector::Detector(const std::string& model_dir, const DetectorOptions& options)
+    : impl_(std::make_unique<Impl>()) {
+  LoadedModel loaded = impl_->load(model_dir, options);
+  impl_->engine =
       cpu_engine(loaded, EngineOptions{options.threads, options.batch_size, options.precision});
+}
+
+Detector::Detector(const std::string& model_dir, std::unique_ptr<Engine> engine,
+                   const DetectorOptions& options)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->load(model_dir, options);
+  if (!engine) throw std::invalid_argument("engine: not given");
+  if (engine->n_in() != impl_->info.n_pix || engine->map_output() ||
+      engine->input_features() != impl_->info.input_features)
+    throw std::invalid_argument("engine: its inputs or outputs are not those of model " +
+                                model_dir + " (" + impl_->info.architecture + ")");
+  impl_->engine = std::move(engine);
 }
 
 Detector::~Detector() = default;

@@ -90,5 +90,38 @@ TEST_F(DetectorTest, ASpectrumWithoutUsablePixelsIsARowNotAnError) {
   EXPECT_EQ(r.model_sha256, det.model().sha256);
 }
 
+TEST_F(DetectorTest, TakesAnEngineOfTheCallers) {
+  // A spectrum with an MgII doublet at z = 0.5 (λ2796 in the blue arm), SNR 20 per pixel.
+  std::vector<float> flux(grid::kNPix), err(grid::kNPix, 0.05f);
+  for (int p = 0; p < grid::kNPix; ++p) {
+    const double lam = grid::wavelength(p);
+    double tau = 0.0;
+    for (const double line : {2796.3543 * 1.5, 2803.5315 * 1.5})
+      tau += 1.5 * std::exp(-0.5 * std::pow((lam - line) / 0.3, 2));
+    flux[p] = static_cast<float>(std::exp(-tau) + 0.05 * std::sin(7.0 * p));
+  }
+  Spectra s;
+  s.n = 1;
+  s.flux = flux.data();
+  s.err = err.data();
+  DetectorOptions o;
+  o.threads = 1;
+  Detector own(kModels + "default", o);
+  EngineOptions eo;
+  eo.threads = 1;
+  Detector given(kModels + "default", make_cpu_engine(kModels + "default", eo), o);
+  const Detection a = own.detect(s).rows[0], b = given.detect(s).rows[0];
+  EXPECT_EQ(a.probability, b.probability);
+  EXPECT_EQ(a.lambda2796, b.lambda2796);
+  EXPECT_EQ(a.flags, b.flags);
+  EXPECT_TRUE(a.detected);
+  EXPECT_NEAR(a.lambda2796, 2796.3543 * 1.5, 1.0);
+  EXPECT_TRUE(std::isfinite(a.ew2796));
+  // An engine of another model: refused.
+  EXPECT_THROW(Detector(kModels + "default", make_cpu_engine(kModels + "multi", eo), o),
+               std::invalid_argument);
+  EXPECT_THROW(Detector(kModels + "default", nullptr, o), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace mgfast
