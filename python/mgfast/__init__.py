@@ -14,6 +14,7 @@ preload_onednn()
 
 from . import _core, ew, grid, io
 from .catalog import Catalog
+from .cpp_api import get_cmake_dir
 from .detector import Detections, Detector
 from .engine import CpuBackend
 from .flags import DetectionFlag, NormalisationWarning, PixelFlag, SpectrumFlag
@@ -48,6 +49,7 @@ __all__ = [
     "__version__",
     "cuda_device_count",
     "ew",
+    "get_cmake_dir",
     "grid",
     "io",
     "load_model",

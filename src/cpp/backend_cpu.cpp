@@ -729,20 +729,20 @@ void run_chunks(Impl& m, const float* x, const float* ivar, std::int64_t n, floa
 
 }  // namespace
 
-void CpuBackend::infer(const float* x, std::int64_t n, float* prob, float* lam, const float* ivar) {
-  if (impl_->sh.net.map_output())
-    throw std::logic_error("this network returns a map: call infer_map");
-  run_chunks(*impl_, x, ivar, n, prob, lam, 1);
-}
-
-void CpuBackend::infer_map(const float* x, std::int64_t n, float* out, float* summary,
-                           const float* ivar) {
-  if (!impl_->sh.net.map_output())
-    throw std::logic_error("this network returns probability and λ2796: call infer");
-  if (summary && !impl_->sh.net.has_summary())
+void CpuBackend::infer(const EngineBatch& in, const EngineOutput& out) {
+  const Impl& m = *impl_;
+  if (!m.sh.net.map_output()) {
+    if (!out.probability || !out.lambda2796)
+      throw std::logic_error("this network returns probability and λ2796: give both outputs");
+    run_chunks(*impl_, in.flux, in.ivar, in.n, out.probability, out.lambda2796, 1);
+    return;
+  }
+  if (!out.map) throw std::logic_error("this network returns a map: give the map output");
+  if (out.summary && !m.sh.net.has_summary())
     throw std::logic_error("this network has no summary head");
-  const net::Shape o = impl_->sh.shapes.back();
-  run_chunks(*impl_, x, ivar, n, out, summary, std::int64_t(o.channels) * o.length);
+  const net::Shape o = m.sh.shapes.back();
+  run_chunks(*impl_, in.flux, in.ivar, in.n, out.map, out.summary,
+             std::int64_t(o.channels) * o.length);
 }
 
 bool CpuBackend::has_summary() const { return impl_->sh.net.has_summary(); }
@@ -751,7 +751,12 @@ bool CpuBackend::map_output() const { return impl_->sh.net.map_output(); }
 net::Shape CpuBackend::output_shape() const { return impl_->sh.shapes.back(); }
 
 int CpuBackend::n_in() const { return impl_->sh.net.n_in; }
-int CpuBackend::in_channels() const { return impl_->sh.net.in_channels(); }
+std::vector<std::string> CpuBackend::input_features() const {
+  return impl_->sh.net.input_features();
+}
+Precision CpuBackend::precision() const {
+  return impl_->sh.bf16 ? Precision::kBf16 : Precision::kFp32;
+}
 int CpuBackend::threads() const { return impl_->threads; }
 int CpuBackend::batch_size() const { return impl_->batch; }
 double CpuBackend::flops_per_sample() const { return impl_->sh.net.flops_per_sample(); }
@@ -774,13 +779,13 @@ CpuBackend::CpuBackend(net::Network, int, int, bool, bool) {
       "MGFAST_ONEDNN=ON to make a missing oneDNN an error");
 }
 CpuBackend::~CpuBackend() = default;
-void CpuBackend::infer(const float*, std::int64_t, float*, float*, const float*) {}
-void CpuBackend::infer_map(const float*, std::int64_t, float*, float*, const float*) {}
+void CpuBackend::infer(const EngineBatch&, const EngineOutput&) {}
 bool CpuBackend::has_summary() const { return false; }
 bool CpuBackend::map_output() const { return false; }
 net::Shape CpuBackend::output_shape() const { return {}; }
 int CpuBackend::n_in() const { return 0; }
-int CpuBackend::in_channels() const { return 0; }
+std::vector<std::string> CpuBackend::input_features() const { return {}; }
+Precision CpuBackend::precision() const { return Precision::kFp32; }
 int CpuBackend::threads() const { return 0; }
 int CpuBackend::batch_size() const { return 0; }
 double CpuBackend::flops_per_sample() const { return 0; }

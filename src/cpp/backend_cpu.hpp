@@ -1,11 +1,14 @@
-// The CPU inference backend: a net::Network run with oneDNN in fp32. Primitives are built once
-// per chunk size and thread, memory is reused between calls; oneDNN stays out of this header.
+// The CPU inference backend: a net::Network run with oneDNN in fp32 or bf16, an mgfast::Engine
+// (include/mgfast/engine.hpp). Primitives are built once per chunk size and thread, memory is
+// reused between calls; oneDNN stays out of this header.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "mgfast/engine.hpp"
 #include "network.hpp"
 
 namespace mgfast {
@@ -14,7 +17,7 @@ namespace mgfast {
 bool onednn_available();
 std::string onednn_version();
 
-class CpuBackend {
+class CpuBackend final : public Engine {
  public:
   // threads: worker threads (0: all hardware threads), each running oneDNN on one thread (its
   // OpenMP thread count is set to 1 around each call and restored after) on its own chunks of
@@ -33,25 +36,27 @@ class CpuBackend {
   CpuBackend(const CpuBackend&) = delete;
   CpuBackend& operator=(const CpuBackend&) = delete;
 
-  // x: (n, n_in) row-major; prob and lam: n values each. Calls on one object are serialised.
-  // ivar: (n, n_in) inverse variances beside x, read by a network with more input channels than
-  // the flux (features.hpp; null: no errors known, every pixel's noise channels 0).
-  // Throws std::logic_error for a network that returns a map.
-  void infer(const float* x, std::int64_t n, float* prob, float* lam, const float* ivar = nullptr);
-  // A network that ends in a convolution: its map, (n, length, channels) row-major, into out,
-  // and for a branched network (mgfast_dual) its heatmap head's (probability, λ2796) into
-  // summary (n × 2) when given. Throws std::logic_error for a network with heads.
-  void infer_map(const float* x, std::int64_t n, float* out, float* summary = nullptr,
-                 const float* ivar = nullptr);
-  bool map_output() const;
-  bool has_summary() const;
-  net::Shape output_shape() const;  // the map's (channels, length); (2, 1) for heads
+  // The contract's infer (and its spellings infer(x, n, prob, lam, ivar) and infer_map(x, n,
+  // out, summary, ivar)): x (n, n_in) row-major; prob and lam n values each, or the map
+  // (n, length, channels) and for a branched network (mgfast_dual) its heatmap head's
+  // (probability, λ2796) into summary (n × 2) when given. ivar: (n, n_in) inverse variances
+  // beside x, read by a network with more input channels than the flux (features.hpp; null: no
+  // errors known, every pixel's noise channels 0). Calls on one object are serialised. Throws
+  // std::logic_error when `out` lacks what the network writes.
+  using Engine::infer;
+  void infer(const EngineBatch& batch, const EngineOutput& out) override;
 
-  int n_in() const;
-  int in_channels() const;  // the network's input channels (1: the flux alone)
+  int n_in() const override;
+  std::vector<std::string> input_features() const override;
+  bool map_output() const override;
+  bool has_summary() const override;
+  net::Shape output_shape() const override;  // the map's (channels, length); (2, 1) for heads
+  Precision precision() const override;
+  std::string device() const override { return "cpu"; }
+  int batch_size() const override;
+  double flops_per_sample() const override;
+
   int threads() const;
-  int batch_size() const;
-  double flops_per_sample() const;
 
  private:
   struct Impl;

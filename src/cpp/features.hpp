@@ -36,6 +36,11 @@ struct Channels {
   MGFAST_HD bool flux_only() const { return count == 1 && kind[0] == kFlux; }
 };
 
+// The channels' names (mgfast.model.INPUT_CHANNELS, model.json's input.channels), by Kind.
+inline const char* kind_name(int kind) {
+  return kind == kFlux ? "flux" : (kind == kWhitened ? "whitened" : "log_snr");
+}
+
 // sqrt(ivar), or 0 where the pixel carries no weight.
 MGFAST_HD float sqrt_ivar(float ivar) {
 #if defined(__CUDA_ARCH__)

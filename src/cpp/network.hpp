@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "features.hpp"
+#include "mgfast/engine.hpp"
 
 namespace mgfast::net {
 
@@ -42,11 +43,9 @@ struct Layer {
   std::vector<float> bias;  // (c_out)
 };
 
-// Activation shape of one spectrum: channels × length (length 1 once flattened).
-struct Shape {
-  int channels = 0;
-  int length = 0;
-};
+// Activation shape of one spectrum: channels × length (length 1 once flattened); the engine
+// contract's (include/mgfast/engine.hpp).
+using Shape = ::mgfast::Shape;
 
 struct Network {
   int n_in = 0;  // input pixels
@@ -56,6 +55,11 @@ struct Network {
   std::vector<Layer> layers;
 
   int in_channels() const { return input.count; }
+  std::vector<std::string> input_features() const {
+    std::vector<std::string> out;
+    for (int c = 0; c < input.count; ++c) out.push_back(features::kind_name(input.kind[c]));
+    return out;
+  }
   bool flux_only() const { return input.flux_only(); }
 
   // The shape entering each layer plus the final one; throws std::invalid_argument (naming the

@@ -716,22 +716,19 @@ GpuBackend::GpuBackend(net::Network network, int device, int batch_size, bool fp
 
 GpuBackend::~GpuBackend() = default;
 
-void GpuBackend::infer(const float* x, std::int64_t n, float* prob, float* lam, const float* ivar) {
-  if (impl_->net.map_output()) throw std::logic_error("this network returns a map: use infer_map");
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  cuda::DeviceGuard guard(impl_->device);
-  impl_->run_host(x, ivar, n, prob, true, lam);
-}
-
-void GpuBackend::infer_map(const float* x, std::int64_t n, float* out, float* summary,
-                           const float* ivar) {
-  if (!impl_->net.map_output())
-    throw std::logic_error("this network returns (probability, λ2796): use infer");
-  if (summary && !impl_->plan.has_summary)
+void GpuBackend::infer(const EngineBatch& in, const EngineOutput& out) {
+  const bool map = impl_->net.map_output();
+  if (!map && (!out.probability || !out.lambda2796))
+    throw std::logic_error("this network returns probability and λ2796: give both outputs");
+  if (map && !out.map) throw std::logic_error("this network returns a map: give the map output");
+  if (map && out.summary && !impl_->plan.has_summary)
     throw std::logic_error("this network has no summary head");
   std::lock_guard<std::mutex> lock(impl_->mu);
   cuda::DeviceGuard guard(impl_->device);
-  impl_->run_host(x, ivar, n, out, false, summary);
+  if (map)
+    impl_->run_host(in.flux, in.ivar, in.n, out.map, false, out.summary);
+  else
+    impl_->run_host(in.flux, in.ivar, in.n, out.probability, true, out.lambda2796);
 }
 
 bool GpuBackend::has_summary() const { return impl_->plan.has_summary; }
@@ -893,8 +890,12 @@ GpuStageTimes GpuBackend::profile(const float* x, std::int64_t n) {
 bool GpuBackend::map_output() const { return impl_->net.map_output(); }
 net::Shape GpuBackend::output_shape() const { return impl_->shapes.back(); }
 int GpuBackend::n_in() const { return impl_->net.n_in; }
-int GpuBackend::in_channels() const { return impl_->net.in_channels(); }
-int GpuBackend::device() const { return impl_->device; }
+std::vector<std::string> GpuBackend::input_features() const { return impl_->net.input_features(); }
+Precision GpuBackend::precision() const {
+  return impl_->half ? Precision::kFp16 : Precision::kFp32;
+}
+std::string GpuBackend::device() const { return "cuda:" + std::to_string(impl_->device); }
+int GpuBackend::device_index() const { return impl_->device; }
 int GpuBackend::batch_size() const { return impl_->batch; }
 int GpuBackend::slots() const { return static_cast<int>(impl_->slots.size()); }
 bool GpuBackend::fp16() const { return impl_->half; }

@@ -2,7 +2,8 @@
 // layers), in fp32 or in fp16 with fp32 accumulation, channels-last. Batches move through a ring
 // of pinned host buffers, each slot with its own CUDA stream, device buffers and (when capture
 // works) a CUDA graph of copy-in, network and copy-out, so that the host's copies into one slot
-// overlap the device's work on the others. No CUDA, cuDNN or cuBLAS types in this header.
+// overlap the device's work on the others. An mgfast::Engine (include/mgfast/engine.hpp). No
+// CUDA, cuDNN or cuBLAS types in this header.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "mgfast/engine.hpp"
 #include "network.hpp"
 #include "pipeline.hpp"
 
@@ -41,7 +43,7 @@ struct DeviceDetectOutput {
   std::uint8_t* pixmask = nullptr;   // (n, kNPix) per-pixel flags, for the detection flags
 };
 
-class GpuBackend {
+class GpuBackend final : public Engine {
  public:
   // device: CUDA device index. batch_size: spectra per launch (the graphs' fixed shape; a last
   // partial batch runs padded). fp16: activations and weights in half precision with fp32
@@ -56,16 +58,16 @@ class GpuBackend {
   GpuBackend(const GpuBackend&) = delete;
   GpuBackend& operator=(const GpuBackend&) = delete;
 
-  // Host memory in and out. x: (n, n_in) row-major; prob and lam: n values each. Calls on one
-  // object are serialised. ivar: (n, n_in) inverse variances beside x, read by a network with
-  // more input channels than the flux (features.hpp; null: no errors known, the noise channels
-  // 0); copied in beside the flux. Throws std::logic_error for a network that returns a map.
-  void infer(const float* x, std::int64_t n, float* prob, float* lam, const float* ivar = nullptr);
-  // A network that ends in a convolution: its map, (n, length, channels) row-major, into out,
-  // and for a branched network its heatmap head's (probability, λ2796) into summary (n × 2).
-  void infer_map(const float* x, std::int64_t n, float* out, float* summary = nullptr,
-                 const float* ivar = nullptr);
-  bool has_summary() const;
+  // Host memory in and out: the contract's infer (and its spellings infer(x, n, prob, lam,
+  // ivar) and infer_map(x, n, out, summary, ivar)). x: (n, n_in) row-major; prob and lam: n
+  // values each, or the map (n, length, channels) row-major and for a branched network its
+  // heatmap head's (probability, λ2796) into summary (n × 2) when given. Calls on one object
+  // are serialised. ivar: (n, n_in) inverse variances beside x, read by a network with more
+  // input channels than the flux (features.hpp; null: no errors known, the noise channels 0);
+  // copied in beside the flux. Throws std::logic_error when `out` lacks what the network writes.
+  using Engine::infer;
+  void infer(const EngineBatch& batch, const EngineOutput& out) override;
+  bool has_summary() const override;
   // Device memory in and out (pointers on this backend's device, e.g. from CuPy or PyTorch):
   // x (n, n_in) float32; out: (n, 2) interleaved (probability, λ2796), or the map. The work is
   // ordered after everything already queued on the producers' streams and finished when this
@@ -89,15 +91,17 @@ class GpuBackend {
   // timed with the flux's).
   GpuStageTimes profile(const float* x, std::int64_t n);
 
-  bool map_output() const;
-  net::Shape output_shape() const;  // the map's (channels, length); (2, 1) for heads
-  int n_in() const;
-  int in_channels() const;  // the network's input channels (1: the flux alone)
-  int device() const;
-  int batch_size() const;
+  bool map_output() const override;
+  net::Shape output_shape() const override;  // the map's (channels, length); (2, 1) for heads
+  int n_in() const override;
+  std::vector<std::string> input_features() const override;
+  Precision precision() const override;  // fp32 or fp16
+  std::string device() const override;   // "cuda:N"
+  int device_index() const;
+  int batch_size() const override;
   int slots() const;
   bool fp16() const;
-  double flops_per_sample() const;
+  double flops_per_sample() const override;
   std::string device_name() const;
   // "graphs": every slot runs a captured graph; otherwise why plain launches are used.
   std::string graph_status() const;

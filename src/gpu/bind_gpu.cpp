@@ -204,7 +204,7 @@ PYBIND11_MODULE(_gpu, m) {
             return self.profile(x.data(), x.shape(0));
           },
           py::arg("flux"))
-      .def_property_readonly("device", &GpuBackend::device)
+      .def_property_readonly("device", &GpuBackend::device_index)
       .def_property_readonly("device_name", &GpuBackend::device_name)
       .def_property_readonly("slots", &GpuBackend::slots)
       .def_property_readonly("fp16", &GpuBackend::fp16)

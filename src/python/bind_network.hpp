@@ -102,16 +102,14 @@ inline net::Network network_of(int n_in, const py::list& layers,
   return net;
 }
 
-// The calls both engines' bindings make (CpuBackend and GpuBackend have the same methods), on
-// spectra (N, n_in) with the GIL released while the engine works.
-template <class Engine>
-void check_flux(const Engine& e, py::ssize_t ndim, py::ssize_t cols) {
+// The calls both engines' bindings make, through the engine contract (mgfast::Engine,
+// include/mgfast/engine.hpp), on spectra (N, n_in) with the GIL released while the engine works.
+inline void check_flux(const Engine& e, py::ssize_t ndim, py::ssize_t cols) {
   if (ndim != 2 || cols != e.n_in())
     throw std::invalid_argument("flux: expected shape (N, " + std::to_string(e.n_in()) + ")");
 }
 
-template <class Engine>
-void check_flux(const Engine& e, const carray<float>& x) {
+inline void check_flux(const Engine& e, const carray<float>& x) {
   check_flux(e, x.ndim(), x.ndim() == 2 ? x.shape(1) : 0);
 }
 
@@ -134,62 +132,73 @@ inline Ivar ivar_of(const py::object& ivar, const carray<float>& x) {
 }
 
 // (probability, λ2796), each (N,).
-template <class Engine>
-py::tuple infer_arrays(Engine& e, const carray<float>& x, const py::object& ivar_obj) {
+inline py::tuple infer_arrays(Engine& e, const carray<float>& x, const py::object& ivar_obj) {
   check_flux(e, x);
   const Ivar ivar = ivar_of(ivar_obj, x);
   const py::ssize_t n = x.shape(0);
   py::array_t<float> prob(n), lam(n);
   {
     py::gil_scoped_release release;
-    e.infer(x.data(), n, prob.mutable_data(), lam.mutable_data(), ivar.data());
+    e.infer(EngineBatch{x.data(), ivar.data(), n},
+            EngineOutput{prob.mutable_data(), lam.mutable_data(), nullptr, nullptr});
   }
   return py::make_tuple(prob, lam);
 }
 
 // The map (N, length, channels) and, with `dual`, the summary (N, 2) before it.
-template <class Engine>
-py::object infer_map_arrays(Engine& e, const carray<float>& x, bool dual,
-                            const py::object& ivar_obj) {
+inline py::object infer_map_arrays(Engine& e, const carray<float>& x, bool dual,
+                                   const py::object& ivar_obj) {
   check_flux(e, x);
   const Ivar ivar = ivar_of(ivar_obj, x);
   if (dual && !e.has_summary())
     throw std::invalid_argument("this network has no summary head: use infer_map");
-  const net::Shape o = e.output_shape();
+  if (!e.map_output())
+    throw std::logic_error("this network returns probability and λ2796: call infer");
+  const Shape o = e.output_shape();
   const py::ssize_t n = x.shape(0);
   py::array_t<float> out({n, py::ssize_t(o.length), py::ssize_t(o.channels)});
   py::array_t<float> summary({dual ? n : py::ssize_t(0), py::ssize_t(2)});
   {
     py::gil_scoped_release release;
-    e.infer_map(x.data(), n, out.mutable_data(), dual ? summary.mutable_data() : nullptr,
-                ivar.data());
+    e.infer(EngineBatch{x.data(), ivar.data(), n},
+            EngineOutput{nullptr, nullptr, out.mutable_data(),
+                         dual ? summary.mutable_data() : nullptr});
   }
   if (!dual) return std::move(out);
   return py::make_tuple(summary, out);
 }
 
-// infer, infer_map, infer_dual and the properties both engines' classes carry.
-template <class Engine, class Class>
+// infer, infer_map, infer_dual and the contract's properties, on any engine class T.
+template <class T, class Class>
 void def_engine_calls(Class& c) {
-  c.def("infer", &infer_arrays<Engine>, py::arg("flux"), py::arg("ivar") = py::none())
+  c.def(
+       "infer",
+       [](T& e, const carray<float>& x, const py::object& ivar) {
+         return infer_arrays(e, x, ivar);
+       },
+       py::arg("flux"), py::arg("ivar") = py::none())
       .def(
           "infer_map",
-          [](Engine& e, const carray<float>& x, const py::object& ivar) {
+          [](T& e, const carray<float>& x, const py::object& ivar) {
             return infer_map_arrays(e, x, false, ivar);
           },
           py::arg("flux"), py::arg("ivar") = py::none())
       .def(
           "infer_dual",
-          [](Engine& e, const carray<float>& x, const py::object& ivar) {
+          [](T& e, const carray<float>& x, const py::object& ivar) {
             return infer_map_arrays(e, x, true, ivar);
           },
           py::arg("flux"), py::arg("ivar") = py::none())
-      .def_property_readonly("in_channels", &Engine::in_channels)
-      .def_property_readonly("has_summary", &Engine::has_summary)
-      .def_property_readonly("map_output", &Engine::map_output)
-      .def_property_readonly("n_in", &Engine::n_in)
-      .def_property_readonly("batch_size", &Engine::batch_size)
-      .def_property_readonly("flops_per_spectrum", &Engine::flops_per_sample);
+      .def_property_readonly("in_channels", [](const T& e) { return e.in_channels(); })
+      .def_property_readonly("input_features", [](const T& e) { return e.input_features(); })
+      .def_property_readonly("has_summary", [](const T& e) { return e.has_summary(); })
+      .def_property_readonly("map_output", [](const T& e) { return e.map_output(); })
+      .def_property_readonly("n_in", [](const T& e) { return e.n_in(); })
+      .def_property_readonly("batch_size", [](const T& e) { return e.batch_size(); })
+      .def_property_readonly("precision",
+                             [](const T& e) { return std::string(precision_name(e.precision())); })
+      .def_property_readonly("device_string", [](const T& e) { return e.device(); })
+      .def_property_readonly("flops_per_spectrum", [](const T& e) { return e.flops_per_sample(); });
 }
 
 }  // namespace mgfast::bind
