@@ -58,7 +58,7 @@ def test_layouts_subsets_and_one_spectrum():
 
 
 def test_the_function_the_package_uses_is_the_numpy_reference():
-    """The bound C++ function (src/cpp/features.hpp) gives the NumPy reference's numbers."""
+    """The bound C++ function (src/core/net/features.hpp) gives the NumPy reference's numbers."""
     pre = _pre(20, seed=9)
     rng = np.random.default_rng(0)
     flux = np.concatenate([pre.flux, rng.normal(1, 3, (4, grid.N_PIX)).astype(np.float32)])

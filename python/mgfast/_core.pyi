@@ -118,7 +118,7 @@ def input_features(
 def onednn_version() -> str: ...
 
 class CpuNetwork:
-    """The oneDNN CPU backend (src/cpp/backend_cpu.hpp) for a mgfast.model layer list."""
+    """The oneDNN CPU backend (src/cpu/backend_cpu.hpp) for a mgfast.model layer list."""
 
     def __init__(
         self,

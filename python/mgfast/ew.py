@@ -26,7 +26,7 @@ line-profile model, and combines the two:
 The options were chosen on simulated validation sets (seeds 9779 and 9780, not the test sets'):
 the measured σ and the combined σ cover 65-79 % of the errors there and on the test sets.
 
-The measurement runs in the C++ core (``_core.measure_ew``, src/cpp/equivalent_width.cpp), about
+The measurement runs in the C++ core (``_core.measure_ew``, src/core/ew/equivalent_width.cpp), about
 1 μs per absorber on one core; the combination is vectorised NumPy.
 """
 

@@ -1,6 +1,6 @@
 """Bit flags returned by preprocessing: per pixel (uint8) and per spectrum (uint32).
 
-The bit values are defined once, in the compiled core (``src/cpp/flags.hpp``).
+The bit values are defined once, in the compiled core (``src/core/common/flags.hpp``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Mock 4MOST high-resolution quasar spectra with MgII absorbers: the Python face of the
-simulator in the core (``src/cpp/simulate.hpp``; docs/simulator.md for the physics).
+simulator in the core (``src/core/simulate/simulate.hpp``; docs/simulator.md for the physics).
 
 A spectrum is fixed by (seed, index): the same pair gives the same spectrum on CPU or GPU, in any
 batch size, thread count or order, so sets can be generated in pieces, streamed or regenerated.

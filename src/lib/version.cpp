@@ -1,5 +1,5 @@
 // libmgfast's own translation unit: the library's version. Everything else in libmgfast is the
-// core (src/cpp), linked in whole.
+// core (src/core, src/cpu), linked in whole.
 #include <string>
 
 #include "mgfast/model.hpp"

@@ -1,5 +1,5 @@
 // Bindings of the CPU inference backend: CpuNetwork (oneDNN) built from mgfast.model's layer
-// list (the GPU backend's module, src/gpu/bind_gpu.cpp, reads the same list).
+// list (the GPU backend's module, src/python/gpu/bind_gpu.cpp, reads the same list).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>

@@ -1,4 +1,5 @@
-// The pybind11 module mgfast._core: binding code only; the logic lives in src/cpp and src/cuda.
+// The pybind11 module mgfast._core: binding code only; the logic lives in src/core, src/cpu and
+// src/cuda.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>

@@ -1,5 +1,5 @@
 """A held-out mock family: a second MgII spectrum generator that shares no code with the project's
-simulator (src/cpp/simulate.hpp, mgfast.simulate, mgfast_train.data), for evaluation only.
+simulator (src/core/simulate/simulate.hpp, mgfast.simulate, mgfast_train.data), for evaluation only.
 
 HELD OUT: nothing made here is ever used to train a network, to choose a threshold or to calibrate
 anything. training/evaluate_heldout.py reports every detector on it (GitHub issue 16). Pure NumPy

@@ -3,7 +3,7 @@ its loader, the layer list the engines take, and the one heatmap decoder (traini
 
 The loader checks a model against mgfast (SHA-256, grid, architecture) and hands the backends a
 plain layer list whose weights are contiguous float32 arrays in the layouts they expect
-(src/cpp/network.hpp): convolution weights (c_out, c_in, kernel) as in ONNX, dense weights
+(src/core/net/network.hpp): convolution weights (c_out, c_in, kernel) as in ONNX, dense weights
 (n_out, n_in) with n_in in Keras' channels-last flatten order (position * channels + channel),
 the two heads stacked as rows (probability, λ2796).
 

@@ -13,7 +13,7 @@ def decode_heatmap(
 ) -> tuple[np.ndarray, np.ndarray]:
     """mgfast_fcn's raw outputs to (probability, λ2796): softmax over [cell logits, none logit],
     probability = 1 − p(none); λ2796 at pixel cell · argmax + offset (clipped to its cell). The
-    CPU backend decodes the same way in C++ (heatmap_decode in src/cpp/backend_cpu.cpp)."""
+    CPU backend decodes the same way in C++ (heatmap_decode in src/cpu/backend_cpu.cpp)."""
     cells = np.asarray(cells, np.float64)
     none = np.asarray(none, np.float64).reshape(-1)
     m = np.maximum(cells.max(axis=1), none)

@@ -1,5 +1,5 @@
 """The network's layers as the backends take them: the input channels, the architectures a
-model may claim, the layer list with its weights (src/cpp/network.hpp), shapes and FLOPs."""
+model may claim, the layer list with its weights (src/core/net/network.hpp), shapes and FLOPs."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ LAMBDA_HEAD_GAIN = 1000.0  # random models only: see random_weights
 
 # --- The network's input: the channels a model reads. -----------------------------------------
 # Computed from the preprocessed spectra (normalised flux, 1 where masked; ivar, 0 where masked)
-# by one function, input_features, for training and both engines (src/cpp/features.hpp).
+# by one function, input_features, for training and both engines (src/core/net/features.hpp).
 # "flux": the flux itself (an FCN model's affine first layer maps it to 1 - flux, as in the
 # one-channel models); "whitened": clamp((1 - flux) sqrt(ivar), -8, 8) / 4, the absorption in
 # units of the pixel's noise; "log_snr": log10(1 + sqrt(ivar)) / 2, the pixel's SNR. Both are 0
@@ -70,7 +70,7 @@ def input_features(
 ) -> np.ndarray:
     """The network's input (N, C, L) float32 (``channels_last``: (N, L, C), Keras' layout) from
     preprocessed flux and ivar (N, L) (or one spectrum (L,)): the same numbers the engines compute
-    (src/cpp/features.hpp, one definition for training, the CPU and the GPU engine). ivar None:
+    (src/core/net/features.hpp, one definition for training, the CPU and the GPU engine). ivar None:
     no errors known (every pixel's ivar 0)."""
     chans = check_channels(channels)
     f = np.asarray(flux, np.float32)

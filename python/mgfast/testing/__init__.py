@@ -17,7 +17,7 @@ from ..atomic import MGII_2796, MGII_2803
 C_KMS = 299792.458
 
 # Broad emission lines of a quasar (rest vacuum Å, peak relative to the continuum at the line,
-# FWHM km/s): the simulator's table (src/cpp/simulate.hpp, after Vanden Berk et al. 2001).
+# FWHM km/s): the simulator's table (src/core/simulate/simulate.hpp, after Vanden Berk et al. 2001).
 EMISSION_LINES: tuple[tuple[float, float, float], ...] = tuple(
     tuple(line) for line in _core.QUASAR_EMISSION_LINES
 )

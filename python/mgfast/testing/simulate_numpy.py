@@ -1,7 +1,7 @@
 """Plain NumPy/SciPy implementation of mgfast's simulator physics for the paper's setup, the
 baseline that bench/simulate_throughput.py times mgfast.simulate against.
 
-Same physics as src/cpp/simulate.hpp with every realism switch off: continuum-normalised flux, at
+Same physics as src/core/simulate/simulate.hpp with every realism switch off: continuum-normalised flux, at
 most one MgII absorber per spectrum, the same kinematics, Voigt approximation, EW solve, LSF
 rendering, SNR edge profile and Gaussian noise. Its random numbers are NumPy's, not Philox.
 ``render_absorbers`` renders given absorbers (e.g. the C++ truth) so that the two can be compared
@@ -17,7 +17,7 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import erf  # type: ignore[import-untyped]
 
-# Grid (src/cpp/grid.hpp): arms uniform in ln λ from their blue edges, gaps stripped.
+# Grid (src/core/grid/grid.hpp): arms uniform in ln λ from their blue edges, gaps stripped.
 C_KMS = 299792.458
 DLNL = 1.0 / 20000.0
 ARM_LO = np.array([3926.0, 5160.0, 6100.0])

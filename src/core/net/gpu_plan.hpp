@@ -1,5 +1,5 @@
 // The GPU inference engine's plan of a network and the per-element arithmetic of its kernels,
-// shared by the CUDA engine (src/gpu/backend_gpu.cu) and a host emulation of it
+// shared by the CUDA engine (src/cuda/engine/backend_gpu.cu) and a host emulation of it
 // (gpu_emulator.cpp) that runs the same plan and the same element functions on the CPU, with
 // plain loops in place of cuDNN's convolution and cuBLAS's GEMM. The emulation is what tests the
 // plan's padding, layouts, weight order and decoding on machines without a GPU.
