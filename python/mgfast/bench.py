@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from .engine import CPU_PRECISIONS, GPU_PRECISIONS, PRECISIONS
 from .model import input_features
+from .options import PRECISIONS, parse_device, parse_precision
 from .preprocess import preprocess
 from .simulate import Realism, simulate
 
@@ -140,22 +140,14 @@ def run(
     Runtime's inference on the same preprocessed input."""
     from .detector import Detector
 
-    on_gpu = device.startswith("cuda")
-    if not on_gpu and device != "cpu":
-        raise ValueError(f"device: expected 'cpu' or 'cuda[:N]', got {device!r}")
-    allowed = GPU_PRECISIONS if on_gpu else CPU_PRECISIONS
-    if precision not in allowed:
-        raise ValueError(
-            f"precision: {precision!r} is not available on {device}: the CPU engine runs "
-            f"{CPU_PRECISIONS}, the GPU engine {GPU_PRECISIONS}"
-        )
+    dev = parse_device(device)
+    on_gpu = dev.is_cuda
+    prec = parse_precision(precision, dev)
     if batch is None:
         batch = 1024 if on_gpu else 64
     if n < 1 or batch < 1 or repeat < 1:
         raise ValueError("n, batch and repeat must be positive")
-    det = Detector(
-        model=model, backend=device, batch_size=batch, threads=threads, precision=precision
-    )
+    det = Detector(model=model, backend=device, batch_size=batch, threads=threads, precision=prec)
     assert det.model is not None and det._backend is not None
     backend = det._backend
     realism = Realism.survey()

@@ -28,6 +28,7 @@ from .model import (
     Model,
     load_model,
 )
+from .options import CPU_PRECISIONS, GPU_PRECISIONS, PRECISIONS, Device, cuda_index, parse_precision
 from .preprocess import MIN_ARM_GOOD, MIN_PIXEL_GOOD, ContinuumOptions, continuum_args
 
 _MAX_BATCH = 4096
@@ -184,9 +185,7 @@ class CpuBackend(_Backend):
         self.model = model if isinstance(model, Model) else load_model(model)
         threads = _count(threads, "threads", 0, 4096)
         batch_size = _count(batch_size, "batch_size", 1, _MAX_BATCH)
-        if precision not in CPU_PRECISIONS:
-            raise ValueError(f"precision: expected one of {CPU_PRECISIONS}, got {precision!r}")
-        self.precision = precision
+        self.precision = parse_precision(precision, Device("cpu"))
         if not _core.built_with_onednn:
             raise RuntimeError(
                 "this mgfast was built without oneDNN, so it has no CPU backend: reinstall with "
@@ -205,21 +204,6 @@ class CpuBackend(_Backend):
     @property
     def threads(self) -> int:
         return int(self._net.threads)
-
-
-CPU_PRECISIONS = ("fp32", "bf16")
-GPU_PRECISIONS = ("fp32", "fp16")
-PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-def cuda_index(device: str) -> int:
-    """N of "cuda" (0) or "cuda:N"; anything else is a ValueError."""
-    if device == "cuda":
-        return 0
-    head, _, digits = device.partition(":")
-    if head != "cuda" or not digits.isdigit():
-        raise ValueError(f"device: expected 'cuda' or 'cuda:N', got {device!r}")
-    return int(digits)
 
 
 def gpu_engine_module() -> Any:
@@ -271,11 +255,9 @@ class GpuBackend(_Backend):
         index = cuda_index(device)
         batch_size = _count(batch_size, "batch_size", 1, 65536)
         slots = _count(slots, "slots", 2, 8)
-        if precision not in GPU_PRECISIONS:
-            raise ValueError(f"precision: expected one of {GPU_PRECISIONS}, got {precision!r}")
+        self.precision = parse_precision(precision, Device("cuda", index))
         gpu = gpu_engine_module()
         self.device = f"cuda:{index}"
-        self.precision = precision
         self._net = gpu.GpuNetwork(
             self.model.n_pix,
             _core_layers(self.model.layers),

@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from . import _core, grid
 from .flags import ARM_MISSING, SpectrumFlag
+from .options import parse_device
 
 # preprocess()'s defaults: the share of an output pixel, and of an arm, that must be good
 MIN_PIXEL_GOOD = 0.5
@@ -52,10 +53,32 @@ class ContinuumOptions:
 def continuum_args(
     c: ContinuumOptions | None,
 ) -> tuple[float, float, float, float, int, int, float, float]:
-    """The continuum options (default when None) as the core's preprocessing calls take them."""
+    """The continuum options (default when None) one by one, as the GPU engine's detect_device
+    takes them (the core's preprocess takes them whole: core_options)."""
     c = c or ContinuumOptions()
     return (float(c.knot_spacing), float(c.penalty), float(c.clip_low), float(c.clip_high),
             int(c.grow), int(c.max_iter), float(c.sigma_floor), float(c.spike_sigma))  # fmt: skip
+
+
+def core_options(
+    *,
+    normalised: bool = True,
+    continuum: ContinuumOptions | None = None,
+    min_pixel_good: float = MIN_PIXEL_GOOD,
+    min_arm_good: float = MIN_ARM_GOOD,
+) -> _core.PreprocessOptions:
+    """preprocess()'s keyword arguments as the core's PreprocessOptions (checked there: a
+    ValueError naming the first field out of range)."""
+    knots, penalty, clip_low, clip_high, grow, max_iter, floor, spike = continuum_args(continuum)
+    return _core.PreprocessOptions(
+        normalise=not normalised,
+        min_pixel_good=float(min_pixel_good),
+        min_arm_good=float(min_arm_good),
+        continuum=_core.ContinuumOptions(
+            knot_spacing=knots, penalty=penalty, clip_low=clip_low, clip_high=clip_high,
+            grow=grow, max_iter=max_iter, sigma_floor=floor, spike_sigma=spike,
+        ),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -340,6 +363,11 @@ def preprocess(
     for name, v in (("min_pixel_good", min_pixel_good), ("min_arm_good", min_arm_good)):
         if not 0.0 < v <= 1.0:
             raise ValueError(f"{name}: must lie in (0, 1], got {v}")
+    options = core_options(
+        normalised=normalised, continuum=continuum, min_pixel_good=min_pixel_good,
+        min_arm_good=min_arm_good,
+    )  # fmt: skip
+    dev = parse_device(device)
 
     # Unit-free numerics: an unnormalised spectrum whose errors (or flux) are far from 1 is scaled
     # by a power of two, in its own precision, before the cast to float32 (_unit_exponents); its
@@ -357,9 +385,8 @@ def preprocess(
     if w is not None and _is_grid(w) and (r is None or np.all(r <= grid.RESOLVING_POWER)):
         w = None
     out = _core.preprocess(
-        f, w, e, m, r, is_ivar, int(bad_bits) & 0xFFFFFFFF, not normalised,
-        float(min_pixel_good), float(min_arm_good), *continuum_args(continuum),
-        bool(return_continuum), device, int(threads),
+        f, w, e, m, r, is_ivar, int(bad_bits) & 0xFFFFFFFF, options, bool(return_continuum),
+        str(dev), int(threads),
     )  # fmt: skip
 
     if "continuum" in out:  # in the input's units, and precision

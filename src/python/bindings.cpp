@@ -46,11 +46,8 @@ py::dict preprocess(const carray<float>& flux, const std::optional<carray<double
                     const std::optional<carray<float>>& err,
                     const std::optional<carray<std::uint32_t>>& mask,
                     const std::optional<carray<double>>& resolution, bool err_is_ivar,
-                    std::uint32_t bad_bits, bool normalise, double min_pixel_good,
-                    double min_arm_good, double knot_spacing, double penalty, double clip_low,
-                    double clip_high, int grow, int max_iter, double sigma_floor,
-                    double spike_sigma, bool return_continuum, const std::string& device,
-                    int threads) {
+                    std::uint32_t bad_bits, const pipeline::Options& o, bool return_continuum,
+                    const std::string& device, int threads) {
   if (flux.ndim() != 2) throw std::invalid_argument("flux: expected a 2-D array (n_spec, n_pix)");
   pipeline::Batch b;
   b.n_spec = as_int(flux.shape(0), "flux");
@@ -81,9 +78,7 @@ py::dict preprocess(const carray<float>& flux, const std::optional<carray<double
       throw std::invalid_argument("resolution: expected one value per spectrum");
     b.r_in = resolution->data();
   }
-  const pipeline::Options o =
-      bind::preprocess_options(normalise, min_pixel_good, min_arm_good, knot_spacing, penalty,
-                               clip_low, clip_high, grow, max_iter, sigma_floor, spike_sigma);
+  bind::validate(o);
 
   const py::ssize_t n = flux.shape(0);
   py::array_t<float> out_flux({n, py::ssize_t{grid::kNPix}});
@@ -160,6 +155,8 @@ PYBIND11_MODULE(_core, m) {
         [](int) -> std::string { throw std::runtime_error("this mgfast was built without CUDA"); });
 #endif
 
+  bind::bind_options(m);  // first: the signatures below name its classes
+
   // The grid.
   m.attr("N_PIX") = grid::kNPix;
   m.attr("N_ARMS") = grid::kNumArms;
@@ -208,10 +205,7 @@ PYBIND11_MODULE(_core, m) {
   // Preprocessing.
   m.def("preprocess", &preprocess, py::arg("flux"), py::arg("wave"), py::arg("err"),
         py::arg("mask"), py::arg("resolution"), py::arg("err_is_ivar"), py::arg("bad_bits"),
-        py::arg("normalise"), py::arg("min_pixel_good"), py::arg("min_arm_good"),
-        py::arg("knot_spacing"), py::arg("penalty"), py::arg("clip_low"), py::arg("clip_high"),
-        py::arg("grow"), py::arg("max_iter"), py::arg("sigma_floor"), py::arg("spike_sigma"),
-        py::arg("return_continuum"), py::arg("device"), py::arg("threads"));
+        py::arg("options"), py::arg("return_continuum"), py::arg("device"), py::arg("threads"));
   m.def(
       "median_snr",
       [](const carray<float>& ivar, int threads) {
@@ -229,15 +223,13 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "measure_ew",
       [](const carray<float>& flux, const carray<float>& ivar, const carray<std::int64_t>& spectrum,
-         const carray<double>& z, const carray<double>& guess, double half_factor, double half_min,
-         double half_max, double side, double min_coverage, double floor, int threads) {
+         const carray<double>& z, const carray<double>& guess, const EwOptions& o, int threads) {
         if (flux.ndim() != 2 || ivar.ndim() != 2 || flux.shape(0) != ivar.shape(0) ||
             flux.shape(1) != ivar.shape(1))
           throw std::invalid_argument("flux and ivar: expected 2-D arrays of one shape");
         const py::ssize_t n = spectrum.size();
         if (spectrum.ndim() != 1 || z.size() != n || guess.size() != n)
           throw std::invalid_argument("spectrum, z, guess: expected 1-D arrays of one length");
-        const EwOptions o{half_factor, half_min, half_max, side, min_coverage, floor};
         py::array_t<double> ew({n, py::ssize_t{2}}), sigma({n, py::ssize_t{2}});
         double* e = ew.mutable_data();
         double* s = sigma.mutable_data();
@@ -250,8 +242,7 @@ PYBIND11_MODULE(_core, m) {
         return py::make_tuple(ew, sigma);
       },
       py::arg("flux"), py::arg("ivar"), py::arg("spectrum"), py::arg("z"), py::arg("guess"),
-      py::arg("half_factor"), py::arg("half_min"), py::arg("half_max"), py::arg("side"),
-      py::arg("min_coverage"), py::arg("floor"), py::arg("threads") = 0);
+      py::arg("options"), py::arg("threads") = 0);
   m.def("lsf_degrade", &lsf_degrade, py::arg("wave"), py::arg("flux"), py::arg("err"),
         py::arg("resolution"), py::arg("r_out"), py::arg("threads"));
   bind::bind_simulate(m);
