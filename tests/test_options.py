@@ -276,9 +276,10 @@ def test_the_wrappers_give_what_the_structs_give():
     sim = simulate_module.simulate(5, snr=(7.0,), realism=simulate_module.Realism.sky(), **kw)
     o = _core.SimulateOptions(seed=11, max_absorbers=2, kinematics=1, blend_fraction=0.5)
     simulate_module.Realism.sky()._set_core_fields(o)
-    raw = _core.simulate(5, 4, np.array([7.0]), o, False, "cpu", 0)
+    raw, truth = _core.simulate(5, 4, np.array([7.0]), o, False, "cpu", 0)
     assert np.array_equal(sim.flux, raw["flux"]) and np.array_equal(sim.err, raw["err"])
+    assert np.array_equal(sim.truth.abs_z, truth["abs_z"], equal_nan=True)
     # and a changed field changes the spectra (the struct is read, not ignored)
     o.ew_min = o.ew_max = 3.0
-    assert not np.array_equal(_core.simulate(5, 4, np.array([7.0]), o, False, "cpu", 0)["flux"],
-                              raw["flux"])  # fmt: skip
+    again, _ = _core.simulate(5, 4, np.array([7.0]), o, False, "cpu", 0)
+    assert not np.array_equal(again["flux"], raw["flux"])

@@ -285,10 +285,9 @@ def simulate(
         blend_fraction=float(blend_fraction),
     )
     (realism or Realism())._set_core_fields(options)
-    out = _core.simulate(
+    out, t = _core.simulate(
         int(n), int(start), snr_values, options, bool(return_clean), str(dev), int(threads)
     )
-    t = out["truth"]
     truth = Truth(index=np.arange(start, start + n, dtype=np.int64), **t)
     return Simulation(out["flux"], out["err"], truth, int(seed), out.get("clean"))
 

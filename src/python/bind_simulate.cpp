@@ -1,7 +1,8 @@
-// Binds the simulator: mgfast._core.simulate(...) returns flux, err, optional clean flux and the
-// truth as NumPy arrays.
+// Binds the simulator: mgfast._core.simulate(...) returns flux, err, optional clean flux, and the
+// truth, as two dicts of NumPy arrays.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/typing.h>
 
 #include <cmath>
 #include <cstdint>
@@ -24,8 +25,12 @@ py::array_t<T> zeros(std::vector<py::ssize_t> shape) {
   return a;
 }
 
+// The spectra ("flux", "err", and "clean" when asked for) and the truth arrays.
+using SimulateResult =
+    py::typing::Tuple<py::typing::Dict<py::str, py::array>, py::typing::Dict<py::str, py::array>>;
+
 // Truth of n sightlines as a dict of arrays (absorber arrays padded with NaN / 0).
-py::dict truth_arrays(const std::vector<sim::Sightline>& t) {
+py::typing::Dict<py::str, py::array> truth_arrays(const std::vector<sim::Sightline>& t) {
   const py::ssize_t n = static_cast<py::ssize_t>(t.size());
   constexpr py::ssize_t A = sim::kMaxAbsorbers, C = sim::kMaxComponents, I = sim::kMaxInterlopers;
   auto n_abs = zeros<std::int32_t>({n}), n_int = zeros<std::int32_t>({n});
@@ -73,7 +78,7 @@ py::dict truth_arrays(const std::vector<sim::Sightline>& t) {
       i_z.mutable_at(s, i) = has ? sl.inter[i].z : nan;
     }
   }
-  py::dict d;
+  py::typing::Dict<py::str, py::array> d;
   d["n_absorbers"] = n_abs;
   d["n_interlopers"] = n_int;
   d["snr"] = snr;
@@ -94,9 +99,9 @@ py::dict truth_arrays(const std::vector<sim::Sightline>& t) {
   return d;
 }
 
-py::dict simulate(std::int64_t n, std::uint64_t start, const carray<double>& snr,
-                  const sim::Config& options, bool return_clean, const std::string& device,
-                  int threads) {
+SimulateResult simulate(std::int64_t n, std::uint64_t start, const carray<double>& snr,
+                        const sim::Config& options, bool return_clean, const std::string& device,
+                        int threads) {
   if (n < 0) throw std::invalid_argument("n: number of spectra must not be negative");
   if (n > (std::int64_t{1} << 31) / grid::kNPix * 64)
     throw std::invalid_argument("n: too many spectra for one call; stream them in batches");
@@ -125,12 +130,11 @@ py::dict simulate(std::int64_t n, std::uint64_t start, const carray<double>& snr
                          cp, truth.data(), dev);
         });
   }
-  py::dict d;
+  py::typing::Dict<py::str, py::array> d;
   d["flux"] = flux;
   d["err"] = err;
   if (return_clean) d["clean"] = clean;
-  d["truth"] = truth_arrays(truth);
-  return d;
+  return SimulateResult(py::make_tuple(d, truth_arrays(truth)));
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#include <pybind11/typing.h>
 
 #include <cstdint>
 #include <optional>
@@ -42,12 +43,11 @@ py::array_t<T> per_pixel(T (*f)(int)) {
   return out;
 }
 
-py::dict preprocess(const carray<float>& flux, const std::optional<carray<double>>& wave,
-                    const std::optional<carray<float>>& err,
-                    const std::optional<carray<std::uint32_t>>& mask,
-                    const std::optional<carray<double>>& resolution, bool err_is_ivar,
-                    std::uint32_t bad_bits, const pipeline::Options& o, bool return_continuum,
-                    const std::string& device, int threads) {
+py::typing::Dict<py::str, py::array> preprocess(
+    const carray<float>& flux, const std::optional<carray<double>>& wave,
+    const std::optional<carray<float>>& err, const std::optional<carray<std::uint32_t>>& mask,
+    const std::optional<carray<double>>& resolution, bool err_is_ivar, std::uint32_t bad_bits,
+    const pipeline::Options& o, bool return_continuum, const std::string& device, int threads) {
   if (flux.ndim() != 2) throw std::invalid_argument("flux: expected a 2-D array (n_spec, n_pix)");
   pipeline::Batch b;
   b.n_spec = as_int(flux.shape(0), "flux");
@@ -106,7 +106,7 @@ py::dict preprocess(const carray<float>& flux, const std::optional<carray<double
           cuda::preprocess(b, o, out, dev);
         });
   }
-  py::dict d;
+  py::typing::Dict<py::str, py::array> d;
   d["flux"] = out_flux;
   d["ivar"] = out_ivar;
   d["pixmask"] = out_mask;
@@ -116,9 +116,9 @@ py::dict preprocess(const carray<float>& flux, const std::optional<carray<double
   return d;
 }
 
-py::tuple lsf_degrade(const carray<double>& wave, const carray<float>& flux,
-                      const std::optional<carray<float>>& err, const carray<double>& r_in,
-                      double r_out, int threads) {
+py::typing::Tuple<py::array_t<float>, py::array_t<float>, py::array_t<std::uint8_t>> lsf_degrade(
+    const carray<double>& wave, const carray<float>& flux, const std::optional<carray<float>>& err,
+    const carray<double>& r_in, double r_out, int threads) {
   if (flux.ndim() != 2) throw std::invalid_argument("flux: expected a 2-D array");
   const bool per = wave.ndim() == 2;
   if ((per && (wave.shape(0) != flux.shape(0) || wave.shape(1) != flux.shape(1))) ||
@@ -136,7 +136,8 @@ py::tuple lsf_degrade(const carray<double>& wave, const carray<float>& flux,
     lsf_degrade_cpu(n, m, wave.data(), per, flux.data(), err ? err->data() : nullptr, r_in.data(),
                     r_out, fo.mutable_data(), eo.mutable_data(), go.mutable_data(), threads);
   }
-  return py::make_tuple(fo, eo, go);
+  return py::typing::Tuple<py::array_t<float>, py::array_t<float>, py::array_t<std::uint8_t>>(
+      py::make_tuple(fo, eo, go));
 }
 
 }  // namespace
@@ -151,8 +152,10 @@ PYBIND11_MODULE(_core, m) {
 #else
   m.attr("built_with_cuda") = false;
   m.def("cuda_device_count", [] { return 0; });
-  m.def("cuda_device_name",
-        [](int) -> std::string { throw std::runtime_error("this mgfast was built without CUDA"); });
+  m.def(
+      "cuda_device_name",
+      [](int) -> std::string { throw std::runtime_error("this mgfast was built without CUDA"); },
+      py::arg("device"));
 #endif
 
   bind::bind_options(m);  // first: the signatures below name its classes
@@ -173,10 +176,14 @@ PYBIND11_MODULE(_core, m) {
   m.def("grid_hi_edge", [] { return per_pixel<double>(grid::pixel_hi_edge); });
   m.def("grid_arm_index", [] { return per_pixel<int>(grid::arm_of_pixel); });
   m.def("grid_edge_distance", [] { return per_pixel<int>(grid::edge_distance); });
-  m.def("pixel_of_wavelength",
-        [](const carray<double>& lam) { return map_doubles(lam, grid::pixel_of_wavelength); });
-  m.def("wavelength_of_pixel",
-        [](const carray<double>& x) { return map_doubles(x, grid::wavelength_of_pixel); });
+  m.def(
+      "pixel_of_wavelength",
+      [](const carray<double>& lam) { return map_doubles(lam, grid::pixel_of_wavelength); },
+      py::arg("lam"));
+  m.def(
+      "wavelength_of_pixel",
+      [](const carray<double>& x) { return map_doubles(x, grid::wavelength_of_pixel); },
+      py::arg("pixel"));
 
   // Atomic data.
   py::dict lines;
@@ -223,7 +230,8 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "measure_ew",
       [](const carray<float>& flux, const carray<float>& ivar, const carray<std::int64_t>& spectrum,
-         const carray<double>& z, const carray<double>& guess, const EwOptions& o, int threads) {
+         const carray<double>& z, const carray<double>& guess, const EwOptions& o,
+         int threads) -> py::typing::Tuple<py::array_t<double>, py::array_t<double>> {
         if (flux.ndim() != 2 || ivar.ndim() != 2 || flux.shape(0) != ivar.shape(0) ||
             flux.shape(1) != ivar.shape(1))
           throw std::invalid_argument("flux and ivar: expected 2-D arrays of one shape");
@@ -239,7 +247,8 @@ PYBIND11_MODULE(_core, m) {
           measure_ew_cpu(flux.data(), ivar.data(), flux.shape(0), n_pix, spectrum.data(), z.data(),
                          guess.data(), n, o, e, s, threads);
         }
-        return py::make_tuple(ew, sigma);
+        return py::typing::Tuple<py::array_t<double>, py::array_t<double>>(
+            py::make_tuple(ew, sigma));
       },
       py::arg("flux"), py::arg("ivar"), py::arg("spectrum"), py::arg("z"), py::arg("guess"),
       py::arg("options"), py::arg("threads") = 0);
