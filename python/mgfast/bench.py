@@ -76,10 +76,10 @@ class BenchResult:
         lines.append("")
         lines.append(f"inference: {gflops:,.1f} GFLOP/s")
         if self.pipelined_seconds:
-            rate = self.n / self.pipelined_seconds
+            ring = self.n / self.pipelined_seconds
             lines.append(
                 f"inference through the ring (host memory in and out, copies overlapping "
-                f"compute): {rate:,.0f} spectra/s, {self.flops_per_spectrum * rate / 1e9:,.1f} "
+                f"compute): {ring:,.0f} spectra/s, {self.flops_per_spectrum * ring / 1e9:,.1f} "
                 "GFLOP/s"
             )
         if self.end_to_end_seconds is not None:
@@ -162,9 +162,9 @@ def run(
             sim.flux, None, sim.err, normalised=False, allow_empty=True, threads=threads
         )
     )
-    x = np.ascontiguousarray(pre.flux, np.float32)  # type: ignore[attr-defined]
+    x = np.ascontiguousarray(pre.flux, np.float32)
     # a model that reads the noise: the engine's feed makes its channels from flux and ivar
-    iv = pre.ivar if det.model.reads_noise else None  # type: ignore[attr-defined]
+    iv = pre.ivar if det.model.reads_noise else None
     infer = backend.infer_map if backend.map_output else backend.infer
     t_inf = best(lambda: infer(x, iv))[0]
     t_all, _ = best(lambda: det.detect(sim.flux, err=sim.err, normalised=False))

@@ -72,8 +72,9 @@ def _demo(args: argparse.Namespace) -> int:
         mae = (
             np.nanmean(np.abs(res.wavelength[good] - t.lambda2796[good])) if good.any() else np.nan
         )
-        ew = good & np.isfinite(res.ew2796)
-        ew_err = np.median(np.abs(res.ew2796[ew] / t.ew2796[ew] - 1.0)) if ew.any() else np.nan
+        ew2796 = res.ew2796 if res.ew2796 is not None else np.full(good.shape, np.nan)
+        ew = good & np.isfinite(ew2796)
+        ew_err = np.median(np.abs(ew2796[ew] / t.ew2796[ew] - 1.0)) if ew.any() else np.nan
         print(f"  {name:16s}  {np.mean(found == has):8.1%}  {found[has].mean():12.1%}  "
               f"{found[~has].mean():12.1%}  {mae:7.2f} Å  {ew_err:12.1%}  "
               f"{args.n / dt:10,.0f}")  # fmt: skip

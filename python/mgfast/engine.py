@@ -8,7 +8,7 @@ NVIDIA GPU in fp32 or fp16 (the module mgfast._gpu, built where the CUDA toolkit
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,12 +31,15 @@ from .model import (
 from .options import CPU_PRECISIONS, GPU_PRECISIONS, PRECISIONS, Device, cuda_index, parse_precision
 from .preprocess import MIN_ARM_GOOD, MIN_PIXEL_GOOD, ContinuumOptions, continuum_args
 
+if TYPE_CHECKING:
+    from ._gpu import GpuNetwork  # built only with CUDA and cuDNN
+
 _MAX_BATCH = 4096
 
 
-def _core_layers(layers: tuple[Layer, ...]) -> list[tuple]:
+def _core_layers(layers: tuple[Layer, ...]) -> list[tuple[Any, ...]]:
     """The layer list as _core.CpuNetwork takes it: (kind, kernel, relu, weight, bias)."""
-    out: list[tuple] = []
+    out: list[tuple[Any, ...]] = []
     for layer in layers:
         if isinstance(layer, Conv1d):
             geometry = (layer.stride, layer.dilation, layer.pad_l, layer.pad_r)
@@ -77,7 +80,7 @@ class _Backend:
     """What the backends share: a loaded model and its network (``_net``) in the C++ core."""
 
     model: Model
-    _net: Any
+    _net: _core.CpuNetwork | GpuNetwork
 
     @property
     def batch_size(self) -> int:
@@ -173,6 +176,8 @@ class CpuBackend(_Backend):
         fp32 accumulation, on CPUs with AVX512-BF16 or AMX; docs/BENCHMARKS.md has its accuracy)
     """
 
+    _net: _core.CpuNetwork
+
     def __init__(
         self,
         model: Model | str | Path,
@@ -209,7 +214,7 @@ class CpuBackend(_Backend):
 def gpu_engine_module() -> Any:
     """mgfast._gpu, or a RuntimeError saying why this installation has no GPU engine."""
     try:
-        from . import _gpu  # type: ignore[attr-defined]
+        from . import _gpu
     except ImportError as e:
         why = str(e)
         if "No module named" in why:
@@ -240,6 +245,8 @@ class GpuBackend(_Backend):
         Capture each slot's copy-in + network + copy-out as a CUDA graph (``graph_status`` says
         whether capture worked; plain launches otherwise).
     """
+
+    _net: GpuNetwork
 
     def __init__(
         self,

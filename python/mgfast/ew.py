@@ -125,7 +125,7 @@ def scatter_ivar(flux: npt.ArrayLike, ivar: npt.ArrayLike, pixmask: npt.ArrayLik
     rows = np.flatnonzero(~np.any(given > 0, axis=1))
     if rows.size == 0:
         return given  # the usual case: not copied
-    out = given.copy()
+    out: np.ndarray = given.copy()
     good = np.asarray(pixmask)[rows] == 0
     for arm in grid.ARMS:
         f = flux[rows, arm.start : arm.stop].astype(np.float64)

@@ -7,7 +7,7 @@ C++ (threads) or CUDA, with the GIL released. See docs/preprocessing.md for the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -105,7 +105,7 @@ class Preprocessed:
         return np.stack([(f & int(b)) != 0 for b in ARM_MISSING], axis=-1)
 
 
-def real_array(x: npt.ArrayLike, name: str, dtype: type | None) -> np.ndarray:
+def real_array(x: npt.ArrayLike, name: str, dtype: npt.DTypeLike | None) -> np.ndarray:
     """x as a C-contiguous array of dtype (None: float32 and float64 kept, other reals as
     float64), or a ValueError naming it."""
     a = np.asarray(x)
@@ -117,12 +117,14 @@ def real_array(x: npt.ArrayLike, name: str, dtype: type | None) -> np.ndarray:
         raise ValueError(f"{name}: empty array (shape {a.shape})")
     if dtype is None:
         dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.float64
-    return np.ascontiguousarray(a, dtype=dtype)
+    out: np.ndarray = np.ascontiguousarray(a, dtype=dtype)
+    return out
 
 
 def _arms_hit(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Whether [lo, hi] (Å) overlaps at least one arm of the grid, elementwise."""
-    return np.any([(lo <= a.hi) & (hi >= a.lo) for a in grid.ARMS], axis=0)
+    hit: np.ndarray = np.any([(lo <= a.hi) & (hi >= a.lo) for a in grid.ARMS], axis=0)
+    return hit
 
 
 def wave_problem(lo: float, hi: float) -> str | None:
@@ -189,10 +191,13 @@ def _times_power_of_two(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     """x[i] * 2^k[i], exact (bar underflow and overflow): a product with a power of two in x's
     own precision where that holds it (much faster than np.ldexp), else np.ldexp."""
     lim = 126 if x.dtype == np.float32 else 1022
+    out: np.ndarray
     with np.errstate(over="ignore", under="ignore"):
         if np.all(np.abs(k) <= lim):
-            return x * np.ldexp(np.ones(len(k), x.dtype), k)[:, None]
-        return np.ldexp(x, k[:, None])
+            out = x * np.ldexp(np.ones(len(k), x.dtype), k)[:, None]
+        else:
+            out = np.ldexp(x, k[:, None])
+    return out
 
 
 def _unit_exponents(f: np.ndarray, e: np.ndarray | None, is_ivar: bool, m: np.ndarray | None,
@@ -213,10 +218,11 @@ def _unit_exponents(f: np.ndarray, e: np.ndarray | None, is_ivar: bool, m: np.nd
         starts = np.linspace(0, n - 32, _LEVEL_SAMPLES // 32).astype(np.int64)
         cols = (starts[:, None] + np.arange(32)).ravel()
 
-    def sample(x: np.ndarray | None) -> np.ndarray | None:
-        return x if x is None or cols is None else np.take(x, cols, axis=1)
+    def sample(x: np.ndarray) -> np.ndarray:
+        return x if cols is None else np.take(x, cols, axis=1)
 
-    level = _levels(sample(f), sample(e), is_ivar, sample(m), bad_bits)
+    level = _levels(sample(f), None if e is None else sample(e), is_ivar,
+                    None if m is None else sample(m), bad_bits)  # fmt: skip
     redo = np.flatnonzero(~(level > 0)) if cols is not None else np.empty(0, np.int64)
     if redo.size:  # nothing usable among the sampled pixels: all of them
         level[redo] = _levels(f[redo], None if e is None else e[redo], is_ivar,
@@ -227,6 +233,10 @@ def _unit_exponents(f: np.ndarray, e: np.ndarray | None, is_ivar: bool, m: np.nd
     return np.where(np.abs(k) > UNIT_EXPONENT_LIMIT, k, 0)
 
 
+@overload
+def _per_spectrum(x: None, n: int, name: str) -> None: ...
+@overload
+def _per_spectrum(x: npt.ArrayLike, n: int, name: str) -> np.ndarray: ...
 def _per_spectrum(x: npt.ArrayLike | None, n: int, name: str) -> np.ndarray | None:
     if x is None:
         return None

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _core
 from .atomic import MGII_2796
 from .options import parse_device
+
+if TYPE_CHECKING:
+    from astropy.table import Table  # untyped: Any to mypy
 
 PAPER_SNR: tuple[float, ...] = (3.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0)
 NO_ABSORBER_LAMBDA: float = _core.SIM_NO_ABSORBER_LAMBDA
@@ -187,7 +191,7 @@ class Truth:
             out.setdefault(k, getattr(self, k))
         return out
 
-    def to_table(self):  # type: ignore[no-untyped-def]
+    def to_table(self) -> Table:
         """The truth as an astropy Table (astropy must be installed)."""
         from astropy.table import Table
 
@@ -293,7 +297,7 @@ def simulate(
 
 
 def simulate_stream(
-    batch_size: int, *, seed: int = 0, start: int = 0, stop: int | None = None, **kwargs
+    batch_size: int, *, seed: int = 0, start: int = 0, stop: int | None = None, **kwargs: Any
 ) -> Iterator[Simulation]:
     """Consecutive batches of the set ``seed``, from index ``start`` (to ``stop``, or forever).
 
