@@ -118,12 +118,11 @@ def generated(module: str, out: Path) -> str:
         raise SystemExit(f"{module}: no functions {sorted(unused)}: update scripts/stubs.py")
     if constants:
         raise SystemExit(f"{module}: no constants {sorted(constants)}: update scripts/stubs.py")
-    versions = ", ".join(
-        f"{p} {importlib.metadata.version(p)}" for p in ("pybind11", "pybind11-stubgen")
-    )
+    stubgen = importlib.metadata.version("pybind11-stubgen")
     head = (
         f"# Type stub of mgfast.{module}, generated from the built module by scripts/gen_stubs.sh "
-        f"({versions}).\n# Do not edit: change the bindings (or scripts/stubs.py) and regenerate.\n"
+        f"(pybind11-stubgen {stubgen}).\n"
+        "# Do not edit: change the bindings (or scripts/stubs.py) and regenerate.\n"
     )
     return head + "\n".join(lines) + "\n"
 

@@ -1,4 +1,4 @@
-# Type stub of mgfast._core, generated from the built module by scripts/gen_stubs.sh (pybind11 3.1.0, pybind11-stubgen 3.0.0).
+# Type stub of mgfast._core, generated from the built module by scripts/gen_stubs.sh (pybind11-stubgen 3.0.0).
 # Do not edit: change the bindings (or scripts/stubs.py) and regenerate.
 """
 mgfast's compiled core (private: use the mgfast package)
