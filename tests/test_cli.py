@@ -81,7 +81,7 @@ def test_bench_without_a_gpu_or_at_another_precision_is_a_clear_error(capsys):
         assert main(["bench", "--device", "cuda:0", "--n", "4"]) == 2
         assert re.search("GPU inference engine|CUDA device", capsys.readouterr().err)
     assert main(["bench", "--device", "cuda:x", "--n", "4"]) == 2
-    assert "backend" in capsys.readouterr().err
+    assert "--device: expected 'cpu', 'cuda' or 'cuda:N', got 'cuda:x'" in capsys.readouterr().err
     assert main(["bench", "--precision", "int8", "--n", "4"]) == 2
     assert "precision" in capsys.readouterr().err
     assert main(["bench", "--precision", "fp16", "--n", "4"]) == 2  # fp16: the GPU engine only

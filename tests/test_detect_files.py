@@ -241,7 +241,7 @@ def test_fits_header_records_the_run(tmp_path, capsys):
     [
         (["-o", "c.txt"], "must be .fits, .csv, .parquet, .h5 or .hdf5"),
         (["-o", "nodir/c.fits"], "does not exist"),
-        (["-o", "c.fits", "--device", "cuda:x"], "backend"),
+        (["-o", "c.fits", "--device", "cuda:x"], "--device: expected"),
         (["-o", "c.fits", "--device", "tpu"], "--device"),
         (["-o", "c.fits", "--files-per-chunk", "0"], "--files-per-chunk"),
         (["-o", "c.fits", "--dask", "local:0"], "local:N"),

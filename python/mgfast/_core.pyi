@@ -1,154 +1,389 @@
-# Type stub of the compiled module mgfast._core (src/python/bindings.cpp). Private: use mgfast.
-import numpy as np
-
-__version__: str
-built_with_cuda: bool
-N_PIX: int
-N_ARMS: int
-RESOLVING_POWER: float
-DLNLAMBDA: float
+# Type stub of mgfast._core, generated from the built module by scripts/gen_stubs.sh (pybind11-stubgen 3.0.0).
+# Do not edit: change the bindings (or scripts/stubs.py) and regenerate.
+"""
+mgfast's compiled core (private: use the mgfast package)
+"""
+from __future__ import annotations
+import collections.abc
+import numpy
+import numpy.typing
+import typing
+class ContinuumOptions:
+    """
+    The continuum fit of each arm (src/core/preprocess/continuum.hpp).
+    """
+    def __init__(self, *, knot_spacing: typing.SupportsFloat | typing.SupportsIndex = 40.0, penalty: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_low: typing.SupportsFloat | typing.SupportsIndex = 2.5, clip_high: typing.SupportsFloat | typing.SupportsIndex = 3.0, grow: typing.SupportsInt | typing.SupportsIndex = 4, max_iter: typing.SupportsInt | typing.SupportsIndex = 15, sigma_floor: typing.SupportsFloat | typing.SupportsIndex = 0.01, spike_sigma: typing.SupportsFloat | typing.SupportsIndex = 10.0) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    @property
+    def clip_high(self) -> float:
+        ...
+    @clip_high.setter
+    def clip_high(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def clip_low(self) -> float:
+        ...
+    @clip_low.setter
+    def clip_low(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def grow(self) -> int:
+        ...
+    @grow.setter
+    def grow(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def knot_spacing(self) -> float:
+        ...
+    @knot_spacing.setter
+    def knot_spacing(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def max_iter(self) -> int:
+        ...
+    @max_iter.setter
+    def max_iter(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def penalty(self) -> float:
+        ...
+    @penalty.setter
+    def penalty(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def sigma_floor(self) -> float:
+        ...
+    @sigma_floor.setter
+    def sigma_floor(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def spike_sigma(self) -> float:
+        ...
+    @spike_sigma.setter
+    def spike_sigma(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class PreprocessOptions:
+    """
+    The options of mgfast._core.preprocess (src/core/preprocess/pipeline.hpp).
+    """
+    continuum: ContinuumOptions
+    normalise: bool
+    def __init__(self, *, normalise: bool = False, min_pixel_good: typing.SupportsFloat | typing.SupportsIndex = 0.5, min_arm_good: typing.SupportsFloat | typing.SupportsIndex = 0.5, continuum: ContinuumOptions = ...) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    @property
+    def min_arm_good(self) -> float:
+        ...
+    @min_arm_good.setter
+    def min_arm_good(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def min_pixel_good(self) -> float:
+        ...
+    @min_pixel_good.setter
+    def min_pixel_good(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class SimulateOptions:
+    """
+    The simulator's configuration (sim::Config in src/core/simulate/simulate.hpp) but the SNR list, which mgfast._core.simulate takes as an array; kinematics 0 (paper) or 1 (sky).
+    """
+    forest: bool
+    impostors: bool
+    metals: bool
+    noise: bool
+    random_edges: bool
+    telluric: bool
+    unnormalised: bool
+    def __init__(self, *, seed: typing.SupportsInt | typing.SupportsIndex = 0, absorber_fraction: typing.SupportsFloat | typing.SupportsIndex = 0.8, max_absorbers: typing.SupportsInt | typing.SupportsIndex = 1, ew_min: typing.SupportsFloat | typing.SupportsIndex = 0.05, ew_max: typing.SupportsFloat | typing.SupportsIndex = 5.15, edge_margin: typing.SupportsFloat | typing.SupportsIndex = 25.0, edge_snr_ratio: typing.SupportsFloat | typing.SupportsIndex = 2.5, edge_taper_pixels: typing.SupportsInt | typing.SupportsIndex = 420, noise: bool = True, metals: bool = False, interloper_rate: typing.SupportsFloat | typing.SupportsIndex = 0.0, forest: bool = False, unnormalised: bool = False, continuum_error: typing.SupportsFloat | typing.SupportsIndex = 0.0, sky_residual: typing.SupportsFloat | typing.SupportsIndex = 0.0, bad_pixel_rate: typing.SupportsFloat | typing.SupportsIndex = 0.0, z_em_min: typing.SupportsFloat | typing.SupportsIndex = 1.0, z_em_max: typing.SupportsFloat | typing.SupportsIndex = 3.6, kinematics: typing.SupportsInt | typing.SupportsIndex = 0, blend_fraction: typing.SupportsFloat | typing.SupportsIndex = 0.0, resolution_min: typing.SupportsFloat | typing.SupportsIndex = 20000.0, resolution_max: typing.SupportsFloat | typing.SupportsIndex = 20000.0, wavelength_shift_kms: typing.SupportsFloat | typing.SupportsIndex = 0.0, err_misestimate: typing.SupportsFloat | typing.SupportsIndex = 0.0, correlated_noise: typing.SupportsFloat | typing.SupportsIndex = 0.0, random_edges: bool = False, cosmic_ray_rate: typing.SupportsFloat | typing.SupportsIndex = 0.0, telluric: bool = False, impostors: bool = False, bal_fraction: typing.SupportsFloat | typing.SupportsIndex = 0.0, dla_rate: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    @property
+    def absorber_fraction(self) -> float:
+        ...
+    @absorber_fraction.setter
+    def absorber_fraction(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def bad_pixel_rate(self) -> float:
+        ...
+    @bad_pixel_rate.setter
+    def bad_pixel_rate(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def bal_fraction(self) -> float:
+        ...
+    @bal_fraction.setter
+    def bal_fraction(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def blend_fraction(self) -> float:
+        ...
+    @blend_fraction.setter
+    def blend_fraction(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def continuum_error(self) -> float:
+        ...
+    @continuum_error.setter
+    def continuum_error(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def correlated_noise(self) -> float:
+        ...
+    @correlated_noise.setter
+    def correlated_noise(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def cosmic_ray_rate(self) -> float:
+        ...
+    @cosmic_ray_rate.setter
+    def cosmic_ray_rate(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def dla_rate(self) -> float:
+        ...
+    @dla_rate.setter
+    def dla_rate(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def edge_margin(self) -> float:
+        ...
+    @edge_margin.setter
+    def edge_margin(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def edge_snr_ratio(self) -> float:
+        ...
+    @edge_snr_ratio.setter
+    def edge_snr_ratio(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def edge_taper_pixels(self) -> int:
+        ...
+    @edge_taper_pixels.setter
+    def edge_taper_pixels(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def err_misestimate(self) -> float:
+        ...
+    @err_misestimate.setter
+    def err_misestimate(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def ew_max(self) -> float:
+        ...
+    @ew_max.setter
+    def ew_max(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def ew_min(self) -> float:
+        ...
+    @ew_min.setter
+    def ew_min(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def interloper_rate(self) -> float:
+        ...
+    @interloper_rate.setter
+    def interloper_rate(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def kinematics(self) -> int:
+        ...
+    @kinematics.setter
+    def kinematics(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def max_absorbers(self) -> int:
+        ...
+    @max_absorbers.setter
+    def max_absorbers(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def resolution_max(self) -> float:
+        ...
+    @resolution_max.setter
+    def resolution_max(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def resolution_min(self) -> float:
+        ...
+    @resolution_min.setter
+    def resolution_min(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def seed(self) -> int:
+        ...
+    @seed.setter
+    def seed(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def sky_residual(self) -> float:
+        ...
+    @sky_residual.setter
+    def sky_residual(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def wavelength_shift_kms(self) -> float:
+        ...
+    @wavelength_shift_kms.setter
+    def wavelength_shift_kms(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def z_em_max(self) -> float:
+        ...
+    @z_em_max.setter
+    def z_em_max(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def z_em_min(self) -> float:
+        ...
+    @z_em_min.setter
+    def z_em_min(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class EwOptions:
+    """
+    The equivalent-width windows of mgfast._core.measure_ew (src/core/ew/equivalent_width.hpp).
+    """
+    def __init__(self, *, half_factor: typing.SupportsFloat | typing.SupportsIndex = 1.0, half_min: typing.SupportsFloat | typing.SupportsIndex = 2.0, half_max: typing.SupportsFloat | typing.SupportsIndex = 3.5, side: typing.SupportsFloat | typing.SupportsIndex = 6.0, min_coverage: typing.SupportsFloat | typing.SupportsIndex = 0.7, floor: typing.SupportsFloat | typing.SupportsIndex = 0.01) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    @property
+    def floor(self) -> float:
+        ...
+    @floor.setter
+    def floor(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def half_factor(self) -> float:
+        ...
+    @half_factor.setter
+    def half_factor(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def half_max(self) -> float:
+        ...
+    @half_max.setter
+    def half_max(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def half_min(self) -> float:
+        ...
+    @half_min.setter
+    def half_min(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def min_coverage(self) -> float:
+        ...
+    @min_coverage.setter
+    def min_coverage(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def side(self) -> float:
+        ...
+    @side.setter
+    def side(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class CpuNetwork:
+    def __init__(self, n_in: typing.SupportsInt | typing.SupportsIndex, layers: list[tuple[typing.Any, ...]], threads: typing.SupportsInt | typing.SupportsIndex, batch_size: typing.SupportsInt | typing.SupportsIndex, fast_conv: bool = True, bf16: bool = False, channels: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = ...) -> None:
+        ...
+    def infer(self, flux: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], ivar: numpy.typing.ArrayLike | None = None) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
+        ...
+    def infer_dual(self, flux: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], ivar: numpy.typing.ArrayLike | None = None) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
+        ...
+    def infer_map(self, flux: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], ivar: numpy.typing.ArrayLike | None = None) -> numpy.typing.NDArray[numpy.float32]:
+        ...
+    @property
+    def batch_size(self) -> int:
+        ...
+    @property
+    def device_string(self) -> str:
+        ...
+    @property
+    def flops_per_spectrum(self) -> float:
+        ...
+    @property
+    def has_summary(self) -> bool:
+        ...
+    @property
+    def in_channels(self) -> int:
+        ...
+    @property
+    def input_features(self) -> list[str]:
+        ...
+    @property
+    def map_output(self) -> bool:
+        ...
+    @property
+    def n_in(self) -> int:
+        ...
+    @property
+    def precision(self) -> str:
+        ...
+    @property
+    def threads(self) -> int:
+        ...
+def arm_npix_from_rule(arm: typing.SupportsInt | typing.SupportsIndex) -> int:
+    ...
+def cuda_device_count() -> int:
+    ...
+def cuda_device_name(device: typing.SupportsInt | typing.SupportsIndex) -> str:
+    ...
+def emulate_gpu_plan(n_in: typing.SupportsInt | typing.SupportsIndex, layers: list[tuple[typing.Any, ...]], flux: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], ivar: numpy.typing.ArrayLike | None = None, channels: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = ...) -> numpy.typing.NDArray[numpy.float32] | tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
+    ...
+def grid_arm_index() -> numpy.typing.NDArray[numpy.int32]:
+    ...
+def grid_edge_distance() -> numpy.typing.NDArray[numpy.int32]:
+    ...
+def grid_hi_edge() -> numpy.typing.NDArray[numpy.float64]:
+    ...
+def grid_lo_edge() -> numpy.typing.NDArray[numpy.float64]:
+    ...
+def grid_wavelength() -> numpy.typing.NDArray[numpy.float64]:
+    ...
+def input_features(flux: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], ivar: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], channels: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], channels_last: bool = False, threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float32]:
+    ...
+def lsf_degrade(wave: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], flux: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], err: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, resolution: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], r_out: typing.SupportsFloat | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.uint8]]:
+    ...
+def matched_filter(flux: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], ivar: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, widths: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], top_k: typing.SupportsInt | typing.SupportsIndex, ratio_lo: typing.SupportsFloat | typing.SupportsIndex, ratio_hi: typing.SupportsFloat | typing.SupportsIndex, ratio_sigma: typing.SupportsFloat | typing.SupportsIndex, device: str, threads: typing.SupportsInt | typing.SupportsIndex) -> dict[str, numpy.ndarray]:
+    ...
+def measure_ew(flux: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], ivar: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], spectrum: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], guess: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], options: EwOptions, threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
+    ...
+def median_snr(ivar: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float32]:
+    ...
+def onednn_version() -> str:
+    ...
+def pixel_of_wavelength(lam: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> numpy.typing.NDArray[numpy.float64]:
+    ...
+def preprocess(flux: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], wave: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None, err: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, mask: typing.Annotated[numpy.typing.ArrayLike, numpy.uint32] | None, resolution: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None, err_is_ivar: bool, bad_bits: typing.SupportsInt | typing.SupportsIndex, options: PreprocessOptions, return_continuum: bool, device: str, threads: typing.SupportsInt | typing.SupportsIndex) -> dict[str, numpy.ndarray]:
+    ...
+def simulate(n: typing.SupportsInt | typing.SupportsIndex, start: typing.SupportsInt | typing.SupportsIndex, snr: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], options: SimulateOptions, return_clean: bool, device: str, threads: typing.SupportsInt | typing.SupportsIndex) -> tuple[dict[str, numpy.ndarray], dict[str, numpy.ndarray]]:
+    ...
+def wavelength_of_pixel(pixel: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> numpy.typing.NDArray[numpy.float64]:
+    ...
 ARMS: list[tuple[str, float, float, int, int]]
-PIXEL_FLAGS: dict[str, int]
-SPECTRUM_FLAGS: dict[str, int]
-
-def cuda_device_count() -> int: ...
-def cuda_device_name(device: int) -> str: ...
-def arm_npix_from_rule(arm: int) -> int: ...
-def grid_wavelength() -> np.ndarray: ...
-def grid_lo_edge() -> np.ndarray: ...
-def grid_hi_edge() -> np.ndarray: ...
-def grid_arm_index() -> np.ndarray: ...
-def grid_edge_distance() -> np.ndarray: ...
-def pixel_of_wavelength(lam: np.ndarray) -> np.ndarray: ...
-def wavelength_of_pixel(x: np.ndarray) -> np.ndarray: ...
-def preprocess(
-    flux: np.ndarray,
-    wave: np.ndarray | None,
-    err: np.ndarray | None,
-    mask: np.ndarray | None,
-    resolution: np.ndarray | None,
-    err_is_ivar: bool,
-    bad_bits: int,
-    normalise: bool,
-    min_pixel_good: float,
-    min_arm_good: float,
-    knot_spacing: float,
-    penalty: float,
-    clip_low: float,
-    clip_high: float,
-    grow: int,
-    max_iter: int,
-    sigma_floor: float,
-    spike_sigma: float,
-    return_continuum: bool,
-    device: str,
-    threads: int,
-) -> dict[str, np.ndarray]: ...
-def median_snr(ivar: np.ndarray, threads: int = 0) -> np.ndarray: ...
-def lsf_degrade(
-    wave: np.ndarray,
-    flux: np.ndarray,
-    err: np.ndarray | None,
-    resolution: np.ndarray,
-    r_out: float,
-    threads: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
-
+DLNLAMBDA: float
 LINES: dict[str, tuple[float, float, float]]
+MF_MAX_TOP_K: int
+MF_MAX_WIDTH: float
+MF_MAX_WIDTHS: int
+MF_MIN_WIDTH: float
+MF_THIN_RATIO: float
+N_ARMS: int
+N_PIX: int
+PIXEL_FLAGS: dict[str, int]
+QUASAR_EMISSION_LINES: list[tuple[float, float, float]]
+RESOLVING_POWER: float
 SIM_MAX_ABSORBERS: int
 SIM_MAX_COMPONENTS: int
 SIM_MAX_INTERLOPERS: int
 SIM_NO_ABSORBER_LAMBDA: float
-
-def simulate(
-    n: int,
-    start: int,
-    seed: int,
-    snr: np.ndarray,
-    absorber_fraction: float,
-    max_absorbers: int,
-    ew_min: float,
-    ew_max: float,
-    edge_margin: float,
-    edge_snr_ratio: float,
-    edge_taper_pixels: int,
-    noise: bool,
-    metals: bool,
-    interloper_rate: float,
-    forest: bool,
-    unnormalised: bool,
-    continuum_error: float,
-    sky_residual: float,
-    bad_pixel_rate: float,
-    z_em_min: float,
-    z_em_max: float,
-    return_clean: bool,
-    device: str,
-    threads: int,
-    sky: dict = ...,
-) -> dict: ...
-
-MF_MAX_WIDTHS: int
-MF_MIN_WIDTH: float
-MF_MAX_WIDTH: float
-MF_MAX_TOP_K: int
-MF_THIN_RATIO: float
-
-def matched_filter(
-    flux: np.ndarray,
-    ivar: np.ndarray | None,
-    widths: np.ndarray,
-    top_k: int,
-    ratio_lo: float,
-    ratio_hi: float,
-    ratio_sigma: float,
-    device: str,
-    threads: int,
-) -> dict[str, np.ndarray]: ...
-
+SPECTRUM_FLAGS: dict[str, int]
+__version__: str
+built_with_cuda: bool
 built_with_onednn: bool
-
-def input_features(
-    flux: np.ndarray,
-    ivar: np.ndarray,
-    channels: list[int],
-    channels_last: bool = False,
-    threads: int = 0,
-) -> np.ndarray: ...
-def onednn_version() -> str: ...
-
-class CpuNetwork:
-    """The oneDNN CPU backend (src/cpu/backend_cpu.hpp) for a mgfast.model layer list."""
-
-    def __init__(
-        self,
-        n_in: int,
-        layers: list[tuple[str, int, bool, np.ndarray | None, np.ndarray | None]],
-        threads: int,
-        batch_size: int,
-        fast_conv: bool = True,
-        bf16: bool = False,
-        channels: list[int] = ...,
-    ) -> None: ...
-    def infer(
-        self, flux: np.ndarray, ivar: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]: ...
-    @property
-    def n_in(self) -> int: ...
-    @property
-    def in_channels(self) -> int: ...
-    @property
-    def threads(self) -> int: ...
-    @property
-    def batch_size(self) -> int: ...
-    @property
-    def flops_per_spectrum(self) -> float: ...
-    # the engine contract's (include/mgfast/engine.hpp)
-    @property
-    def input_features(self) -> list[str]: ...
-    @property
-    def precision(self) -> str: ...
-    @property
-    def device_string(self) -> str: ...
-
-QUASAR_EMISSION_LINES: list[tuple[float, float, float]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import importlib.metadata
 import sys
+from pathlib import Path
 
 
 def preload_onednn() -> None:
@@ -19,7 +20,7 @@ def preload_onednn() -> None:
     for f in files:
         if f.name == "libdnnl.so.3":
             try:
-                ctypes.CDLL(str(f.locate().resolve()), mode=ctypes.RTLD_GLOBAL)
+                ctypes.CDLL(str(Path(f.locate()).resolve()), mode=ctypes.RTLD_GLOBAL)
             except OSError:
                 pass  # the core reports a missing backend itself, with what to do
             return

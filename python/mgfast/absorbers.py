@@ -162,7 +162,8 @@ def calibrate(score: np.ndarray, curve: tuple[np.ndarray, np.ndarray] | None) ->
     if curve is None:
         return np.asarray(score, np.float32)
     x, y = curve
-    return np.interp(score, x, y).astype(np.float32)
+    p: np.ndarray = np.interp(score, x, y).astype(np.float32)
+    return p
 
 
 def decode_absorbers(
@@ -216,7 +217,8 @@ def decode_absorbers(
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))  # float32 in, float32 out
+    s: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))  # float32 in, float32 out
+    return s
 
 
 def _candidates(

@@ -1,4 +1,5 @@
-"""Atomic data of the lines mgfast uses, as defined once in the core (``src/core/common/atomic.hpp``)."""
+"""Atomic data of the lines mgfast uses, as defined once in the core
+(``src/core/common/atomic.hpp``)."""
 
 from __future__ import annotations
 

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from .engine import CPU_PRECISIONS, GPU_PRECISIONS, PRECISIONS
 from .model import input_features
+from .options import PRECISIONS, parse_device, parse_precision
 from .preprocess import preprocess
 from .simulate import Realism, simulate
 
@@ -76,10 +76,10 @@ class BenchResult:
         lines.append("")
         lines.append(f"inference: {gflops:,.1f} GFLOP/s")
         if self.pipelined_seconds:
-            rate = self.n / self.pipelined_seconds
+            ring = self.n / self.pipelined_seconds
             lines.append(
                 f"inference through the ring (host memory in and out, copies overlapping "
-                f"compute): {rate:,.0f} spectra/s, {self.flops_per_spectrum * rate / 1e9:,.1f} "
+                f"compute): {ring:,.0f} spectra/s, {self.flops_per_spectrum * ring / 1e9:,.1f} "
                 "GFLOP/s"
             )
         if self.end_to_end_seconds is not None:
@@ -139,23 +139,16 @@ def run(
     """Time the stages on n spectra (best of `repeat` runs of each) and, when installed, ONNX
     Runtime's inference on the same preprocessed input."""
     from .detector import Detector
+    from .engine import GpuBackend
 
-    on_gpu = device.startswith("cuda")
-    if not on_gpu and device != "cpu":
-        raise ValueError(f"device: expected 'cpu' or 'cuda[:N]', got {device!r}")
-    allowed = GPU_PRECISIONS if on_gpu else CPU_PRECISIONS
-    if precision not in allowed:
-        raise ValueError(
-            f"precision: {precision!r} is not available on {device}: the CPU engine runs "
-            f"{CPU_PRECISIONS}, the GPU engine {GPU_PRECISIONS}"
-        )
+    dev = parse_device(device)
+    on_gpu = dev.is_cuda
+    prec = parse_precision(precision, dev)
     if batch is None:
         batch = 1024 if on_gpu else 64
     if n < 1 or batch < 1 or repeat < 1:
         raise ValueError("n, batch and repeat must be positive")
-    det = Detector(
-        model=model, backend=device, batch_size=batch, threads=threads, precision=precision
-    )
+    det = Detector(model=model, backend=device, batch_size=batch, threads=threads, precision=prec)
     assert det.model is not None and det._backend is not None
     backend = det._backend
     realism = Realism.survey()
@@ -170,9 +163,9 @@ def run(
             sim.flux, None, sim.err, normalised=False, allow_empty=True, threads=threads
         )
     )
-    x = np.ascontiguousarray(pre.flux, np.float32)  # type: ignore[attr-defined]
+    x = np.ascontiguousarray(pre.flux, np.float32)
     # a model that reads the noise: the engine's feed makes its channels from flux and ivar
-    iv = pre.ivar if det.model.reads_noise else None  # type: ignore[attr-defined]
+    iv = pre.ivar if det.model.reads_noise else None
     infer = backend.infer_map if backend.map_output else backend.infer
     t_inf = best(lambda: infer(x, iv))[0]
     t_all, _ = best(lambda: det.detect(sim.flux, err=sim.err, normalised=False))
@@ -187,6 +180,7 @@ def run(
     # decoding and the catalogue columns: what detect() spends beyond the two stages
     decode = max(t_all - t_pre - t_inf, 0.0)
     if on_gpu:
+        assert isinstance(backend, GpuBackend)
         # Each stage alone (serialised, CUDA events; the best of `repeat` profiles).
         prof = min((backend.profile(x) for _ in range(repeat)), key=lambda t: t["compute"])
         res.device_name = backend.device_name

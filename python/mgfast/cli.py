@@ -13,6 +13,7 @@ import numpy as np
 
 from . import __version__, _core, grid
 from .io import FORMATS
+from .options import parse_device
 from .simulate import PAPER_SNR
 
 
@@ -71,8 +72,9 @@ def _demo(args: argparse.Namespace) -> int:
         mae = (
             np.nanmean(np.abs(res.wavelength[good] - t.lambda2796[good])) if good.any() else np.nan
         )
-        ew = good & np.isfinite(res.ew2796)
-        ew_err = np.median(np.abs(res.ew2796[ew] / t.ew2796[ew] - 1.0)) if ew.any() else np.nan
+        ew2796 = res.ew2796 if res.ew2796 is not None else np.full(good.shape, np.nan)
+        ew = good & np.isfinite(ew2796)
+        ew_err = np.median(np.abs(ew2796[ew] / t.ew2796[ew] - 1.0)) if ew.any() else np.nan
         print(f"  {name:16s}  {np.mean(found == has):8.1%}  {found[has].mean():12.1%}  "
               f"{found[~has].mean():12.1%}  {mae:7.2f} Å  {ew_err:12.1%}  "
               f"{args.n / dt:10,.0f}")  # fmt: skip
@@ -199,8 +201,7 @@ def _detect(args: argparse.Namespace) -> int:
         raise ValueError(f"-o {out}: exists; pass --overwrite to replace it")
     if args.files_per_chunk < 1:
         raise ValueError("--files-per-chunk: must be at least 1")
-    if args.device.split(":")[0] not in ("cpu", "cuda"):
-        raise ValueError(f"--device {args.device}: expected cpu or cuda[:N]")
+    parse_device(args.device, "--device")
     det = Detector(
         args.model, backend=args.device, method=args.method, threshold=args.threshold,
         threads=args.threads, precision=args.precision, ew=args.ew,
@@ -312,6 +313,7 @@ def read_z_em_table(path: str) -> dict[str, float]:
 def _bench(args: argparse.Namespace) -> int:
     from .bench import run
 
+    parse_device(args.device, "--device")
     res = run(
         device=args.device, n=args.n, batch=args.batch, threads=args.threads, model=args.model,
         precision=args.precision, onnxruntime=not args.no_onnxruntime, seed=args.seed,

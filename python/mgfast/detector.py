@@ -152,7 +152,7 @@ class Detector:
         absorber_threshold: float | None = None,
         chunk_size: int = 2048,
     ) -> None:
-        from .engine import CPU_PRECISIONS, GPU_PRECISIONS, cuda_index
+        from .options import parse_device, parse_precision
 
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size: expected a positive integer, got {chunk_size!r}")
@@ -166,21 +166,15 @@ class Detector:
         if ew not in ("combined", "network"):
             raise ValueError(f"ew: expected 'combined' or 'network', got {ew!r}")
         self.ew = ew
-        on_gpu = isinstance(backend, str) and backend.startswith("cuda")
+        # "auto" is the CPU engine until the GPU engine has been verified on a GPU
         try:
-            if on_gpu:
-                cuda_index(backend)
-            elif backend not in ("auto", "cpu"):
-                raise ValueError
-        except ValueError:
+            device = parse_device("cpu" if backend == "auto" else backend, "backend")
+        except ValueError:  # the parser's message, with the one spelling only the Detector takes
             raise ValueError(
                 f"backend: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {backend!r}"
             ) from None
-        allowed = GPU_PRECISIONS if on_gpu else CPU_PRECISIONS
-        if precision not in allowed:
-            raise ValueError(
-                f"precision: expected one of {allowed} with backend {backend!r}, got {precision!r}"
-            )
+        on_gpu = device.is_cuda
+        parse_precision(precision, device)
         if batch_size is None:
             batch_size = 1024 if on_gpu else 16
         self.method = method

@@ -8,7 +8,7 @@ NVIDIA GPU in fp32 or fp16 (the module mgfast._gpu, built where the CUDA toolkit
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,14 +28,18 @@ from .model import (
     Model,
     load_model,
 )
+from .options import CPU_PRECISIONS, GPU_PRECISIONS, PRECISIONS, Device, cuda_index, parse_precision
 from .preprocess import MIN_ARM_GOOD, MIN_PIXEL_GOOD, ContinuumOptions, continuum_args
+
+if TYPE_CHECKING:
+    from ._gpu import GpuNetwork  # built only with CUDA and cuDNN
 
 _MAX_BATCH = 4096
 
 
-def _core_layers(layers: tuple[Layer, ...]) -> list[tuple]:
+def _core_layers(layers: tuple[Layer, ...]) -> list[tuple[Any, ...]]:
     """The layer list as _core.CpuNetwork takes it: (kind, kernel, relu, weight, bias)."""
-    out: list[tuple] = []
+    out: list[tuple[Any, ...]] = []
     for layer in layers:
         if isinstance(layer, Conv1d):
             geometry = (layer.stride, layer.dilation, layer.pad_l, layer.pad_r)
@@ -76,7 +80,7 @@ class _Backend:
     """What the backends share: a loaded model and its network (``_net``) in the C++ core."""
 
     model: Model
-    _net: Any
+    _net: _core.CpuNetwork | GpuNetwork
 
     @property
     def batch_size(self) -> int:
@@ -172,6 +176,8 @@ class CpuBackend(_Backend):
         fp32 accumulation, on CPUs with AVX512-BF16 or AMX; docs/BENCHMARKS.md has its accuracy)
     """
 
+    _net: _core.CpuNetwork
+
     def __init__(
         self,
         model: Model | str | Path,
@@ -184,9 +190,7 @@ class CpuBackend(_Backend):
         self.model = model if isinstance(model, Model) else load_model(model)
         threads = _count(threads, "threads", 0, 4096)
         batch_size = _count(batch_size, "batch_size", 1, _MAX_BATCH)
-        if precision not in CPU_PRECISIONS:
-            raise ValueError(f"precision: expected one of {CPU_PRECISIONS}, got {precision!r}")
-        self.precision = precision
+        self.precision = parse_precision(precision, Device("cpu"))
         if not _core.built_with_onednn:
             raise RuntimeError(
                 "this mgfast was built without oneDNN, so it has no CPU backend: reinstall with "
@@ -207,25 +211,10 @@ class CpuBackend(_Backend):
         return int(self._net.threads)
 
 
-CPU_PRECISIONS = ("fp32", "bf16")
-GPU_PRECISIONS = ("fp32", "fp16")
-PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-def cuda_index(device: str) -> int:
-    """N of "cuda" (0) or "cuda:N"; anything else is a ValueError."""
-    if device == "cuda":
-        return 0
-    head, _, digits = device.partition(":")
-    if head != "cuda" or not digits.isdigit():
-        raise ValueError(f"device: expected 'cuda' or 'cuda:N', got {device!r}")
-    return int(digits)
-
-
 def gpu_engine_module() -> Any:
     """mgfast._gpu, or a RuntimeError saying why this installation has no GPU engine."""
     try:
-        from . import _gpu  # type: ignore[attr-defined]
+        from . import _gpu
     except ImportError as e:
         why = str(e)
         if "No module named" in why:
@@ -257,6 +246,8 @@ class GpuBackend(_Backend):
         whether capture worked; plain launches otherwise).
     """
 
+    _net: GpuNetwork
+
     def __init__(
         self,
         model: Model | str | Path,
@@ -271,11 +262,9 @@ class GpuBackend(_Backend):
         index = cuda_index(device)
         batch_size = _count(batch_size, "batch_size", 1, 65536)
         slots = _count(slots, "slots", 2, 8)
-        if precision not in GPU_PRECISIONS:
-            raise ValueError(f"precision: expected one of {GPU_PRECISIONS}, got {precision!r}")
+        self.precision = parse_precision(precision, Device("cuda", index))
         gpu = gpu_engine_module()
         self.device = f"cuda:{index}"
-        self.precision = precision
         self._net = gpu.GpuNetwork(
             self.model.n_pix,
             _core_layers(self.model.layers),

@@ -96,11 +96,14 @@ def measure(
     rows, zs = np.ravel(spectrum), np.ravel(z)
     guess = np.array(np.ravel(ew_guess), dtype=np.float64)
 
+    core = _core.EwOptions(
+        half_factor=float(o.half_factor), half_min=float(o.half_min),
+        half_max=float(o.half_max), side=float(o.side), min_coverage=float(o.min_coverage),
+        floor=float(o.floor),
+    )  # fmt: skip
+
     def run(sel: np.ndarray | slice, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return _core.measure_ew(  # type: ignore[no-any-return]
-            flux, ivar, rows[sel], zs[sel], g, o.half_factor, o.half_min, o.half_max, o.side,
-            o.min_coverage, o.floor, threads,
-        )  # fmt: skip
+        return _core.measure_ew(flux, ivar, rows[sel], zs[sel], g, core, threads)
 
     ew, sigma = run(slice(None), guess)
     # No guess: the smallest window measured first; a broader system is measured again with
@@ -122,7 +125,7 @@ def scatter_ivar(flux: npt.ArrayLike, ivar: npt.ArrayLike, pixmask: npt.ArrayLik
     rows = np.flatnonzero(~np.any(given > 0, axis=1))
     if rows.size == 0:
         return given  # the usual case: not copied
-    out = given.copy()
+    out: np.ndarray = given.copy()
     good = np.asarray(pixmask)[rows] == 0
     for arm in grid.ARMS:
         f = flux[rows, arm.start : arm.stop].astype(np.float64)

@@ -9,26 +9,54 @@ import enum
 
 from . import _core
 
-PixelFlag = enum.IntFlag("PixelFlag", dict(_core.PIXEL_FLAGS))  # type: ignore[misc]
-PixelFlag.__doc__ = """Why an output pixel is masked (any bit set: flux 1, ivar 0).
+_PIX = _core.PIXEL_FLAGS
+_SPEC = _core.SPECTRUM_FLAGS
 
-NOT_COVERED: no input data there; BAD_INPUT: NaN/inf flux, error <= 0, ivar 0 or a bad mask bit;
-ARM_MISSING: the whole arm had too little data; CONTINUUM_FAILED: the arm's continuum fit failed,
-or the fit is not trusted at this pixel (no support on both sides, or a continuum below the noise);
-BEYOND_ZEM: redward of where MgII can be given the quasar's redshift (Detector.detect's z_em:
-λ2803 of an absorber ASSOCIATED_KMS above z_em), masked so that nothing is searched there.
-SPIKE: a spike (cosmic ray, hot pixel) far above its neighbours and the continuum, found while
-fitting the continuum (``normalised=False`` only).
-"""
 
-SpectrumFlag = enum.IntFlag("SpectrumFlag", dict(_core.SPECTRUM_FLAGS))  # type: ignore[misc]
-SpectrumFlag.__doc__ = """Per-spectrum summary of preprocessing.
+class PixelFlag(enum.IntFlag):
+    """Why an output pixel is masked (any bit set: flux 1, ivar 0).
 
-ARM_MISSING_BLUE/GREEN/RED: that arm was dropped (masked); LOW_RESOLUTION: input R < 20000;
-CONTINUUM_FAILED: some arm's continuum fit failed or was not trusted at some usable pixel;
-ALL_MASKED: no usable pixel;
-NO_ERRORS: no error array was given, so ivar is 0 everywhere.
-"""
+    NOT_COVERED: no input data there; BAD_INPUT: NaN/inf flux, error <= 0, ivar 0 or a bad mask
+    bit; ARM_MISSING: the whole arm had too little data; CONTINUUM_FAILED: the arm's continuum fit
+    failed, or the fit is not trusted at this pixel (no support on both sides, or a continuum
+    below the noise); BEYOND_ZEM: redward of where MgII can be given the quasar's redshift
+    (Detector.detect's z_em: λ2803 of an absorber ASSOCIATED_KMS above z_em), masked so that
+    nothing is searched there. SPIKE: a spike (cosmic ray, hot pixel) far above its neighbours
+    and the continuum, found while fitting the continuum (``normalised=False`` only).
+    """
+
+    NOT_COVERED = _PIX["NOT_COVERED"]
+    BAD_INPUT = _PIX["BAD_INPUT"]
+    ARM_MISSING = _PIX["ARM_MISSING"]
+    CONTINUUM_FAILED = _PIX["CONTINUUM_FAILED"]
+    BEYOND_ZEM = _PIX["BEYOND_ZEM"]
+    SPIKE = _PIX["SPIKE"]
+
+
+class SpectrumFlag(enum.IntFlag):
+    """Per-spectrum summary of preprocessing.
+
+    ARM_MISSING_BLUE/GREEN/RED: that arm was dropped (masked); LOW_RESOLUTION: input R < 20000;
+    CONTINUUM_FAILED: some arm's continuum fit failed or was not trusted at some usable pixel;
+    ALL_MASKED: no usable pixel;
+    NO_ERRORS: no error array was given, so ivar is 0 everywhere.
+    """
+
+    ARM_MISSING_BLUE = _SPEC["ARM_MISSING_BLUE"]
+    ARM_MISSING_GREEN = _SPEC["ARM_MISSING_GREEN"]
+    ARM_MISSING_RED = _SPEC["ARM_MISSING_RED"]
+    LOW_RESOLUTION = _SPEC["LOW_RESOLUTION"]
+    CONTINUUM_FAILED = _SPEC["CONTINUUM_FAILED"]
+    ALL_MASKED = _SPEC["ALL_MASKED"]
+    NO_ERRORS = _SPEC["NO_ERRORS"]
+
+
+# The values come from the core (src/core/common/flags.hpp); the names must be all of its names,
+# in its order.
+for _flag, _names in ((PixelFlag, _PIX), (SpectrumFlag, _SPEC)):
+    if [m.name for m in _flag] != list(_names):
+        raise ImportError(f"mgfast.flags.{_flag.__name__} lists {[m.name for m in _flag]}, the "
+                          f"compiled core {list(_names)}: rebuild, or update flags.py")  # fmt: skip
 
 
 class DetectionFlag(enum.IntFlag):

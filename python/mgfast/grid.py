@@ -46,7 +46,7 @@ ARMS: tuple[Arm, ...] = tuple(Arm(*a) for a in _core.ARMS)
 
 @cache
 def _cached(name: str) -> np.ndarray:
-    a = getattr(_core, name)()
+    a: np.ndarray = getattr(_core, name)()
     a.setflags(write=False)
     return a
 

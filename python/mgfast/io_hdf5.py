@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ def write_simulation(
     path: str | Path,
     batches: Iterable[Simulation],
     n: int,
-    config: dict,
+    config: dict[str, Any],
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Write consecutive batches (n spectra in all) to ``path``; returns the number written.
@@ -64,7 +65,7 @@ def write_simulation(
     return done
 
 
-def read_simulation(path: str | Path, start: int = 0, stop: int | None = None) -> dict:
+def read_simulation(path: str | Path, start: int = 0, stop: int | None = None) -> dict[str, Any]:
     """Read spectra start..stop of a file written by ``write_simulation``: a dict with flux, err,
     wavelength, truth (dict of arrays) and config."""
     import h5py

@@ -7,7 +7,6 @@ default threshold and where the filter fails.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core, grid
+from .options import parse_device
 from .preprocess import real_array
 
 DEFAULT_WIDTHS: tuple[float, ...] = (0.6, 1.2, 2.5, 5.0)  # template Gaussian σ, pixels
@@ -142,14 +142,11 @@ def match(
     r_sig = _real(ratio_sigma, "ratio_sigma")
     if r_sig < 0:
         raise ValueError(f"ratio_sigma: must be >= 0, got {r_sig}")
-    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:[0-9]{1,6})?", device):
-        raise ValueError(f"device: expected 'cpu' or 'cuda[:N]', got {device!r}")
+    dev = parse_device(device)
     if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 0:
         raise ValueError(f"threads: expected an integer >= 0, got {threads!r}")
 
-    out = _core.matched_filter(
-        f, iv, w, int(top_k), r_lo, r_hi, r_sig, device, int(threads)
-    )  # fmt: skip
+    out = _core.matched_filter(f, iv, w, int(top_k), r_lo, r_hi, r_sig, str(dev), int(threads))
     sig = out["significance"]
     idx = out["width"]
     cand_width = np.where(idx >= 0, w[np.clip(idx, 0, None)], np.nan).astype(np.float32)

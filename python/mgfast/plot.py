@@ -180,7 +180,11 @@ def plot_detection(
     n = len(res)
     if not 0 <= i < n:
         raise IndexError(f"spectrum {i}: the detections have {n} rows")
-    pick = (lambda x: _row(x, i)) if np.ndim(flux) == 2 else (lambda x: x)
+    many = np.ndim(flux) == 2
+
+    def pick(x: Any) -> Any:
+        return _row(x, i) if many else x
+
     pre = preprocess(
         pick(flux), pick(wave) if wave is not None and np.ndim(wave) == 2 else wave, pick(err),
         ivar=pick(ivar), mask=pick(mask), normalised=normalised, allow_empty=True,
@@ -210,7 +214,8 @@ def _cell_probability(model: str | None, pre: Any, sha256: str | None = None) ->
         det = _DETECTORS[model]
         if not det.multi_absorber or (sha256 and det.model.sha256 != sha256):
             return None
-        return det.cell_probabilities(pre.flux, pre.ivar, pre.pixmask)[0]
+        cells: np.ndarray = det.cell_probabilities(pre.flux, pre.ivar, pre.pixmask)[0]
+        return cells
     except (OSError, ValueError):
         return None
 
@@ -264,7 +269,8 @@ def gallery(
         return cache[file][index if len(parts) == 1 else 0]
 
     a = cat.absorbers
-    entries, problems = [], []
+    entries: list[_Entry] = []
+    problems: list[str] = []
     for k, r in enumerate(order):
         file, index = str(cat.columns["file"][r]), int(cat.columns["index"][r])
         sid = str(cat.columns["id"][r])
@@ -301,7 +307,11 @@ def gallery(
     return page
 
 
-def _html(entries: list[tuple], problems: list[str], catalogue: str) -> str:
+# A gallery row: figure file name, spectrum id, its file, probability, z_abs, candidates.
+_Entry = tuple[str, str, str, float, float, int]
+
+
+def _html(entries: list[_Entry], problems: list[str], catalogue: str) -> str:
     e = html.escape
     rows = "\n".join(
         f'<tr data-p="{p:.6f}"><td><a href="{name}"><img src="{name}" width="480"></a></td>'

@@ -7,13 +7,14 @@ C++ (threads) or CUDA, with the GIL released. See docs/preprocessing.md for the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _core, grid
 from .flags import ARM_MISSING, SpectrumFlag
+from .options import parse_device
 
 # preprocess()'s defaults: the share of an output pixel, and of an arm, that must be good
 MIN_PIXEL_GOOD = 0.5
@@ -52,10 +53,32 @@ class ContinuumOptions:
 def continuum_args(
     c: ContinuumOptions | None,
 ) -> tuple[float, float, float, float, int, int, float, float]:
-    """The continuum options (default when None) as the core's preprocessing calls take them."""
+    """The continuum options (default when None) one by one, as the GPU engine's detect_device
+    takes them (the core's preprocess takes them whole: core_options)."""
     c = c or ContinuumOptions()
     return (float(c.knot_spacing), float(c.penalty), float(c.clip_low), float(c.clip_high),
             int(c.grow), int(c.max_iter), float(c.sigma_floor), float(c.spike_sigma))  # fmt: skip
+
+
+def core_options(
+    *,
+    normalised: bool = True,
+    continuum: ContinuumOptions | None = None,
+    min_pixel_good: float = MIN_PIXEL_GOOD,
+    min_arm_good: float = MIN_ARM_GOOD,
+) -> _core.PreprocessOptions:
+    """preprocess()'s keyword arguments as the core's PreprocessOptions (checked there: a
+    ValueError naming the first field out of range)."""
+    knots, penalty, clip_low, clip_high, grow, max_iter, floor, spike = continuum_args(continuum)
+    return _core.PreprocessOptions(
+        normalise=not normalised,
+        min_pixel_good=float(min_pixel_good),
+        min_arm_good=float(min_arm_good),
+        continuum=_core.ContinuumOptions(
+            knot_spacing=knots, penalty=penalty, clip_low=clip_low, clip_high=clip_high,
+            grow=grow, max_iter=max_iter, sigma_floor=floor, spike_sigma=spike,
+        ),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -82,7 +105,7 @@ class Preprocessed:
         return np.stack([(f & int(b)) != 0 for b in ARM_MISSING], axis=-1)
 
 
-def real_array(x: npt.ArrayLike, name: str, dtype: type | None) -> np.ndarray:
+def real_array(x: npt.ArrayLike, name: str, dtype: npt.DTypeLike | None) -> np.ndarray:
     """x as a C-contiguous array of dtype (None: float32 and float64 kept, other reals as
     float64), or a ValueError naming it."""
     a = np.asarray(x)
@@ -94,12 +117,14 @@ def real_array(x: npt.ArrayLike, name: str, dtype: type | None) -> np.ndarray:
         raise ValueError(f"{name}: empty array (shape {a.shape})")
     if dtype is None:
         dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.float64
-    return np.ascontiguousarray(a, dtype=dtype)
+    out: np.ndarray = np.ascontiguousarray(a, dtype=dtype)
+    return out
 
 
 def _arms_hit(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Whether [lo, hi] (Å) overlaps at least one arm of the grid, elementwise."""
-    return np.any([(lo <= a.hi) & (hi >= a.lo) for a in grid.ARMS], axis=0)
+    hit: np.ndarray = np.any([(lo <= a.hi) & (hi >= a.lo) for a in grid.ARMS], axis=0)
+    return hit
 
 
 def wave_problem(lo: float, hi: float) -> str | None:
@@ -166,10 +191,13 @@ def _times_power_of_two(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     """x[i] * 2^k[i], exact (bar underflow and overflow): a product with a power of two in x's
     own precision where that holds it (much faster than np.ldexp), else np.ldexp."""
     lim = 126 if x.dtype == np.float32 else 1022
+    out: np.ndarray
     with np.errstate(over="ignore", under="ignore"):
         if np.all(np.abs(k) <= lim):
-            return x * np.ldexp(np.ones(len(k), x.dtype), k)[:, None]
-        return np.ldexp(x, k[:, None])
+            out = x * np.ldexp(np.ones(len(k), x.dtype), k)[:, None]
+        else:
+            out = np.ldexp(x, k[:, None])
+    return out
 
 
 def _unit_exponents(f: np.ndarray, e: np.ndarray | None, is_ivar: bool, m: np.ndarray | None,
@@ -190,10 +218,11 @@ def _unit_exponents(f: np.ndarray, e: np.ndarray | None, is_ivar: bool, m: np.nd
         starts = np.linspace(0, n - 32, _LEVEL_SAMPLES // 32).astype(np.int64)
         cols = (starts[:, None] + np.arange(32)).ravel()
 
-    def sample(x: np.ndarray | None) -> np.ndarray | None:
-        return x if x is None or cols is None else np.take(x, cols, axis=1)
+    def sample(x: np.ndarray) -> np.ndarray:
+        return x if cols is None else np.take(x, cols, axis=1)
 
-    level = _levels(sample(f), sample(e), is_ivar, sample(m), bad_bits)
+    level = _levels(sample(f), None if e is None else sample(e), is_ivar,
+                    None if m is None else sample(m), bad_bits)  # fmt: skip
     redo = np.flatnonzero(~(level > 0)) if cols is not None else np.empty(0, np.int64)
     if redo.size:  # nothing usable among the sampled pixels: all of them
         level[redo] = _levels(f[redo], None if e is None else e[redo], is_ivar,
@@ -204,6 +233,10 @@ def _unit_exponents(f: np.ndarray, e: np.ndarray | None, is_ivar: bool, m: np.nd
     return np.where(np.abs(k) > UNIT_EXPONENT_LIMIT, k, 0)
 
 
+@overload
+def _per_spectrum(x: None, n: int, name: str) -> None: ...
+@overload
+def _per_spectrum(x: npt.ArrayLike, n: int, name: str) -> np.ndarray: ...
 def _per_spectrum(x: npt.ArrayLike | None, n: int, name: str) -> np.ndarray | None:
     if x is None:
         return None
@@ -340,6 +373,11 @@ def preprocess(
     for name, v in (("min_pixel_good", min_pixel_good), ("min_arm_good", min_arm_good)):
         if not 0.0 < v <= 1.0:
             raise ValueError(f"{name}: must lie in (0, 1], got {v}")
+    options = core_options(
+        normalised=normalised, continuum=continuum, min_pixel_good=min_pixel_good,
+        min_arm_good=min_arm_good,
+    )  # fmt: skip
+    dev = parse_device(device)
 
     # Unit-free numerics: an unnormalised spectrum whose errors (or flux) are far from 1 is scaled
     # by a power of two, in its own precision, before the cast to float32 (_unit_exponents); its
@@ -357,9 +395,8 @@ def preprocess(
     if w is not None and _is_grid(w) and (r is None or np.all(r <= grid.RESOLVING_POWER)):
         w = None
     out = _core.preprocess(
-        f, w, e, m, r, is_ivar, int(bad_bits) & 0xFFFFFFFF, not normalised,
-        float(min_pixel_good), float(min_arm_good), *continuum_args(continuum),
-        bool(return_continuum), device, int(threads),
+        f, w, e, m, r, is_ivar, int(bad_bits) & 0xFFFFFFFF, options, bool(return_continuum),
+        str(dev), int(threads),
     )  # fmt: skip
 
     if "continuum" in out:  # in the input's units, and precision

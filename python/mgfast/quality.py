@@ -41,7 +41,7 @@ def check_normalised(flux: np.ndarray, pixmask: np.ndarray) -> np.ndarray:
             NormalisationWarning,
             stacklevel=3,
         )
-    return np.where(bad, np.uint32(DetectionFlag.NOT_NORMALISED), np.uint32(0))
+    return np.asarray(np.where(bad, np.uint32(DetectionFlag.NOT_NORMALISED), np.uint32(0)))
 
 
 def check_z_em(z_em: Any, n: int) -> np.ndarray | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from . import _core
 from .absorbers import Absorbers, decode_absorbers
 from .catalog_files import read_tables, units_of, write_tables
 from .flags import DetectionFlag, SpectrumFlag
+
+if TYPE_CHECKING:
+    from astropy.table import Table  # untyped: Any to mypy
 
 # Columns ahead of Detections.columns() in a catalogue: where each spectrum came from.
 SOURCE_COLUMNS: tuple[str, ...] = ("id", "file", "index", "ra", "dec")
@@ -127,7 +130,7 @@ class Detections:
             m["absorber_threshold"] = self.absorber_threshold
         return m
 
-    def to_table(self):  # type: ignore[no-untyped-def]
+    def to_table(self) -> Table:
         """An astropy Table with the run's metadata in ``meta`` (astropy must be installed)."""
         from astropy.table import Table
 

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _core
 from .atomic import MGII_2796
+from .options import parse_device
+
+if TYPE_CHECKING:
+    from astropy.table import Table  # untyped: Any to mypy
 
 PAPER_SNR: tuple[float, ...] = (3.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0)
 NO_ABSORBER_LAMBDA: float = _core.SIM_NO_ABSORBER_LAMBDA
@@ -90,20 +95,26 @@ class Realism:
             dla_rate=0.2,
         )
 
-    def _sky_options(self) -> dict[str, float | bool]:
-        return {
-            "resolution_min": float(self.resolution_range[0]),
-            "resolution_max": float(self.resolution_range[1]),
-            "wavelength_shift_kms": float(self.wavelength_shift_kms),
-            "err_misestimate": float(self.err_misestimate),
-            "correlated_noise": float(self.correlated_noise),
-            "random_edges": bool(self.random_edges),
-            "cosmic_ray_rate": float(self.cosmic_ray_rate),
-            "telluric": bool(self.telluric),
-            "impostors": bool(self.impostors),
-            "bal_fraction": float(self.bal_fraction),
-            "dla_rate": float(self.dla_rate),
-        }
+    def _set_core_fields(self, o: _core.SimulateOptions) -> None:
+        """Set these switches on the core's SimulateOptions (checked by the simulate call)."""
+        o.metals = bool(self.metals)
+        o.interloper_rate = float(self.interloper_rate)
+        o.forest = bool(self.forest)
+        o.unnormalised = bool(self.unnormalised)
+        o.continuum_error = float(self.continuum_error)
+        o.sky_residual = float(self.sky_residual)
+        o.bad_pixel_rate = float(self.bad_pixel_rate)
+        o.resolution_min = float(self.resolution_range[0])
+        o.resolution_max = float(self.resolution_range[1])
+        o.wavelength_shift_kms = float(self.wavelength_shift_kms)
+        o.err_misestimate = float(self.err_misestimate)
+        o.correlated_noise = float(self.correlated_noise)
+        o.random_edges = bool(self.random_edges)
+        o.cosmic_ray_rate = float(self.cosmic_ray_rate)
+        o.telluric = bool(self.telluric)
+        o.impostors = bool(self.impostors)
+        o.bal_fraction = float(self.bal_fraction)
+        o.dla_rate = float(self.dla_rate)
 
 
 @dataclass(frozen=True)
@@ -180,7 +191,7 @@ class Truth:
             out.setdefault(k, getattr(self, k))
         return out
 
-    def to_table(self):  # type: ignore[no-untyped-def]
+    def to_table(self) -> Table:
         """The truth as an astropy Table (astropy must be installed)."""
         from astropy.table import Table
 
@@ -260,25 +271,33 @@ def simulate(
         raise ValueError(f"ew_range: need 0 < min <= max <= 7 Å (rest EW2796), got {ew_range}")
     if kinematics not in KINEMATICS:
         raise ValueError(f"kinematics: expected one of {KINEMATICS}, got {kinematics!r}")
-    r = realism or Realism()
-    sky = r._sky_options()
-    sky["kinematics"] = KINEMATICS.index(kinematics)
-    sky["blend_fraction"] = float(blend_fraction)
-    out = _core.simulate(
-        int(n), int(start), int(seed), _snr_values(snr), float(with_absorber_fraction),
-        int(max_absorbers), float(lo), float(hi), float(edge_margin), float(edge_snr_ratio),
-        int(edge_taper_pixels), bool(noise), bool(r.metals), float(r.interloper_rate),
-        bool(r.forest), bool(r.unnormalised), float(r.continuum_error), float(r.sky_residual),
-        float(r.bad_pixel_rate), float(z_em_range[0]), float(z_em_range[1]), bool(return_clean),
-        device, int(threads), sky,
-    )  # fmt: skip
-    t = out["truth"]
+    snr_values = _snr_values(snr)
+    dev = parse_device(device)
+    options = _core.SimulateOptions(
+        seed=int(seed),
+        absorber_fraction=float(with_absorber_fraction),
+        max_absorbers=int(max_absorbers),
+        ew_min=float(lo),
+        ew_max=float(hi),
+        edge_margin=float(edge_margin),
+        edge_snr_ratio=float(edge_snr_ratio),
+        edge_taper_pixels=int(edge_taper_pixels),
+        noise=bool(noise),
+        z_em_min=float(z_em_range[0]),
+        z_em_max=float(z_em_range[1]),
+        kinematics=KINEMATICS.index(kinematics),
+        blend_fraction=float(blend_fraction),
+    )
+    (realism or Realism())._set_core_fields(options)
+    out, t = _core.simulate(
+        int(n), int(start), snr_values, options, bool(return_clean), str(dev), int(threads)
+    )
     truth = Truth(index=np.arange(start, start + n, dtype=np.int64), **t)
     return Simulation(out["flux"], out["err"], truth, int(seed), out.get("clean"))
 
 
 def simulate_stream(
-    batch_size: int, *, seed: int = 0, start: int = 0, stop: int | None = None, **kwargs
+    batch_size: int, *, seed: int = 0, start: int = 0, stop: int | None = None, **kwargs: Any
 ) -> Iterator[Simulation]:
     """Consecutive batches of the set ``seed``, from index ``start`` (to ``stop``, or forever).
 

@@ -13,6 +13,10 @@
 #include "grid.hpp"
 #include "pipeline.hpp"
 
+namespace mgfast::sim {
+struct Config;
+}
+
 namespace mgfast::bind {
 
 namespace py = pybind11;
@@ -56,18 +60,29 @@ inline int as_int(py::ssize_t v, const char* what) {
   return static_cast<int>(v);
 }
 
-// The preprocessing options of mgfast.preprocess (its ContinuumOptions), checked.
+// Throws std::invalid_argument (a ValueError) naming the first preprocessing option the pipeline
+// cannot use: the checks of mgfast._core.PreprocessOptions, its construction and every call.
+inline void validate(const pipeline::Options& o) {
+  if (!(o.min_pixel_good > 0.0 && o.min_pixel_good <= 1.0))
+    throw std::invalid_argument("min_pixel_good: must lie in (0, 1]");
+  if (!(o.min_arm_good > 0.0 && o.min_arm_good <= 1.0))
+    throw std::invalid_argument("min_arm_good: must lie in (0, 1]");
+  const continuum::Params& c = o.continuum;
+  if (!(c.knot_spacing >= 4.0) ||
+      continuum::n_basis(grid::kArmNPix[2], c.knot_spacing) > continuum::kMaxBasis)
+    throw std::invalid_argument("knot_spacing: must be at least 9 pixels (and at least 4)");
+  if (c.max_iter < 1) throw std::invalid_argument("max_iter: must be at least 1");
+  if (!(c.spike_sigma >= 0.0 && c.spike_sigma < 1e30))
+    throw std::invalid_argument("spike_sigma: must be finite and >= 0 (0: no spike rejection)");
+}
+
+// The preprocessing options of mgfast.preprocess (its ContinuumOptions), checked: for bindings
+// that take them one by one (mgfast._gpu's detect_device).
 inline pipeline::Options preprocess_options(bool normalise, double min_pixel_good,
                                             double min_arm_good, double knot_spacing,
                                             double penalty, double clip_low, double clip_high,
                                             int grow, int max_iter, double sigma_floor,
                                             double spike_sigma) {
-  if (!(knot_spacing >= 4.0) ||
-      continuum::n_basis(grid::kArmNPix[2], knot_spacing) > continuum::kMaxBasis)
-    throw std::invalid_argument("knot_spacing: must be at least 9 pixels (and at least 4)");
-  if (max_iter < 1) throw std::invalid_argument("max_iter: must be at least 1");
-  if (!(spike_sigma >= 0.0 && spike_sigma < 1e30))
-    throw std::invalid_argument("spike_sigma: must be finite and >= 0 (0: no spike rejection)");
   pipeline::Options o;
   o.normalise = normalise;
   o.min_pixel_good = min_pixel_good;
@@ -80,9 +95,18 @@ inline pipeline::Options preprocess_options(bool normalise, double min_pixel_goo
   o.continuum.max_iter = max_iter;
   o.continuum.sigma_floor = sigma_floor;
   o.continuum.spike_sigma = spike_sigma;
+  validate(o);
   return o;
 }
 
+// The option structs (PreprocessOptions, ContinuumOptions, SimulateOptions, EwOptions) as
+// classes of mgfast._core with named, typed fields; first, so that the functions' signatures
+// name them.
+void bind_options(py::module_& m);
+
+// Throws std::invalid_argument naming the first field of SimulateOptions the simulator cannot
+// use (validate_config's checks, bar the SNR list, which comes with the call).
+void validate_simulate_options(const sim::Config& cfg);
 void bind_simulate(py::module_& m);
 void bind_matched_filter(py::module_& m);
 void bind_engine(py::module_& m);

@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#include <pybind11/typing.h>
 
 #include <cstdint>
 #include <optional>
@@ -18,9 +19,12 @@ namespace mgfast::bind {
 
 namespace {
 
-py::dict matched_filter(const carray<float>& flux, const std::optional<carray<float>>& ivar,
-                        const carray<double>& widths, int top_k, double ratio_lo, double ratio_hi,
-                        double ratio_sigma, const std::string& device, int threads) {
+py::typing::Dict<py::str, py::array> matched_filter(const carray<float>& flux,
+                                                    const std::optional<carray<float>>& ivar,
+                                                    const carray<double>& widths, int top_k,
+                                                    double ratio_lo, double ratio_hi,
+                                                    double ratio_sigma, const std::string& device,
+                                                    int threads) {
   if (flux.ndim() != 2 || flux.shape(1) != grid::kNPix)
     throw std::invalid_argument("flux: expected shape (N, " + std::to_string(grid::kNPix) +
                                 "), spectra on mgfast.grid");
@@ -54,7 +58,7 @@ py::dict matched_filter(const carray<float>& flux, const std::optional<carray<fl
           cuda::matched_filter(b, f, out, dev);
         });
   }
-  py::dict d;
+  py::typing::Dict<py::str, py::array> d;
   d["significance"] = sig;
   d["lambda2796"] = lam;
   d["redshift"] = z;

@@ -1,7 +1,8 @@
-// Binds the simulator: mgfast._core.simulate(...) returns flux, err, optional clean flux and the
-// truth as NumPy arrays.
+// Binds the simulator: mgfast._core.simulate(...) returns flux, err, optional clean flux, and the
+// truth, as two dicts of NumPy arrays.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/typing.h>
 
 #include <cmath>
 #include <cstdint>
@@ -24,8 +25,12 @@ py::array_t<T> zeros(std::vector<py::ssize_t> shape) {
   return a;
 }
 
+// The spectra ("flux", "err", and "clean" when asked for) and the truth arrays.
+using SimulateResult =
+    py::typing::Tuple<py::typing::Dict<py::str, py::array>, py::typing::Dict<py::str, py::array>>;
+
 // Truth of n sightlines as a dict of arrays (absorber arrays padded with NaN / 0).
-py::dict truth_arrays(const std::vector<sim::Sightline>& t) {
+py::typing::Dict<py::str, py::array> truth_arrays(const std::vector<sim::Sightline>& t) {
   const py::ssize_t n = static_cast<py::ssize_t>(t.size());
   constexpr py::ssize_t A = sim::kMaxAbsorbers, C = sim::kMaxComponents, I = sim::kMaxInterlopers;
   auto n_abs = zeros<std::int32_t>({n}), n_int = zeros<std::int32_t>({n});
@@ -73,7 +78,7 @@ py::dict truth_arrays(const std::vector<sim::Sightline>& t) {
       i_z.mutable_at(s, i) = has ? sl.inter[i].z : nan;
     }
   }
-  py::dict d;
+  py::typing::Dict<py::str, py::array> d;
   d["n_absorbers"] = n_abs;
   d["n_interlopers"] = n_int;
   d["snr"] = snr;
@@ -94,70 +99,16 @@ py::dict truth_arrays(const std::vector<sim::Sightline>& t) {
   return d;
 }
 
-py::dict simulate(std::int64_t n, std::uint64_t start, std::uint64_t seed,
-                  const carray<double>& snr, double absorber_fraction, int max_absorbers,
-                  double ew_min, double ew_max, double edge_margin, double edge_snr_ratio,
-                  int edge_taper_pixels, bool noise, bool metals, double interloper_rate,
-                  bool forest, bool unnormalised, double continuum_error, double sky_residual,
-                  double bad_pixel_rate, double z_em_min, double z_em_max, bool return_clean,
-                  const std::string& device, int threads, const py::dict& sky) {
+SimulateResult simulate(std::int64_t n, std::uint64_t start, const carray<double>& snr,
+                        const sim::Config& options, bool return_clean, const std::string& device,
+                        int threads) {
   if (n < 0) throw std::invalid_argument("n: number of spectra must not be negative");
   if (n > (std::int64_t{1} << 31) / grid::kNPix * 64)
     throw std::invalid_argument("n: too many spectra for one call; stream them in batches");
-  sim::Config cfg;
-  cfg.seed = seed;
-  cfg.absorber_fraction = absorber_fraction;
-  cfg.max_absorbers = max_absorbers;
-  cfg.ew_min = ew_min;
-  cfg.ew_max = ew_max;
-  cfg.edge_margin = edge_margin;
+  sim::Config cfg = options;
   cfg.snr_values = snr.data();
   cfg.n_snr = as_int(snr.size(), "snr");
-  cfg.edge_snr_ratio = edge_snr_ratio;
-  cfg.edge_taper_pixels = edge_taper_pixels;
-  cfg.noise = noise;
-  cfg.metals = metals;
-  cfg.interloper_rate = interloper_rate;
-  cfg.forest = forest;
-  cfg.unnormalised = unnormalised;
-  cfg.continuum_error = continuum_error;
-  cfg.sky_residual = sky_residual;
-  cfg.bad_pixel_rate = bad_pixel_rate;
-  cfg.z_em_min = z_em_min;
-  cfg.z_em_max = z_em_max;
-  // The sky mode's options (docs/simulator.md), by name; unknown names are refused.
-  for (const auto& item : sky) {
-    const std::string key = py::str(item.first);
-    const py::handle v = item.second;
-    if (key == "kinematics")
-      cfg.kinematics = v.cast<int>();
-    else if (key == "blend_fraction")
-      cfg.blend_fraction = v.cast<double>();
-    else if (key == "resolution_min")
-      cfg.resolution_min = v.cast<double>();
-    else if (key == "resolution_max")
-      cfg.resolution_max = v.cast<double>();
-    else if (key == "wavelength_shift_kms")
-      cfg.wavelength_shift_kms = v.cast<double>();
-    else if (key == "err_misestimate")
-      cfg.err_misestimate = v.cast<double>();
-    else if (key == "correlated_noise")
-      cfg.correlated_noise = v.cast<double>();
-    else if (key == "random_edges")
-      cfg.random_edges = v.cast<bool>();
-    else if (key == "cosmic_ray_rate")
-      cfg.cosmic_ray_rate = v.cast<double>();
-    else if (key == "telluric")
-      cfg.telluric = v.cast<bool>();
-    else if (key == "impostors")
-      cfg.impostors = v.cast<bool>();
-    else if (key == "bal_fraction")
-      cfg.bal_fraction = v.cast<double>();
-    else if (key == "dla_rate")
-      cfg.dla_rate = v.cast<double>();
-    else
-      throw std::invalid_argument("simulate: unknown option '" + key + "'");
-  }
+  cfg.snr_shape = nullptr;  // the driver's own table
   validate_config(cfg);
 
   const py::ssize_t ns = static_cast<py::ssize_t>(n);
@@ -179,25 +130,18 @@ py::dict simulate(std::int64_t n, std::uint64_t start, std::uint64_t seed,
                          cp, truth.data(), dev);
         });
   }
-  py::dict d;
+  py::typing::Dict<py::str, py::array> d;
   d["flux"] = flux;
   d["err"] = err;
   if (return_clean) d["clean"] = clean;
-  d["truth"] = truth_arrays(truth);
-  return d;
+  return SimulateResult(py::make_tuple(d, truth_arrays(truth)));
 }
 
 }  // namespace
 
 void bind_simulate(py::module_& m) {
-  m.def("simulate", &simulate, py::arg("n"), py::arg("start"), py::arg("seed"), py::arg("snr"),
-        py::arg("absorber_fraction"), py::arg("max_absorbers"), py::arg("ew_min"),
-        py::arg("ew_max"), py::arg("edge_margin"), py::arg("edge_snr_ratio"),
-        py::arg("edge_taper_pixels"), py::arg("noise"), py::arg("metals"),
-        py::arg("interloper_rate"), py::arg("forest"), py::arg("unnormalised"),
-        py::arg("continuum_error"), py::arg("sky_residual"), py::arg("bad_pixel_rate"),
-        py::arg("z_em_min"), py::arg("z_em_max"), py::arg("return_clean"), py::arg("device"),
-        py::arg("threads"), py::arg("sky") = py::dict());
+  m.def("simulate", &simulate, py::arg("n"), py::arg("start"), py::arg("snr"), py::arg("options"),
+        py::arg("return_clean"), py::arg("device"), py::arg("threads"));
   m.attr("SIM_MAX_ABSORBERS") = sim::kMaxAbsorbers;
   m.attr("SIM_MAX_COMPONENTS") = sim::kMaxComponents;
   m.attr("SIM_MAX_INTERLOPERS") = sim::kMaxInterlopers;

@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#include <pybind11/typing.h>
 
 #include <cstdint>
 #include <optional>
@@ -43,15 +44,11 @@ py::array_t<T> per_pixel(T (*f)(int)) {
   return out;
 }
 
-py::dict preprocess(const carray<float>& flux, const std::optional<carray<double>>& wave,
-                    const std::optional<carray<float>>& err,
-                    const std::optional<carray<std::uint32_t>>& mask,
-                    const std::optional<carray<double>>& resolution, bool err_is_ivar,
-                    std::uint32_t bad_bits, bool normalise, double min_pixel_good,
-                    double min_arm_good, double knot_spacing, double penalty, double clip_low,
-                    double clip_high, int grow, int max_iter, double sigma_floor,
-                    double spike_sigma, bool return_continuum, const std::string& device,
-                    int threads) {
+py::typing::Dict<py::str, py::array> preprocess(
+    const carray<float>& flux, const std::optional<carray<double>>& wave,
+    const std::optional<carray<float>>& err, const std::optional<carray<std::uint32_t>>& mask,
+    const std::optional<carray<double>>& resolution, bool err_is_ivar, std::uint32_t bad_bits,
+    const pipeline::Options& o, bool return_continuum, const std::string& device, int threads) {
   if (flux.ndim() != 2) throw std::invalid_argument("flux: expected a 2-D array (n_spec, n_pix)");
   pipeline::Batch b;
   b.n_spec = as_int(flux.shape(0), "flux");
@@ -82,9 +79,7 @@ py::dict preprocess(const carray<float>& flux, const std::optional<carray<double
       throw std::invalid_argument("resolution: expected one value per spectrum");
     b.r_in = resolution->data();
   }
-  const pipeline::Options o =
-      bind::preprocess_options(normalise, min_pixel_good, min_arm_good, knot_spacing, penalty,
-                               clip_low, clip_high, grow, max_iter, sigma_floor, spike_sigma);
+  bind::validate(o);
 
   const py::ssize_t n = flux.shape(0);
   py::array_t<float> out_flux({n, py::ssize_t{grid::kNPix}});
@@ -112,7 +107,7 @@ py::dict preprocess(const carray<float>& flux, const std::optional<carray<double
           cuda::preprocess(b, o, out, dev);
         });
   }
-  py::dict d;
+  py::typing::Dict<py::str, py::array> d;
   d["flux"] = out_flux;
   d["ivar"] = out_ivar;
   d["pixmask"] = out_mask;
@@ -122,9 +117,9 @@ py::dict preprocess(const carray<float>& flux, const std::optional<carray<double
   return d;
 }
 
-py::tuple lsf_degrade(const carray<double>& wave, const carray<float>& flux,
-                      const std::optional<carray<float>>& err, const carray<double>& r_in,
-                      double r_out, int threads) {
+py::typing::Tuple<py::array_t<float>, py::array_t<float>, py::array_t<std::uint8_t>> lsf_degrade(
+    const carray<double>& wave, const carray<float>& flux, const std::optional<carray<float>>& err,
+    const carray<double>& r_in, double r_out, int threads) {
   if (flux.ndim() != 2) throw std::invalid_argument("flux: expected a 2-D array");
   const bool per = wave.ndim() == 2;
   if ((per && (wave.shape(0) != flux.shape(0) || wave.shape(1) != flux.shape(1))) ||
@@ -142,7 +137,8 @@ py::tuple lsf_degrade(const carray<double>& wave, const carray<float>& flux,
     lsf_degrade_cpu(n, m, wave.data(), per, flux.data(), err ? err->data() : nullptr, r_in.data(),
                     r_out, fo.mutable_data(), eo.mutable_data(), go.mutable_data(), threads);
   }
-  return py::make_tuple(fo, eo, go);
+  return py::typing::Tuple<py::array_t<float>, py::array_t<float>, py::array_t<std::uint8_t>>(
+      py::make_tuple(fo, eo, go));
 }
 
 }  // namespace
@@ -157,9 +153,13 @@ PYBIND11_MODULE(_core, m) {
 #else
   m.attr("built_with_cuda") = false;
   m.def("cuda_device_count", [] { return 0; });
-  m.def("cuda_device_name",
-        [](int) -> std::string { throw std::runtime_error("this mgfast was built without CUDA"); });
+  m.def(
+      "cuda_device_name",
+      [](int) -> std::string { throw std::runtime_error("this mgfast was built without CUDA"); },
+      py::arg("device"));
 #endif
+
+  bind::bind_options(m);  // first: the signatures below name its classes
 
   // The grid.
   m.attr("N_PIX") = grid::kNPix;
@@ -177,10 +177,14 @@ PYBIND11_MODULE(_core, m) {
   m.def("grid_hi_edge", [] { return per_pixel<double>(grid::pixel_hi_edge); });
   m.def("grid_arm_index", [] { return per_pixel<int>(grid::arm_of_pixel); });
   m.def("grid_edge_distance", [] { return per_pixel<int>(grid::edge_distance); });
-  m.def("pixel_of_wavelength",
-        [](const carray<double>& lam) { return map_doubles(lam, grid::pixel_of_wavelength); });
-  m.def("wavelength_of_pixel",
-        [](const carray<double>& x) { return map_doubles(x, grid::wavelength_of_pixel); });
+  m.def(
+      "pixel_of_wavelength",
+      [](const carray<double>& lam) { return map_doubles(lam, grid::pixel_of_wavelength); },
+      py::arg("lam"));
+  m.def(
+      "wavelength_of_pixel",
+      [](const carray<double>& x) { return map_doubles(x, grid::wavelength_of_pixel); },
+      py::arg("pixel"));
 
   // Atomic data.
   py::dict lines;
@@ -209,10 +213,7 @@ PYBIND11_MODULE(_core, m) {
   // Preprocessing.
   m.def("preprocess", &preprocess, py::arg("flux"), py::arg("wave"), py::arg("err"),
         py::arg("mask"), py::arg("resolution"), py::arg("err_is_ivar"), py::arg("bad_bits"),
-        py::arg("normalise"), py::arg("min_pixel_good"), py::arg("min_arm_good"),
-        py::arg("knot_spacing"), py::arg("penalty"), py::arg("clip_low"), py::arg("clip_high"),
-        py::arg("grow"), py::arg("max_iter"), py::arg("sigma_floor"), py::arg("spike_sigma"),
-        py::arg("return_continuum"), py::arg("device"), py::arg("threads"));
+        py::arg("options"), py::arg("return_continuum"), py::arg("device"), py::arg("threads"));
   m.def(
       "median_snr",
       [](const carray<float>& ivar, int threads) {
@@ -230,15 +231,14 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "measure_ew",
       [](const carray<float>& flux, const carray<float>& ivar, const carray<std::int64_t>& spectrum,
-         const carray<double>& z, const carray<double>& guess, double half_factor, double half_min,
-         double half_max, double side, double min_coverage, double floor, int threads) {
+         const carray<double>& z, const carray<double>& guess, const EwOptions& o,
+         int threads) -> py::typing::Tuple<py::array_t<double>, py::array_t<double>> {
         if (flux.ndim() != 2 || ivar.ndim() != 2 || flux.shape(0) != ivar.shape(0) ||
             flux.shape(1) != ivar.shape(1))
           throw std::invalid_argument("flux and ivar: expected 2-D arrays of one shape");
         const py::ssize_t n = spectrum.size();
         if (spectrum.ndim() != 1 || z.size() != n || guess.size() != n)
           throw std::invalid_argument("spectrum, z, guess: expected 1-D arrays of one length");
-        const EwOptions o{half_factor, half_min, half_max, side, min_coverage, floor};
         py::array_t<double> ew({n, py::ssize_t{2}}), sigma({n, py::ssize_t{2}});
         double* e = ew.mutable_data();
         double* s = sigma.mutable_data();
@@ -248,11 +248,11 @@ PYBIND11_MODULE(_core, m) {
           measure_ew_cpu(flux.data(), ivar.data(), flux.shape(0), n_pix, spectrum.data(), z.data(),
                          guess.data(), n, o, e, s, threads);
         }
-        return py::make_tuple(ew, sigma);
+        return py::typing::Tuple<py::array_t<double>, py::array_t<double>>(
+            py::make_tuple(ew, sigma));
       },
       py::arg("flux"), py::arg("ivar"), py::arg("spectrum"), py::arg("z"), py::arg("guess"),
-      py::arg("half_factor"), py::arg("half_min"), py::arg("half_max"), py::arg("side"),
-      py::arg("min_coverage"), py::arg("floor"), py::arg("threads") = 0);
+      py::arg("options"), py::arg("threads") = 0);
   m.def("lsf_degrade", &lsf_degrade, py::arg("wave"), py::arg("flux"), py::arg("err"),
         py::arg("resolution"), py::arg("r_out"), py::arg("threads"));
   bind::bind_simulate(m);

@@ -135,7 +135,10 @@ def combine_arms(spectra: Sequence[Spectrum], files: Sequence[str]) -> tuple[Spe
         raise ReadError(f"object {s[0].id!r}: some arms have errors, others not")
     use_err = all(x.err is not None for x in s)
     use_ivar = not use_err and any(x.ivar is not None for x in s)  # then every arm has errors
-    waves, fluxes, errs, masks = [], [], [], []
+    waves: list[np.ndarray] = []
+    fluxes: list[np.ndarray] = []
+    errs: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
     for k, x in enumerate(s):
         if k:  # a bad pixel just past each end of the gap (docs/io.md)
             waves.append(_pads(s[k - 1].wave, x.wave))
@@ -145,10 +148,12 @@ def combine_arms(spectra: Sequence[Spectrum], files: Sequence[str]) -> tuple[Spe
             masks.append(np.ones(n, bool))
         waves.append(x.wave)
         fluxes.append(x.flux)
-        if use_err:
+        if use_err and x.err is not None:  # (use_err: every arm has err)
             errs.append(x.err)
-        elif use_ivar:
-            errs.append(x.ivar if x.ivar is not None else _ivar(x.err))
+        elif use_ivar and x.ivar is not None:
+            errs.append(x.ivar)
+        elif use_ivar and x.err is not None:  # (use_ivar: every arm has err or ivar)
+            errs.append(_ivar(x.err))
         masks.append(x.mask != 0 if x.mask is not None else np.zeros(x.wave.size, bool))
     err = np.concatenate(errs) if use_err else None
     ivar = np.concatenate(errs) if use_ivar else None

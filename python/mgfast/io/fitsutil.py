@@ -76,7 +76,7 @@ def open_fits(path: str) -> Any:
     that is truncated or corrupt is a ReadError."""
     fitsio = fitsio_module()
     logical_size(path)  # a compressed file: its whole stream checked before cfitsio inflates it
-    opened = []
+    opened: list[Any] = []  # fitsio.FITS, untyped
 
     def open_all() -> Any:
         opened.clear()
@@ -242,7 +242,8 @@ def vla_lengths(hdu: Any, col: Column, rows: list[int] | None, where: str) -> np
     dt = np.dtype(">u8") if col.descriptor == 16 else np.dtype(">u4")
     cells = buf[np.asarray(rows) - lo, col.offset : col.offset + 2 * dt.itemsize]
     desc = cells.copy().view(dt).reshape(-1, 2).astype(np.int64)
-    count, start = desc[:, 0], desc[:, 1]
+    count: np.ndarray = desc[:, 0]
+    start: np.ndarray = desc[:, 1]
     size = count * max(col.elem_bytes, 1) if col.elem_bytes else (count + 7) // 8
     bad = (count > MAX_PIXELS) | (count < 0) | (start < 0) | (start > heap)
     bad |= start + np.where(bad, 0, size) > heap

@@ -234,7 +234,7 @@ def read_numpy(path: str, allow_low_resolution: bool = False) -> list[Spectrum]:
     w = np.asarray(d["wave"])
     if w.dtype.kind not in "fiu" or w.shape not in ((n,), (n_spec, n)):
         raise ReadError(f"{path}: wave has shape {w.shape}, expected ({n},) or {flux2.shape}")
-    per = {}
+    per: dict[str, np.ndarray] = {}
     for key in ("err", "ivar", "mask"):
         if key in d:
             v = np.atleast_2d(np.asarray(d[key]))
@@ -254,16 +254,16 @@ def read_numpy(path: str, allow_low_resolution: bool = False) -> list[Spectrum]:
             coords[key] = v if v.size == n_spec else np.full(n_spec, np.nan)
     name = stem(path)
     w2 = np.broadcast_to(w, flux2.shape)
-    waves = {}
+    waves: dict[int, np.ndarray] = {}
     out = []
     for i in range(n_spec):
         where = f"{path}[{i}]" if n_spec > 1 else path
-        key = 0 if w.ndim == 1 else i
-        if key not in waves:
-            waves[key] = as_vacuum_angstrom(w2[i], unit, air, where)
+        row = 0 if w.ndim == 1 else i  # one wavelength array for all, or one each
+        if row not in waves:
+            waves[row] = as_vacuum_angstrom(w2[i], unit, air, where)
         out.append(
             Spectrum(
-                wave=waves[key],
+                wave=waves[row],
                 flux=np.ascontiguousarray(flux2[i], np.float32),
                 err=_row(per, "err", i),
                 ivar=_row(per, "ivar", i),

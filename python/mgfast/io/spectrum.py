@@ -116,7 +116,7 @@ def air_to_vacuum(wave_air: np.ndarray) -> np.ndarray:
     vacuum wavenumber in µm⁻¹. Since σ is the vacuum wavenumber the relation is solved by fixed
     point (three steps converge to 1e-9 Å). Valid above 2000 Å."""
     a = np.asarray(wave_air, np.float64)
-    v = a.copy()
+    v: np.ndarray = a.copy()
     for _ in range(4):
         v = a * _refractive_index(v)
     return v
@@ -125,7 +125,8 @@ def air_to_vacuum(wave_air: np.ndarray) -> np.ndarray:
 def vacuum_to_air(wave_vac: np.ndarray) -> np.ndarray:
     """Air wavelengths (Å) of vacuum wavelengths (Å): the inverse of ``air_to_vacuum``."""
     v = np.asarray(wave_vac, np.float64)
-    return v / _refractive_index(v)
+    air: np.ndarray = v / _refractive_index(v)
+    return air
 
 
 def _refractive_index(wave_vac: np.ndarray) -> np.ndarray:

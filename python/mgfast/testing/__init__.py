@@ -19,7 +19,7 @@ C_KMS = 299792.458
 # Broad emission lines of a quasar (rest vacuum Å, peak relative to the continuum at the line,
 # FWHM km/s): the simulator's table (src/core/simulate/simulate.hpp, after Vanden Berk et al. 2001).
 EMISSION_LINES: tuple[tuple[float, float, float], ...] = tuple(
-    tuple(line) for line in _core.QUASAR_EMISSION_LINES
+    (lam, peak, fwhm) for lam, peak, fwhm in _core.QUASAR_EMISSION_LINES
 )
 
 
@@ -55,7 +55,8 @@ def measure_doublet_ews(flux: np.ndarray, lam2796: np.ndarray, z: np.ndarray) ->
 def log_grid(lo: float, hi: float, resolving_power: float, pix_per_resel: float) -> np.ndarray:
     """Wavelengths (Å) uniform in ln λ, pix_per_resel pixels per resolution element λ/R."""
     step = 1.0 / (resolving_power * pix_per_resel)
-    return lo * np.exp(np.arange(int(np.log(hi / lo) / step) + 1) * step)
+    wave: np.ndarray = lo * np.exp(np.arange(int(np.log(hi / lo) / step) + 1) * step)
+    return wave
 
 
 def quasar_continuum(wave: np.ndarray, z_em: float, alpha: float = -1.5) -> np.ndarray:
@@ -87,7 +88,8 @@ def gaussian_line(wave: np.ndarray, center: float, ew: float, fwhm_kms: float) -
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if _ew_of_tau(np.exp(mid)) < target else (lo, mid)
     tau0 = np.exp(0.5 * (lo + hi))
-    return np.exp(-tau0 * np.exp(-0.5 * ((wave - center) / sig) ** 2))
+    t: np.ndarray = np.exp(-tau0 * np.exp(-0.5 * ((wave - center) / sig) ** 2))
+    return t
 
 
 def mgii_doublet(
@@ -98,7 +100,8 @@ def mgii_doublet(
     t2 = gaussian_line(
         wave, MGII_2803.wavelength * (1 + z), ew2796_rest / ratio * (1 + z), fwhm_kms
     )
-    return t * t2
+    both: np.ndarray = t * t2
+    return both
 
 
 @dataclass

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits  # type: ignore[import-untyped]
+from astropy.io import fits
 
 from .spectrum_files import quasar, write_4most, write_desi, write_eso_sdp, write_sdss
 
@@ -128,7 +128,7 @@ def _npy(path: Path) -> Path:
 
 
 def _hdf5(path: Path) -> Path:
-    import h5py  # type: ignore[import-untyped]
+    import h5py
 
     from mgfast import grid
 

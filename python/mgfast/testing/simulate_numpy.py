@@ -1,9 +1,9 @@
 """Plain NumPy/SciPy implementation of mgfast's simulator physics for the paper's setup, the
 baseline that bench/simulate_throughput.py times mgfast.simulate against.
 
-Same physics as src/core/simulate/simulate.hpp with every realism switch off: continuum-normalised flux, at
-most one MgII absorber per spectrum, the same kinematics, Voigt approximation, EW solve, LSF
-rendering, SNR edge profile and Gaussian noise. Its random numbers are NumPy's, not Philox.
+Same physics as src/core/simulate/simulate.hpp with every realism switch off: continuum-normalised
+flux, at most one MgII absorber per spectrum, the same kinematics, Voigt approximation, EW solve,
+LSF rendering, SNR edge profile and Gaussian noise. Its random numbers are NumPy's, not Philox.
 ``render_absorbers`` renders given absorbers (e.g. the C++ truth) so that the two can be compared
 pixel by pixel (tests/test_simulate_reference.py).
 """

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from astropy.io import fits  # type: ignore[import-untyped]
+from astropy.io import fits
 
 from mgfast.testing import SyntheticQuasar, synthetic_quasar
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import fitsio  # type: ignore[import-untyped]
+import fitsio
 import numpy as np
 
 import mgfast
