@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "python" / "mgfast"
 
 F32 = "numpy.typing.NDArray[numpy.float32]"
-LAYERS = "list[tuple[typing.Any, ...]]"  # mgfast.engine._core_layers: (kind, kernel, relu, ...)
 IVAR = "numpy.typing.ArrayLike | None = None"
 
 # Element types of the module constants, by module.
@@ -46,7 +45,6 @@ CONSTANTS: dict[str, dict[str, str]] = {
 
 # Per function (or method) name: (generated text, its replacement) within its signature line,
 # each to be found exactly once there.
-LAYERS_ARG = ("layers: list,", f"layers: {LAYERS},")
 IVAR_ARG = ("ivar: typing.Any = None", f"ivar: {IVAR}")
 NO_LIST_DEFAULT = ("= []", "= ...")
 PAIR = f"tuple[{F32}, {F32}]"
@@ -55,7 +53,6 @@ PAIR = f"tuple[{F32}, {F32}]"
 def engine(cls: str) -> dict[str, list[tuple[str, str]]]:
     """The fixes of an engine class (def_engine_calls in src/python/bind_network.hpp)."""
     return {
-        f"{cls}.__init__": [LAYERS_ARG, NO_LIST_DEFAULT],
         f"{cls}.infer": [IVAR_ARG, ("-> tuple:", f"-> {PAIR}:")],
         f"{cls}.infer_dual": [IVAR_ARG, ("-> typing.Any:", f"-> {PAIR}:")],
         f"{cls}.infer_map": [IVAR_ARG, ("-> typing.Any:", f"-> {F32}:")],
@@ -66,7 +63,6 @@ SIGNATURES: dict[str, dict[str, list[tuple[str, str]]]] = {
     "_core": {
         **engine("CpuNetwork"),
         "emulate_gpu_plan": [
-            LAYERS_ARG,
             IVAR_ARG,
             NO_LIST_DEFAULT,
             ("-> typing.Any:", f"-> {F32} | {PAIR}:"),

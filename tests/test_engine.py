@@ -453,3 +453,39 @@ def test_bf16_cpu_engine_is_close_to_fp32():
     assert np.mean(np.abs(l16 - l32) <= 0.05) >= 0.98
     with pytest.raises(ValueError, match="precision"):
         CpuBackend(default, precision="fp16")
+
+
+def test_the_engine_boundary_is_typed_layers_and_options():
+    """mgfast._core.Layer and EngineOptions: named, typed fields, checked with clear errors."""
+    o = _core.EngineOptions(threads=2, batch_size=8, precision="bf16", channels=[0, 1, 2])
+    assert (o.device, o.threads, o.batch_size, o.precision, o.channels) == (
+        "cpu", 2, 8, "bf16", [0, 1, 2]
+    )  # fmt: skip
+    with pytest.raises(TypeError):
+        _core.EngineOptions("cpu")  # keyword-only
+    with pytest.raises(ValueError, match="batch_size"):
+        _core.EngineOptions(batch_size=0)
+    with pytest.raises(ValueError, match="precision"):
+        _core.EngineOptions(precision="int4")
+    conv = _core.Layer(kind="conv1d", weight=np.zeros((4, 1, 3), np.float32),
+                       bias=np.zeros(4, np.float32), relu=True, stride=2)  # fmt: skip
+    assert (conv.kind, conv.c_out, conv.c_in, conv.kernel, conv.stride, conv.relu) == (
+        "conv1d", 4, 1, 3, 2, True
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="unknown kind"):
+        _core.Layer(kind="lstm")
+    with pytest.raises(ValueError, match=r"\(c_out, c_in, kernel\)"):
+        _core.Layer(
+            kind="conv1d", weight=np.zeros((4, 3), np.float32), bias=np.zeros(4, np.float32)
+        )
+    with pytest.raises(ValueError, match="stride"):
+        _core.Layer(kind="conv1d", stride=0)
+    if _core.built_with_onednn:
+        with pytest.raises(ValueError, match="CPU engine runs on 'cpu'"):
+            _core.CpuNetwork(
+                10, [_core.Layer(kind="flatten")], _core.EngineOptions(device="cuda:0")
+            )
+        with pytest.raises(ValueError, match="fp32 or bf16"):
+            _core.CpuNetwork(
+                10, [_core.Layer(kind="flatten")], _core.EngineOptions(precision="fp16")
+            )

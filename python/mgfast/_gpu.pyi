@@ -14,6 +14,8 @@ import typing
 import numpy
 import numpy.typing
 
+import mgfast._core
+
 class GpuStageTimes:
     """Milliseconds per stage, summed over the batches of one GpuNetwork.profile call."""
     @property
@@ -29,13 +31,8 @@ class GpuNetwork:
     def __init__(
         self,
         n_in: typing.SupportsInt | typing.SupportsIndex,
-        layers: list[tuple[typing.Any, ...]],
-        device: typing.SupportsInt | typing.SupportsIndex,
-        batch_size: typing.SupportsInt | typing.SupportsIndex,
-        fp16: bool,
-        slots: typing.SupportsInt | typing.SupportsIndex = 3,
-        graphs: bool = True,
-        channels: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = ...,
+        layers: collections.abc.Sequence[mgfast._core.Layer],
+        options: mgfast._core.EngineOptions,
     ) -> None: ...
     def infer(
         self,

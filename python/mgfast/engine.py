@@ -37,28 +37,36 @@ if TYPE_CHECKING:
 _MAX_BATCH = 4096
 
 
-def _core_layers(layers: tuple[Layer, ...]) -> list[tuple[Any, ...]]:
-    """The layer list as _core.CpuNetwork takes it: (kind, kernel, relu, weight, bias)."""
-    out: list[tuple[Any, ...]] = []
+def _core_layers(layers: tuple[Layer, ...]) -> list[_core.Layer]:
+    """The layer list as the engines take it: mgfast._core.Layer, named and typed fields."""
+    out: list[_core.Layer] = []
     for layer in layers:
         if isinstance(layer, Conv1d):
-            geometry = (layer.stride, layer.dilation, layer.pad_l, layer.pad_r)
-            out.append(("conv1d", layer.kernel, layer.relu, layer.weight, layer.bias, geometry))
+            out.append(_core.Layer(
+                kind="conv1d", kernel=layer.kernel, relu=layer.relu, weight=layer.weight,
+                bias=layer.bias, stride=layer.stride, dilation=layer.dilation,
+                pad_l=layer.pad_l, pad_r=layer.pad_r,
+            ))  # fmt: skip
         elif isinstance(layer, Affine):
             one = np.ones(1, np.float32)
-            out.append(("affine", 0, False, one * layer.scale, one * layer.offset))
+            scale, offset = one * layer.scale, one * layer.offset
+            out.append(_core.Layer(kind="affine", weight=scale, bias=offset))
         elif isinstance(layer, Heatmap):
-            out.append(("heatmap", layer.cell, False, layer.weight, layer.bias))
+            out.append(
+                _core.Layer(kind="heatmap", kernel=layer.cell, weight=layer.weight, bias=layer.bias)
+            )
         elif isinstance(layer, Branch):
-            out.append(("branch", 0, False, None, None))
+            out.append(_core.Layer(kind="branch"))
         elif isinstance(layer, AvgPool1d):
-            out.append(("avgpool1d", layer.kernel, False, None, None))
+            out.append(_core.Layer(kind="avgpool1d", kernel=layer.kernel))
         elif isinstance(layer, Flatten):
-            out.append(("flatten", 0, False, None, None))
+            out.append(_core.Layer(kind="flatten"))
         elif isinstance(layer, Dense):
-            out.append(("dense", 0, layer.relu, layer.weight, layer.bias))
+            out.append(
+                _core.Layer(kind="dense", relu=layer.relu, weight=layer.weight, bias=layer.bias)
+            )
         elif isinstance(layer, Heads):
-            out.append(("heads", 0, False, layer.weight, layer.bias))
+            out.append(_core.Layer(kind="heads", weight=layer.weight, bias=layer.bias))
         else:
             raise TypeError(f"layer {layer!r}: not a mgfast.model layer")
     return out
@@ -196,15 +204,11 @@ class CpuBackend(_Backend):
                 "this mgfast was built without oneDNN, so it has no CPU backend: reinstall with "
                 "`pip install .` (the build installs onednn-devel-cpu-gomp)"
             )
-        self._net = _core.CpuNetwork(
-            self.model.n_pix,
-            _core_layers(self.model.layers),
-            threads,
-            batch_size,
-            bool(fast_conv),
-            precision == "bf16",
-            _channel_codes(self.model),
-        )
+        options = _core.EngineOptions(
+            device="cpu", threads=threads, batch_size=batch_size, precision=self.precision,
+            fast_conv=bool(fast_conv), channels=_channel_codes(self.model),
+        )  # fmt: skip
+        self._net = _core.CpuNetwork(self.model.n_pix, _core_layers(self.model.layers), options)
 
     @property
     def threads(self) -> int:
@@ -265,16 +269,11 @@ class GpuBackend(_Backend):
         self.precision = parse_precision(precision, Device("cuda", index))
         gpu = gpu_engine_module()
         self.device = f"cuda:{index}"
-        self._net = gpu.GpuNetwork(
-            self.model.n_pix,
-            _core_layers(self.model.layers),
-            index,
-            batch_size,
-            precision == "fp16",
-            slots,
-            bool(graphs),
-            _channel_codes(self.model),
-        )
+        options = _core.EngineOptions(
+            device=self.device, batch_size=batch_size, precision=self.precision, slots=slots,
+            graphs=bool(graphs), channels=_channel_codes(self.model),
+        )  # fmt: skip
+        self._net = gpu.GpuNetwork(self.model.n_pix, _core_layers(self.model.layers), options)
 
     @property
     def threads(self) -> int:

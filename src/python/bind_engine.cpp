@@ -23,6 +23,7 @@ namespace mgfast::bind {
 
 void bind_engine(py::module_& m) {
   m.attr("built_with_onednn") = onednn_available();
+  bind_layer_and_options(m);  // first: the signatures below name these types
   m.def("onednn_version", &onednn_version);
 
   // The GPU engine's plan and arithmetic run on the CPU (tests on machines without a GPU).
@@ -60,8 +61,8 @@ void bind_engine(py::module_& m) {
 
   m.def(
       "emulate_gpu_plan",
-      [](int n_in, const py::list& layers, const carray<float>& x, const py::object& ivar_obj,
-         const std::vector<int>& channels) {
+      [](int n_in, const std::vector<net::Layer>& layers, const carray<float>& x,
+         const py::object& ivar_obj, const std::vector<int>& channels) {
         const net::Network net = network_of(n_in, layers, channels);
         if (x.ndim() != 2 || x.shape(1) != n_in)
           throw std::invalid_argument("flux: expected shape (N, " + std::to_string(n_in) + ")");
@@ -83,16 +84,24 @@ void bind_engine(py::module_& m) {
       py::arg("channels") = std::vector<int>{});
 
   py::class_<CpuBackend> cpu(m, "CpuNetwork");
-  cpu.def(py::init([](int n_in, const py::list& layers, int threads, int batch_size, bool fast_conv,
-                      bool bf16, const std::vector<int>& channels) {
-            net::Network net = network_of(n_in, layers, channels);
+  cpu.def(py::init([](int n_in, const std::vector<net::Layer>& layers, const EngineOptions& o) {
+            validate(o);
+            if (o.device != "cpu")
+              throw std::invalid_argument(
+                  "EngineOptions.device: the CPU engine runs on 'cpu', "
+                  "got '" +
+                  o.device + "'");
+            if (o.precision != "fp32" && o.precision != "bf16")
+              throw std::invalid_argument(
+                  "EngineOptions.precision: the CPU engine runs fp32 or "
+                  "bf16, got '" +
+                  o.precision + "'");
+            net::Network net = network_of(n_in, layers, o.channels);
             py::gil_scoped_release release;  // JIT-compiling the primitives takes a while
-            return std::make_unique<CpuBackend>(std::move(net), threads, batch_size, fast_conv,
-                                                bf16);
+            return std::make_unique<CpuBackend>(std::move(net), o.threads, o.batch_size,
+                                                o.fast_conv, o.precision == "bf16");
           }),
-          py::arg("n_in"), py::arg("layers"), py::arg("threads"), py::arg("batch_size"),
-          py::arg("fast_conv") = true, py::arg("bf16") = false,
-          py::arg("channels") = std::vector<int>{})
+          py::arg("n_in"), py::arg("layers"), py::arg("options"))
       .def_property_readonly("threads", &CpuBackend::threads);
   def_engine_calls<CpuBackend>(cpu);
 }

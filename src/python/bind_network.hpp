@@ -23,32 +23,28 @@ inline std::vector<float> floats(const py::object& a, std::size_t ndim, const st
   return std::vector<float>(arr.data(), arr.data() + arr.size());
 }
 
-// One layer from the tuple (kind, kernel, relu, weight, bias[, (stride, dilation, pad_l,
-// pad_r)]) that mgfast.engine passes.
-inline net::Layer layer_of(const py::handle& item, std::size_t index) {
-  const auto t = py::reinterpret_borrow<py::tuple>(item);
-  const std::string where = "layer " + std::to_string(index);
-  if (t.size() != 5 && t.size() != 6)
-    throw std::invalid_argument(where + ": expected (kind, kernel, relu, w, b[, geometry])");
-  const auto kind = t[0].cast<std::string>();
+// A net::Layer from named fields, checked: the kinds by their Python names; a convolution's
+// and a dense layer's c_in, c_out (and a convolution's kernel) from the weight's shape.
+inline net::Layer make_layer(const std::string& kind, int kernel, bool relu,
+                             const py::object& weight, const py::object& bias, int stride,
+                             int dilation, int pad_l, int pad_r) {
+  const std::string where = "Layer(" + kind + ")";
   net::Layer l;
-  l.kernel = t[1].cast<int>();
-  l.relu = t[2].cast<bool>();
-  if (t.size() == 6) {
-    const auto g = t[5].cast<std::vector<int>>();
-    if (g.size() != 4)
-      throw std::invalid_argument(where + ": geometry is (stride, dilation, pl, pr)");
-    l.stride = g[0];
-    l.dilation = g[1];
-    l.pad_l = g[2];
-    l.pad_r = g[3];
-  }
+  l.kernel = kernel;
+  l.relu = relu;
+  l.stride = stride;
+  l.dilation = dilation;
+  l.pad_l = pad_l;
+  l.pad_r = pad_r;
+  if (stride < 1 || dilation < 1 || pad_l < 0 || pad_r < 0 || kernel < 0)
+    throw std::invalid_argument(where + ": stride and dilation must be >= 1, padding and " +
+                                "kernel >= 0");
   if (kind == "avgpool1d") {
     l.kind = net::LayerKind::kAvgPool1d;
   } else if (kind == "affine" || kind == "heatmap") {
     l.kind = kind == "affine" ? net::LayerKind::kAffine : net::LayerKind::kHeatmap;
-    l.weight = floats(t[3], 1, where + " weight");
-    l.bias = floats(t[4], 1, where + " bias");
+    l.weight = floats(weight, 1, where + " weight");
+    l.bias = floats(bias, 1, where + " bias");
     l.c_in = kind == "heatmap" ? static_cast<int>(l.weight.size() / 4) : 1;
     l.c_out = kind == "heatmap" ? 2 : 1;
   } else if (kind == "flatten") {
@@ -60,7 +56,7 @@ inline net::Layer layer_of(const py::handle& item, std::size_t index) {
     l.kind = conv              ? net::LayerKind::kConv1d
              : kind == "dense" ? net::LayerKind::kDense
                                : net::LayerKind::kHeads;
-    const auto w = carray<float>::ensure(t[3]);
+    const auto w = carray<float>::ensure(weight);
     if (!w || w.ndim() != (conv ? 3 : 2))
       throw std::invalid_argument(where + ": weight must be " +
                                   (conv ? "(c_out, c_in, kernel)" : "(n_out, n_in)"));
@@ -68,11 +64,76 @@ inline net::Layer layer_of(const py::handle& item, std::size_t index) {
     l.c_in = as_int(w.shape(1), "weight");
     if (conv) l.kernel = as_int(w.shape(2), "weight");
     l.weight.assign(w.data(), w.data() + w.size());
-    l.bias = floats(t[4], 1, where + " bias");
+    l.bias = floats(bias, 1, where + " bias");
   } else {
     throw std::invalid_argument(where + ": unknown kind '" + kind + "'");
   }
   return l;
+}
+
+inline std::string layer_kind_name(net::LayerKind k) {
+  switch (k) {
+    case net::LayerKind::kConv1d:
+      return "conv1d";
+    case net::LayerKind::kAvgPool1d:
+      return "avgpool1d";
+    case net::LayerKind::kFlatten:
+      return "flatten";
+    case net::LayerKind::kDense:
+      return "dense";
+    case net::LayerKind::kHeads:
+      return "heads";
+    case net::LayerKind::kAffine:
+      return "affine";
+    case net::LayerKind::kHeatmap:
+      return "heatmap";
+    case net::LayerKind::kBranch:
+      return "branch";
+  }
+  return "?";
+}
+
+// What an engine is built with, beside its layers: bound as mgfast._core.EngineOptions (one
+// struct for both engines; each reads its own fields). device "cpu" or "cuda:N" (parsed by
+// mgfast.options); channels: the input channels' codes (features::Kind; empty: the flux).
+struct EngineOptions {
+  std::string device = "cpu";
+  int threads = 0;      // the CPU engine: its threads (0: all)
+  int batch_size = 16;  // spectra per engine call
+  std::string precision = "fp32";
+  bool fast_conv = true;  // the CPU engine: 2-parallel fast FIR convolutions where they pay
+  int slots = 3;          // the GPU engine: buffers in its pinned ring
+  bool graphs = true;     // the GPU engine: CUDA graphs
+  std::vector<int> channels;
+};
+
+inline int cuda_device_index(const EngineOptions& o) {
+  if (o.device.rfind("cuda:", 0) != 0 || o.device.size() < 6 || o.device.size() > 11)
+    throw std::invalid_argument(
+        "EngineOptions.device: expected 'cuda:N' for the GPU engine, "
+        "got '" +
+        o.device + "'");
+  for (std::size_t i = 5; i < o.device.size(); ++i)
+    if (o.device[i] < '0' || o.device[i] > '9')
+      throw std::invalid_argument("EngineOptions.device: expected 'cuda:N', got '" + o.device +
+                                  "'");
+  return std::stoi(o.device.substr(5));
+}
+
+// Checks the fields every engine reads (the engines check the rest).
+inline void validate(const EngineOptions& o) {
+  if (o.threads < 0 || o.threads > 4096)
+    throw std::invalid_argument("EngineOptions.threads: expected 0-4096, got " +
+                                std::to_string(o.threads));
+  if (o.batch_size < 1 || o.batch_size > 65536)
+    throw std::invalid_argument("EngineOptions.batch_size: expected 1-65536, got " +
+                                std::to_string(o.batch_size));
+  if (o.precision != "fp32" && o.precision != "bf16" && o.precision != "fp16")
+    throw std::invalid_argument("EngineOptions.precision: expected fp32, bf16 or fp16, got '" +
+                                o.precision + "'");
+  if (o.slots < 2 || o.slots > 8)
+    throw std::invalid_argument("EngineOptions.slots: expected 2-8, got " +
+                                std::to_string(o.slots));
 }
 
 // Input channels from their codes (features::Kind, mgfast.model.INPUT_CHANNELS' indices); none:
@@ -91,14 +152,57 @@ inline features::Channels channels_of(const std::vector<int>& kinds) {
   return ch;
 }
 
+// mgfast._core.Layer and mgfast._core.EngineOptions, bound once (in _core; the GPU module,
+// mgfast._gpu, takes the same types: pybind11 shares them across the modules of one process).
+inline void bind_layer_and_options(py::module_& m) {
+  py::class_<net::Layer>(m, "Layer",
+                         "One layer as the engines take it (src/core/net/network.hpp): kind "
+                         "conv1d, avgpool1d, flatten, dense, heads, affine, heatmap or branch.")
+      .def(py::init(&make_layer), py::kw_only(), py::arg("kind"), py::arg("kernel") = 0,
+           py::arg("relu") = false, py::arg("weight") = py::none(), py::arg("bias") = py::none(),
+           py::arg("stride") = 1, py::arg("dilation") = 1, py::arg("pad_l") = 0,
+           py::arg("pad_r") = 0)
+      .def_property_readonly("kind", [](const net::Layer& l) { return layer_kind_name(l.kind); })
+      .def_readonly("kernel", &net::Layer::kernel)
+      .def_readonly("c_in", &net::Layer::c_in)
+      .def_readonly("c_out", &net::Layer::c_out)
+      .def_readonly("relu", &net::Layer::relu)
+      .def_readonly("stride", &net::Layer::stride)
+      .def_readonly("dilation", &net::Layer::dilation)
+      .def_readonly("pad_l", &net::Layer::pad_l)
+      .def_readonly("pad_r", &net::Layer::pad_r);
+  py::class_<EngineOptions>(m, "EngineOptions",
+                            "What an engine is built with beside its layers (both engines; each "
+                            "reads its own fields).")
+      .def(py::init([](const std::string& device, int threads, int batch_size,
+                       const std::string& precision, bool fast_conv, int slots, bool graphs,
+                       const std::vector<int>& channels) {
+             EngineOptions o{device,    threads, batch_size, precision,
+                             fast_conv, slots,   graphs,     channels};
+             validate(o);
+             return o;
+           }),
+           py::kw_only(), py::arg("device") = "cpu", py::arg("threads") = 0,
+           py::arg("batch_size") = 16, py::arg("precision") = "fp32", py::arg("fast_conv") = true,
+           py::arg("slots") = 3, py::arg("graphs") = true, py::arg("channels") = std::vector<int>{})
+      .def_readonly("device", &EngineOptions::device)
+      .def_readonly("threads", &EngineOptions::threads)
+      .def_readonly("batch_size", &EngineOptions::batch_size)
+      .def_readonly("precision", &EngineOptions::precision)
+      .def_readonly("fast_conv", &EngineOptions::fast_conv)
+      .def_readonly("slots", &EngineOptions::slots)
+      .def_readonly("graphs", &EngineOptions::graphs)
+      .def_readonly("channels", &EngineOptions::channels);
+}
+
 // The network of n_in input pixels, the given input channels (codes; empty: the flux) and the
 // given layer list.
-inline net::Network network_of(int n_in, const py::list& layers,
+inline net::Network network_of(int n_in, const std::vector<net::Layer>& layers,
                                const std::vector<int>& channels = {}) {
   net::Network net;
   net.n_in = n_in;
   net.input = channels_of(channels);
-  for (std::size_t i = 0; i < layers.size(); ++i) net.layers.push_back(layer_of(layers[i], i));
+  net.layers = layers;
   return net;
 }
 

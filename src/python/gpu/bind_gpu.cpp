@@ -147,16 +147,21 @@ PYBIND11_MODULE(_gpu, m) {
 
   py::class_<GpuBackend> gpu(m, "GpuNetwork");
   def_engine_calls<GpuBackend>(gpu);
-  gpu.def(py::init([](int n_in, const py::list& layers, int device, int batch_size, bool fp16,
-                      int slots, bool graphs, const std::vector<int>& channels) {
-            mgfast::net::Network net = network_of(n_in, layers, channels);
-            py::gil_scoped_release release;  // cuDNN's algorithm search takes a while
-            return std::make_unique<GpuBackend>(std::move(net), device, batch_size, fp16, slots,
-                                                graphs);
-          }),
-          py::arg("n_in"), py::arg("layers"), py::arg("device"), py::arg("batch_size"),
-          py::arg("fp16"), py::arg("slots") = 3, py::arg("graphs") = true,
-          py::arg("channels") = std::vector<int>{})
+  gpu.def(py::init(
+              [](int n_in, const std::vector<mgfast::net::Layer>& layers, const EngineOptions& o) {
+                validate(o);
+                const int device = cuda_device_index(o);
+                if (o.precision != "fp32" && o.precision != "fp16")
+                  throw std::invalid_argument(
+                      "EngineOptions.precision: the GPU engine runs fp32 or "
+                      "fp16, got '" +
+                      o.precision + "'");
+                mgfast::net::Network net = network_of(n_in, layers, o.channels);
+                py::gil_scoped_release release;  // cuDNN's algorithm search takes a while
+                return std::make_unique<GpuBackend>(std::move(net), device, o.batch_size,
+                                                    o.precision == "fp16", o.slots, o.graphs);
+              }),
+          py::arg("n_in"), py::arg("layers"), py::arg("options"))
       .def(
           "infer_device",
           [](GpuBackend& self, const py::object& flux, const py::object& out) {
