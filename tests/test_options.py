@@ -283,3 +283,19 @@ def test_the_wrappers_give_what_the_structs_give():
     o.ew_min = o.ew_max = 3.0
     again, _ = _core.simulate(5, 4, np.array([7.0]), o, False, "cpu", 0)
     assert not np.array_equal(again["flux"], raw["flux"])
+
+
+def test_matched_filter_options_are_a_checked_struct_with_the_python_defaults():
+    from mgfast import matched_filter as mf
+
+    o = _core.MatchedFilterOptions()
+    assert tuple(o.widths) == mf.DEFAULT_WIDTHS and o.top_k == mf.DEFAULT_TOP_K
+    assert (o.ratio_lo, o.ratio_hi, o.ratio_sigma) == (0.8, 2.2, 2.0)
+    with pytest.raises(TypeError):
+        _core.MatchedFilterOptions([1.0])  # keyword-only
+    with pytest.raises(ValueError, match="top_k"):
+        _core.MatchedFilterOptions(top_k=0)
+    with pytest.raises(ValueError, match="ratio_range"):
+        _core.MatchedFilterOptions(ratio_lo=2.0, ratio_hi=1.0)
+    with pytest.raises(ValueError, match="widths"):
+        _core.MatchedFilterOptions(widths=[])

@@ -289,6 +289,27 @@ class EwOptions:
     @side.setter
     def side(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
+class MatchedFilterOptions:
+    """
+    The doublet matched filter's templates and doublet-ratio test (src/core/matched_filter/matched_filter.hpp).
+    """
+    def __init__(self, *, widths: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [0.6, 1.2, 2.5, 5.0], top_k: typing.SupportsInt | typing.SupportsIndex = 4, ratio_lo: typing.SupportsFloat | typing.SupportsIndex = 0.8, ratio_hi: typing.SupportsFloat | typing.SupportsIndex = 2.2, ratio_sigma: typing.SupportsFloat | typing.SupportsIndex = 2.0) -> None:
+        ...
+    @property
+    def ratio_hi(self) -> float:
+        ...
+    @property
+    def ratio_lo(self) -> float:
+        ...
+    @property
+    def ratio_sigma(self) -> float:
+        ...
+    @property
+    def top_k(self) -> int:
+        ...
+    @property
+    def widths(self) -> list[float]:
+        ...
 class Layer:
     """
     One layer as the engines take it (src/core/net/network.hpp): kind conv1d, avgpool1d, flatten, dense, heads, affine, heatmap or branch.
@@ -413,7 +434,7 @@ def input_features(flux: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]
     ...
 def lsf_degrade(wave: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], flux: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], err: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, resolution: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], r_out: typing.SupportsFloat | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.uint8]]:
     ...
-def matched_filter(flux: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], ivar: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, widths: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], top_k: typing.SupportsInt | typing.SupportsIndex, ratio_lo: typing.SupportsFloat | typing.SupportsIndex, ratio_hi: typing.SupportsFloat | typing.SupportsIndex, ratio_sigma: typing.SupportsFloat | typing.SupportsIndex, device: str, threads: typing.SupportsInt | typing.SupportsIndex) -> dict[str, numpy.ndarray]:
+def matched_filter(flux: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], ivar: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, options: MatchedFilterOptions, device: str, threads: typing.SupportsInt | typing.SupportsIndex) -> dict[str, numpy.ndarray]:
     ...
 def measure_ew(flux: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], ivar: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], spectrum: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], guess: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], options: EwOptions, threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
     ...

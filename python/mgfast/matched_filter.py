@@ -146,7 +146,10 @@ def match(
     if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 0:
         raise ValueError(f"threads: expected an integer >= 0, got {threads!r}")
 
-    out = _core.matched_filter(f, iv, w, int(top_k), r_lo, r_hi, r_sig, str(dev), int(threads))
+    options = _core.MatchedFilterOptions(
+        widths=w.tolist(), top_k=int(top_k), ratio_lo=r_lo, ratio_hi=r_hi, ratio_sigma=r_sig
+    )
+    out = _core.matched_filter(f, iv, options, str(dev), int(threads))
     sig = out["significance"]
     idx = out["width"]
     cand_width = np.where(idx >= 0, w[np.clip(idx, 0, None)], np.nan).astype(np.float32)

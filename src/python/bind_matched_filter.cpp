@@ -9,6 +9,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "bind.hpp"
 #include "cuda_api.hpp"
@@ -19,21 +20,31 @@ namespace mgfast::bind {
 
 namespace {
 
+// What the filter is built with: bound as mgfast._core.MatchedFilterOptions, checked when built
+// (make_filter) and again by the call.
+struct MatchedFilterOptions {
+  std::vector<double> widths{0.6, 1.2, 2.5, 5.0};  // template σ, pixels (mgfast.matched_filter)
+  int top_k = 4;
+  double ratio_lo = 0.8, ratio_hi = 2.2, ratio_sigma = 2.0;
+};
+
+matched_filter::Filter filter_of(const MatchedFilterOptions& o) {
+  return matched_filter::make_filter(o.widths.data(), static_cast<int>(o.widths.size()), o.top_k,
+                                     o.ratio_lo, o.ratio_hi, o.ratio_sigma);
+}
+
 py::typing::Dict<py::str, py::array> matched_filter(const carray<float>& flux,
                                                     const std::optional<carray<float>>& ivar,
-                                                    const carray<double>& widths, int top_k,
-                                                    double ratio_lo, double ratio_hi,
-                                                    double ratio_sigma, const std::string& device,
-                                                    int threads) {
+                                                    const MatchedFilterOptions& options,
+                                                    const std::string& device, int threads) {
   if (flux.ndim() != 2 || flux.shape(1) != grid::kNPix)
     throw std::invalid_argument("flux: expected shape (N, " + std::to_string(grid::kNPix) +
                                 "), spectra on mgfast.grid");
   if (ivar &&
       (ivar->ndim() != 2 || ivar->shape(0) != flux.shape(0) || ivar->shape(1) != flux.shape(1)))
     throw std::invalid_argument("ivar: shape must equal that of flux");
-  if (widths.ndim() != 1) throw std::invalid_argument("widths: expected a 1-D array");
-  const matched_filter::Filter f = matched_filter::make_filter(
-      widths.data(), as_int(widths.shape(0), "widths"), top_k, ratio_lo, ratio_hi, ratio_sigma);
+  const matched_filter::Filter f = filter_of(options);
+  const int top_k = options.top_k;
   matched_filter::Batch b;
   b.n_spec = as_int(flux.shape(0), "flux");
   b.flux = flux.data();
@@ -75,8 +86,24 @@ void bind_matched_filter(py::module_& m) {
   m.attr("MF_MAX_WIDTH") = matched_filter::kMaxWidth;
   m.attr("MF_MAX_TOP_K") = matched_filter::kMaxTopK;
   m.attr("MF_THIN_RATIO") = matched_filter::thin_ratio();
-  m.def("matched_filter", &matched_filter, py::arg("flux"), py::arg("ivar"), py::arg("widths"),
-        py::arg("top_k"), py::arg("ratio_lo"), py::arg("ratio_hi"), py::arg("ratio_sigma"),
+  py::class_<MatchedFilterOptions>(m, "MatchedFilterOptions",
+                                   "The doublet matched filter's templates and doublet-ratio test "
+                                   "(src/core/matched_filter/matched_filter.hpp).")
+      .def(py::init([](const std::vector<double>& widths, int top_k, double ratio_lo,
+                       double ratio_hi, double ratio_sigma) {
+             MatchedFilterOptions o{widths, top_k, ratio_lo, ratio_hi, ratio_sigma};
+             filter_of(o);  // checks every field
+             return o;
+           }),
+           py::kw_only(), py::arg("widths") = std::vector<double>{0.6, 1.2, 2.5, 5.0},
+           py::arg("top_k") = 4, py::arg("ratio_lo") = 0.8, py::arg("ratio_hi") = 2.2,
+           py::arg("ratio_sigma") = 2.0)
+      .def_readonly("widths", &MatchedFilterOptions::widths)
+      .def_readonly("top_k", &MatchedFilterOptions::top_k)
+      .def_readonly("ratio_lo", &MatchedFilterOptions::ratio_lo)
+      .def_readonly("ratio_hi", &MatchedFilterOptions::ratio_hi)
+      .def_readonly("ratio_sigma", &MatchedFilterOptions::ratio_sigma);
+  m.def("matched_filter", &matched_filter, py::arg("flux"), py::arg("ivar"), py::arg("options"),
         py::arg("device"), py::arg("threads"));
 }
 
