@@ -10,6 +10,7 @@ import pytest
 
 from mgfast import DetectionFlag, SpectrumFlag, grid, stages
 from mgfast._fileutil import atomic_write
+from mgfast.absorbers import calibrate
 from mgfast.detector import Detector
 from mgfast.model import write_random_model
 from mgfast.testing import mgii_doublet
@@ -78,7 +79,11 @@ def test_decode_of_one_absorber_outputs_and_of_the_matched_filter():
     prob = np.array([0.1, 0.99], np.float32)
     lam = np.array([5000.0, 5400.0], np.float32)
     dec = stages.decode(det, ("pairs", prob, lam), 2)
-    assert dec.score is prob and dec.lam.dtype == np.float64 and dec.absorbers is None
+    # the network's probability through the model's calibration curve (monotone: same ranking)
+    assert det.model.calibration is not None
+    np.testing.assert_array_equal(dec.score, calibrate(prob, det.model.calibration))
+    assert dec.score[1] > dec.score[0] and dec.score.dtype == np.float32
+    assert dec.lam.dtype == np.float64 and dec.absorbers is None
     assert dec.sha == det.model.sha256
     mf = stages.decode(Detector(method="matched-filter"), ("score", prob, lam), 2)
     assert mf.sha is None and mf.lam.dtype == np.float64
@@ -122,3 +127,11 @@ def test_atomic_write_is_whole_or_absent(tmp_path: Path):
     atomic_write(path, lambda tmp: tmp.write_text("new"), durable=True)
     assert path.read_text() == "new"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_model_without_a_curve_gives_the_networks_probability(tmp_path):
+    det = Detector(write_random_model(tmp_path / "m", "mgfast_fcn"))
+    assert det.model.calibration is None
+    prob = np.array([0.1, 0.99], np.float32)
+    dec = stages.decode(det, ("pairs", prob, np.zeros(2, np.float32)), 2)
+    np.testing.assert_array_equal(dec.score, prob)

@@ -24,6 +24,9 @@ struct ModelInfo {
   std::map<std::string, double> thresholds;  // model.json's thresholds ("default" always there)
   bool map_output = false;                   // a multi-absorber model (per-cell maps)
   bool has_calibration = false;
+  // model.json's calibration curve (x, y): the per-spectrum probability goes through it (empty:
+  // none)
+  std::vector<double> calibration_x, calibration_y;
 };
 
 // Reads and checks a model directory as mgfast.model.load_model does (format, version,

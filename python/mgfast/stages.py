@@ -22,7 +22,7 @@ import numpy as np
 
 from . import _core, grid
 from . import ew as ew_mod
-from .absorbers import Absorbers, decode_absorbers, lift_by_summary
+from .absorbers import Absorbers, calibrate, decode_absorbers, lift_by_summary
 from .atomic import MGII_2796
 from .flags import SpectrumFlag
 from .preprocess import preprocess
@@ -152,8 +152,9 @@ def decode(det: Detector, out: Outputs, n: int) -> Decoded:
         return Decoded(out[1], np.asarray(out[2], np.float64), None)
     model = det.model
     assert model is not None
-    if kind == "pairs":
-        return Decoded(out[1], out[2].astype(np.float64), model.sha256)
+    if kind == "pairs":  # the network's probability through the model's curve, if it has one
+        prob = calibrate(out[1], model.calibration)
+        return Decoded(prob, out[2].astype(np.float64), model.sha256)
     absorbers = decode_absorbers(
         *split_maps(out[1]), calibration=model.calibration, sigma_scale=model.sigma_scale
     )

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backend_cpu.hpp"
+#include "detector_steps.hpp"
 #include "grid.hpp"
 #include "mgfast/detector.hpp"
 
@@ -125,3 +126,18 @@ TEST_F(DetectorTest, TakesAnEngineOfTheCallers) {
 
 }  // namespace
 }  // namespace mgfast
+
+TEST(DetectorSteps, CalibrateIsNumpysInterp) {
+  // values numpy.interp gives for x = [0, 0.5, 1], y = [0.1, 0.2, 0.9], rounded to float32
+  const double x[3] = {0.0, 0.5, 1.0}, y[3] = {0.1, 0.2, 0.9};
+  EXPECT_EQ(mgfast::steps::calibrate(0.25f, x, y, 3),
+            static_cast<float>((0.2 - 0.1) / (0.5 - 0.0) * (0.25 - 0.0) + 0.1));
+  EXPECT_EQ(mgfast::steps::calibrate(0.5f, x, y, 3),
+            static_cast<float>(0.2));  // on a knot: its value
+  EXPECT_EQ(mgfast::steps::calibrate(1.0f, x, y, 3), static_cast<float>(0.9));  // the last knot
+  EXPECT_EQ(mgfast::steps::calibrate(-1.0f, x, y, 3),
+            static_cast<float>(0.1));                                           // left of the curve
+  EXPECT_EQ(mgfast::steps::calibrate(2.0f, x, y, 3), static_cast<float>(0.9));  // right of it
+  EXPECT_TRUE(std::isnan(mgfast::steps::calibrate(NAN, x, y, 3)));
+  EXPECT_EQ(mgfast::steps::calibrate(0.3f, x, y, 0), 0.3f);  // no curve: the score itself
+}

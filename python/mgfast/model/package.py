@@ -186,7 +186,8 @@ class Model:
 
     @property
     def calibration(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """mgfast_multi's score-to-probability curve (x, y), or None."""
+        """The score-to-probability curve (x, y): mgfast_multi's for its absorbers, mgfast_fcn's
+        for its per-spectrum probability; None when the model has none."""
         c = self.metadata.get("calibration")
         if not isinstance(c, dict):
             return None

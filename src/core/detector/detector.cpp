@@ -227,7 +227,9 @@ void Detector::Impl::detect_chunk(const Spectra& s, std::vector<Detection>& rows
   for (std::int64_t i = 0; i < n; ++i) {
     Detection d;
     const bool empty = (flags[i] & flags::kAllMasked) != 0;
-    d.probability = empty ? 0.0f : prob[i];
+    const float p = steps::calibrate(prob[i], info.calibration_x.data(), info.calibration_y.data(),
+                                     info.calibration_x.size());
+    d.probability = empty ? 0.0f : p;
     d.detected = d.probability >= thr;
     const double lam = lam32[i];
     d.lambda2796 = std::isfinite(grid::pixel_of_wavelength(lam)) && !empty ? lam : NAN;

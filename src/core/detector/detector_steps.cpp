@@ -256,6 +256,43 @@ std::uint32_t z_em_flags(double lam, double z_em) {
   return (forest ? kInForest : 0u) | (assoc ? kAssociated : 0u);
 }
 
+float calibrate(float score, const double* x, const double* y, std::size_t n) {
+  if (n == 0) return score;
+  // numpy.interp (arr_interp): left and right values outside, the knot's value on a knot and at
+  // the last, otherwise slope * (v - x[j]) + y[j] with the slope (y[j+1] - y[j]) / (x[j+1] - x[j])
+  const double v = score;
+  if (std::isnan(v)) return score;  // numpy gives NaN back
+  double r;
+  if (v > x[n - 1]) {
+    r = y[n - 1];
+  } else if (v < x[0]) {
+    r = y[0];
+  } else {
+    // the last j with x[j] <= v
+    std::size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+      const std::size_t mid = (lo + hi + 1) / 2;
+      if (x[mid] <= v) {
+        lo = mid;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    const std::size_t j = lo;
+    if (j == n - 1 || x[j] == v) {
+      r = y[j];
+    } else {
+      const double slope = (y[j + 1] - y[j]) / (x[j + 1] - x[j]);
+      r = slope * (v - x[j]) + y[j];
+      if (std::isnan(r)) {
+        r = slope * (v - x[j + 1]) + y[j + 1];
+        if (std::isnan(r) && y[j] == y[j + 1]) r = y[j];
+      }
+    }
+  }
+  return static_cast<float>(r);
+}
+
 std::uint32_t check_normalised(const float* flux, const std::uint8_t* pixmask) {
   std::int64_t usable = 0, low = 0, high = 0;
   for (int p = 0; p < grid::kNPix; p += 7) {

@@ -40,6 +40,10 @@ std::uint32_t quality(float snr, const std::uint8_t* pixmask_row, double lambda2
 // detector._z_em_flags: IN_FOREST and ASSOCIATED bits of λ2796 given z_em.
 std::uint32_t z_em_flags(double lambda2796, double z_em);
 
+// absorbers.calibrate: score through the curve (x, y) as numpy.interp computes it (float64,
+// the same slopes and special cases), then rounded to float32; n == 0: the score itself.
+float calibrate(float score, const double* x, const double* y, std::size_t n);
+
 // detector._check_normalised (without its warning): NOT_NORMALISED for a row given as
 // normalised that does not look it.
 std::uint32_t check_normalised(const float* flux_row, const std::uint8_t* pixmask_row);

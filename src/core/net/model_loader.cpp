@@ -348,6 +348,10 @@ LoadedModel load_model_parts(const std::string& json_text, const onnx::Graph& gr
     if (!ok)
       throw std::invalid_argument(where + ": calibration must hold lists x and y of equal length");
     m.info.has_calibration = true;
+    for (std::size_t i = 0; i < x->array.size(); ++i) {
+      m.info.calibration_x.push_back(x->array[i].number);
+      m.info.calibration_y.push_back(y->array[i].number);
+    }
   }
   m.network = fcn_network(graph, arch->string, channels, where);
   m.info.architecture = arch->string;
