@@ -107,19 +107,6 @@ struct EngineOptions {
   std::vector<int> channels;
 };
 
-inline int cuda_device_index(const EngineOptions& o) {
-  if (o.device.rfind("cuda:", 0) != 0 || o.device.size() < 6 || o.device.size() > 11)
-    throw std::invalid_argument(
-        "EngineOptions.device: expected 'cuda:N' for the GPU engine, "
-        "got '" +
-        o.device + "'");
-  for (std::size_t i = 5; i < o.device.size(); ++i)
-    if (o.device[i] < '0' || o.device[i] > '9')
-      throw std::invalid_argument("EngineOptions.device: expected 'cuda:N', got '" + o.device +
-                                  "'");
-  return std::stoi(o.device.substr(5));
-}
-
 // Checks the fields every engine reads (the engines check the rest).
 inline void validate(const EngineOptions& o) {
   if (o.threads < 0 || o.threads > 4096)

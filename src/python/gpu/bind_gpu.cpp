@@ -150,7 +150,12 @@ PYBIND11_MODULE(_gpu, m) {
   gpu.def(py::init(
               [](int n_in, const std::vector<mgfast::net::Layer>& layers, const EngineOptions& o) {
                 validate(o);
-                const int device = cuda_device_index(o);
+                if (o.device.rfind("cuda", 0) != 0)
+                  throw std::invalid_argument(
+                      "EngineOptions.device: the GPU engine runs on 'cuda' or "
+                      "'cuda:N', got '" +
+                      o.device + "'");
+                const int device = cuda_index(o.device);
                 if (o.precision != "fp32" && o.precision != "fp16")
                   throw std::invalid_argument(
                       "EngineOptions.precision: the GPU engine runs fp32 or "
