@@ -192,6 +192,13 @@ def main() -> None:
         "instead of --steps (cosine for mgfast_fcn, the paper's steps for bycycle2023, both "
         "compressed into the budget); training stops when it is spent or at --steps",
     )
+    p.add_argument(
+        "--report-seconds",
+        type=float,
+        default=300.0,
+        help="timed runs: evaluate and log at least this often (the evaluation's time counts "
+        "against the budget)",
+    )
     p.add_argument("--data-threads", type=int, default=1, help="threads per batch producer")
     p.add_argument("--producers", type=int, default=1, help="background batch producers")
     p.add_argument("--data-device", default="cpu", help="simulate and preprocess on this device")
@@ -237,6 +244,9 @@ def main() -> None:
         channels=channels,
     )
     step = 0
+    # seconds of training before this invocation: a timed run's schedule (time_lr) goes on from
+    # where it stopped when resumed, rather than warming up again
+    elapsed0 = 0.0
     if state_path.exists():
         state = json.loads(state_path.read_text())
         if state["arch"] != args.arch:
@@ -252,7 +262,8 @@ def main() -> None:
         for v, k in zip(train.optimizer.variables, sorted(opt_vars.files, key=int), strict=True):
             v.assign(opt_vars[k])
         step = state["step"]
-        print(f"resuming {args.arch} at step {step}", flush=True)
+        elapsed0 = float(state.get("elapsed_s", 0.0))
+        print(f"resuming {args.arch} at step {step} ({elapsed0:.0f} s trained)", flush=True)
     else:
         if args.init and args.arch == "mgfast_joint" and "," in args.init:
             from mgfast_train.models import join
@@ -342,33 +353,45 @@ def main() -> None:
             out / "optimizer.npz",
             **{str(i): np.asarray(v) for i, v in enumerate(train.optimizer.variables)},
         )
+        elapsed = elapsed0 + (time.time() - t0 if compiled else 0.0)
         state_path.write_text(
-            json.dumps({"arch": args.arch, "step": step, "input_channels": args.input_channels})
+            json.dumps(
+                {
+                    "arch": args.arch,
+                    "step": step,
+                    "input_channels": args.input_channels,
+                    "elapsed_s": round(elapsed, 1),
+                }
+            )
         )
 
     done = 0.0  # fraction of the time budget spent (timed runs)
     while step < args.steps and done < 1.0:
         x, y = next_batch()
         if timed:
-            done = (time.time() - t0) / args.max_seconds
+            done = (elapsed0 + time.time() - t0) / args.max_seconds
             train.optimizer.learning_rate.assign(time_lr(args.arch, args.lr, done))
         logs = train.train_on_batch(x, list(y), return_dict=True)
         losses.append(float(logs["loss"]))
         step += 1
         if not compiled:  # the clock starts after the first step: compiling it is not training
             compiled, t0, last_eval, seen0 = True, time.time(), time.time(), step * args.batch
-        last = step == args.steps or (timed and time.time() - t0 >= args.max_seconds)
+        last = step == args.steps or (timed and elapsed0 + time.time() - t0 >= args.max_seconds)
         done = 1.0 if last else done
         if step % args.ckpt_every == 0 or last:
             save(step)
-        # timed runs also report once a minute (their step count is not known in advance)
-        if step % args.eval_every == 0 or last or (timed and time.time() - last_eval >= 60):
+        # timed runs also report every --report-seconds (their step count is not known in advance)
+        if (
+            step % args.eval_every == 0
+            or last
+            or (timed and time.time() - last_eval >= args.report_seconds)
+        ):
             last_eval = time.time()
             m = quick_metrics(args.arch, net, val, val_multi, val_real)
             dt = time.time() - t0
             rate = (step * args.batch - seen0) / dt
             log.write(
-                f"{step},{dt:.0f},{step * args.batch},{np.mean(losses):.5f},"
+                f"{step},{elapsed0 + dt:.0f},{step * args.batch},{np.mean(losses):.5f},"
                 f"{m['val_accuracy']:.5f},{m['val_mae']:.4f}\n"
             )
             log.flush()
