@@ -252,3 +252,64 @@ def test_a_break_in_an_arm_masks_the_break_and_keeps_the_rest():
     found_ref = ref.detected & (np.abs(ref.wavelength - lam) < 5)
     assert in_clean.sum() >= 2
     assert found[in_clean].sum() >= found_ref[in_clean].sum()
+
+
+def forest_quasars(n: int, seed: int):
+    """Sky-mode spectra (with a Lyα forest) at z_em 2.3-3.6 times a synthetic quasar continuum."""
+    from mgfast.simulate import Realism
+    from mgfast.testing import quasar_continuum
+
+    sim = mgfast.simulate(n, seed=seed, snr=[5, 10, 20], realism=Realism.sky(),
+                          with_absorber_fraction=0.0, z_em_range=(2.3, 3.6))  # fmt: skip
+    cont = np.stack([quasar_continuum(grid.wavelength(), z) for z in sim.truth.z_em])
+    cont = cont.astype(np.float32)
+    return sim.flux * cont, sim.err * cont, cont, sim.truth.z_em
+
+
+@pytest.mark.parametrize("device", devices())
+def test_the_forest_is_fitted_by_mean_flux_regulation_given_z_em(device):
+    """Without z_em the clipping finds no continuum between the forest's lines: much of the
+    forest is masked and the fit sits low. With it the forest keeps its pixels and the fit is
+    unbiased (docs/preprocessing.md, "The Lyman-α forest")."""
+    flux, err, cont, z_em = forest_quasars(60, seed=808)
+    wave = grid.wavelength()[None, :]
+    forest = (wave > 1040 * (1 + z_em[:, None])) & (wave < 1200 * (1 + z_em[:, None]))
+    assert forest.sum() > 20_000
+    out = {}
+    for given in (None, z_em):
+        pre = mgfast.preprocess(flux, None, err, normalised=False, return_continuum=True,
+                                z_em=given, device=device)  # fmt: skip
+        ok = forest & (pre.pixmask == 0)
+        out[given is None] = ((pre.pixmask[forest] != 0).mean(),
+                              np.median(pre.continuum[ok] / cont[ok]))  # fmt: skip
+    (masked_without, ratio_without), (masked_with, ratio_with) = out[True], out[False]
+    assert masked_without > 0.15 and ratio_without < 0.99
+    assert masked_with < 0.05 and abs(ratio_with - 1.0) < 0.015
+
+
+def test_z_em_unknown_or_without_forest_changes_nothing():
+    flux, err, _, z_em = forest_quasars(8, seed=809)
+    plain = mgfast.preprocess(flux, None, err, normalised=False, return_continuum=True)
+    for z in (np.full(8, np.nan), np.full(8, 0.5)):  # unknown; a forest blueward of the arms
+        pre = mgfast.preprocess(flux, None, err, normalised=False, return_continuum=True, z_em=z)
+        np.testing.assert_array_equal(pre.continuum, plain.continuum)
+        np.testing.assert_array_equal(pre.pixmask, plain.pixmask)
+    # normalised spectra fit no continuum: z_em changes nothing there either
+    a = mgfast.preprocess(flux / 1e3, None, err / 1e3, z_em=z_em)
+    b = mgfast.preprocess(flux / 1e3, None, err / 1e3)
+    np.testing.assert_array_equal(a.flux, b.flux)
+
+
+@pytest.mark.parametrize("bad", [-0.1, np.inf, "x"])
+def test_preprocess_refuses_a_bad_z_em(bad):
+    flux, err, _, _ = forest_quasars(2, seed=810)
+    with pytest.raises(ValueError, match="z_em"):
+        mgfast.preprocess(flux, None, err, normalised=False, z_em=bad)
+    with pytest.raises(ValueError, match="z_em"):
+        mgfast.preprocess(flux, None, err, normalised=False, z_em=[2.5, 2.5, 2.5])
+
+
+def test_forest_penalty_is_checked():
+    with pytest.raises(ValueError, match="forest_penalty"):
+        mgfast.preprocess(np.ones((1, grid.N_PIX), np.float32), normalised=False,
+                          continuum=ContinuumOptions(forest_penalty=0.0))  # fmt: skip

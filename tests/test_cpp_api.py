@@ -22,10 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cpp"
 REAL = ROOT.parent / "shared" / "data" / "real_dev.npz"
 MODEL = mgfast.detector.default_model_path()
+MASKED_BY = tuple(f"masked_{r.name.lower()}" for r in mgfast.flags.MASK_REASONS)
 COLUMNS = ("probability", "detected", "lambda2796", "z_abs", "z_em", "ew2796", "ew2796_err",
-           "ew2803", "ew2803_err", "snr", "flags", "masked_fraction")  # fmt: skip
+           "ew2803", "ew2803_err", "snr", "flags", "masked_fraction", *MASKED_BY)  # fmt: skip
 FLOAT32 = {"probability", "ew2796", "ew2796_err", "ew2803", "ew2803_err", "snr",
-           "masked_fraction"}  # fmt: skip
+           "masked_fraction", *MASKED_BY}  # fmt: skip
 
 
 def _compiler() -> str | None:
@@ -138,6 +139,28 @@ def test_unnormalised_spectra_in_physical_units_match_python(
     py = detector.detect(flux[:, keep], wave, err[:, keep], normalised=False)
     cpp = run_cpp(detect_exe, tmp_path, flux[:, keep], "--not-normalised", wave=wave,
                   err=err[:, keep])  # fmt: skip
+    assert_same(py, cpp)
+
+
+def test_forest_continuum_and_mask_reasons_match_python(
+    detect_exe: Path, detector: mgfast.Detector, tmp_path: Path
+) -> None:
+    """Quasars with a Lyα forest in the blue arm, unnormalised, z_em given: the continuum's
+    forest treatment, the pixels masked beyond z_em and the masked fractions by reason."""
+    from mgfast.simulate import Realism
+    from mgfast.testing import quasar_continuum
+
+    sim = mgfast.simulate(16, seed=31, snr=[5, 20], realism=Realism.sky(), z_em_range=(2.3, 3.6))
+    z_em = sim.truth.z_em.copy()
+    cont = np.stack([quasar_continuum(grid.wavelength(), z) for z in z_em]).astype(np.float32)
+    flux, err = sim.flux * cont, sim.err * cont
+    z_em[:3] = 1.2  # said to be nearer: their red arms lie beyond it (masked, BEYOND_ZEM)
+    py = detector.detect(flux, grid.wavelength(), err, normalised=False, z_em=z_em)
+    assert py.masked_by is not None
+    beyond = list(mgfast.flags.MASK_REASONS).index(mgfast.PixelFlag.BEYOND_ZEM)
+    assert np.all(py.masked_by[:3, beyond] > 0.2) and not py.masked_by[3:, beyond].any()
+    cpp = run_cpp(detect_exe, tmp_path, flux, "--not-normalised", wave=grid.wavelength(),
+                  err=err, z_em=z_em)  # fmt: skip
     assert_same(py, cpp)
 
 

@@ -427,3 +427,38 @@ def test_detect_in_chunks_equals_one_call(model):
     assert len(chunked) == 23
     with pytest.raises(ValueError, match="chunk_size"):
         Detector(model=model, chunk_size=0)
+
+
+def test_masked_pixels_are_reported_by_reason(tmp_path):
+    """masked_by: a column per reason (the lowest PixelFlag bit of each masked pixel), summing to
+    masked_fraction; in the catalogue as masked_<reason>."""
+    from mgfast.flags import MASK_REASONS, PixelFlag
+
+    sim = mgfast.simulate(4, seed=3, snr=[10])
+    flux, err = sim.flux.copy(), sim.err.copy()
+    flux[0, 100:150] = np.nan  # bad input
+    err[1, grid.ARMS[1].start : grid.ARMS[1].stop] = 0.0  # the green arm missing
+    det = mgfast.Detector()
+    d = det.detect(flux, err=err, z_em=[np.nan, np.nan, 0.6, np.nan])  # 2: beyond z_em
+    assert d.masked_by is not None and d.masked_by.shape == (4, len(MASK_REASONS))
+    np.testing.assert_allclose(d.masked_by.sum(axis=1), d.masked_fraction, atol=1e-6)
+    by = {r: d.masked_by[:, j] for j, r in enumerate(MASK_REASONS)}
+    assert by[PixelFlag.BAD_INPUT][0] == pytest.approx(50 / grid.N_PIX)
+    assert by[PixelFlag.BAD_INPUT][1] == pytest.approx(
+        grid.ARMS[1].stop / grid.N_PIX - grid.ARMS[1].start / grid.N_PIX
+    )
+    assert by[PixelFlag.BEYOND_ZEM][2] > 0.2 and by[PixelFlag.BEYOND_ZEM][[0, 1, 3]].sum() == 0
+    assert d.masked_fraction[3] == 0 and not d.masked_by[3].any()
+    cols = d.columns()
+    for j, r in enumerate(MASK_REASONS):
+        np.testing.assert_array_equal(cols[f"masked_{r.name.lower()}"], d.masked_by[:, j])
+    one = det.detect(flux[0], err=err[0])  # one spectrum: scalars, like every column
+    assert np.ndim(one.columns()["masked_bad_input"]) == 0
+    assert one.columns()["masked_bad_input"] == by[PixelFlag.BAD_INPUT][0]
+    path = tmp_path / "c.fits"
+    d.write(path)
+    back = mgfast.Catalog.read(path)
+    np.testing.assert_array_equal(
+        np.asarray(back.columns["masked_beyond_zem"]),
+        d.masked_by[:, list(MASK_REASONS).index(PixelFlag.BEYOND_ZEM)],
+    )

@@ -247,7 +247,7 @@ def test_fields_assigned_later_are_checked_by_the_call():
     o.continuum.knot_spacing = 2.0  # the nested struct is the one the options hold
     assert o.continuum.knot_spacing == 2.0
     with pytest.raises(ValueError, match=r"^knot_spacing: "):
-        _core.preprocess(f, None, None, None, None, False, 0, o, False, "cpu", 1)
+        _core.preprocess(f, None, None, None, None, None, False, 0, o, False, "cpu", 1)
     s = _core.SimulateOptions()
     s.bal_fraction = 2.0
     with pytest.raises(ValueError, match=r"^bal_fraction: must lie in \[0, 1\]"):

@@ -173,12 +173,17 @@ int main(int argc, char** argv) {
     if (!out_path.empty()) file.open(out_path);
     std::ostream& out = out_path.empty() ? std::cout : file;
     out << "probability,detected,lambda2796,z_abs,z_em,ew2796,ew2796_err,ew2803,ew2803_err,snr,"
-           "flags,masked_fraction\n";
-    for (const mgfast::Detection& d : res.rows)
+           "flags,masked_fraction";
+    for (const char* reason : mgfast::kMaskReasonNames) out << ",masked_" << reason;
+    out << '\n';
+    for (const mgfast::Detection& d : res.rows) {
       out << num(d.probability, 9) << ',' << (d.detected ? 1 : 0) << ',' << num(d.lambda2796, 17)
           << ',' << num(d.z_abs, 17) << ',' << num(d.z_em, 17) << ',' << num(d.ew2796, 9) << ','
           << num(d.ew2796_err, 9) << ',' << num(d.ew2803, 9) << ',' << num(d.ew2803_err, 9) << ','
-          << num(d.snr, 9) << ',' << d.flags << ',' << num(d.masked_fraction, 9) << '\n';
+          << num(d.snr, 9) << ',' << d.flags << ',' << num(d.masked_fraction, 9);
+      for (const float f : d.masked_by) out << ',' << num(f, 9);
+      out << '\n';
+    }
     std::size_t found = 0;
     for (const mgfast::Detection& d : res.rows) found += d.detected;
     std::cerr << "mgfast " << mgfast::version() << ", model " << res.model << " ("

@@ -16,6 +16,7 @@
 //  - reading spectrum files (mgfast.io), catalogues and their writers (mgfast.results).
 #pragma once
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -45,6 +46,12 @@ constexpr std::uint32_t kNotNormalised = 1u << 19;
 constexpr std::uint32_t kInForest = 1u << 20;
 constexpr std::uint32_t kAssociated = 1u << 21;
 }  // namespace flag
+
+// Why pixels were masked, in the order of Detection::masked_by (mgfast.flags.MASK_REASONS, the
+// catalogue's masked_<reason> columns): the pixel-mask bits, lowest first.
+constexpr int kMaskReasons = 6;
+constexpr const char* kMaskReasonNames[kMaskReasons] = {
+    "not_covered", "bad_input", "arm_missing", "continuum_failed", "beyond_zem", "spike"};
 
 // n spectra of n_pix pixels each, row-major host memory; only flux is required. Mirrors the
 // arguments of mgfast.Detector.detect.
@@ -76,6 +83,9 @@ struct Detection {
   float snr = NAN;               // median SNR per usable pixel; NaN without errors
   std::uint32_t flags = 0;       // flag:: bits
   float masked_fraction = 0.0f;  // of the grid's pixels
+  // masked_fraction by reason (kMaskReasonNames), each masked pixel under its first reason (its
+  // lowest mask bit): the entries sum to masked_fraction.
+  std::array<float, kMaskReasons> masked_by{};
 };
 
 struct Detections {

@@ -397,8 +397,8 @@ class Detector:
                     start += len(ids)
                     res = self.detect(**kwargs)
                     if np.ndim(res.probability) == 0:  # one spectrum: keep the batch shape
-                        one: dict[str, Any] = {
-                            k: (np.atleast_1d(v) if isinstance(v, np.ndarray | np.generic)
+                        one: dict[str, Any] = {  # (a per-spectrum row of values stays one)
+                            k: (np.asarray(v)[np.newaxis] if isinstance(v, np.ndarray | np.generic)
                                 else v)
                             for k, v in res.__dict__.items()
                         }  # fmt: skip

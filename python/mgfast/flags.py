@@ -59,6 +59,11 @@ for _flag, _names in ((PixelFlag, _PIX), (SpectrumFlag, _SPEC)):
                           f"compiled core {list(_names)}: rebuild, or update flags.py")  # fmt: skip
 
 
+MASK_REASONS: tuple[PixelFlag, ...] = tuple(PixelFlag)
+"""Why pixels were masked, in the order of ``Detections.masked_by``'s columns (the catalogue's
+masked_not_covered, masked_bad_input, ...): the PixelFlag bits, lowest first."""
+
+
 class DetectionFlag(enum.IntFlag):
     """What the Detector adds to SpectrumFlag's bits in ``Detections.flags`` (bits 16 and up; the
     core's SpectrumFlag keeps the low 16).

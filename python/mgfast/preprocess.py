@@ -15,6 +15,7 @@ import numpy.typing as npt
 from . import _core, grid
 from .flags import ARM_MISSING, SpectrumFlag
 from .options import parse_device
+from .quality import check_z_em
 
 # preprocess()'s defaults: the share of an output pixel, and of an arm, that must be good
 MIN_PIXEL_GOOD = 0.5
@@ -48,6 +49,9 @@ class ContinuumOptions:
     # the flux within 40 pixels is a spike (cosmic ray): left out of the first fit, and masked
     # (PixelFlag.SPIKE) where the final fit clips it too. 0: off.
     spike_sigma: float = 10.0
+    # Where z_em is given: the curvature penalty in the Lyα forest, relative to the one elsewhere
+    # (the forest is fitted by mean-flux regulation, docs/preprocessing.md).
+    forest_penalty: float = 30.0
 
 
 def continuum_args(
@@ -77,6 +81,7 @@ def core_options(
         continuum=_core.ContinuumOptions(
             knot_spacing=knots, penalty=penalty, clip_low=clip_low, clip_high=clip_high,
             grow=grow, max_iter=max_iter, sigma_floor=floor, spike_sigma=spike,
+            forest_penalty=float((continuum or ContinuumOptions()).forest_penalty),
         ),
     )  # fmt: skip
 
@@ -267,6 +272,7 @@ def preprocess(
     bad_bits: int = 0xFFFFFFFF,
     resolution: float | npt.ArrayLike | None = None,
     normalised: bool = True,
+    z_em: float | npt.ArrayLike | None = None,
     missing_arm: Literal["flag", "raise"] = "flag",
     allow_empty: bool = False,
     continuum: ContinuumOptions | None = None,
@@ -300,6 +306,12 @@ def preprocess(
         and the flux may be in any unit (W m⁻² nm⁻¹, erg s⁻¹ cm⁻² Å⁻¹, counts; float64 down to
         1e-300): each spectrum is scaled by a power of two before anything is rounded to
         float32, so the normalised output does not depend on the unit.
+    z_em : float or (N,) array, optional
+        The quasars' emission redshifts (NaN: unknown). With ``normalised=False`` the continuum
+        fit treats their Lyman-α forest (rest 1040-1200 Å) by mean-flux regulation: the forest's
+        pixels divided by the mean transmission at their redshift, none clipped, under a stiffer
+        spline (docs/preprocessing.md). Nothing is masked here (Detector.detect masks what lies
+        beyond z_em).
     missing_arm : "flag" or "raise"
         An arm with under ``min_arm_good`` of its pixels usable is masked and flagged
         (ARM_MISSING_*), or raises ``ValueError``.
@@ -368,6 +380,7 @@ def preprocess(
         if m.shape != f.shape:
             raise ValueError(f"mask: shape {m.shape} differs from flux's {f.shape}")
     r = _per_spectrum(resolution, n_spec, "resolution")
+    zem = check_z_em(z_em, n_spec)
     if missing_arm not in ("flag", "raise"):
         raise ValueError(f"missing_arm: expected 'flag' or 'raise', got {missing_arm!r}")
     for name, v in (("min_pixel_good", min_pixel_good), ("min_arm_good", min_arm_good)):
@@ -395,7 +408,7 @@ def preprocess(
     if w is not None and _is_grid(w) and (r is None or np.all(r <= grid.RESOLVING_POWER)):
         w = None
     out = _core.preprocess(
-        f, w, e, m, r, is_ivar, int(bad_bits) & 0xFFFFFFFF, options, bool(return_continuum),
+        f, w, e, m, r, zem, is_ivar, int(bad_bits) & 0xFFFFFFFF, options, bool(return_continuum),
         str(dev), int(threads),
     )  # fmt: skip
 

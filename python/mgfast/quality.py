@@ -15,6 +15,7 @@ from .flags import (
     EDGE_PIXELS,
     LOW_SNR_LIMIT,
     LYA_REST,
+    MASK_REASONS,
     NORMALISED_MEDIAN_RANGE,
     DetectionFlag,
     NormalisationWarning,
@@ -78,6 +79,18 @@ def mask_beyond_z_em(
     np.bitwise_or(pixmask, np.uint8(PixelFlag.BEYOND_ZEM), out=pixmask, where=beyond)
     masked = pixmask != 0
     return np.stack([masked[:, a.start : a.stop].sum(axis=1) for a in grid.ARMS], axis=1)
+
+
+def masked_by_reason(pixmask: np.ndarray) -> np.ndarray:
+    """(N, len(MASK_REASONS)) float32: the fraction of the grid's pixels masked for each reason.
+    A pixel masked for several (a bad input pixel in an arm whose continuum then failed) counts
+    once, under its lowest PixelFlag bit (the first thing that went wrong there), so a row sums
+    to the spectrum's masked fraction."""
+    pm = np.atleast_2d(pixmask).astype(np.uint8, copy=False)
+    lowest = pm & (~pm + np.uint8(1))  # the lowest set bit (0 for a good pixel)
+    counts = np.stack([np.count_nonzero(lowest == np.uint8(r), axis=1) for r in MASK_REASONS],
+                      axis=1)  # fmt: skip
+    return (counts / grid.N_PIX).astype(np.float32)
 
 
 def z_em_flags(lam: np.ndarray, z_em: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 from . import _core
 from .absorbers import Absorbers, decode_absorbers
 from .catalog_files import read_tables, units_of, write_tables
-from .flags import DetectionFlag, SpectrumFlag
+from .flags import MASK_REASONS, DetectionFlag, SpectrumFlag
 
 if TYPE_CHECKING:
     from astropy.table import Table  # untyped: Any to mypy
@@ -60,6 +60,9 @@ class Detections:
     ew2803: np.ndarray | None = None
     ew2803_err: np.ndarray | None = None
     z_em: np.ndarray | None = None  # float64: the quasar's redshift as given (NaN: unknown)
+    # float32 (N, len(mgfast.quality.MASK_REASONS)): masked_fraction by reason (PixelFlag), each
+    # masked pixel under its lowest bit; the catalogue's masked_<reason> columns. None: unknown.
+    masked_by: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.probability.size)
@@ -115,7 +118,18 @@ class Detections:
             "snr": self.snr,
             "flags": self.flags,
             "masked_fraction": self.masked_fraction,
+            **self.masked_by_columns(),
         } | ({} if self.n_absorbers is None else {"n_absorbers": self.n_absorbers})
+
+    def masked_by_columns(self) -> dict[str, np.ndarray]:
+        """masked_by as the catalogue's columns masked_not_covered, masked_bad_input, ...
+        (NaN where unknown)."""
+        n = int(np.size(self.probability))
+        by = (np.full((n, len(MASK_REASONS)), np.nan, np.float32) if self.masked_by is None
+              else np.reshape(self.masked_by, (n, len(MASK_REASONS))))  # fmt: skip
+        one = np.ndim(self.probability) == 0  # one spectrum: scalars, like the other columns
+        return {f"masked_{str(r.name).lower()}": by[0, j] if one else by[:, j]
+                for j, r in enumerate(MASK_REASONS)}  # fmt: skip
 
     def meta(self) -> dict[str, object]:
         m: dict[str, object] = {

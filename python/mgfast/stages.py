@@ -26,7 +26,14 @@ from .absorbers import Absorbers, calibrate, decode_absorbers, lift_by_summary
 from .atomic import MGII_2796
 from .flags import SpectrumFlag
 from .preprocess import preprocess
-from .quality import check_normalised, check_z_em, mask_beyond_z_em, quality_flags, z_em_flags
+from .quality import (
+    check_normalised,
+    check_z_em,
+    mask_beyond_z_em,
+    masked_by_reason,
+    quality_flags,
+    z_em_flags,
+)
 from .results import _EW_COLUMNS, Detections
 
 if TYPE_CHECKING:
@@ -79,14 +86,15 @@ def prepare(
     """Host spectra onto the grid (mgfast.preprocess), the pixels beyond z_em masked, their median
     SNR, and the EW weights (and those of a network that reads the noise: spectra without errors
     get them from their scatter)."""
+    n = 1 if np.ndim(flux) == 1 else len(flux)
+    zem = check_z_em(z_em, n)
     pre = preprocess(
         flux, wave, err, ivar=ivar, mask=mask, resolution=resolution,
-        normalised=normalised, allow_empty=True, threads=threads,
+        normalised=normalised, z_em=zem, allow_empty=True, threads=threads,
     )  # fmt: skip
     flags, n_masked = np.atleast_1d(pre.flags), np.atleast_2d(pre.n_masked)
     ivar2, pixmask = np.atleast_2d(pre.ivar), np.atleast_2d(pre.pixmask)
     flux2 = np.atleast_2d(pre.flux)
-    zem = check_z_em(z_em, len(flags))
     if zem is not None:
         n_masked = mask_beyond_z_em(zem, flux2, ivar2, pixmask)
     snr = median_snr(ivar2, threads)
@@ -225,6 +233,7 @@ def assemble(det: Detector, prep: Prepared, dec: Decoded, normalised: bool) -> D
     return Detections(
         probability=score, wavelength=lam, redshift=lam / MGII_2796.wavelength - 1.0,
         detected=detected, flags=flags, masked_fraction=masked.astype(np.float32),
+        masked_by=masked_by_reason(prep.pixmask),
         snr=prep.snr, z_em=zem, threshold=det.threshold, method=det.method,
         model_sha256=dec.sha, model=det.model_name, absorbers=absorbers, n_absorbers=n_abs,
         absorber_threshold=det.absorber_threshold if absorbers is not None else None, **ews,

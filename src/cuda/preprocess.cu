@@ -69,16 +69,16 @@ __global__ void fill_one_kernel(long long n, float* x) {
 
 // One thread per (spectrum, arm): arms touch disjoint pixel ranges, so they run concurrently.
 // Each gets its own 2 * n bytes of work at 2 * (arm start) within the spectrum's 2 * kNPix.
-__global__ void arm_kernel(Options o, bool have_err, int n_spec, float* flux, float* ivar,
-                           std::uint8_t* mask, float* cont, std::uint8_t* work,
+__global__ void arm_kernel(Options o, bool have_err, int n_spec, const double* z_em, float* flux,
+                           float* ivar, std::uint8_t* mask, float* cont, std::uint8_t* work,
                            std::uint32_t* arm_flags) {
   MGFAST_GRID_STRIDE(i, static_cast<long long>(n_spec) * grid::kNumArms) {
     const int s = static_cast<int>(i / grid::kNumArms);
     const int a = static_cast<int>(i - static_cast<long long>(s) * grid::kNumArms);
     const long long row = static_cast<long long>(s) * grid::kNPix;
     std::uint8_t* w = work + 2 * row + 2 * grid::arm_start(a);
-    arm_flags[i] =
-        pipeline::stage_arm(o, have_err, a, flux + row, ivar + row, mask + row, cont + row, w);
+    arm_flags[i] = pipeline::stage_arm(o, have_err, a, flux + row, ivar + row, mask + row,
+                                       cont + row, w, nullptr, z_em ? z_em[s] : NAN);
   }
 }
 
@@ -155,8 +155,8 @@ void enqueue_preprocess(const Batch& db, const Options& o, const double* edge, c
                 scratch.good, out.flux, out.ivar, out.pixmask);
   MGFAST_LAUNCH(fill_one_kernel, n_out_px, kBlock, stream, n_out_px, cont);
   MGFAST_LAUNCH(arm_kernel, static_cast<long long>(c * grid::kNumArms), kSmallBlock, stream, o,
-                db.err != nullptr, db.n_spec, out.flux, out.ivar, out.pixmask, cont, scratch.work,
-                scratch.arm_flags);
+                db.err != nullptr, db.n_spec, db.z_em, out.flux, out.ivar, out.pixmask, cont,
+                scratch.work, scratch.arm_flags);
   MGFAST_LAUNCH(fill_kernel, n_out_px, kBlock, stream, db.n_spec, out.flux, out.ivar, out.pixmask);
   MGFAST_LAUNCH(summary_kernel, static_cast<long long>(c), kBlock, stream, db, out.pixmask,
                 scratch.arm_flags, out.n_masked, out.flags);
@@ -202,6 +202,7 @@ void preprocess(const Batch& hb, const Options& o, Output& ho, int device) {
   if (hb.err) per_spec += in * sizeof(float);
   if (hb.mask) per_spec += in * sizeof(std::uint32_t);
   if (hb.r_in) per_spec += sizeof(double);
+  if (hb.z_em) per_spec += sizeof(double);
   if (per_wave) per_spec += in * sizeof(double) + edge_arrays * n_edge * sizeof(double);
   const std::size_t fixed =
       shared_wave ? in * sizeof(double) + edge_arrays * n_edge * sizeof(double) : 0;
@@ -209,7 +210,7 @@ void preprocess(const Batch& hb, const Options& o, Output& ho, int device) {
   const int chunk = chunk_size(per_spec, fixed, hb.n_spec);
   const std::size_t cn = static_cast<std::size_t>(chunk);
 
-  DeviceBuffer<double> d_wave, d_edge, d_lnedge, d_r_in, d_var;
+  DeviceBuffer<double> d_wave, d_edge, d_lnedge, d_r_in, d_z_em, d_var;
   DeviceBuffer<float> d_flux, d_err, d_out_flux, d_out_ivar, d_cont;
   DeviceBuffer<std::uint32_t> d_mask, d_arm_flags, d_flags;
   DeviceBuffer<std::uint8_t> d_good, d_pixmask, d_work;
@@ -225,6 +226,7 @@ void preprocess(const Batch& hb, const Options& o, Output& ho, int device) {
   if (hb.err) d_err.allocate(cn * in);
   if (hb.mask) d_mask.allocate(cn * in);
   if (hb.r_in) d_r_in.allocate(cn);
+  if (hb.z_em) d_z_em.allocate(cn);
   d_good.allocate(cn * in);
   d_var.allocate(cn * in);
   d_out_flux.allocate(cn * npix);
@@ -281,6 +283,10 @@ void preprocess(const Batch& hb, const Options& o, Output& ho, int device) {
     if (hb.r_in) {
       upload(d_r_in.get(), hb.r_in + start, c, stream);
       db.r_in = d_r_in.get();
+    }
+    if (hb.z_em) {
+      upload(d_z_em.get(), hb.z_em + start, c, stream);
+      db.z_em = d_z_em.get();
     }
     if (per_wave) {
       upload(d_wave.get(), hb.wave + in_off, c * in, stream);

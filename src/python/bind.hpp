@@ -74,6 +74,8 @@ inline void validate(const pipeline::Options& o) {
   if (c.max_iter < 1) throw std::invalid_argument("max_iter: must be at least 1");
   if (!(c.spike_sigma >= 0.0 && c.spike_sigma < 1e30))
     throw std::invalid_argument("spike_sigma: must be finite and >= 0 (0: no spike rejection)");
+  if (!(c.forest_penalty > 0.0 && c.forest_penalty < 1e30))
+    throw std::invalid_argument("forest_penalty: must be finite and > 0");
 }
 
 // The preprocessing options of mgfast.preprocess (its ContinuumOptions), checked: for bindings

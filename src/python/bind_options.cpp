@@ -46,7 +46,8 @@ void bind_options(py::module_& m) {
   py::class_<continuum::Params> cont(
       m, "ContinuumOptions", "The continuum fit of each arm (src/core/preprocess/continuum.hpp).");
   cont.def(py::init([](double knot_spacing, double penalty, double clip_low, double clip_high,
-                       int grow, int max_iter, double sigma_floor, double spike_sigma) {
+                       int grow, int max_iter, double sigma_floor, double spike_sigma,
+                       double forest_penalty) {
              continuum::Params c;
              c.knot_spacing = knot_spacing;
              c.penalty = penalty;
@@ -56,6 +57,7 @@ void bind_options(py::module_& m) {
              c.max_iter = max_iter;
              c.sigma_floor = sigma_floor;
              c.spike_sigma = spike_sigma;
+             c.forest_penalty = forest_penalty;
              pipeline::Options o;
              o.continuum = c;
              validate(o);
@@ -65,7 +67,7 @@ void bind_options(py::module_& m) {
            py::arg("penalty") = dc.penalty, py::arg("clip_low") = dc.clip_low,
            py::arg("clip_high") = dc.clip_high, py::arg("grow") = dc.grow,
            py::arg("max_iter") = dc.max_iter, py::arg("sigma_floor") = dc.sigma_floor,
-           py::arg("spike_sigma") = dc.spike_sigma)
+           py::arg("spike_sigma") = dc.spike_sigma, py::arg("forest_penalty") = dc.forest_penalty)
       .def_readwrite("knot_spacing", &continuum::Params::knot_spacing)
       .def_readwrite("penalty", &continuum::Params::penalty)
       .def_readwrite("clip_low", &continuum::Params::clip_low)
@@ -73,10 +75,11 @@ void bind_options(py::module_& m) {
       .def_readwrite("grow", &continuum::Params::grow)
       .def_readwrite("max_iter", &continuum::Params::max_iter)
       .def_readwrite("sigma_floor", &continuum::Params::sigma_floor)
-      .def_readwrite("spike_sigma", &continuum::Params::spike_sigma);
+      .def_readwrite("spike_sigma", &continuum::Params::spike_sigma)
+      .def_readwrite("forest_penalty", &continuum::Params::forest_penalty);
   def_repr(cont, "ContinuumOptions",
            {"knot_spacing", "penalty", "clip_low", "clip_high", "grow", "max_iter", "sigma_floor",
-            "spike_sigma"});
+            "spike_sigma", "forest_penalty"});
 
   const pipeline::Options dp{};
   py::class_<pipeline::Options> pre(

@@ -47,8 +47,9 @@ py::array_t<T> per_pixel(T (*f)(int)) {
 py::typing::Dict<py::str, py::array> preprocess(
     const carray<float>& flux, const std::optional<carray<double>>& wave,
     const std::optional<carray<float>>& err, const std::optional<carray<std::uint32_t>>& mask,
-    const std::optional<carray<double>>& resolution, bool err_is_ivar, std::uint32_t bad_bits,
-    const pipeline::Options& o, bool return_continuum, const std::string& device, int threads) {
+    const std::optional<carray<double>>& resolution, const std::optional<carray<double>>& z_em,
+    bool err_is_ivar, std::uint32_t bad_bits, const pipeline::Options& o, bool return_continuum,
+    const std::string& device, int threads) {
   if (flux.ndim() != 2) throw std::invalid_argument("flux: expected a 2-D array (n_spec, n_pix)");
   pipeline::Batch b;
   b.n_spec = as_int(flux.shape(0), "flux");
@@ -78,6 +79,11 @@ py::typing::Dict<py::str, py::array> preprocess(
     if (resolution->ndim() != 1 || resolution->shape(0) != flux.shape(0))
       throw std::invalid_argument("resolution: expected one value per spectrum");
     b.r_in = resolution->data();
+  }
+  if (z_em) {
+    if (z_em->ndim() != 1 || z_em->shape(0) != flux.shape(0))
+      throw std::invalid_argument("z_em: expected one value per spectrum");
+    b.z_em = z_em->data();
   }
   bind::validate(o);
 
@@ -212,8 +218,9 @@ PYBIND11_MODULE(_core, m) {
 
   // Preprocessing.
   m.def("preprocess", &preprocess, py::arg("flux"), py::arg("wave"), py::arg("err"),
-        py::arg("mask"), py::arg("resolution"), py::arg("err_is_ivar"), py::arg("bad_bits"),
-        py::arg("options"), py::arg("return_continuum"), py::arg("device"), py::arg("threads"));
+        py::arg("mask"), py::arg("resolution"), py::arg("z_em"), py::arg("err_is_ivar"),
+        py::arg("bad_bits"), py::arg("options"), py::arg("return_continuum"), py::arg("device"),
+        py::arg("threads"));
   m.def(
       "median_snr",
       [](const carray<float>& ivar, int threads) {

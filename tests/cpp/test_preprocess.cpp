@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "continuum.hpp"
+#include "grid.hpp"
 #include "resample.hpp"
 
 using namespace mgfast;
@@ -237,4 +238,27 @@ TEST(Resample, RebinWithACursorIsRebinWithoutOneToTheBit) {
     ASSERT_EQ(a.covered, b.covered) << lo;
     ASSERT_EQ(a.good, b.good) << lo;
   }
+}
+
+// The Lyman-alpha forest of an arm (continuum.hpp): rest 1040-1200 Å, none without z_em.
+TEST(Continuum, ForestOfArm) {
+  using namespace mgfast;
+  const int n = grid::kArmNPix[0];
+  const double lo = grid::kArmLo[0];
+  const continuum::Forest none = continuum::forest_of_arm(NAN, n, lo, grid::kDlnLambda);
+  EXPECT_EQ(none.begin, none.end);
+  const continuum::Forest low = continuum::forest_of_arm(1.5, n, lo, grid::kDlnLambda);
+  EXPECT_EQ(low.begin, low.end);  // 1200 x 2.5 = 3000 Å: blueward of the blue arm
+  const double z = 2.5;           // forest 3640-4200 Å: the arm's start up to 4200 Å
+  const continuum::Forest f = continuum::forest_of_arm(z, n, lo, grid::kDlnLambda);
+  EXPECT_EQ(f.begin, 0);
+  EXPECT_GT(f.end, 0);
+  EXPECT_LT(f.end, n);
+  EXPECT_GE(f.wavelength(f.end), 1200.0 * (1 + z));
+  EXPECT_LT(f.wavelength(f.end - 1), 1200.0 * (1 + z));
+  // Faucher-Giguere et al. 2008 at z = 2.5 and 3: F = 0.78, 0.66
+  EXPECT_NEAR(continuum::mean_forest_flux(1215.67 * 3.5), std::exp(-0.0018 * std::pow(3.5, 3.92)),
+              1e-12);
+  EXPECT_NEAR(continuum::mean_forest_flux(1215.67 * 3.5), 0.78, 0.01);
+  EXPECT_NEAR(continuum::mean_forest_flux(1215.67 * 4.0), 0.66, 0.01);
 }

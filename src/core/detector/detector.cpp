@@ -183,6 +183,7 @@ void Detector::Impl::detect_chunk(const Spectra& s, std::vector<Detection>& rows
   b.mask = s.mask;
   b.bad_bits = s.mask ? s.bad_bits : 0xFFFFFFFFu;
   b.r_in = s.resolution;
+  b.z_em = s.z_em;      // the continuum fit's Lyman-alpha forest (normalised = false)
   pipeline::Options o;  // mgfast.preprocess's defaults (ContinuumOptions())
   o.normalise = !s.normalised;
   o.min_pixel_good = 0.5;
@@ -195,6 +196,7 @@ void Detector::Impl::detect_chunk(const Spectra& s, std::vector<Detection>& rows
   o.continuum.max_iter = 15;
   o.continuum.sigma_floor = 0.01;
   o.continuum.spike_sigma = 10.0;
+  o.continuum.forest_penalty = 30.0;
   std::vector<float> flux(size), ivar(size);
   std::vector<std::uint8_t> pixmask(size);
   std::vector<std::uint32_t> flags(static_cast<std::size_t>(n));
@@ -244,6 +246,7 @@ void Detector::Impl::detect_chunk(const Spectra& s, std::vector<Detection>& rows
     std::int64_t masked = 0;
     for (int a = 0; a < grid::kNumArms; ++a) masked += n_masked[i * grid::kNumArms + a];
     d.masked_fraction = static_cast<float>(double(masked) / double(kN));
+    d.masked_by = steps::masked_by_reason(pixmask.data() + i * kN);
     d.snr = snr[i];
     if (d.detected && std::isfinite(d.lambda2796)) {
       ew_rows.push_back(i);

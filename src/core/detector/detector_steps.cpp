@@ -228,6 +228,22 @@ std::vector<float> scatter_ivar(const float* flux, const float* ivar, const std:
   return out;
 }
 
+std::array<float, kMaskReasons> masked_by_reason(const std::uint8_t* pixmask) {
+  static_assert(kMaskReasons == 6 && flags::kPixSpike == 1u << 5, "a reason per mask bit");
+  std::array<std::int64_t, kMaskReasons> count{};
+  for (int p = 0; p < grid::kNPix; ++p) {
+    const unsigned m = pixmask[p];
+    if (m == 0) continue;
+    int bit = 0;
+    while (!(m & (1u << bit))) ++bit;  // the lowest set bit: the first reason
+    ++count[bit];
+  }
+  std::array<float, kMaskReasons> out{};
+  for (int r = 0; r < kMaskReasons; ++r)
+    out[r] = static_cast<float>(double(count[r]) / double(grid::kNPix));
+  return out;
+}
+
 std::uint32_t quality(float snr, const std::uint8_t* pixmask, double lam) {
   std::uint32_t f = snr < kLowSnrLimit ? kLowSnr : 0u;
   if (!std::isfinite(lam)) return f;

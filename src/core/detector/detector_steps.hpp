@@ -4,8 +4,11 @@
 // Python function it mirrors.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
+
+#include "mgfast/detector.hpp"
 
 namespace mgfast::steps {
 
@@ -33,6 +36,10 @@ void mask_beyond_z_em(const double* z_em, std::int64_t n, float* flux, float* iv
 // ew.scatter_ivar: ivar with the scatter's estimate for the spectra without errors (copied).
 std::vector<float> scatter_ivar(const float* flux, const float* ivar, const std::uint8_t* pixmask,
                                 std::int64_t n);
+
+// quality.masked_by_reason of one spectrum: the fraction of its pixels masked for each reason,
+// each pixel under its lowest mask bit (kMaskReasons of them, the pixel-mask bits in order).
+std::array<float, kMaskReasons> masked_by_reason(const std::uint8_t* pixmask_row);
 
 // detector._quality: LOW_SNR, NEAR_EDGE and NEAR_MASKED bits of spectrum i.
 std::uint32_t quality(float snr, const std::uint8_t* pixmask_row, double lambda2796);

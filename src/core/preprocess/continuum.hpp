@@ -41,7 +41,53 @@ struct Params {
   double spike_sigma = 10.0;  // a pixel this many sigma above the median of its neighbours is a
                               // spike (cosmic ray, hot pixel): left out of the first fit and, if
                               // the final fit also clips it, masked; 0 switches this off
+  // The Lyman-alpha forest of a quasar of known redshift (Forest, below): the penalty on the
+  // spline's curvature there is this many times the one elsewhere, so that the fit averages over
+  // many forest lines (a few thousand km/s) instead of following them.
+  double forest_penalty = 30.0;
 };
+
+// The Lyman-alpha forest, where the quasar's redshift is known: rest wavelengths kForestRestLo to
+// kForestRestHi (the range of BOSS and DESI forest analyses, clear of the Lyman-beta forest and of
+// the Lyman-alpha emission line's core). There the flux is the continuum times a transmission that
+// is mostly absorbed, and asymmetric clipping finds no continuum between the lines: the fit sits
+// low, or keeps too few pixels and masks the forest (CONTINUUM_FAILED). Instead every forest pixel
+// enters the fit divided by the mean transmission at its redshift, mean_forest_flux (mean-flux
+// regulation: Lee, Suzuki & Spergel 2012), unclipped (spikes aside), with a stiffer spline
+// (Params::forest_penalty): the continuum is then the one whose forest has the sky's mean flux.
+constexpr double kLyaRest = 1215.67;
+constexpr double kForestRestLo = 1040.0;
+constexpr double kForestRestHi = 1200.0;
+
+// The mean transmitted flux of the Lyman-alpha forest at observed wavelength lam (Å):
+// exp(-tau_eff), tau_eff = 0.0018 (1 + z)^3.92 (Faucher-Giguere et al. 2008), z = lam / 1215.67
+// - 1.
+MGFAST_HD double mean_forest_flux(double lam) { return exp(-0.0018 * pow(lam / kLyaRest, 3.92)); }
+
+// The forest pixels of an arm: [begin, end) of its n pixels, the first at wavelength lo (Å), the
+// grid's step dln in ln(lambda). Empty (begin == end) where the quasar's redshift is unknown.
+struct Forest {
+  int begin = 0, end = 0;
+  double lo = 0.0, dln = 0.0;
+  MGFAST_HD bool contains(int i) const { return i >= begin && i < end; }
+  MGFAST_HD double wavelength(int i) const { return lo * exp(i * dln); }
+};
+
+// The Forest of an arm of n pixels from wavelength lo in steps dln, for a quasar at z_em (NaN:
+// none).
+MGFAST_HD Forest forest_of_arm(double z_em, int n, double lo, double dln) {
+  Forest f;
+  f.lo = lo, f.dln = dln;
+  if (!(z_em >= 0.0)) return f;  // NaN: unknown
+  auto pixel = [&](double rest) {
+    const double x = ceil(log(rest * (1.0 + z_em) / lo) / dln);
+    return x < 0.0 ? 0 : (x > n ? n : static_cast<int>(x));
+  };
+  f.begin = pixel(kForestRestLo);
+  f.end = pixel(kForestRestHi);
+  if (f.end < f.begin) f.end = f.begin;
+  return f;
+}
 
 // Number of B-spline coefficients used for an arm of n pixels.
 MGFAST_HD int n_basis(int n, double knot_spacing) {
@@ -409,10 +455,11 @@ MGFAST_HD int mark_unsupported(int n, const float* ivar, const std::uint8_t* goo
 // with p.knot_spacing). Returns false (cont untouched beyond garbage) when too few pixels survive
 // or the fit is not positive. Spikes (mark_spikes) are left out of the first fit; later fits clip
 // them like any pixel far above the continuum. On success, work[i] & kSpike marks the spikes the
-// final fit clips too (more than clip_high sigma above it): the pixels to mask.
+// final fit clips too (more than clip_high sigma above it): the pixels to mask. forest (or null)
+// marks the arm's Lyman-alpha forest, fitted by mean-flux regulation (Forest, above).
 MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::uint8_t* good,
                        std::uint8_t* work, float* cont, const Params& p,
-                       const Basis* basis = nullptr) {
+                       const Basis* basis = nullptr, const Forest* forest = nullptr) {
   const int m = n_basis(n, p.knot_spacing);
   if (m > kMaxBasis || n < 8) return false;
   double inv_h = 0.0;
@@ -432,6 +479,14 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
     mark_spikes(n, flux, ivar, good, work, noise_var, cont, p);
   }
   const double noise_scale = penalty_noise_scale(n, flux, ivar, work, kUse);
+  // The forest: cont holds its pixels' flux over the mean transmission until the last fit, and
+  // they stay in every fit (spikes aside): they are never clipped.
+  const int fb = forest ? forest->begin : 0, fe = forest ? forest->end : 0;
+  for (int i = fb; i < fe; ++i) {
+    cont[i] = static_cast<float>(flux[i] / mean_forest_flux(forest->wavelength(i)));
+    const std::uint8_t spike = work[i] & kSpike;
+    work[i] = static_cast<std::uint8_t>(((good[i] && !spike) ? kUse : 0) | spike);
+  }
   bool fitted = false;
   for (int it = 0; it < p.max_iter; ++it) {
     for (int k = 0; k < m; ++k) {
@@ -461,7 +516,7 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
       }
       if (end) break;
       ++used;
-      const double f = flux[i];
+      const double f = (i >= fb && i < fe) ? cont[i] : flux[i];
       s00 += b[0] * b[0], s01 += b[0] * b[1], s02 += b[0] * b[2], s03 += b[0] * b[3];
       s11 += b[1] * b[1], s12 += b[1] * b[2], s13 += b[1] * b[3];
       s22 += b[2] * b[2], s23 += b[2] * b[3], s33 += b[3] * b[3];
@@ -471,31 +526,43 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
     // Second-difference penalty, scaled so that its strength depends neither on how many pixels
     // a coefficient sees nor on the flux units, and grows with the noise.
     // a coefficient sees.
+    // Row k of the penalty is centred on coefficient k + 1, whose basis peaks at knot k.
     const double lam = p.penalty * noise_scale * used / m;
     const double d[3] = {1.0, -2.0, 1.0};
-    for (int k = 0; k + 2 < m; ++k)
+    for (int k = 0; k + 2 < m; ++k) {
+      const double knot = inv_h > 0.0 ? k / inv_h : 0.0;
+      const double lk = (knot >= fb && knot < fe) ? lam * p.forest_penalty : lam;
       for (int a = 0; a < 3; ++a)
-        for (int c = a; c < 3; ++c) band[k + a][c - a] += lam * d[a] * d[c];
+        for (int c = a; c < 3; ++c) band[k + a][c - a] += lk * d[a] * d[c];
+    }
     for (int k = 0; k < m; ++k) band[k][0] += 1e-9 * (1.0 + band[k][0]);
     if (!solve_band4(m, band, coef)) return false;
 
-    double ss = 0.0;
+    double ss = 0.0, ss_forest = 0.0;
     for (int i = 0; i < n; ++i) {
       const int s = basis_at(i, inv_h, nseg, basis, b);
       const double c =
           b[0] * coef[s] + b[1] * coef[s + 1] + b[2] * coef[s + 2] + b[3] * coef[s + 3];
+      if (i >= fb && i < fe) {  // (the forest's cont stays its input until the last fit)
+        const double d = cont[i] - c;
+        ss_forest += (work[i] & kUse) ? d * d : 0.0;
+        continue;
+      }
       cont[i] = static_cast<float>(c);
       const double d = flux[i] - c;
       ss += (work[i] & kUse) ? d * d : 0.0;
     }
-    global_var = ss / used;
+    // The clipping scale without errors: the scatter outside the forest (in it where that is all)
+    int used_forest = 0;
+    for (int i = fb; i < fe; ++i) used_forest += (work[i] & kUse) != 0;
+    global_var = used > used_forest ? ss / (used - used_forest) : ss_forest / used;
 
     // New rejection from all good pixels (not cumulative, so a pixel wrongly clipped early,
     // e.g. on an emission-line peak the fit had not yet reached, comes back).
     for (int i = 0; i < n; ++i) {
       const double d = flux[i] - cont[i];
-      const bool low =
-          (good[i] != 0) & (d < 0.0) & beyond(d, low2, ivar, i, global_var, cont[i], p);
+      const bool low = (good[i] != 0) & (d < 0.0) & !(i >= fb && i < fe) &
+                       beyond(d, low2, ivar, i, global_var, cont[i], p);
       work[i] = static_cast<std::uint8_t>((work[i] & (kUse | kPrev | kSpike)) | (low ? kLow : 0));
     }
     // Grow each rejected absorption pixel by p.grow pixels either side (bit 4 marks "near a
@@ -511,8 +578,11 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
       prev_low = (work[i] & kLow) ? i : prev_low;
       const double d = flux[i] - cont[i];
       // & rather than &&, and selects rather than ifs: the same values without a branch each
-      const bool use = (good[i] != 0) & !(work[i] & kNear) & (i - prev_low > p.grow) &
-                       !((d > 0.0) & beyond(d, high2, ivar, i, global_var, cont[i], p));
+      const bool in_forest = i >= fb && i < fe;
+      const bool use = in_forest
+                           ? (good[i] != 0) & !(work[i] & kSpike)
+                           : (good[i] != 0) & !(work[i] & kNear) & (i - prev_low > p.grow) &
+                                 !((d > 0.0) & beyond(d, high2, ivar, i, global_var, cont[i], p));
       const bool cur = (work[i] & kUse) != 0;
       changed |= use != cur;
       as_before &= use == ((work[i] & kPrev) != 0);
@@ -528,6 +598,12 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
     if (as_before && (p.max_iter - 1 - it) % 2 == 0) break;
   }
   if (!fitted) return false;
+  for (int i = fb; i < fe; ++i) {  // the forest's continuum, from the last fit
+    double b[4];
+    const int s = basis_at(i, inv_h, nseg, basis, b);
+    cont[i] = static_cast<float>(b[0] * coef[s] + b[1] * coef[s + 1] + b[2] * coef[s + 2] +
+                                 b[3] * coef[s + 3]);
+  }
   if (mark_unsupported(n, ivar, good, work, cont, p) < min_keep) return false;
   // A spike stays one only where the final fit clips it as well: a pixel marked against a
   // neighbourhood of absorption, at the continuum itself, is not.

@@ -27,7 +27,11 @@ struct Batch {
   const std::uint32_t* mask = nullptr;   // optional (n_spec, n_in) bit mask
   std::uint32_t bad_bits = 0xFFFFFFFFu;  // mask bits that make a pixel bad
   const double* r_in = nullptr;  // optional (n_spec,) resolving power of the input; null = 20000
+  const double* z_em = nullptr;  // optional (n_spec,) quasar redshifts (NaN: unknown): the
+                                 // continuum fit treats their Lyman-alpha forest (continuum.hpp)
 };
+
+MGFAST_HD double z_em_of(const Batch& b, int s) { return b.z_em ? b.z_em[s] : NAN; }
 
 struct Options {
   bool normalise = false;       // fit and divide by a continuum (flux not yet normalised)
@@ -106,10 +110,11 @@ MGFAST_HD void stage_smooth(int n_in, int j, const double* lnedge, const float* 
 
 // Stage 3, per arm a of one spectrum (pointers to that spectrum's rows): drop an arm with too
 // little data, else fit and divide by the continuum when asked (basis: the arm's spline basis,
-// continuum::fill_basis, or null). Returns the flags to OR in.
+// continuum::fill_basis, or null; z_em: the quasar's redshift, NaN where unknown). Returns the
+// flags to OR in.
 MGFAST_HD std::uint32_t stage_arm(const Options& o, bool have_err, int a, float* flux, float* ivar,
                                   std::uint8_t* mask, float* cont, std::uint8_t* work,
-                                  const continuum::Basis* basis = nullptr) {
+                                  const continuum::Basis* basis = nullptr, double z_em = NAN) {
   const int p0 = grid::arm_start(a), n = grid::arm_npix(a);
   int n_good = 0;
   for (int i = 0; i < n; ++i) {
@@ -123,8 +128,10 @@ MGFAST_HD std::uint32_t stage_arm(const Options& o, bool have_err, int a, float*
   if (!o.normalise) return 0u;
   // work doubles as the good-pixel input; fit_arm needs a second scratch row for its own state,
   // which is the continuum row's neighbour in work (n bytes further on).
+  const continuum::Forest forest =
+      continuum::forest_of_arm(z_em, n, grid::arm_lo(a), grid::kDlnLambda);
   if (!continuum::fit_arm(n, flux + p0, have_err ? ivar + p0 : nullptr, work, work + n, cont + p0,
-                          o.continuum, basis)) {
+                          o.continuum, basis, forest.end > forest.begin ? &forest : nullptr)) {
     for (int i = 0; i < n; ++i) {
       mask[p0 + i] |= flags::kPixContinuumFailed;
       cont[p0 + i] = 1.0f;

@@ -91,6 +91,11 @@ void validate_batch(const Batch& b) {
       check_increasing(b.wave + static_cast<long long>(r) * b.n_in, b.n_in,
                        b.wave_per_spectrum ? "wave[" + std::to_string(r) + "]" : "wave");
   }
+  if (b.z_em)
+    for (int s = 0; s < b.n_spec; ++s)
+      if (std::isinf(b.z_em[s]) || b.z_em[s] < 0.0)
+        throw std::invalid_argument("z_em[" + std::to_string(s) +
+                                    "]: must be >= 0 or NaN (unknown)");
   if (b.r_in) {
     for (int s = 0; s < b.n_spec; ++s)
       if (!(b.r_in[s] > 0.0) || !std::isfinite(b.r_in[s]))
@@ -171,8 +176,8 @@ void preprocess_cpu(const Batch& b, const Options& o, Output& out, int threads) 
       for (int p = 0; p < grid::kNPix; ++p) cont[p] = 1.0f;
       std::uint32_t f = 0u;
       for (int a = 0; a < grid::kNumArms; ++a)
-        f |=
-            pipeline::stage_arm(o, b.err != nullptr, a, of, oi, om, cont, w.work.data(), &basis[a]);
+        f |= pipeline::stage_arm(o, b.err != nullptr, a, of, oi, om, cont, w.work.data(), &basis[a],
+                                 pipeline::z_em_of(b, s));
       for (int p = 0; p < grid::kNPix; ++p) pipeline::stage_fill(p, of, oi, om);
       f |= pipeline::stage_summary(b, s, om,
                                    out.n_masked + static_cast<std::size_t>(s) * grid::kNumArms);
