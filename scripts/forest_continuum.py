@@ -15,7 +15,7 @@ without:
 The forest's penalty (ContinuumOptions.forest_penalty) was chosen on another seed of the same
 simulator (777); nothing here comes from the held-out family. Usage::
 
-    python scripts/forest_continuum.py [--n 1400] [--seed 4071] [--markdown FILE]
+    python scripts/forest_continuum.py [--n 1400] [--seed 4071] [--markdown FILE] [--real NPZ]
 """
 
 from __future__ import annotations
@@ -96,11 +96,47 @@ def detection_figures(n: int, seed: int) -> list[tuple[str, float, float, float,
     return rows
 
 
+def real_figures(path: str) -> list[str]:
+    """The real development spectra (evaluation only), unnormalised, without z_em and with it:
+    per spectrum the masked fraction by reason and the row's detection."""
+    from mgfast.flags import MASK_REASONS
+
+    d = np.load(path)
+    flux, err = d["flux"].copy(), d["err"].copy()
+    bad = ~np.isfinite(flux) | ~np.isfinite(err) | (err <= 0)
+    flux[bad], err[bad] = 0.0, 0.0
+    det = mgfast.Detector()
+    runs = [det.detect(flux, d["wave"], err, normalised=False, z_em=z)
+            for z in (None, d["z_em"].astype(np.float64))]  # fmt: skip
+
+    def masked(r: mgfast.Detections, i: int) -> str:
+        assert r.masked_by is not None
+        why = ", ".join(f"{m.name} {100 * r.masked_by[i, j]:.1f}"
+                        for j, m in enumerate(MASK_REASONS) if r.masked_by[i, j] > 0)  # fmt: skip
+        return f"{100 * r.masked_fraction[i]:.1f} %" + (f" ({why})" if why else "")
+
+    def row(r: mgfast.Detections, i: int) -> str:
+        if not r.detected[i]:
+            return f"none (best p {r.probability[i]:.2f})"
+        return f"λ2796 {r.wavelength[i]:.1f} Å, p {r.probability[i]:.3f}"
+
+    lines = [
+        "| spectrum | z_em | masked, without z_em | with z_em | detection without z_em | "
+        "with z_em |",
+        "|---|---:|---|---|---|---|",
+    ]
+    for i, name in enumerate(d["names"]):
+        lines.append(f"| {name} | {d['z_em'][i]:.3f} | {masked(runs[0], i)} | "
+                     f"{masked(runs[1], i)} | {row(runs[0], i)} | {row(runs[1], i)} |")  # fmt: skip
+    return lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--n", type=int, default=1400, help="spectra per part (default 1400)")
     p.add_argument("--seed", type=int, default=4071)
     p.add_argument("--markdown", help="also write the tables to this file")
+    p.add_argument("--real", help="also the real development spectra (../shared/data/real_dev.npz)")
     a = p.parse_args()
     t0 = time.time()
     fit = fit_figures(a.n, a.seed)
@@ -110,7 +146,7 @@ def main() -> None:
     lines = [
         f"{datetime.date.today()}, commit {commit}, {platform.processor() or platform.machine()}, "
         f"{time.time() - t0:.0f} s. Command: `python scripts/forest_continuum.py --n {a.n} "
-        f"--seed {a.seed}`",
+        f"--seed {a.seed}" + (f" --real {a.real}" if a.real else "") + "`",
         "",
         f"The fit ({a.n} spectra without MgII, SNR {'/'.join(f'{s:g}' for s in PAPER_SNR)}, "
         f"seed {a.seed}):",
@@ -130,6 +166,10 @@ def main() -> None:
         *(f"| {g} | {fi:.1f} % (of {ni}) | {fo:.1f} % (of {no}) | {fp:.2f} % | {fr:.2f} % |"
           for g, fi, fo, fp, fr, ni, no in det),
     ]  # fmt: skip
+    if a.real:
+        lines += ["", f"The real development spectra ({a.real}), unnormalised, masked pixels in % "
+                  "of the grid by reason (PixelFlag), and the row's detection by `default`:", "",
+                  *real_figures(a.real)]  # fmt: skip
     text = "\n".join(lines) + "\n"
     print(text)
     if a.markdown:
