@@ -70,3 +70,30 @@ def test_joint_targets_give_the_summary_nothing_to_learn_from_multi_absorber_spe
             gen.close()
         assert x.shape == (6, grid.N_PIX) and len(y) == 4
         assert (y[0] >= 0).all() == summary and (y[0] == -1).all() != summary
+
+
+def test_fitted_batches_go_through_the_continuum_fit():
+    """--fitted-fraction: kinds 4 and 5 are unnormalised sky spectra normalised by mgfast's own
+    fit (5 given z_em); the other kinds, and every batch without it, are unchanged."""
+    import collections
+
+    from mgfast_train.data import FITTED_KINDS, batch_kind, fitted_mode, model_input
+    from mgfast_train.data import simulate_kwargs as kwargs_of
+
+    plain, fitted = DataConfig(mix="sky"), DataConfig(mix="sky", fitted_fraction=0.5)
+    kinds = collections.Counter(batch_kind(s, fitted) for s in range(4000))
+    assert kinds[4] > 400 and kinds[5] > 400 and kinds[3] > 800
+    for s in range(4000):  # only some kind-3 batches change
+        k0, k1 = batch_kind(s, plain), batch_kind(s, fitted)
+        assert k0 == k1 or (k0 == 3 and k1 in FITTED_KINDS)
+    assert kwargs_of(4, fitted)["realism"].unnormalised
+    assert not kwargs_of(3, fitted)["realism"].unnormalised
+    sim = mgfast.simulate(6, seed=3, z_em_range=(2.5, 3.5), **kwargs_of(5, fitted))
+    for kind in FITTED_KINDS:
+        x = model_input(sim, fitted=fitted_mode(kind))
+        assert x.shape == (6, grid.N_PIX) and np.all(np.isfinite(x))
+        assert 0.7 < np.median(x) < 1.2  # normalised by the fit
+    # given z_em, the forest is fitted rather than masked (masked pixels are filled with 1)
+    blue = slice(grid.ARMS[0].start, grid.ARMS[0].stop)
+    masked = [np.mean(model_input(sim, fitted=f)[:, blue] == 1.0) for f in (1, 2)]
+    assert masked[1] < masked[0]

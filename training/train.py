@@ -156,6 +156,14 @@ def main() -> None:
         help="--mix sky: share of the absorbers after the first placed 150-500 km/s from it",
     )
     p.add_argument(
+        "--fitted-fraction",
+        type=float,
+        default=0.0,
+        help="--mix sky: share of the Realism.sky() batches made unnormalised and normalised by "
+        "mgfast's continuum fit (half of them given z_em), so the network sees the fit's "
+        "residuals",
+    )
+    p.add_argument(
         "--input-channels",
         default="flux",
         help="what the network reads, comma-separated, flux first: flux, whitened, log_snr "
@@ -320,6 +328,7 @@ def main() -> None:
                 max_absorbers=m,
                 mix=args.mix,
                 blend_fraction=args.blend_fraction,
+                fitted_fraction=args.fitted_fraction,
             ),
             size,
             step,

@@ -4,6 +4,7 @@ sets are fixed (seed, index range) and can be regenerated anywhere."""
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -32,6 +33,11 @@ class DataConfig:
     mix: str = "paper"
     sky_ew_range: tuple[float, float] = (0.05, 6.5)
     blend_fraction: float = 0.0  # "sky" mix, several absorbers: share placed as blends
+    # "sky" mix: share of the Realism.sky() batches made unnormalised (a quasar continuum with
+    # emission lines) and normalised by mgfast's own continuum fit, half of them given z_em (the
+    # forest's mean-flux regulation): the network then sees the fit's residuals (emission lines,
+    # the forest) as the pipeline makes them on real spectra, not only a smooth continuum error
+    fitted_fraction: float = 0.0
 
 
 # The instrument and reduction of Realism.sky() without its astrophysics (forest, metals,
@@ -47,16 +53,32 @@ SKY_INSTRUMENT = Realism(
 )
 
 
+# Batch kinds whose spectra go through the continuum fit (batch_kind): 4 without z_em, 5 with.
+FITTED_KINDS = (4, 5)
+
+
+def fitted_mode(kind: int) -> int:
+    """model_input's ``fitted`` for a batch kind."""
+    return FITTED_KINDS.index(kind) + 1 if kind in FITTED_KINDS else 0
+
+
 def batch_kind(step: int, cfg: DataConfig) -> int:
     """The kind of batch `step` (a pure function of the step, so resumed runs agree): for the
     "paper" mix 0 idealised, 1 Realism.survey(); for the "sky" mix 0 paper idealised, 2 sky
-    kinematics with SKY_INSTRUMENT, 3 sky kinematics with Realism.sky()."""
+    kinematics with SKY_INSTRUMENT, 3 sky kinematics with Realism.sky(); with
+    ``fitted_fraction``, that share of the kind-3 batches become 4 (unnormalised, through the
+    continuum fit) or 5 (the same given z_em), alternately."""
     h = (step * 7919) % 100
     if cfg.mix == "paper":
         return 1 if h < 100 * cfg.realistic_fraction else 0
     if cfg.mix != "sky":
         raise ValueError(f"mix: expected 'paper' or 'sky', got {cfg.mix!r}")
-    return 0 if h < 20 else (2 if h < 50 else 3)
+    kind = 0 if h < 20 else (2 if h < 50 else 3)
+    if kind == 3 and cfg.fitted_fraction > 0.0:
+        h2 = (step * 104729 + 17) % 1000
+        if h2 < 1000 * cfg.fitted_fraction:
+            kind = 4 if h2 % 2 == 0 else 5
+    return kind
 
 
 def simulate_kwargs(kind: int, cfg: DataConfig) -> dict:
@@ -66,6 +88,8 @@ def simulate_kwargs(kind: int, cfg: DataConfig) -> dict:
     if kind == 1:
         return {"realism": Realism.survey()}
     realism = SKY_INSTRUMENT if kind == 2 else Realism.sky()
+    if kind in FITTED_KINDS:
+        realism = dataclasses.replace(realism, unnormalised=True)
     return {
         "realism": realism,
         "kinematics": "sky",
@@ -79,14 +103,17 @@ def model_input(
     threads: int = 1,
     device: str = "cpu",
     channels: Sequence[str] | None = None,
+    fitted: int = 0,
 ) -> np.ndarray:
     """What the network reads: the grid fast path of preprocessing (bad pixels filled with 1),
     (N, n_pix); with ``channels`` other than flux only (mgfast.model.INPUT_CHANNELS), the
     features mgfast.model.input_features computes from its flux and ivar, as the engines do,
-    channels-last (N, n_pix, C)."""
+    channels-last (N, n_pix, C). ``fitted``: the spectra are unnormalised and go through the
+    continuum fit (1: without z_em, 2: given the truth's z_em)."""
     pre = mgfast.preprocess(
-        sim.flux, None, sim.err, allow_empty=True, threads=threads, device=device
-    )
+        sim.flux, None, sim.err, allow_empty=True, threads=threads, device=device,
+        normalised=not fitted, z_em=sim.truth.z_em if fitted == 2 else None,
+    )  # fmt: skip
     channels = check_channels(channels)
     if channels == FLUX_ONLY:
         return pre.flux
@@ -188,14 +215,14 @@ def batches(
         dev = where["device"]
         try:
             sim = mgfast.simulate(n, device=dev, **kw)
-            x = model_input(sim, threads, dev, channels)
+            x = model_input(sim, threads, dev, channels, fitted_mode(kind))
         except RuntimeError as e:
             if dev == "cpu":
                 raise
             print(f"data: {dev} failed ({e}); making the batches on the CPU", flush=True)
             where["device"] = "cpu"
             sim = mgfast.simulate(n, device="cpu", **kw)
-            x = model_input(sim, threads, channels=channels)
+            x = model_input(sim, threads, channels=channels, fitted=fitted_mode(kind))
         y = targets(sim)
         out = []
         for k in range(len(steps)):
