@@ -8,8 +8,10 @@ inside and outside the Lyα forest separately).
 
 The model is run as users run it (mgfast.Detector, EWs combined with those measured on the
 spectrum); absorbers at or above its threshold, matched one to one within 5 Å of a true λ2796.
-The truth λ2796 is the simulator's for its sets and the held-out family's absorbed-flux-weighted
-centroid for that family (the sky mode's definition of a system's position). For each cell: the
+The truth λ2796 is every set's absorbed-flux-weighted centroid of the 2796 line (the sky mode's
+definition of a system's position, which its systems and the held-out family's truth follow; for
+the simulator's idealised set, whose λ2796 is the nominal redshift of components drawn around it,
+measured on its noiseless spectra: pull_sets.absorption_centroid). For each cell: the
 robust spread of the pulls, σ68 = (84th − 16th percentile) / 2 (1 for honest Gaussian errors;
 the issue asks for 1 ± 0.2), the fraction with |pull| < 1 (68 % for Gaussian errors) and the
 median pull (bias in units of σ). Evaluation only: nothing here is fitted.
