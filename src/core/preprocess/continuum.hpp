@@ -62,7 +62,10 @@ constexpr double kForestRestHi = 1200.0;
 // The mean transmitted flux of the Lyman-alpha forest at observed wavelength lam (Å):
 // exp(-tau_eff), tau_eff = 0.0018 (1 + z)^3.92 (Faucher-Giguere et al. 2008), z = lam / 1215.67
 // - 1.
-MGFAST_HD double mean_forest_flux(double lam) { return exp(-0.0018 * pow(lam / kLyaRest, 3.92)); }
+constexpr double kTauEffA = 0.0018, kTauEffB = 3.92;
+MGFAST_HD double mean_forest_flux(double lam) {
+  return exp(-kTauEffA * pow(lam / kLyaRest, kTauEffB));
+}
 
 // The forest pixels of an arm: [begin, end) of its n pixels, the first at wavelength lo (Å), the
 // grid's step dln in ln(lambda). Empty (begin == end) where the quasar's redshift is unknown.
@@ -482,8 +485,14 @@ MGFAST_HD bool fit_arm(int n, const float* flux, const float* ivar, const std::u
   // The forest: cont holds its pixels' flux over the mean transmission until the last fit, and
   // they stay in every fit (spikes aside): they are never clipped.
   const int fb = forest ? forest->begin : 0, fe = forest ? forest->end : 0;
+  double tau = 0.0;
+  const double tau_step = forest ? exp(kTauEffB * forest->dln) : 1.0;
   for (int i = fb; i < fe; ++i) {
-    cont[i] = static_cast<float>(flux[i] / mean_forest_flux(forest->wavelength(i)));
+    // 1 / mean_forest_flux = exp(tau_eff), tau_eff = A (lambda / 1215.67)^B: on the grid's
+    // geometric wavelengths (1 + z)^B is itself geometric, so one exp per pixel
+    if (i == fb) tau = kTauEffA * pow(forest->wavelength(i) / kLyaRest, kTauEffB);
+    cont[i] = static_cast<float>(flux[i] * exp(tau));
+    tau *= tau_step;
     const std::uint8_t spike = work[i] & kSpike;
     work[i] = static_cast<std::uint8_t>(((good[i] && !spike) ? kUse : 0) | spike);
   }
