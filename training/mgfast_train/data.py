@@ -282,11 +282,13 @@ def fixed_set(
     snr: tuple[float, ...] = (3, 5, 10, 20, 30, 40, 50),
     max_absorbers: int = 1,
     sky: bool = False,
+    fitted: bool = False,
 ) -> Simulation:
     """A fixed evaluation set: n_per_snr spectra at each SNR, 50/50 with/without absorber
     (``max_absorbers`` > 1: 1 to that many in those with any); ``sky``: the sky kinematics
-    with Realism.sky() (simulate_kwargs(3, DataConfig()))."""
-    kw = simulate_kwargs(3, DataConfig()) if sky else {}
+    with Realism.sky() (simulate_kwargs(3, DataConfig())); ``fitted`` (with sky): unnormalised,
+    for model_input(..., fitted=1 or 2) (simulate_kwargs(4, ...))."""
+    kw = simulate_kwargs(4 if fitted else 3, DataConfig()) if sky else {}
     if not sky:
         kw["realism"] = Realism.survey() if realistic else None
     sims = [
